@@ -1,0 +1,1 @@
+"""tryon engine: checkpoints, models, pipelines, media, training. No CLI code here."""
