@@ -1,0 +1,18 @@
+"""Checkpoints: presets, building, saving, finding and loading."""
+
+from engine.checkpoint.presets import PRESETS, Preset, get_preset
+from engine.checkpoint.store import (
+    CheckpointInfo,
+    CondNetUntrainedWarning,
+    LoadedModel,
+    build_random,
+    load_model,
+    resolve_source,
+    save_checkpoint,
+    validate_checkpoint,
+)
+
+__all__ = [
+    "PRESETS", "Preset", "get_preset", "CheckpointInfo", "CondNetUntrainedWarning", "LoadedModel",
+    "build_random", "load_model", "resolve_source", "save_checkpoint", "validate_checkpoint",
+]

@@ -1,0 +1,34 @@
+"""Session fixtures: one tiny checkpoint built once, and the real cases when present."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+REAL_CASES = Path(__file__).resolve().parents[2] / "shared" / "real-cases"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight tiny checkpoint, saved through the project's own writer."""
+    from engine.api import init_model
+
+    return init_model("tiny", tmp_path_factory.mktemp("models") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    from engine.checkpoint import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(str(tiny_checkpoint))
+
+
+@pytest.fixture
+def real_cases() -> Path:
+    if not REAL_CASES.is_dir():
+        pytest.skip("../shared/real-cases is not present")
+    return REAL_CASES
