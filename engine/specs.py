@@ -26,7 +26,7 @@ class GarmentSpec:
 def _split_suffix(text: str, marker: str) -> tuple[str, str | None]:
     """Split `text` at its last `marker` when what follows looks like a suffix, not a path part."""
     head, sep, tail = text.rpartition(marker)
-    if not sep or not head or "/" in tail or "\\" in tail:
+    if not sep or "/" in tail or "\\" in tail:
         return text, None
     return head, tail
 

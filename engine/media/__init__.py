@@ -1,0 +1,38 @@
+"""Media layer: image and video reading, fitting to a size and frame rate, MP4 writing."""
+
+from engine.media.geometry import (
+    SizeDecision,
+    choose_output_size,
+    fit_frames,
+    fit_image,
+    parse_size,
+    round_to_multiple,
+)
+from engine.media.image import MAX_IMAGE_PIXELS, load_image, save_image, to_rgb
+from engine.media.video import (
+    VideoInfo,
+    VideoWriter,
+    probe_video,
+    read_video,
+    resample_indices,
+    write_video,
+)
+
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "SizeDecision",
+    "VideoInfo",
+    "VideoWriter",
+    "choose_output_size",
+    "fit_frames",
+    "fit_image",
+    "load_image",
+    "parse_size",
+    "probe_video",
+    "read_video",
+    "resample_indices",
+    "round_to_multiple",
+    "save_image",
+    "to_rgb",
+    "write_video",
+]

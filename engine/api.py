@@ -1,0 +1,282 @@
+"""The engine's front door: plain functions that the CLI, batch jobs and scripts call.
+
+Each call checks every input before loading a model, so bad input fails in milliseconds
+with one clear line, and writes its output atomically, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.checkpoint import (
+    PRESETS,
+    CheckpointInfo,
+    CondNetUntrainedWarning,
+    LoadedModel,
+    build_random,
+    get_preset,
+    load_model,
+    save_checkpoint,
+)
+from engine.errors import InputError, RuntimeFailure
+from engine.media import VideoWriter, choose_output_size, fit_frames, fit_image, load_image, probe_video, read_video
+from engine.model.condnet import MAX_GARMENTS
+from engine.pipelines.shapes import frame_count
+from engine.pipelines.teacher import TryOnInputs
+from engine.runtime import Runtime, apply_attention, resolve_runtime
+from engine.specs import GarmentSpec
+
+Progress = Callable[[str, int, int], None]
+Notice = Callable[[str], None]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEMO_MODEL = WEIGHTS_DIR / "demo"
+
+
+def default_model() -> str:
+    """`$TRYON_MODEL`, else the demo model shipped in weights/demo."""
+    chosen = os.environ.get("TRYON_MODEL")
+    if chosen:
+        return chosen
+    if DEMO_MODEL.is_dir():
+        return str(DEMO_MODEL)
+    raise InputError("no --model given and no default model in weights/demo (make one: tryon models init tiny ./ck)")
+
+
+@dataclass
+class GenerateRequest:
+    """One try-on render. None means: the model preset's default."""
+
+    user: Path
+    output: Path
+    garments: list[GarmentSpec] = field(default_factory=list)
+    motion: Path | None = None
+    prompt: str = ""
+    model: str | None = None
+    revision: str | None = None
+    size: tuple[int, int] | None = None
+    seconds: float | None = None
+    fps: float | None = None
+    seed: int = 0
+    steps: int | None = None
+    guidance: float | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "auto"
+    overwrite: bool = False
+
+
+@dataclass
+class GenerateResult:
+    output: str
+    frames: int
+    fps: float
+    size: list[int]
+    seconds_taken: float
+    model: str
+    seed: int
+    notices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- checks that need no model ----------------------------------------------------------------
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    if path.suffix.lower() != ".mp4":
+        raise InputError("the output must be an .mp4 file", path)
+    if path.is_dir():
+        raise InputError("the output is a folder; give a file name ending in .mp4", path)
+    if path.exists() and not overwrite:
+        raise InputError("already exists (use --overwrite to replace it)", path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError("the output folder does not exist", folder)
+    if not os.access(folder, os.W_OK):
+        raise InputError("the output folder is not writable", folder)
+
+
+def check_garments(garments: list[GarmentSpec]) -> None:
+    if len(garments) > MAX_GARMENTS:
+        raise InputError(f"{len(garments)} garments given; at most {MAX_GARMENTS} at once")
+    categories = [g.category for g in garments if g.category]
+    if "dress" in categories and ({"top", "bottom"} & set(categories)):
+        raise InputError("a dress is one piece: it cannot be worn with a top or a bottom")
+
+
+# -- the model --------------------------------------------------------------------------------
+
+_loaded: dict[tuple, LoadedModel] = {}
+
+
+def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notice) -> LoadedModel:
+    """Load (once per process) the checkpoint on the runtime's device, dtype and backend."""
+    key = (source, revision, str(runtime.device), runtime.dtype, runtime.attention)
+    if key not in _loaded:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CondNetUntrainedWarning)
+            model = load_model(source, revision=revision, device=runtime.device, dtype=runtime.dtype)
+        for warning in caught:
+            if issubclass(warning.category, CondNetUntrainedWarning):
+                notice(f"warning: {warning.message}")
+        apply_attention(model.pipeline.transformer, runtime)
+        _loaded.clear()  # one model in memory at a time
+        _loaded[key] = model
+    return _loaded[key]
+
+
+# -- generation -------------------------------------------------------------------------------
+
+
+def _generate(
+    request: GenerateRequest,
+    anchor_first_frame: bool,
+    progress: Progress | None,
+    notice: Notice | None,
+) -> GenerateResult:
+    started = time.perf_counter()
+    notices: list[str] = []
+
+    def tell(message: str) -> None:
+        notices.append(message)
+        if notice:
+            notice(message)
+
+    report = progress or (lambda stage, done, total: None)
+
+    # 1. Everything the user gave us, checked before any model is loaded.
+    runtime = resolve_runtime(request.device, request.dtype, request.attention)
+    check_output(request.output, request.overwrite)
+    check_garments(request.garments)
+    user = load_image(request.user)
+    garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
+    if request.motion is not None:
+        probe_video(request.motion)
+    if request.steps is not None and request.steps < 1:
+        raise InputError(f"--steps must be at least 1, not {request.steps}")
+    if request.guidance is not None and request.guidance < 0:
+        raise InputError(f"--guidance must be 0 or more, not {request.guidance:g}")
+
+    # 2. The model, and the shapes it implies.
+    source = request.model or default_model()
+    model = get_model(source, request.revision, runtime, tell)
+    pipeline, preset = model.pipeline, model.preset
+    fps = preset.default_fps if request.fps is None else request.fps
+    seconds = preset.default_seconds if request.seconds is None else request.seconds
+    num_frames = frame_count(seconds, fps)
+    size = choose_output_size(user.size, request.size, default=preset.default_size, multiple=pipeline.size_multiple)
+    if size.notice:
+        tell(size.notice)
+    shape = pipeline.video_shape(size.width, size.height, num_frames)
+
+    # 3. Inputs fitted to the output.
+    target = (size.width, size.height)
+    motion = None
+    if request.motion is not None:
+        motion = read_video(request.motion, fps=fps, num_frames=num_frames, size=target, fit="cover", min_frames=2)
+    inputs = TryOnInputs(
+        user=fit_image(user, target, "cover"),
+        garments=[(role, fit_image(image, target, "contain")) for role, image in garments],
+        motion=motion,
+        prompt=request.prompt,
+        anchor_first_frame=anchor_first_frame,
+    )
+
+    # 4. Generate and write.
+    generator = torch.Generator(device=runtime.device).manual_seed(request.seed)
+    try:
+        frames = pipeline(
+            inputs,
+            shape,
+            steps=preset.default_steps if request.steps is None else request.steps,
+            guidance=preset.default_guidance if request.guidance is None else request.guidance,
+            generator=generator,
+            progress=report,
+        )
+    except torch.OutOfMemoryError:
+        raise RuntimeFailure(
+            f"out of memory on {runtime.device}: lower --size or --seconds, use --dtype bf16, or --device cpu"
+        ) from None
+    report("writing", 0, 1)
+    write_frames(request.output, frames, fps)
+    report("writing", 1, 1)
+    return GenerateResult(
+        output=str(request.output),
+        frames=len(frames),
+        fps=fps,
+        size=[size.width, size.height],
+        seconds_taken=round(time.perf_counter() - started, 3),
+        model=source,
+        seed=request.seed,
+        notices=notices,
+    )
+
+
+def write_frames(path: Path, frames: np.ndarray, fps: float) -> None:
+    height, width = frames.shape[1:3]
+    with VideoWriter(path, fps, (width, height)) as writer:
+        writer.write(frames)
+
+
+def dress(request: GenerateRequest, progress: Progress | None = None, notice: Notice | None = None) -> GenerateResult:
+    """The user wearing the given garments (0 to 4), moving as the motion video and/or prompt say."""
+    return _generate(request, anchor_first_frame=False, progress=progress, notice=notice)
+
+
+def dance(request: GenerateRequest, progress: Progress | None = None, notice: Notice | None = None) -> GenerateResult:
+    """The user in their own clothes, moving; the first frame is their photo."""
+    if request.garments:
+        raise InputError("dance takes no garments (use dress)")
+    return _generate(request, anchor_first_frame=True, progress=progress, notice=notice)
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    kind: str  # preset | cached | default
+    description: str
+
+
+def list_models() -> list[ModelEntry]:
+    """The presets, the default model, and the checkpoints in the local Hub cache."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    entries = [ModelEntry(p.name, "preset", f"{p.description}; needs {p.hardware}") for p in PRESETS.values()]
+    if DEMO_MODEL.is_dir():
+        entries.append(ModelEntry(str(DEMO_MODEL), "default", "the demo model shipped with tryon"))
+    try:
+        cache = scan_cache_dir()
+    except CacheNotFound:
+        return entries
+    base_repos = {p.base_repo for p in PRESETS.values() if p.base_repo}
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        snapshots = [r.snapshot_path for r in repo.revisions]
+        is_tryon = any((s / "tryon.json").exists() for s in snapshots)
+        if repo.repo_type == "model" and (is_tryon or repo.repo_id in base_repos):
+            what = "tryon checkpoint" if is_tryon else "Wan base weights"
+            entries.append(ModelEntry(repo.repo_id, "cached", f"{what}, {repo.size_on_disk_str} in the Hub cache"))
+    return entries
+
+
+def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a random-weight checkpoint of `preset` to `folder`, marked untrained."""
+    spec = get_preset(preset)
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
+    pipeline = build_random(spec, seed=seed)
+    return save_checkpoint(pipeline, folder, CheckpointInfo(kind="teacher", preset=spec.name, condnet_trained=False,
+                                                            training={"note": f"random init, seed {seed}"}))

@@ -1,0 +1,107 @@
+"""`tryon dress` and `tryon dance`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine import api
+from engine.media import parse_size
+from engine.specs import GarmentSpec, parse_garment
+from tryon_cli import options
+from tryon_cli.console import StageProgress, notice, print_json
+
+
+def default_output(user: Path, garments: list[GarmentSpec], command: str) -> Path:
+    """`<user>_<garment>+<garment>.mp4`, or `<user>_<command>.mp4`, in the current folder."""
+    suffix = "+".join(g.path.stem for g in garments) or command
+    return Path(f"{user.stem}_{suffix}.mp4")
+
+
+def run_generation(request: api.GenerateRequest, command, json_output: bool, quiet: bool) -> None:
+    with StageProgress(enabled=not quiet and not json_output) as progress:
+        result = command(request, progress=progress, notice=notice)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        notice(f"wrote {result.output}: {result.frames} frames, {result.size[0]}x{result.size[1]} "
+               f"at {result.fps:g} fps, in {result.seconds_taken:.1f} s")
+
+
+def build_request(user: Path, garments: list[GarmentSpec], output: Path | None, command: str, **fields) -> api.GenerateRequest:
+    size = fields.pop("size")
+    return api.GenerateRequest(
+        user=user,
+        garments=garments,
+        output=output or default_output(user, garments, command),
+        size=parse_size(size) if size else None,
+        **fields,
+    )
+
+
+def dress(
+    user: Annotated[Path, typer.Argument(help="Photo of the person.")],
+    garments: Annotated[list[str], typer.Argument(help="Garment photos: PATH or PATH:top|bottom|dress (up to 4).")],
+    motion: options.Motion = None,
+    prompt: options.Prompt = "",
+    output: options.Output = None,
+    model: options.Model = None,
+    revision: options.Revision = None,
+    size: options.Size = None,
+    seconds: options.Seconds = None,
+    fps: options.Fps = None,
+    seed: options.Seed = 0,
+    steps: options.Steps = None,
+    guidance: options.Guidance = None,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    attention: options.Attention = "auto",
+    overwrite: options.Overwrite = False,
+    json_output: options.Json = False,
+    quiet: options.Quiet = False,
+) -> None:
+    """Dress the person in the garments, moving like the --motion video and/or as --prompt says.
+
+    Example: tryon dress user.png shirt.png:top pants.png:bottom --motion dance.mp4 -o out.mp4
+    """
+    specs = [parse_garment(text) for text in garments]
+    request = build_request(
+        user, specs, output, "dress", motion=motion, prompt=prompt, model=model, revision=revision, size=size,
+        seconds=seconds, fps=fps, seed=seed, steps=steps, guidance=guidance, device=device, dtype=dtype,
+        attention=attention, overwrite=overwrite,
+    )
+    run_generation(request, api.dress, json_output, quiet)
+
+
+def dance(
+    user: Annotated[Path, typer.Argument(help="Photo of the person.")],
+    motion: options.Motion = None,
+    prompt: options.Prompt = "",
+    output: options.Output = None,
+    model: options.Model = None,
+    revision: options.Revision = None,
+    size: options.Size = None,
+    seconds: options.Seconds = None,
+    fps: options.Fps = None,
+    seed: options.Seed = 0,
+    steps: options.Steps = None,
+    guidance: options.Guidance = None,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    attention: options.Attention = "auto",
+    overwrite: options.Overwrite = False,
+    json_output: options.Json = False,
+    quiet: options.Quiet = False,
+) -> None:
+    """Animate the person in their own clothes; the first frame is their photo.
+
+    Example: tryon dance user.png --motion dance.mp4 -o moves.mp4
+    """
+    request = build_request(
+        user, [], output, "dance", motion=motion, prompt=prompt, model=model, revision=revision, size=size,
+        seconds=seconds, fps=fps, seed=seed, steps=steps, guidance=guidance, device=device, dtype=dtype,
+        attention=attention, overwrite=overwrite,
+    )
+    run_generation(request, api.dance, json_output, quiet)

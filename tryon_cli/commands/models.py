@@ -1,0 +1,45 @@
+"""`tryon models`: presets, cached checkpoints, random-weight checkpoints for smoke tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from engine import api
+from tryon_cli.console import notice, print_json, stdout
+
+app = typer.Typer(help="List and create model checkpoints.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_models(json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+    """Presets, the default model, and checkpoints in the local Hub cache.
+
+    Example: tryon models list
+    """
+    entries = api.list_models()
+    if json_output:
+        print_json({"models": [vars(e) for e in entries]})
+        return
+    table = Table("name", "kind", "description")
+    for entry in entries:
+        table.add_row(entry.name, entry.kind, entry.description)
+    stdout.print(table)
+
+
+@app.command("init")
+def init(
+    preset: Annotated[str, typer.Argument(help="Preset name (see `tryon models list`).")],
+    folder: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing folder.")] = False,
+) -> None:
+    """Write a random-weight checkpoint (marked untrained), for smoke tests and speed tests.
+
+    Example: tryon models init tiny ./ck
+    """
+    path = api.init_model(preset, folder, seed=seed, overwrite=overwrite)
+    notice(f"wrote a random-weight '{preset}' checkpoint to {path} (untrained: for smoke and speed tests)")

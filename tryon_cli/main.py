@@ -1,0 +1,78 @@
+"""The `tryon` command: Typer app, and the one place that turns errors into exit codes.
+
+Exit codes: 0 ok; 1 runtime failure; 2 bad input or usage (one line on stderr, no
+traceback); 130 interrupted (Ctrl-C), with no partial output left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import typer
+
+from engine.errors import TryonError
+from tryon_cli.commands import generate, models
+from tryon_cli.console import stderr
+
+cli = typer.Typer(
+    name="tryon",
+    help="Virtual try-on videos: one photo of a person + garment photos → a video of them wearing it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cli.command()(generate.dress)
+cli.command()(generate.dance)
+cli.add_typer(models.app, name="models")
+
+
+def _quiet_libraries() -> None:
+    """Library progress bars and chatter would garble ours; errors still surface."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", module="diffusers")
+    warnings.filterwarnings("ignore", module="transformers")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for logging in (diffusers_logging, transformers_logging):
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+
+
+def _fail(message: str, code: int) -> None:
+    stderr.print(f"tryon: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def app() -> None:
+    """Console-script entry point."""
+    _quiet_libraries()
+    try:
+        code = cli(standalone_mode=False)  # Typer returns 130 for Ctrl-C, or a command's exit code
+    except typer.Abort:
+        _fail("interrupted; no partial output was left", 130)
+    except typer.TyperException as error:  # Typer's (vendored click's) usage errors
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()  # a bare command group: its help, with click's usage-error code
+            sys.exit(2)
+        context = getattr(error, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        _fail(f"error: {error.format_message()}{hint}", error.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; no partial output was left", 130)
+    except TryonError as error:
+        _fail(f"error: {error}", error.exit_code)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        if os.environ.get("TRYON_DEBUG"):
+            raise
+        _fail(f"internal error: {type(error).__name__}: {error} (set TRYON_DEBUG=1 for the traceback)", 1)
+    if code == 130:
+        _fail("interrupted; no partial output was left", 130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    app()
