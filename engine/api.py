@@ -27,7 +27,7 @@ from engine.checkpoint import (
     save_checkpoint,
 )
 from engine.errors import InputError, RuntimeFailure
-from engine.media import VideoWriter, choose_output_size, fit_frames, fit_image, load_image, probe_video, read_video
+from engine.media import VideoWriter, choose_output_size, fit_image, load_image, probe_video, read_video
 from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import frame_count
 from engine.pipelines.teacher import TryOnInputs
@@ -138,6 +138,27 @@ def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notic
 # -- generation -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OutputPlan:
+    """What a request will produce with a given model: size, fps and exact frame count."""
+
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    size_notice: str | None = None
+
+
+def plan_output(request: GenerateRequest, model: LoadedModel, user_size: tuple[int, int]) -> OutputPlan:
+    """The model preset's defaults for what the request leaves open; the size rule of engine.media."""
+    preset = model.preset
+    fps = preset.default_fps if request.fps is None else request.fps
+    seconds = preset.default_seconds if request.seconds is None else request.seconds
+    size = choose_output_size(user_size, request.size, default=preset.default_size,
+                              multiple=model.pipeline.size_multiple)
+    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), size.notice)
+
+
 def _generate(
     request: GenerateRequest,
     anchor_first_frame: bool,
@@ -171,19 +192,17 @@ def _generate(
     source = request.model or default_model()
     model = get_model(source, request.revision, runtime, tell)
     pipeline, preset = model.pipeline, model.preset
-    fps = preset.default_fps if request.fps is None else request.fps
-    seconds = preset.default_seconds if request.seconds is None else request.seconds
-    num_frames = frame_count(seconds, fps)
-    size = choose_output_size(user.size, request.size, default=preset.default_size, multiple=pipeline.size_multiple)
-    if size.notice:
-        tell(size.notice)
-    shape = pipeline.video_shape(size.width, size.height, num_frames)
+    plan = plan_output(request, model, user.size)
+    if plan.size_notice:
+        tell(plan.size_notice)
+    fps = plan.fps
+    shape = pipeline.video_shape(plan.width, plan.height, plan.num_frames)
 
     # 3. Inputs fitted to the output.
-    target = (size.width, size.height)
+    target = (plan.width, plan.height)
     motion = None
     if request.motion is not None:
-        motion = read_video(request.motion, fps=fps, num_frames=num_frames, size=target, fit="cover", min_frames=2)
+        motion = read_video(request.motion, fps=fps, num_frames=plan.num_frames, size=target, fit="cover", min_frames=2)
     inputs = TryOnInputs(
         user=fit_image(user, target, "cover"),
         garments=[(role, fit_image(image, target, "contain")) for role, image in garments],
@@ -214,7 +233,7 @@ def _generate(
         output=str(request.output),
         frames=len(frames),
         fps=fps,
-        size=[size.width, size.height],
+        size=[plan.width, plan.height],
         seconds_taken=round(time.perf_counter() - started, 3),
         model=source,
         seed=request.seed,
@@ -280,3 +299,30 @@ def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False
     pipeline = build_random(spec, seed=seed)
     return save_checkpoint(pipeline, folder, CheckpointInfo(kind="teacher", preset=spec.name, condnet_trained=False,
                                                             training={"note": f"random init, seed {seed}"}))
+
+
+# -- data and evaluation ----------------------------------------------------------------------
+
+
+def synthesize(
+    out_dir: Path,
+    count: int,
+    seed: int,
+    size: tuple[int, int] = (64, 112),
+    num_frames: int = 17,
+    fps: float = 8.0,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Write `count` synthetic try-on samples (the training-folder layout) to `out_dir`."""
+    from engine.synth import write_dataset
+
+    report = progress or (lambda stage, done, total: None)
+    return write_dataset(out_dir, count, seed, size=size, num_frames=num_frames, fps=fps,
+                         progress=lambda done: report("samples", done, count))
+
+
+def evaluate(prediction: Path, reference: Path):
+    """Score a video (or a folder of videos) against ground truth: see engine.metrics."""
+    from engine.metrics import evaluate as evaluate_videos
+
+    return evaluate_videos(Path(prediction), Path(reference))

@@ -13,7 +13,7 @@ import warnings
 import typer
 
 from engine.errors import TryonError
-from tryon_cli.commands import generate, models
+from tryon_cli.commands import batch, data, evaluate, generate, models
 from tryon_cli.console import stderr
 
 cli = typer.Typer(
@@ -25,7 +25,10 @@ cli = typer.Typer(
 )
 cli.command()(generate.dress)
 cli.command()(generate.dance)
+cli.command()(batch.batch)
 cli.add_typer(models.app, name="models")
+cli.add_typer(data.app, name="data")
+cli.command("eval")(evaluate.evaluate)
 
 
 def _quiet_libraries() -> None:

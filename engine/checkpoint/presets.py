@@ -42,6 +42,8 @@ hair bald skin background two-tone
 dances dance spins spin slowly quickly sways sway steps step walks walk turns turn raises
 raise arms arm hands hand legs leg waves wave left right forward back stands still moves
 moving smiles poses camera
+blonde dark light maroon olive tied-up long-sleeved short-sleeved sleeveless shorts polka-dot
+holds marches shifts slightly out spot
 """.split()
 
 
@@ -181,7 +183,24 @@ TINY = Preset(
     tokenizer_vocabulary=TINY_VOCABULARY,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (WAN22_TI2V_5B, TINY)}
+DEMO = Preset(
+    name="demo",
+    description="the CPU demo model's size: a 6-layer, 192-wide CondNet on the tiny VAE and text encoder",
+    transformer=dict(TINY.transformer, num_attention_heads=6, attention_head_dim=32, ffn_dim=768, num_layers=6),
+    vae=TINY.vae,
+    text_encoder=TINY.text_encoder,
+    scheduler=dict(num_train_timesteps=1000, shift=3.0),
+    default_size=(160, 96),
+    default_fps=8,
+    default_seconds=2.0,
+    default_steps=12,
+    default_guidance=2.0,
+    max_text_tokens=32,
+    hardware="any CPU",
+    tokenizer_vocabulary=TINY_VOCABULARY,
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (WAN22_TI2V_5B, TINY, DEMO)}
 
 
 def get_preset(name: str) -> Preset:

@@ -1,0 +1,35 @@
+import json
+import shutil
+
+
+def test_synth_then_eval_round_trip(tmp_path, tryon):
+    data = tmp_path / "data"
+    run = tryon("data", "synth", data, "--count", "3", "--seed", "1", "--size", "64x64", "--frames", "5", "-q")
+    assert run.code == 0, run.stderr
+    samples = sorted(p.name for p in data.iterdir())
+    assert samples == ["sample_00000", "sample_00001", "sample_00002"]
+    stamp = (data / "sample_00001" / "target.mp4").stat().st_mtime_ns
+    assert tryon("data", "synth", data, "--count", "3", "--seed", "1", "--size", "64x64", "--frames", "5", "-q").code == 0
+    assert (data / "sample_00001" / "target.mp4").stat().st_mtime_ns == stamp  # resumed, not rewritten
+
+    predictions = tmp_path / "pred"
+    predictions.mkdir()
+    shutil.copy(data / "sample_00000" / "target.mp4", predictions / "sample_00000.mp4")  # perfect
+    shutil.copy(data / "sample_00001" / "motion.mp4", predictions / "sample_00001.mp4")  # another person
+    run = tryon("eval", predictions, "--reference", data, "--json")
+    assert run.code == 0, run.stderr
+    report = json.loads(run.stdout)
+    scores = {s["name"]: s for s in report["samples"]}
+    assert scores["sample_00000"]["psnr"] == 100.0 and scores["sample_00000"]["garment_color_error"] == 0.0
+    assert scores["sample_00001"]["psnr"] < 30 and scores["sample_00001"]["garment_color_error"] > 1.0
+    assert any("sample_00002" in n for n in report["notices"])  # a reference with no prediction
+
+
+def test_eval_of_a_missing_prediction_is_exit_2(tmp_path, tryon):
+    run = tryon("eval", tmp_path / "nothing.mp4", "--reference", tmp_path / "gt.mp4")
+    assert run.code == 2 and "nothing.mp4" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_synth_rejects_a_bad_count(tmp_path, tryon):
+    run = tryon("data", "synth", tmp_path / "d", "--count", "0")
+    assert run.code == 2 and "count" in run.stderr

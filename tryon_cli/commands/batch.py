@@ -1,0 +1,166 @@
+"""`tryon batch`: render every job of a manifest; the rules live in engine.batch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from statistics import mean
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine import batch as engine_batch
+from engine.batch import BadRow, BatchListener, BatchSummary, Defaults, JobOutcome, PlannedJob
+from engine.media import parse_size
+from tryon_cli import options
+from tryon_cli.console import print_json, stderr
+
+ShardOption = Annotated[
+    Optional[str],
+    typer.Option(help="K/N: run only rows i (0-based) with i % N == K-1. Default under torchrun: RANK+1/WORLD_SIZE."),
+]
+OutDir = Annotated[
+    Path, typer.Option("--output", "-o", help="Folder for the videos and the report (created if missing).")
+]
+
+
+class BatchDisplay(BatchListener):
+    """One progress bar for the batch (stderr): the current row and stage, per-job times, an ETA.
+
+    The ETA is the mean time of the jobs rendered so far times the jobs left; rich's own
+    estimate would be thrown off by skipped jobs, which take no time.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.display = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+            console=stderr,
+            disable=not enabled,
+        )
+        self.task = self.display.add_task("batch", total=None, eta="")
+        self.row: int | None = None
+        self.render_times: list[float] = []
+        self.seen_notices: set[str] = set()
+
+    def __enter__(self) -> BatchDisplay:
+        self.display.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.display.__exit__(*exc)
+
+    def finish(self) -> None:
+        self.display.update(self.task, description="batch done", eta="")
+
+    def batch_started(self, total: int) -> None:
+        self.display.update(self.task, total=total)
+
+    def job_started(self, entry: PlannedJob | BadRow) -> None:
+        self.row = entry.row
+        self.display.update(self.task, description=f"row {entry.row}")
+
+    def stage(self, stage: str, done: int, total: int) -> None:
+        where = f"row {self.row} " if self.row is not None else ""
+        self.display.update(self.task, description=f"{where}{stage} {done}/{total}")
+
+    def notice(self, message: str) -> None:
+        if message not in self.seen_notices:  # e.g. the same size rounding for every job
+            self.seen_notices.add(message)
+            self.display.console.print(message, markup=False, soft_wrap=True)
+
+    def job_finished(self, outcome: JobOutcome) -> None:
+        if outcome.status == "ok":
+            self.render_times.append(outcome.seconds)
+        self.display.advance(self.task)
+        task = self.display.tasks[self.task]
+        left = (task.total or 0) - task.completed
+        if self.render_times and left:
+            self.display.update(self.task, eta=f"eta {mean(self.render_times) * left:.0f} s")
+        else:
+            self.display.update(self.task, eta="")
+        if self.enabled:
+            self.display.console.print(_job_line(outcome), markup=False, soft_wrap=True)
+
+
+def _job_line(outcome: JobOutcome) -> str:
+    line = f"row {outcome.row}: {outcome.status} in {outcome.seconds:.1f} s"
+    if outcome.output:
+        line += f" → {outcome.output}"
+    return f"{line} ({outcome.reason})" if outcome.status == "failed" else line
+
+
+def show_summary(summary: BatchSummary) -> None:
+    """The failed rows in a table, then the totals, on stderr."""
+    failures = summary.failures
+    if failures:
+        table = Table("row", "output", "reason", title="failed jobs", title_justify="left")
+        for outcome in failures:
+            table.add_row(str(outcome.row), outcome.output or "—", outcome.reason or "")
+        stderr.print(table)
+    counts = summary.to_dict()
+    stderr.print(
+        f"{counts['jobs']} jobs: {counts['succeeded']} rendered, {counts['skipped']} already complete, "
+        f"{counts['failed']} failed, in {summary.seconds:.1f} s; report: {summary.report}",
+        markup=False, soft_wrap=True,
+    )
+
+
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="CSV or JSONL: user,garments,motion,prompt,seconds,seed,output.")],
+    outdir: OutDir,
+    motion: options.Motion = None,
+    prompt: options.Prompt = "",
+    model: options.Model = None,
+    revision: options.Revision = None,
+    size: options.Size = None,
+    seconds: options.Seconds = None,
+    fps: options.Fps = None,
+    seed: options.Seed = 0,
+    steps: options.Steps = None,
+    guidance: options.Guidance = None,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    attention: options.Attention = "auto",
+    shard: ShardOption = None,
+    json_output: options.Json = False,
+    quiet: options.Quiet = False,
+) -> None:
+    """Render every row of a manifest into OUTDIR; re-running skips the jobs already complete.
+
+    One job a row: user,garments,motion,prompt,seconds,seed,output; empty cells take the options here.
+
+    garments: `shirt.png:top;pants.png:bottom` in CSV, a list of strings in JSONL. Relative paths: from the manifest.
+
+    output: an .mp4 name inside OUTDIR (default job_<row>_<user>.mp4). Bad rows are reported, not run.
+
+    Report: OUTDIR/report.jsonl (report.KofN.jsonl for a shard). Exit 1 when any job failed.
+
+    Example: tryon batch jobs.csv -o renders/ --model ./ck --size 256x448 --seconds 2
+    """
+    defaults = Defaults(
+        model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds, fps=fps,
+        seed=seed, steps=steps, guidance=guidance, device=engine_batch.rank_device(device, os.environ),
+        dtype=dtype, attention=attention, motion=motion, prompt=prompt,
+    )
+    chosen = engine_batch.choose_shard(shard, os.environ)
+    planned = engine_batch.plan(engine_batch.read_manifest(manifest), outdir, chosen)
+    with BatchDisplay(enabled=not quiet and not json_output) as display:
+        summary = engine_batch.run_batch(planned, outdir, defaults, chosen, display)
+        if not summary.interrupted:
+            display.finish()
+    if summary.interrupted:
+        stderr.print(f"interrupted: {len(summary.outcomes)} of {summary.total} jobs finished "
+                     f"(report: {summary.report}); run again to go on", markup=False, soft_wrap=True)
+        raise typer.Exit(130)
+    show_summary(summary)
+    if json_output:
+        print_json(summary.to_dict())
+    if not summary.ok:
+        raise typer.Exit(1)
