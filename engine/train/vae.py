@@ -1,0 +1,128 @@
+"""Fine-tune a checkpoint's VAE (AutoencoderKLWan) as an autoencoder on synthetic clips.
+
+The demo model's VAE starts random, and the transformer can never look better than the
+VAE reconstructs, so the VAE is trained first. Rules:
+- Step i reconstructs sample seeds[i mod len(seeds)]: its target clip, and its first
+  garment's product shot (garments go through the same VAE as the video).
+- Loss: L1 between reconstruction and input (pixels in [-1, 1]) + KL_WEIGHT · KL to N(0, 1)
+  (per element), with the latent sampled from the posterior.
+- AdamW, gradients clipped to norm 1.0; the rest of the checkpoint is kept as it is.
+- After training, the latent statistics in the VAE config (latents_mean, latents_std) are
+  measured again on the training clips, so the transformer keeps seeing unit-scale latents.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan
+
+from engine.checkpoint import load_model, save_checkpoint
+from engine.errors import InputError
+from engine.synth import make_sample
+
+KL_WEIGHT = 1e-4
+MAX_GRAD_NORM = 1.0
+STATS_CLIPS = 16  # training clips the latent statistics are measured on
+FPS = 8.0
+
+Progress = Callable[[str, int, int], None]
+
+
+def to_pixels(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (T, H, W, 3) → float (1, 3, T, H, W) in [-1, 1]."""
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(device, torch.float32)
+    return pixels.permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
+
+
+@torch.no_grad()
+def reconstruction_error(vae: AutoencoderKLWan, frames: np.ndarray) -> float:
+    """Mean absolute error, in [0, 2] pixel units, of encoding (posterior mode) then decoding."""
+    pixels = to_pixels(frames, vae.device)
+    decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample
+    return (decoded - pixels).abs().mean().item()
+
+
+def train_vae(
+    base: str,
+    output: Path,
+    steps: int,
+    size: tuple[int, int],
+    num_frames: int,
+    lr: float,
+    seeds: range,
+    progress: Progress | None = None,
+) -> Path:
+    """Fine-tune the VAE of checkpoint `base` and save the whole checkpoint to `output` (replaced).
+
+    `size` (W, H) must be multiples of the VAE's spatial factor and `num_frames` 4k+1.
+    """
+    started = time.perf_counter()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = load_model(base, device=device)
+    pipeline = loaded.pipeline
+    vae = pipeline.vae
+    check_arguments(vae, steps, size, num_frames, lr, seeds)
+
+    vae.train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr)
+    generator = torch.Generator(device=device).manual_seed(0)
+    for step in range(steps):
+        sample = make_sample(seeds[step % len(seeds)], size=size, num_frames=num_frames, fps=FPS)
+        still = next(iter(sample.garments.values()))[None]
+        for frames in (sample.target, still):
+            loss = autoencoder_loss(vae, to_pixels(frames, device), generator)
+            (loss / 2).backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), MAX_GRAD_NORM)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if progress:
+            progress("vae", step + 1, steps)
+    vae.eval()
+    vae.requires_grad_(False)
+    set_latent_statistics(vae, [make_sample(seed, size=size, num_frames=num_frames, fps=FPS).target
+                                for seed in seeds[:STATS_CLIPS]])
+
+    info = loaded.info
+    info.training = {**info.training, "vae": {
+        "steps": steps, "size": list(size), "num_frames": num_frames, "lr": lr,
+        "seeds": [seeds.start, seeds.stop], "seconds": round(time.perf_counter() - started, 3),
+    }}
+    return save_checkpoint(pipeline, Path(output), info)
+
+
+def autoencoder_loss(vae: AutoencoderKLWan, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    posterior = vae.encode(pixels).latent_dist
+    decoded = vae.decode(posterior.sample(generator)).sample
+    kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+    return (decoded - pixels).abs().mean() + KL_WEIGHT * kl
+
+
+@torch.no_grad()
+def set_latent_statistics(vae: AutoencoderKLWan, clips: list[np.ndarray]) -> None:
+    """Write the per-channel mean and std of the clips' latents into the VAE config."""
+    latents = torch.cat([vae.encode(to_pixels(clip, vae.device)).latent_dist.mode() for clip in clips], dim=2)
+    channels = latents.transpose(0, 1).flatten(1)
+    vae.register_to_config(latents_mean=channels.mean(1).tolist(), latents_std=channels.std(1).clamp_min(1e-4).tolist())
+
+
+def check_arguments(vae: AutoencoderKLWan, steps: int, size: tuple[int, int], num_frames: int, lr: float,
+                    seeds: range) -> None:
+    factor = vae.config.scale_factor_spatial
+    if steps < 1:
+        raise InputError(f"steps must be at least 1, not {steps}")
+    if size[0] % factor or size[1] % factor:
+        raise InputError(f"size {size[0]}x{size[1]} must be a multiple of {factor} (the VAE's compression)")
+    if num_frames < 1 or (num_frames - 1) % vae.config.scale_factor_temporal:
+        raise InputError(f"num_frames must be 4k+1 (1, 5, 9, ...), not {num_frames}")
+    if not lr > 0:
+        raise InputError(f"lr must be positive, not {lr}")
+    if len(seeds) == 0:
+        raise InputError("seeds must not be empty")
