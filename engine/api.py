@@ -326,3 +326,51 @@ def evaluate(prediction: Path, reference: Path):
     from engine.metrics import evaluate as evaluate_videos
 
     return evaluate_videos(Path(prediction), Path(reference))
+
+
+# -- training ---------------------------------------------------------------------------------
+
+TRAIN_CONFIGS = Path(__file__).resolve().parent / "train" / "configs"
+
+
+def load_train_config(config: str | Path | None):
+    """A training config file, or a built-in recipe by name (`default`, `demo`)."""
+    from engine.train import TrainConfig
+
+    builtin = TRAIN_CONFIGS / f"{config or 'default'}.json"
+    if config is None or (not Path(config).exists() and builtin.is_file()):
+        return TrainConfig.from_file(builtin)
+    return TrainConfig.from_file(Path(config))
+
+
+def train_teacher(
+    data: str,
+    base: str,
+    output: Path,
+    config: str | Path | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    notice: Notice | None = None,
+) -> Path:
+    """Flow-matching training of the CondNet teacher on sample folders or the synthetic world."""
+    from engine.train import train_teacher as run
+
+    data_source: str | Path = "synthetic" if data == "synthetic" else Path(data)
+    return run(data_source, base, output, load_train_config(config), resume=resume, progress=progress, log=notice)
+
+
+def train_vae(
+    base: str,
+    output: Path,
+    steps: int,
+    size: tuple[int, int],
+    num_frames: int,
+    lr: float,
+    examples: int,
+    progress: Progress | None = None,
+) -> Path:
+    """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips."""
+    from engine.train import train_vae as run
+
+    return run(base, output, steps=steps, size=size, num_frames=num_frames, lr=lr, seeds=range(examples),
+               progress=progress)

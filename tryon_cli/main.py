@@ -13,7 +13,7 @@ import warnings
 import typer
 
 from engine.errors import TryonError
-from tryon_cli.commands import batch, data, evaluate, generate, models
+from tryon_cli.commands import batch, data, evaluate, generate, models, train
 from tryon_cli.console import stderr
 
 cli = typer.Typer(
@@ -29,6 +29,7 @@ cli.command()(batch.batch)
 cli.add_typer(models.app, name="models")
 cli.add_typer(data.app, name="data")
 cli.command("eval")(evaluate.evaluate)
+cli.add_typer(train.app, name="train")
 
 
 def _quiet_libraries() -> None:

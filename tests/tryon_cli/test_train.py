@@ -1,0 +1,34 @@
+import json
+
+from engine.checkpoint import load_model
+
+
+def test_train_teacher_from_the_command_line_writes_a_loadable_trained_checkpoint(tiny_checkpoint, tmp_path, tryon):
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({
+        "stages": [{"name": "clips", "steps": 2, "size": [32, 32], "num_frames": 5, "fps": 8, "batch_size": 1}],
+        "synthetic_examples": 2, "checkpoint_every": 2, "log_every": 1,
+    }))
+    run = tryon("train", "teacher", "--data", "synthetic", "--base", tiny_checkpoint, "--output", tmp_path / "t",
+                "--config", config, "-q")
+    assert run.code == 0, run.stderr
+    loaded = load_model(str(tmp_path / "t"))
+    assert loaded.info.condnet_trained and loaded.info.training
+    lines = (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+
+
+def test_train_rejects_a_bad_config_with_one_line(tiny_checkpoint, tmp_path, tryon):
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"stages": [], "learning_speed": 11}))
+    run = tryon("train", "teacher", "--data", "synthetic", "--base", tiny_checkpoint, "--output", tmp_path / "t",
+                "--config", config)
+    assert run.code == 2 and "bad.json" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
+
+
+def test_builtin_training_recipes_parse():
+    from engine.api import load_train_config
+
+    for name in ("default", "demo"):
+        assert load_train_config(name).total_steps > 0
