@@ -29,7 +29,7 @@ from engine.checkpoint import (
 from engine.errors import InputError, RuntimeFailure
 from engine.media import VideoWriter, choose_output_size, fit_image, load_image, probe_video, read_video
 from engine.model.condnet import MAX_GARMENTS
-from engine.pipelines.shapes import frame_count
+from engine.pipelines.shapes import check_fps, check_seconds, frame_count
 from engine.pipelines.teacher import TryOnInputs
 from engine.runtime import Runtime, apply_attention, resolve_runtime
 from engine.specs import GarmentSpec
@@ -183,6 +183,10 @@ def _generate(
     garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
     if request.motion is not None:
         probe_video(request.motion)
+    if request.seconds is not None:
+        check_seconds(request.seconds)
+    if request.fps is not None:
+        check_fps(request.fps)
     if request.steps is not None and request.steps < 1:
         raise InputError(f"--steps must be at least 1, not {request.steps}")
     if request.guidance is not None and request.guidance < 0:

@@ -10,15 +10,23 @@ from engine.errors import InputError
 MAX_SECONDS = 600.0
 
 
-def frame_count(seconds: float, fps: float) -> int:
-    """Frames in `seconds` of video at `fps`: the count the user gets, exactly."""
+def check_seconds(seconds: float) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise InputError(f"--seconds must be a positive number, not {seconds:g}")
     if seconds > MAX_SECONDS:
         raise InputError(f"--seconds {seconds:g} is too long (at most {MAX_SECONDS:g})")
+    return seconds
+
+
+def check_fps(fps: float) -> float:
     if not math.isfinite(fps) or not 1 <= fps <= 120:
         raise InputError(f"--fps must be between 1 and 120, not {fps:g}")
-    return max(1, round(seconds * fps))
+    return fps
+
+
+def frame_count(seconds: float, fps: float) -> int:
+    """Frames in `seconds` of video at `fps`: the count the user gets, exactly."""
+    return max(1, round(check_seconds(seconds) * check_fps(fps)))
 
 
 @dataclass(frozen=True)

@@ -149,3 +149,10 @@ def test_real_cases_portrait_and_three_by_four_at_25_fps(real_cases, tiny_checkp
         assert run.code == 0, run.stderr
         info = probe_video(out)
         assert (info.width, info.height, info.frame_count) == (256, 448, 7)
+
+
+def test_bad_timing_is_refused_before_any_model_is_loaded(inputs, tmp_path, tryon):
+    for option, value in (("--seconds", "0"), ("--fps", "500")):
+        run = tryon("dance", inputs / "user.png", option, value, "--model", tmp_path / "not-a-model",
+                    "-o", tmp_path / "out.mp4")
+        assert run.code == 2 and option in run.stderr and "not-a-model" not in run.stderr
