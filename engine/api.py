@@ -181,8 +181,8 @@ def _generate(
     check_garments(request.garments)
     user = load_image(request.user)
     garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
-    if request.motion is not None:
-        probe_video(request.motion)
+    if request.motion is not None and probe_video(request.motion).frame_count < 2:
+        raise InputError("has 1 frame; a motion video needs at least 2", request.motion)
     if request.seconds is not None:
         check_seconds(request.seconds)
     if request.fps is not None:
