@@ -34,8 +34,9 @@ from engine.media.image import create_temp_beside, disk_is_full, require_file
 # Encoder settings: H.264 that every player and browser opens, visually lossless (crf 18),
 # index at the front (faststart) so playback can start before the download ends, and the
 # BT.709 colour matrix applied *and* tagged, so players do not guess BT.601 for HD sizes.
+DEFAULT_CRF = 18
+
 _H264_OUTPUT_PARAMS = [
-    "-crf", "18",
     "-movflags", "+faststart",
     "-vf", "scale=out_color_matrix=bt709:out_range=tv,"
     "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
@@ -199,6 +200,7 @@ class VideoWriter:
         size: tuple[int, int],
         *,
         keep_partial_on_interrupt: bool = False,
+        crf: int = DEFAULT_CRF,
     ) -> None:
         width, height = int(size[0]), int(size[1])
         if width < 2 or height < 2 or width % 2 or height % 2:
@@ -209,6 +211,7 @@ class VideoWriter:
         self.fps = fps
         self.size = (width, height)
         self.keep_partial_on_interrupt = keep_partial_on_interrupt
+        self.crf = crf
         self.frames_written = 0
         self._temp: Path | None = None
         self._encoder: _Encoder | None = None
@@ -247,7 +250,7 @@ class VideoWriter:
 
     def _send(self, frame: np.ndarray) -> None:
         if self._encoder is None:
-            self._encoder = _Encoder(self._temp, self.fps, self.size)
+            self._encoder = _Encoder(self._temp, self.fps, self.size, self.crf)
         self._encoder.send(frame)
 
     def _as_batch(self, frames: np.ndarray) -> np.ndarray:
@@ -297,12 +300,12 @@ class VideoWriter:
         return RuntimeFailure(f"{self.path}: the video encoder failed ({reason})")
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float) -> None:
+def write_video(path: str | Path, frames: np.ndarray, fps: float, crf: int = DEFAULT_CRF) -> None:
     """Write a (T, H, W, 3) uint8 array as an MP4 at `fps` (see VideoWriter)."""
     frames = np.asarray(frames)
     if frames.ndim != 4:
         raise ValueError(f"expected (T, H, W, 3) frames, got shape {frames.shape}")
-    with VideoWriter(path, fps, (frames.shape[2], frames.shape[1])) as writer:
+    with VideoWriter(path, fps, (frames.shape[2], frames.shape[1]), crf=crf) as writer:
         writer.write(frames)
 
 
@@ -312,7 +315,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> None:
 class _Encoder:
     """One ffmpeg process turning raw RGB frames into an H.264 MP4 file."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], crf: int) -> None:
         self._frames = imageio_ffmpeg.write_frames(
             str(path),
             size,
@@ -321,7 +324,7 @@ class _Encoder:
             quality=None,
             macro_block_size=1,  # sizes are checked to be even; never let it rescale
             ffmpeg_log_level="error",
-            output_params=list(_H264_OUTPUT_PARAMS),
+            output_params=["-crf", str(crf), *_H264_OUTPUT_PARAMS],
         )
         self._frames.send(None)  # starts ffmpeg
         # write_frames never says how ffmpeg exited; its process object (a local of the

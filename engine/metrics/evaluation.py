@@ -17,11 +17,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
 from engine.errors import InputError
+from engine.media import read_video
 from engine.metrics import frames as fm
 from engine.metrics.perceptual import lpips_distance
 
@@ -163,33 +163,6 @@ def score_videos(
 # --- files --------------------------------------------------------------------------------
 
 
-def _ffmpeg_reason(exc: Exception) -> str:
-    """One line out of an imageio-ffmpeg error (its message embeds ffmpeg's whole stderr)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    return lines[-1] if len(lines) > 1 and "stderr" in str(exc) else lines[0]
-
-
-def _read_frames(path: Path) -> np.ndarray:
-    """Decode a whole video to uint8 RGB (T, H, W, 3); InputError if missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("video not found", path)
-    reader = imageio_ffmpeg.read_frames(str(path))
-    try:
-        meta = next(reader)
-        width, height = meta["size"]
-        frames = [np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3) for buf in reader]
-    except (OSError, RuntimeError, ValueError, KeyError, StopIteration) as exc:
-        raise InputError(f"cannot read video: {_ffmpeg_reason(exc)}", path) from None
-    finally:
-        reader.close()
-    if not frames:
-        raise InputError("video has no frames", path)
-    return np.stack(frames)
-
-
 @dataclass(frozen=True)
 class _Reference:
     """A resolved reference: its video and, for a sample folder, its masks file."""
@@ -293,7 +266,7 @@ def _pairs(pred: Path, reference: Path, notices: list[str]) -> list[tuple[str, P
 
 
 def _score_file_pair(name: str, pred_path: Path, ref: _Reference, notices: list[str]) -> SampleScores:
-    ref_frames = _read_frames(ref.video)
+    ref_frames = read_video(ref.video)
     height, width = ref_frames.shape[1:3]
     if min(height, width) < fm.SSIM_WINDOW:
         raise InputError(
@@ -310,7 +283,7 @@ def _score_file_pair(name: str, pred_path: Path, ref: _Reference, notices: list[
                     f"{ref_frames.shape[:3]} (T, H, W)",
                     ref.masks,
                 )
-    return score_videos(_read_frames(pred_path), ref_frames, masks, name, notices=notices)
+    return score_videos(read_video(pred_path), ref_frames, masks, name, notices=notices)
 
 
 def evaluate(pred: Path, reference: Path) -> EvalReport:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import numpy as np
@@ -64,11 +63,6 @@ SHOE_COLOURS: dict[str, RGB] = {
 SKIN_ANCHORS = np.array(
     [(255, 224, 196), (236, 194, 158), (200, 144, 104), (146, 90, 58), (94, 58, 40)], np.float32
 )
-
-
-def distance(a: RGB, b: RGB) -> float:
-    """Euclidean distance in RGB, 0..441."""
-    return math.dist(a, b)
 
 
 def skin_colour(tone: float) -> RGB:

@@ -32,28 +32,39 @@ class Material:
 
 @dataclass
 class Shape:
-    """One polygon per frame plus the local frame that its texture coordinates live in."""
+    """One polygon per frame plus the local frame that its texture coordinates live in.
+
+    The shape exists in the scene's frames first .. first + len(verts) - 1 and is drawn in
+    those of them inside `window` (start, stop).
+    """
 
     material: int
-    verts: np.ndarray  # (T, K, 2) pixels
-    origin: np.ndarray  # (T, 2) pixels
-    down: np.ndarray  # (T, 2) unit vectors: the v axis; u points 90 degrees to the image right
+    verts: np.ndarray  # (n, K, 2) pixels
+    origin: np.ndarray  # (n, 2) pixels
+    down: np.ndarray  # (n, 2) unit vectors: the v axis; u points 90 degrees to the image right
     half_width: float  # pixels: |u| at which edge shading is strongest
-    frames: tuple[int, int] | None = None  # drawn only in frames [start, stop); None: in all
+    unit: float  # pixels per body unit (texture scale)
+    first: int
+    window: tuple[int, int]
 
 
 @dataclass
 class Scene:
-    """Shapes in drawing order, the materials they use, and pixels per body unit.
+    """Shapes in drawing order, the materials they use, and how new shapes are placed.
+
+    One scene can hold several clips one after another (frames of different people, or
+    product shots), so that they are drawn and shaded in one pass: shapes added now start
+    at frame `start`, are drawn in frames start + `frames` (default: all of their own),
+    and print textures at `unit` pixels per body unit.
 
     Capsules are queued and built in batches (one numpy pass per vertex layout) when the
-    shapes are first needed: `finish()`. Shapes added while `frames` is set are drawn
-    only in those frames (e.g. two outfits on one body, in different frames).
+    shapes are first needed: `finish()`.
     """
 
-    unit: float
-    materials: list[Material] = field(default_factory=list)
+    unit: float = 1.0
+    start: int = 0
     frames: tuple[int, int] | None = None
+    materials: list[Material] = field(default_factory=list)
     _shapes: list[Shape] = field(default_factory=list)
     _index: dict[Material, int] = field(default_factory=dict)
     _queued: list[tuple] = field(default_factory=list)
@@ -71,10 +82,17 @@ class Scene:
             self.materials.append(mat)
         return k
 
+    def _shape(self, mat: Material, verts, origin: np.ndarray, down, half_width: float) -> Shape:
+        n = len(origin)
+        f0, f1 = self.frames if self.frames is not None else (0, n)
+        if not 0 <= f0 < f1 <= n:
+            raise ValueError(f"frames {self.frames} outside the shape's {n} frames")
+        window = (self.start + f0, self.start + f1)
+        return Shape(self.material(mat), verts, origin, down, max(half_width, 1e-3), self.unit, self.start, window)
+
     def add(self, mat: Material, verts: np.ndarray, origin: np.ndarray, down: np.ndarray, half_width: float) -> None:
         """Add a polygon (T, K, 2) with its texture frame."""
-        hw = max(float(half_width), 1e-3)
-        self._shapes.append(Shape(self.material(mat), verts, origin, down, hw, self.frames))
+        self._shapes.append(self._shape(mat, verts, origin, down, float(half_width)))
 
     def add_capsule(
         self,
@@ -90,17 +108,16 @@ class Scene:
         n0 = geometry.arc_points(r0) if round0 else 0
         n1 = geometry.arc_points(r1) if round1 else 0
         self._queued.append((len(self._shapes), a, b, float(r0), float(r1), n0, n1))
-        hw = max(float(r0), float(r1), 1e-3)
-        self._shapes.append(Shape(self.material(mat), None, a, None, hw, self.frames))  # type: ignore[arg-type]
+        self._shapes.append(self._shape(mat, None, a, None, max(float(r0), float(r1))))
 
     def finish(self) -> None:
         """Build the queued capsules."""
         if not self._queued:
             return
-        groups: dict[tuple[int, int], list[tuple]] = {}
+        groups: dict[tuple, list[tuple]] = {}
         for item in self._queued:
-            groups.setdefault(item[5:], []).append(item)
-        for (n0, n1), items in groups.items():
+            groups.setdefault((len(item[1]),) + item[5:], []).append(item)
+        for (_, n0, n1), items in groups.items():
             a = np.array([it[1] for it in items])
             b = np.array([it[2] for it in items])
             r0 = np.array([it[3] for it in items])
@@ -133,31 +150,46 @@ def _background(kind: str, names: tuple[str, ...], split: float, size: tuple[int
 
 def rasterise(scene: Scene, size: tuple[int, int], frames: int) -> np.ndarray:
     """The (T, H, W) uint8 id buffer: 1 + index of the topmost shape, 0 where none."""
-    if len(scene.shapes) > MAX_SHAPES:
-        raise ValueError(f"{len(scene.shapes)} shapes; at most {MAX_SHAPES}")
+    shapes = scene.shapes
+    if len(shapes) > MAX_SHAPES:
+        raise ValueError(f"{len(shapes)} shapes; at most {MAX_SHAPES}")
     width, height = size
-    if not scene.shapes:
+    if not shapes:
         return np.zeros((frames, height, width), np.uint8)
-    # All frames go into one tall image, stacked with gaps wide enough that no polygon
-    # reaches into a neighbouring frame (x needs no gap: the image edges clip it).
-    verts = np.concatenate([s.verts for s in scene.shapes], axis=1).astype(np.float32)  # (T, sum K, 2)
-    gap = int(np.ceil(max(0.0, -verts[..., 1].min(), verts[..., 1].max() - height))) + 1
+    # Shapes living in the same frames share one vertex buffer (float32 (x, y) pairs, which
+    # PIL reads directly). All frames go into one tall image, stacked with gaps wide
+    # enough that no polygon reaches into a neighbouring frame (the image edges clip x).
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, s in enumerate(shapes):
+        groups.setdefault((s.first, len(s.verts)), []).append(k)
+    # Coordinates snap to 1/64 pixel, so that adding a frame's integer offset is exact in
+    # float32: a body drawn in two frames in the same pose gives the same pixels.
+    stacked = {
+        key: (np.round(np.concatenate([shapes[k].verts for k in ks], axis=1) * 64) / 64).astype(np.float32)
+        for key, ks in groups.items()
+    }
+    ys = [v[..., 1] for v in stacked.values()]
+    gap = int(np.ceil(max(0.0, -min(y.min() for y in ys), max(y.max() for y in ys) - height))) + 1
     stride = height + gap
-    verts[..., 1] += (gap + stride * np.arange(frames, dtype=np.float32))[:, None]
-    # PIL reads a buffer of float32 (x, y) pairs directly: no Python lists needed.
-    flat = memoryview(verts.reshape(-1))
-    row = verts.shape[1] * 2
-    ends = np.cumsum([2 * s.verts.shape[1] for s in scene.shapes]).tolist()
-    spans = list(zip([0] + ends[:-1], ends, range(1, len(ends) + 1)))
-    windows = [s.frames for s in scene.shapes]
-    everywhere = all(w is None for w in windows)
+    where: list[tuple] = [()] * len(shapes)  # per shape: buffer, row length, columns, first
+    for (first, n), ks in groups.items():
+        verts = stacked[(first, n)]
+        verts[..., 1] += (gap + stride * np.arange(first, first + n, dtype=np.float32))[:, None]
+        buffer, row, col = memoryview(verts.reshape(-1)), verts.shape[1] * 2, 0
+        for k in ks:
+            size_k = 2 * shapes[k].verts.shape[1]
+            where[k] = (buffer, row, col, col + size_k, first)
+            col += size_k
+
     img = Image.new("L", (width, gap + stride * frames), 0)
     polygon = ImageDraw.Draw(img).draw.draw_polygon  # the C call under ImageDraw.polygon
-    for t in range(frames):
-        start = t * row
-        drawn = spans if everywhere else [sp for sp, w in zip(spans, windows) if w is None or w[0] <= t < w[1]]
-        for i, j, k in drawn:
-            polygon(flat[start + i : start + j], k, 1)
+    cuts = sorted({0, frames} | {c for s in shapes for c in s.window if 0 <= c <= frames})
+    for f0, f1 in zip(cuts, cuts[1:]):  # the same shapes are drawn in every frame of a run
+        run = [where[k] + (k + 1,) for k, s in enumerate(shapes) if s.window[0] <= f0 and f1 <= s.window[1]]
+        for t in range(f0, f1):
+            for buffer, row, i, j, first, ink in run:
+                at = (t - first) * row
+                polygon(buffer[at + i : at + j], ink, 1)
     tall = np.asarray(img)[gap:]
     return np.ascontiguousarray(tall.reshape(frames, stride, width)[:, :height])
 
@@ -189,13 +221,19 @@ def _palette_of(materials: tuple[Material, ...]) -> np.ndarray:
     return palette
 
 
-def shade(scene: Scene, ids: np.ndarray, backdrop: np.ndarray) -> np.ndarray:
-    """Colour an id buffer: (T, H, W, 3) uint8 frames over `backdrop` (H, W, 3)."""
+def shade(scene: Scene, ids: np.ndarray, backdrop: np.ndarray | list[tuple[int, int, np.ndarray]]) -> np.ndarray:
+    """Colour an id buffer: (T, H, W, 3) uint8 frames.
+
+    `backdrop` is one (H, W, 3) image for every frame, or a list of (start, stop, image)
+    covering frames start..stop-1 each.
+    """
     frames, height, width = ids.shape
     rgba = np.empty((frames, height, width, 4), np.uint8)
-    back = np.empty((height, width, 4), np.uint8)
-    back[..., :3] = backdrop
-    rgba[:] = back  # a 4-byte fill is far faster than assigning into rgba[..., :3]
+    runs = [(0, frames, backdrop)] if isinstance(backdrop, np.ndarray) else backdrop
+    for start, stop, image in runs:
+        back = np.empty((height, width, 4), np.uint8)
+        back[..., :3] = image
+        rgba[start:stop] = back  # a 4-byte fill is far faster than assigning into rgba[..., :3]
     flat = ids.reshape(-1)
     idx = np.flatnonzero(flat != 0)
     if idx.size:
@@ -214,7 +252,7 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return x.ravel(), y.ravel()
 
 
-def _tables(scene: Scene) -> tuple[np.ndarray, ...]:
+def _tables(scene: Scene, frames: int) -> tuple[np.ndarray, ...]:
     """Per (frame, shape) affine maps from pixel (x, y) to local coordinates, flattened.
 
     Entry t * S + k is shape k (0-based) in frame t. Returns the coefficients (a, b, c) of
@@ -222,11 +260,14 @@ def _tables(scene: Scene) -> tuple[np.ndarray, ...]:
     shape (with a leading 1 for the background) half_width in body units.
     """
     shapes = scene.shapes
-    origin = np.array([s.origin for s in shapes], np.float32).transpose(2, 1, 0)  # (2, T, S)
-    down = np.array([s.down for s in shapes], np.float32).transpose(2, 1, 0)
-    (ox, oy), (dx, dy) = origin, down
+    origin = np.zeros((frames, len(shapes), 2), np.float32)
+    down = np.zeros((frames, len(shapes), 2), np.float32)
+    for k, s in enumerate(shapes):
+        origin[s.first : s.first + len(s.origin), k] = s.origin
+        down[s.first : s.first + len(s.down), k] = s.down
+    ox, oy, dx, dy = origin[..., 0], origin[..., 1], down[..., 0], down[..., 1]
     hw = np.array([s.half_width for s in shapes], np.float32)
-    inv_unit = np.float32(1.0 / scene.unit)
+    inv_unit = np.array([1.0 / s.unit for s in shapes], np.float32)
     cu = oy * dx - ox * dy  # u = dy * x - dx * y + cu: the across axis is (dy, -dx)
     cv = -(ox * dx + oy * dy)
     return (
@@ -251,11 +292,12 @@ def _colour_index(scene: Scene, sid: np.ndarray, idx: np.ndarray, shape: tuple[i
     n = len(scene.shapes)
     area = height * width
     counts = np.diff(np.searchsorted(idx, np.arange(frames + 1) * area))  # idx is sorted
-    key = np.repeat(np.arange(frames, dtype=np.int32) * n - 1, counts) + sid
+    key = np.repeat(np.arange(frames, dtype=np.intp) * n - 1, counts)
+    key += sid  # intp: numpy converts any other index type on every gather
     pix = idx - np.repeat(np.arange(frames, dtype=np.int64) * area, counts)
     xs, ys = _grid(height, width)
     x, y = xs.take(pix, mode="clip"), ys.take(pix, mode="clip")
-    ea, eb, ec, va, vb, vc, hw = _tables(scene)
+    ea, eb, ec, va, vb, vc, hw = _tables(scene, frames)
 
     edge = ea.take(key, mode="clip") * x  # u / half width: 0 on the axis, +-1 at the sides
     edge += eb.take(key, mode="clip") * y

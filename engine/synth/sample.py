@@ -22,6 +22,8 @@ captions is the image left.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import shutil
@@ -34,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from engine.errors import InputError
+from engine.media import VideoWriter
 from engine.synth import colours
 from engine.synth.figure import (
     Appearance,
@@ -52,6 +55,7 @@ MIN_SIDE = 32
 SEED_STRIDE = 100_003  # dataset seed s, sample i -> make_sample seed s * SEED_STRIDE + i
 FILES = ("user.png", "motion.mp4", "target.mp4", "caption.txt", "masks.npz", "meta.json")
 WHITE = (255, 255, 255)
+PRODUCT_FILL = 0.84  # a product shot's garment spans this much of the frame's width or height
 
 # Independent random streams of one seed.
 _CATEGORIES, _LOOK, _MOTION, _GARMENTS, _USER, _OTHER, _OTHER_CLOTHES, _OWN = range(8)
@@ -130,41 +134,21 @@ def _clothes(tryon: dict[str, GarmentSpec], own: dict[str, GarmentSpec], labelle
     return worn
 
 
-def _render_person(
-    sk: Skeleton, look: Appearance, clothes: list[Worn], size: tuple[int, int]
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    scene = Scene(unit=sk.scale / 8)
-    dress_figure(scene, sk, look, clothes)
-    frames = len(next(iter(sk.joints.values())))
-    ids = rasterise(scene, size, frames)
-    return shade(scene, ids, background(look.background, size)), label_masks(scene, ids)
-
-
-def product_shot(
-    look: Appearance, garment: GarmentSpec, size: tuple[int, int], fill: float = 0.84, sk: Skeleton | None = None
-) -> np.ndarray:
-    """The garment alone, front view, centred and scaled to `fill` of the frame, on white.
-
-    The garment is cut for `look`'s body in a still, symmetric pose (`sk`, built when not
-    given); its texture keeps the body-unit scale it has when worn.
-    """
+def _add_product_shot(scene: Scene, sk: Skeleton, garment: GarmentSpec, size: tuple[int, int], fill: float) -> None:
+    """Add `garment` alone (no body), centred and scaled to `fill` of the frame, to `scene`."""
     width, height = size
-    if sk is None:
-        sk = build_skeleton(look, canonical_pose(), np.zeros(1), size)
-    scene = Scene(unit=sk.scale / 8)
-    garment_alone(scene, sk, Worn(garment, garment.category))
-    pts = np.concatenate([s.verts.reshape(-1, 2) for s in scene.shapes])
+    before = len(scene.shapes)
+    garment_alone(scene, sk, Worn(garment, None))
+    added = scene.shapes[before:]
+    pts = np.concatenate([s.verts.reshape(-1, 2) for s in added])
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     k = min(fill * width / max(hi[0] - lo[0], 1e-3), fill * height / max(hi[1] - lo[1], 1e-3))
     shift = np.array([width / 2, height / 2]) - k * (lo + hi) / 2
-    for s in scene.shapes:  # a similarity transform keeps the texture in body units
+    for s in added:  # a similarity transform keeps the texture in body units
         s.verts = s.verts * k + shift
         s.origin = s.origin * k + shift
         s.half_width *= k
-    scene.unit *= k
-    ids = rasterise(scene, size, 1)
-    backdrop = np.full((height, width, 3), WHITE, np.uint8)
-    return shade(scene, ids, backdrop)[0]
+        s.unit *= k
 
 
 def _then_frame0(sk: Skeleton) -> Skeleton:
@@ -218,19 +202,36 @@ def make_sample(
         rng_other, _scenery(other) + shown + tuple(g.texture.rgb[0] for g in other_tryon.values())
     )
 
-    # The user photo is one more frame of the target's scene: the same body in frame 0's
-    # pose, wearing the user's garments instead of the try-on ones in that frame only.
+    # Everything is drawn and shaded in one pass over one scene: frames 0..n-1 are the
+    # target; frame n is the user photo (the same body in frame 0's pose, wearing the
+    # user's garments in that frame only); then n frames of the motion person; then one
+    # frame per product shot.
     n = len(times)
     clothes = _clothes(tryon, own, labelled=True)
     both = [Worn(g, c, (0, n)) for c, g in tryon.items()] + [Worn(g, c, (n, n + 1)) for c, g in users.items()]
     both += [w for w in clothes if w.label is None]
     sk = build_skeleton(look, program, times, size)
-    frames, masks = _render_person(_then_frame0(sk), look, both, size)
-    target, user = frames[:n], frames[n]
+    scene = Scene(unit=sk.scale / 8)
+    dress_figure(scene, _then_frame0(sk), look, both)
     other_sk = build_skeleton(other, program, times, size)
-    motion, _ = _render_person(other_sk, other, _clothes(other_tryon, other_own, labelled=False), size)
+    scene.start, scene.unit = n + 1, other_sk.scale / 8
+    dress_figure(scene, other_sk, other, _clothes(other_tryon, other_own, labelled=False))
     still = build_skeleton(look, canonical_pose(), np.zeros(1), size)
-    shots = {c: product_shot(look, g, size, sk=still) for c, g in tryon.items()}
+    for i, garment in enumerate(tryon.values()):
+        scene.start, scene.unit = 2 * n + 1 + i, still.scale / 8
+        _add_product_shot(scene, still, garment, size, PRODUCT_FILL)
+    total = 2 * n + 1 + len(tryon)
+    ids = rasterise(scene, size, total)
+    white = np.full((size[1], size[0], 3), WHITE, np.uint8)
+    backdrops = [
+        (0, n + 1, background(look.background, size)),
+        (n + 1, 2 * n + 1, background(other.background, size)),
+        (2 * n + 1, total, white),
+    ]
+    frames = shade(scene, ids, backdrops)
+    masks = label_masks(scene, ids[: n + 1])
+    target, user, motion = frames[:n], frames[n], frames[n + 1 : 2 * n + 1]
+    shots = dict(zip(tryon, frames[2 * n + 1 :]))
 
     caption = _caption(look, clothes, program)
     meta = {
@@ -264,44 +265,17 @@ def make_sample(
 
 
 def _write_videos(videos: dict[Path, np.ndarray], fps: float) -> None:
-    """H.264 files (yuv420p, crf 12), each via a temporary name renamed into place.
+    """H.264 files at crf 12 (near-lossless ground truth), through engine.media's writer.
 
-    All encoders run at once: starting ffmpeg dominates the cost of such short clips.
+    All encoders are open at once: starting ffmpeg dominates the cost of such short clips.
     """
-    import imageio_ffmpeg
-
-    open_writers = []
-    try:
-        for path, frames in videos.items():
-            height, width = frames.shape[1:3]
-            tmp = path.with_name(f".{path.stem}.tmp.mp4")
-            writer = imageio_ffmpeg.write_frames(
-                str(tmp),
-                (width, height),
-                fps=fps,
-                codec="libx264",
-                pix_fmt_in="rgb24",
-                pix_fmt_out="yuv420p",
-                quality=None,
-                macro_block_size=2,
-                output_params=["-crf", "12"],
-                ffmpeg_log_level="error",
-            )
-            writer.send(None)  # starts ffmpeg
-            open_writers.append((writer, tmp, path, frames))
-        for writer, _, _, frames in open_writers:
-            for frame in frames:
-                writer.send(np.ascontiguousarray(frame))
-        while open_writers:
-            writer, tmp, path, _ = open_writers.pop(0)
-            writer.close()  # waits for ffmpeg to finish the file
-            os.replace(tmp, path)
-    finally:
-        for writer, *_ in open_writers:  # only after a failure
-            try:
-                writer.close()
-            except Exception:  # the first error is the one worth reporting
-                pass
+    with contextlib.ExitStack() as stack:
+        writers = [
+            (stack.enter_context(VideoWriter(path, fps, (frames.shape[2], frames.shape[1]), crf=12)), frames)
+            for path, frames in videos.items()
+        ]
+        for writer, frames in writers:
+            writer.write(frames)
 
 
 def write_sample(sample: Sample, folder: Path) -> Path:

@@ -16,7 +16,6 @@ from engine.metrics import METRICS, EvalReport, SampleScores, evaluate, mean_sco
 from engine.metrics import perceptual
 
 # The package re-exports the function `evaluate`, which shadows the submodule attribute.
-import engine.metrics.evaluation as ev
 
 
 def _video(rng, t=6, h=32, w=32) -> np.ndarray:
@@ -110,21 +109,6 @@ def test_report_to_dict_is_json_ready():
 
 
 # --- files and folders --------------------------------------------------------------------
-
-
-def test_read_frames_roundtrip(tmp_path, rng, write_video):
-    x = _video(rng, t=3, h=16, w=24)
-    assert np.array_equal(ev._read_frames(write_video(tmp_path / "v.mp4", x)), x)
-
-
-def test_read_frames_errors_name_the_file(tmp_path):
-    with pytest.raises(InputError, match="missing.mp4: video not found"):
-        ev._read_frames(tmp_path / "missing.mp4")
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(b"not a video")
-    with pytest.raises(InputError, match="bad.mp4: cannot read video") as info:
-        ev._read_frames(bad)
-    assert "\n" not in str(info.value)
 
 
 def test_evaluate_single_file_against_plain_video(tmp_path, rng, write_video):
