@@ -13,7 +13,7 @@ import warnings
 import typer
 
 from engine.errors import TryonError
-from tryon_cli.commands import batch, data, evaluate, generate, models, train
+from tryon_cli.commands import batch, data, evaluate, generate, models, stream, train
 from tryon_cli.console import stderr
 
 cli = typer.Typer(
@@ -25,6 +25,8 @@ cli = typer.Typer(
 )
 cli.command()(generate.dress)
 cli.command()(generate.dance)
+cli.command()(stream.swap)
+cli.command()(stream.extend)
 cli.command()(batch.batch)
 cli.add_typer(models.app, name="models")
 cli.add_typer(data.app, name="data")

@@ -5,17 +5,25 @@ and the garments) attend only among themselves; video tokens attend to everythin
 two unmasked attention calls rather than one masked call, so every backend (SDPA, flash,
 xformers) runs its fast path, and so that the conditions' keys and values never depend on the
 video: that is what lets a KV cache keep them across chunks and swap garments cheaply.
+
+Streaming is the same code path with a KV cache in the layout: video tokens also attend to
+everything the cache holds (conditions, sink, history), and when the layout names a region,
+every layer writes this pass's (rotated) keys and values into it. See engine.model.kv_cache.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 
 from engine.errors import InputError
+
+if TYPE_CHECKING:
+    from engine.model.kv_cache import KVCache
 
 ATTENTION_CHOICES = ("auto", "sdpa", "flash", "xformers")
 
@@ -25,9 +33,16 @@ _BACKENDS = {"sdpa": "native", "flash": "flash", "flash3": "_flash_3", "xformers
 
 @dataclass
 class SequenceLayout:
-    """Where the condition tokens end in the current forward pass (shared by every layer)."""
+    """What every layer needs to know about the current forward pass.
+
+    `num_condition_tokens`: where the condition tokens end. `cache`: a streaming KV cache whose
+    keys and values video tokens also attend to; `write_region`: the cache region this pass's
+    keys and values are written to (None: the pass only reads the cache).
+    """
 
     num_condition_tokens: int = 0
+    cache: KVCache | None = None
+    write_region: str | None = None
 
 
 def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -46,8 +61,9 @@ class CondNetAttnProcessor:
     _attention_backend = None  # set by ModelMixin.set_attention_backend
     _parallel_config = None
 
-    def __init__(self, layout: SequenceLayout) -> None:
+    def __init__(self, layout: SequenceLayout, layer: int = 0) -> None:
         self.layout = layout
+        self.layer = layer  # this block's index: its slot in a KV cache
 
     def __call__(
         self,
@@ -59,14 +75,23 @@ class CondNetAttnProcessor:
     ) -> torch.Tensor:
         query, key, value = self.project(attn, hidden_states, rotary_emb)
         n = self.layout.num_condition_tokens
-        if n == 0:
-            out = self.attend(query, key, value)
-        else:
-            conditions = self.attend(query[:, :n], key[:, :n], value[:, :n])
-            video = self.attend(query[:, n:], key, value)
-            out = torch.cat([conditions, video], dim=1)
-        out = out.flatten(2, 3).type_as(query)
+        parts = []
+        if n:
+            parts.append(self.attend(query[:, :n], key[:, :n], value[:, :n]))
+        if query.shape[1] > n:
+            parts.append(self.attend(query[:, n:], *self.context(key, value)))
+        cache = self.layout.cache
+        if cache is not None and self.layout.write_region is not None:
+            cache.write(self.layout.write_region, self.layer, key, value)
+        out = torch.cat(parts, dim=1).flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
+
+    def context(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What video tokens attend to: this pass's keys and values, after the cached ones."""
+        if self.layout.cache is None:
+            return key, value
+        cached_key, cached_value = self.layout.cache.keys_values(self.layer)
+        return torch.cat([cached_key, key], dim=1), torch.cat([cached_value, value], dim=1)
 
     @staticmethod
     def project(attn, hidden_states: torch.Tensor, rotary_emb) -> tuple[torch.Tensor, ...]:

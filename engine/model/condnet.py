@@ -15,7 +15,10 @@ model:
 RoPE positions: video frame f sits at temporal slot `frame_offset + f`; the user photo at
 slot 0, the same slot as the first output frame, which anchors the video's start to the
 person; garment k at slot -(k+1), before the video, so garments never collide with any
-video frame however long a stream runs.
+video frame however long a stream runs. A stream that takes a new reference mid-video moves
+all condition slots with `user_slot` (the reference at the next frame's slot, garments just
+before it), keeping their distances to the frames to come as in training; see
+engine.pipelines.streaming.
 """
 
 from __future__ import annotations
@@ -97,8 +100,8 @@ class CondNetTransformer(WanTransformer3DModel):
         self.role_embedding = nn.Embedding(num_roles, inner_dim)
         self.motion_embedding = nn.Conv3d(motion_channels, inner_dim, kernel_size=patch_size, stride=patch_size)
         self.layout = SequenceLayout()
-        for block in self.blocks:
-            block.attn1.set_processor(CondNetAttnProcessor(self.layout))
+        for index, block in enumerate(self.blocks):
+            block.attn1.set_processor(CondNetAttnProcessor(self.layout, layer=index))
         self.zero_condnet_parameters()
 
     # -- parameters ---------------------------------------------------------------------------
@@ -165,9 +168,12 @@ class CondNetTransformer(WanTransformer3DModel):
     # -- forward ------------------------------------------------------------------------------
 
     def embed_conditions(
-        self, conditions: list[Condition]
+        self, conditions: list[Condition], user_slot: int = 0
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None:
-        """Tokens and RoPE of the clean condition images, or None when there are none."""
+        """Tokens and RoPE of the clean condition images, or None when there are none.
+
+        The user image sits at temporal slot `user_slot`, garment k at `user_slot - (k+1)`.
+        """
         if not conditions:
             return None
         tokens, cos, sin = [], [], []
@@ -178,10 +184,10 @@ class CondNetTransformer(WanTransformer3DModel):
             role = torch.tensor(role_id(condition.role), device=embedded.device)
             tokens.append(embedded + self.role_embedding(role).to(embedded.dtype))
             if condition.role == "user":
-                slot = 0
+                slot = user_slot
             else:
                 garment_index += 1
-                slot = -garment_index
+                slot = user_slot - garment_index
             _, _, _, h, w = latent.shape
             p_h, p_w = self.config.patch_size[1:]
             c, s = self.rotary(torch.tensor([slot], device=embedded.device), h // p_h, w // p_w)
@@ -197,12 +203,14 @@ class CondNetTransformer(WanTransformer3DModel):
         conditions: list[Condition] | None = None,
         motion_latents: torch.Tensor | None = None,
         frame_offset: int = 0,
+        user_slot: int = 0,
         return_dict: bool = True,
         **_: object,
     ) -> torch.Tensor | Transformer2DModelOutput:
         """Predict the flow for noisy video latents `hidden_states` (B, C, F, H, W).
 
         `timestep` is (B,) or per latent frame (B, F); condition tokens always get timestep 0.
+        Video frame f sits at RoPE slot `frame_offset + f`, the user image at `user_slot`.
         """
         batch, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
@@ -220,7 +228,7 @@ class CondNetTransformer(WanTransformer3DModel):
             timestep = timestep[:, None].expand(batch, f)
         per_token_t = timestep.repeat_interleave(tokens_per_frame, dim=1)
 
-        embedded = self.embed_conditions(conditions or [])
+        embedded = self.embed_conditions(conditions or [], user_slot)
         num_condition_tokens = 0
         sequence = video
         if embedded is not None:
@@ -231,6 +239,40 @@ class CondNetTransformer(WanTransformer3DModel):
             zeros = torch.zeros(batch, num_condition_tokens, dtype=per_token_t.dtype, device=per_token_t.device)
             per_token_t = torch.cat([zeros, per_token_t], dim=1)
 
+        sequence, temb = self._run_blocks(sequence, per_token_t, encoder_hidden_states, rotary, num_condition_tokens)
+
+        video_out = sequence[:, num_condition_tokens:]
+        temb = temb[:, num_condition_tokens:]
+        shift, scale = (self.scale_shift_table.unsqueeze(0).to(temb.device) + temb.unsqueeze(2)).chunk(2, dim=2)
+        video_out = (self.norm_out(video_out.float()) * (1 + scale.squeeze(2)) + shift.squeeze(2)).type_as(video_out)
+        video_out = self.proj_out(video_out)
+        video_out = video_out.reshape(batch, f, h, w, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        output = video_out.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        if not return_dict:
+            return (output,)
+        return Transformer2DModelOutput(sample=output)
+
+    def condition_pass(
+        self, conditions: list[Condition], encoder_hidden_states: torch.Tensor, user_slot: int = 0
+    ) -> None:
+        """Run the condition tokens alone through every block, for a KV cache to record.
+
+        Conditions attend only among themselves, so this computes exactly their keys and values
+        in any pass that also holds video; see engine.model.kv_cache.
+        """
+        tokens, rotary = self.embed_conditions(conditions, user_slot)
+        per_token_t = torch.zeros(1, tokens.shape[1], device=tokens.device)
+        self._run_blocks(tokens, per_token_t, encoder_hidden_states, rotary, tokens.shape[1])
+
+    def _run_blocks(
+        self,
+        sequence: torch.Tensor,
+        per_token_t: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        num_condition_tokens: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The transformer blocks over `[conditions | video]`: the final hidden states and temb."""
         temb, timestep_proj, text, _ = self.condition_embedder(
             per_token_t.flatten(), encoder_hidden_states, None, timestep_seq_len=per_token_t.shape[1]
         )
@@ -243,14 +285,4 @@ class CondNetTransformer(WanTransformer3DModel):
                 sequence = self._gradient_checkpointing_func(block, sequence, text, timestep_proj, rotary)
             else:
                 sequence = block(sequence, text, timestep_proj, rotary)
-
-        video_out = sequence[:, num_condition_tokens:]
-        temb = temb[:, num_condition_tokens:]
-        shift, scale = (self.scale_shift_table.unsqueeze(0).to(temb.device) + temb.unsqueeze(2)).chunk(2, dim=2)
-        video_out = (self.norm_out(video_out.float()) * (1 + scale.squeeze(2)) + shift.squeeze(2)).type_as(video_out)
-        video_out = self.proj_out(video_out)
-        video_out = video_out.reshape(batch, f, h, w, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        output = video_out.flatten(6, 7).flatten(4, 5).flatten(2, 3)
-        if not return_dict:
-            return (output,)
-        return Transformer2DModelOutput(sample=output)
+        return sequence, temb

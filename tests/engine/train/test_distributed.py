@@ -43,9 +43,12 @@ def test_two_gloo_processes_end_with_the_same_weights_as_one_process(tiny_checkp
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2  # rank 0 only
 
     # One process with both ranks' examples in each micro-batch takes the same steps, up to
-    # float rounding that Adam's first steps magnify (the steps themselves move weights ~6e-3).
+    # float rounding (a different reduction order) that Adam's first steps magnify: compare the
+    # two runs' weights relative to how far training moved them.
     single = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "single", config(batch_size=2))
     alone = load_file(single / "transformer" / "diffusion_pytorch_model.safetensors")
     base = load_file(tiny_checkpoint / "transformer" / "diffusion_pytorch_model.safetensors")
-    assert max((alone[name] - base[name]).abs().max() for name in base) > 1e-3
-    assert all(torch.allclose(alone[name], saved[name], rtol=0, atol=1e-4) for name in saved)
+    moved = torch.cat([(alone[name] - base[name]).flatten() for name in base]).norm()
+    apart = torch.cat([(alone[name] - saved[name]).flatten() for name in saved]).norm()
+    assert moved > 1e-2
+    assert apart < 0.01 * moved, (apart, moved)

@@ -1,0 +1,214 @@
+"""Streaming (student) generation: block-causal over chunks, with KV-cache rescheduling.
+
+FashionChameleon's student loop. The video is made in chunks of `chunk_frames` latent frames.
+Each chunk is denoised in `steps` flow-matching steps while attending to the KV cache
+(conditions, sink, history; see engine.model.kv_cache), then the finished chunk runs once more
+at t=0 to write its keys and values into the cache, and is decoded with the VAE's causal cache
+(engine.model.causal_vae) so its frames can be written at once. Cost per chunk is flat: a
+chunk attends to at most the conditions, the sink and `window` history chunks.
+
+Switching garments mid-stream (FashionChameleon §3), each operation on cache regions:
+
+- `refresh_garments`: the new garment latents replace the old ones and the condition K/V are
+  recomputed (reference and garments together: they attend to each other).
+- `withdraw_history`: clears `history` and `sink`. Both hold the outfit being replaced (the
+  sink is the first chunk since the last withdraw, so it always shows the old outfit); the
+  chunk after a withdraw becomes the new sink, so the stream goes on like a fresh start from
+  the reference, which is the in-context teacher's training setting.
+- `disentangle_reference`: the last decoded frame, VAE-encoded again, becomes the reference,
+  placed at the RoPE slot of the next chunk's first frame (as the user photo sits at the
+  first frame's slot): it carries the pose and motion across the switch.
+
+A switch is applied between chunks, so frames already made never change. Motion latents are
+encoded once up front (the whole motion video) and sliced per chunk; new noise for each chunk
+is drawn from the generator in order, so a switch never changes the random numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.model.causal_vae import CausalDecoder
+from engine.model.condnet import Condition
+from engine.model.kv_cache import KVCache
+from engine.pipelines.teacher import TryOnPipeline
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Chunking, steps and the switch operations a stream uses (each can be turned off for ablation)."""
+
+    chunk_frames: int = 3
+    steps: int = 4
+    window: int = 6  # history chunks kept besides the sink
+    refresh: bool = True
+    withdraw: bool = True
+    disentangle: bool = True
+
+    @property
+    def context_latent_frames(self) -> int:
+        """The most latent frames of an earlier video the cache can hold: sink and history."""
+        return (1 + self.window) * self.chunk_frames
+
+
+class StreamingGenerator:
+    """Makes a try-on video chunk by chunk; garments can be switched between chunks.
+
+    `reference` is the user photo at the output size; `garments` are (role, image) pairs at
+    the output size; `motion`, uint8 (T, H, W, 3), is the motion video for the frames to come.
+    `context`, uint8 frames (4k+1 of them, at the output size), is a video to continue: it
+    fills the sink and history, primes the VAE decoder, and the first new frame follows it.
+    """
+
+    def __init__(
+        self,
+        pipeline: TryOnPipeline,
+        *,
+        reference: Image.Image,
+        garments: list[tuple[str, Image.Image]],
+        prompt: str,
+        generator: torch.Generator,
+        motion: np.ndarray | None = None,
+        context: np.ndarray | None = None,
+        config: StreamConfig = StreamConfig(),
+    ) -> None:
+        self.pipeline = pipeline
+        self.transformer = pipeline.transformer
+        self.config = config
+        self.generator = generator
+        width, height = reference.size
+        self.shape = pipeline.video_shape(width, height, 1)
+        _, p_h, p_w = self.transformer.config.patch_size
+        frame_tokens = (self.shape.latent_height // p_h) * (self.shape.latent_width // p_w)
+        self.cache = KVCache.for_transformer(self.transformer, frame_tokens, config.chunk_frames, config.window)
+        self.decoder = CausalDecoder(pipeline.vae)
+        self.text = pipeline.encode_prompt(prompt)
+        self.position = 0  # RoPE slot of the next latent frame
+        self.frames_made = 0  # frames returned by next_chunk so far
+        self.last_frame: np.ndarray | None = None
+
+        context_latents = None if context is None else pipeline.encode_frames(context)
+        self.reference = Condition("user", pipeline.encode_image(reference))
+        self.garments = self._encode_garments(garments)
+        self.user_slot = 0 if context_latents is None else context_latents.shape[2]
+        self._write_conditions()
+        if context_latents is not None:
+            self._prefill(context_latents)
+            self.last_frame = context[-1]
+        self.motion = None if motion is None else pipeline.encode_frames(motion)
+        self.motion_start = self.position
+
+    # -- generation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def next_chunk(self, max_frames: int | None = None) -> np.ndarray:
+        """Generate, cache and decode the next chunk: at most `max_frames` uint8 frames (T, H, W, 3).
+
+        A chunk is `chunk_frames` latent frames, or fewer when fewer decode to `max_frames`.
+        """
+        latent_frames = self.config.chunk_frames
+        if max_frames is not None:
+            latent_frames = min(latent_frames, self._latent_frames_for(max_frames))
+        motion = self._motion(latent_frames)
+        latents = self._denoise(self._noise(latent_frames), motion)
+        self._cache_chunk(latents, motion)
+        frames = self._decode(latents)[:max_frames]
+        self.position += latent_frames
+        self.frames_made += len(frames)
+        self.last_frame = frames[-1]
+        return frames
+
+    def _latent_frames_for(self, frames: int) -> int:
+        # The video's first latent frame decodes to one frame, every later one to four.
+        if self.position == 0:
+            return 1 + math.ceil((frames - 1) / self.shape.temporal_factor)
+        return math.ceil(frames / self.shape.temporal_factor)
+
+    def _noise(self, latent_frames: int) -> torch.Tensor:
+        size = (1, self.pipeline.vae.config.z_dim, latent_frames, self.shape.latent_height, self.shape.latent_width)
+        noise = torch.randn(size, generator=self.generator, device=self.generator.device, dtype=torch.float32)
+        return noise.to(self.pipeline.device, self.transformer.dtype)
+
+    def _motion(self, latent_frames: int) -> torch.Tensor | None:
+        if self.motion is None:
+            return None
+        start = self.position - self.motion_start
+        return self.motion[:, :, start : start + latent_frames]
+
+    def _predict(self, latents: torch.Tensor, t: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
+        timestep = t.expand(1, latents.shape[2])
+        return self.transformer(latents, timestep, self.text, motion_latents=motion, frame_offset=self.position,
+                                return_dict=False)[0]
+
+    def _denoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
+        scheduler = self.pipeline.scheduler
+        scheduler.set_timesteps(self.config.steps, device=self.pipeline.device)
+        with self.cache.attached(self.transformer.layout):
+            for t in scheduler.timesteps:
+                flow = self._predict(latents, t, motion)
+                latents = scheduler.step(flow, t, latents, return_dict=False)[0]
+        return latents
+
+    def _cache_chunk(self, latents: torch.Tensor, motion: torch.Tensor | None) -> None:
+        """One pass at t=0 on a finished chunk writes its keys and values: the sink if empty, else history."""
+        region = "sink" if self.cache.is_empty("sink") else "history"
+        with self.cache.attached(self.transformer.layout, write=region):
+            self._predict(latents, torch.zeros((), device=latents.device), motion)
+
+    def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        mean, std = self.pipeline._latent_stats(latents)
+        pixels = self.decoder.decode((latents * std + mean).to(self.pipeline.vae.dtype))
+        pixels = ((pixels[0] + 1) * 127.5).round().to(torch.uint8)
+        return pixels.permute(1, 2, 3, 0).cpu().numpy()
+
+    @torch.no_grad()
+    def _prefill(self, latents: torch.Tensor) -> None:
+        """Cache a clean video chunk by chunk as if generated, and run it through the decoder."""
+        for start in range(0, latents.shape[2], self.config.chunk_frames):
+            chunk = latents[:, :, start : start + self.config.chunk_frames]
+            self._cache_chunk(chunk, None)
+            self.position += chunk.shape[2]
+        self._decode(latents)
+
+    # -- conditions and switches --------------------------------------------------------------
+
+    def _encode_garments(self, garments: list[tuple[str, Image.Image]]) -> list[Condition]:
+        return [Condition(role, self.pipeline.encode_image(image)) for role, image in garments]
+
+    @torch.no_grad()
+    def _write_conditions(self) -> None:
+        with self.cache.attached(self.transformer.layout, write="conditions"):
+            self.transformer.condition_pass([self.reference, *self.garments], self.text, self.user_slot)
+
+    def refresh_garments(self, garments: list[tuple[str, Image.Image]]) -> None:
+        """Garment-KV refresh: the condition region is recomputed with these garments."""
+        self.garments = self._encode_garments(garments)
+        self._write_conditions()
+
+    def withdraw_history(self) -> None:
+        """Historical-KV withdraw: clear history and sink; the next chunk becomes the new sink."""
+        self.cache.clear("history")
+        self.cache.clear("sink")
+
+    def disentangle_reference(self, frame: np.ndarray) -> None:
+        """Reference-KV disentangle: `frame` (uint8 H, W, 3), VAE-encoded, is the new reference.
+
+        It takes the RoPE slot of the next chunk's first frame.
+        """
+        self.reference = Condition("user", self.pipeline.encode_frames(frame[None]))
+        self.user_slot = self.position
+        self._write_conditions()
+
+    def switch(self, garments: list[tuple[str, Image.Image]]) -> None:
+        """Wear `garments` from the next chunk on, by the operations the config enables."""
+        if self.config.disentangle and self.last_frame is not None:
+            self.disentangle_reference(self.last_frame)
+        if self.config.refresh:
+            self.refresh_garments(garments)
+        if self.config.withdraw:
+            self.withdraw_history()

@@ -1,0 +1,99 @@
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from engine.media import probe_video, write_video
+from engine.pipelines.streaming import StreamingGenerator
+
+# 24 frames: chunks start at frames 0, 9 (1.125 s) and 21 (2.625 s)
+FAST = ("--steps", "1", "--seconds", "3", "--fps", "8", "--size", "64x64")
+
+
+def files_in(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_swap_switches_on_schedule_and_writes_every_frame(tiny_checkpoint, inputs, tmp_path, tryon):
+    out = tmp_path / "out.mp4"
+    run = tryon("swap", inputs / "user.png", "-g", inputs / "shirt.png", "-g", f"{inputs / 'pants.png'}@1",
+                "-g", f"{inputs / 'shirt.png'}:top@2.5", "--model", tiny_checkpoint, *FAST, "-o", out, "--json")
+    assert run.code == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["frames"] == 24 and probe_video(out).frame_count == 24
+    assert [(s["at"], s["frame"]) for s in summary["switches"]] == [(1.0, 9), (2.5, 21)]
+    assert "switch at 2.5 s" in run.stderr
+    assert files_in(tmp_path) == ["out.mp4"]
+
+
+def test_live_lines_from_stdin_switch_at_the_next_chunks(tiny_checkpoint, inputs, tmp_path, tryon, monkeypatch):
+    lines = f"{inputs / 'pants.png'}\n{inputs / 'nothing.png'}\n{inputs / 'shirt.png'}:dress\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(lines))
+    run = tryon("swap", inputs / "user.png", "-g", f"{inputs / 'shirt.png'}:top", "--live", "--model", tiny_checkpoint,
+                *FAST, "-o", tmp_path / "live.mp4", "--json")
+    assert run.code == 0, run.stderr
+    switches = json.loads(run.stdout)["switches"]
+    assert [s["frame"] for s in switches] == [9, 21]  # the first chunk keeps the starting outfit
+    assert all(s["at"] is None and s["latency"] > 0 for s in switches)
+    assert "nothing.png" in run.stderr and "live switch" in run.stderr
+
+
+def test_extend_appends_seconds_at_the_input_fps_and_size(tiny_checkpoint, inputs, tmp_path, tryon):
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, np.random.default_rng(0).integers(0, 255, (9, 64, 96, 3), dtype=np.uint8), 8)
+    run = tryon("extend", clip, "--seconds", "1", "-g", f"{inputs / 'shirt.png'}:top", "--steps", "1",
+                "--model", tiny_checkpoint, "-o", tmp_path / "longer.mp4", "--json")
+    assert run.code == 0, run.stderr
+    summary = json.loads(run.stdout)
+    info = probe_video(tmp_path / "longer.mp4")
+    assert (info.frame_count, info.width, info.height, info.fps) == (9 + 8, 96, 64, 8)
+    assert summary["frames"] == 17 and summary["switches"][0]["frame"] == 9  # the garment from the first new frame
+
+
+def test_ctrl_c_keeps_a_playable_video_of_the_chunks_made(tiny_checkpoint, inputs, tmp_path, tryon, monkeypatch):
+    original = StreamingGenerator.next_chunk
+    calls = []
+
+    def interrupted_after_one_chunk(self, max_frames=None):
+        calls.append(max_frames)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, max_frames)
+
+    monkeypatch.setattr(StreamingGenerator, "next_chunk", interrupted_after_one_chunk)
+    run = tryon("swap", inputs / "user.png", "-g", inputs / "shirt.png", "--model", tiny_checkpoint, *FAST,
+                "-o", tmp_path / "out.mp4")
+    assert run.code == 130 and "kept the 9 frames" in run.stderr
+    assert probe_video(tmp_path / "out.mp4").frame_count == 9
+    assert files_in(tmp_path) == ["out.mp4"]
+
+
+BAD_SCHEDULES = {
+    "negative time": (["-g", "{in}/shirt.png@-1"], "0 or more"),
+    "first garment not at 0": (["-g", "{in}/shirt.png@1", "-g", "{in}/pants.png"], "cannot start at 1 s"),
+    "switch after the end": (["-g", "{in}/shirt.png", "-g", "{in}/pants.png@3"], "at or after the end"),
+    "dress with a top": (["-g", "{in}/shirt.png:dress", "-g", "{in}/pants.png:top"], "one piece"),
+    "no garment": ([], "--garment"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SCHEDULES))
+def test_bad_schedule_is_one_line_exit_2_and_no_output(case, tiny_checkpoint, inputs, tmp_path, tryon):
+    args, needle = BAD_SCHEDULES[case]
+    args = [a.format(**{"in": inputs}) for a in args]
+    run = tryon("swap", inputs / "user.png", *args, "--model", tiny_checkpoint, *FAST, "-o", tmp_path / "out.mp4")
+    assert run.code == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tryon: error:") and needle in lines[0], run.stderr
+    assert files_in(tmp_path) == []
+
+
+def test_extend_refuses_a_picture_and_a_switch_past_the_end(tiny_checkpoint, inputs, tmp_path, tryon):
+    run = tryon("extend", inputs / "image.mp4", "--seconds", "1", "--model", tiny_checkpoint, "-o", tmp_path / "o.mp4")
+    assert run.code == 2 and "image.mp4" in run.stderr
+    run = tryon("extend", inputs / "dance.mp4", "--seconds", "1", "-g", f"{inputs / 'shirt.png'}@2",
+                "--model", tiny_checkpoint, "-o", tmp_path / "o.mp4")
+    assert run.code == 2 and "at or after the end" in run.stderr
+    assert files_in(tmp_path) == []

@@ -1,0 +1,118 @@
+"""`tryon swap` and `tryon extend`: streaming generation, written to the MP4 as it is made."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from engine import streaming_api
+from engine.media import parse_size
+from engine.specs import parse_garment
+from tryon_cli import options
+from tryon_cli.commands.generate import default_output, run_generation
+from tryon_cli.console import notice
+
+Garments = Annotated[
+    list[str],
+    typer.Option("--garment", "-g", help="PATH or PATH:top|bottom|dress, @SECONDS to start later (b.png:top@2.5). "
+                 "Repeat it; garments with the same time are worn together."),
+]
+StreamSteps = Annotated[Optional[int], typer.Option(help="Denoising steps per chunk (default: 4).")]
+NoRefresh = Annotated[bool, typer.Option("--no-refresh", help="Ablation: keep the old garments' K/V at a switch.")]
+NoWithdraw = Annotated[bool, typer.Option("--no-withdraw", help="Ablation: keep the history K/V at a switch.")]
+NoDisentangle = Annotated[
+    bool, typer.Option("--no-disentangle", help="Ablation: keep the reference (do not take the last frame).")
+]
+
+
+def run_stream(request, command, json_output: bool, quiet: bool) -> None:
+    """Run like any generation; on Ctrl-C say what was kept and exit 130."""
+    try:
+        run_generation(request, command, json_output, quiet)
+    except streaming_api.StreamInterrupted as stop:
+        kept = f"kept the {stop.frames} frames made so far in {stop.output}" if stop.frames else "nothing was written"
+        notice(f"tryon: interrupted; {kept}")
+        sys.exit(130)
+
+
+def swap(
+    user: Annotated[Path, typer.Argument(help="Photo of the person.")],
+    garment: Garments,
+    motion: options.Motion = None,
+    prompt: options.Prompt = "",
+    output: options.Output = None,
+    model: options.Model = None,
+    revision: options.Revision = None,
+    size: options.Size = None,
+    seconds: options.Seconds = None,
+    fps: options.Fps = None,
+    seed: options.Seed = 0,
+    steps: StreamSteps = None,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    attention: options.Attention = "auto",
+    overwrite: options.Overwrite = False,
+    no_refresh: NoRefresh = False,
+    no_withdraw: NoWithdraw = False,
+    no_disentangle: NoDisentangle = False,
+    live: Annotated[bool, typer.Option("--live", help="Also read garment lines from stdin while generating.")] = False,
+    json_output: options.Json = False,
+    quiet: options.Quiet = False,
+) -> None:
+    """Dress the person and switch garments mid-video; frames are written as they are made.
+
+    The first garment is worn from the start; `@SECONDS` switches at that time (at the first
+    chunk starting then or later). With --live, each line typed on stdin (one or more garment
+    specs) is put on at the next chunk, and the latency of each switch is reported.
+    Ctrl-C keeps a playable video of everything made so far (exit code 130).
+
+    Example: tryon swap user.png -g shirt.png:top -g dress.png:dress@2.5 --motion dance.mp4 -o out.mp4
+    """
+    specs = [parse_garment(text, allow_time=True) for text in garment]
+    request = streaming_api.SwapRequest(
+        user=user, garments=specs, output=output or default_output(user, specs, "swap"), motion=motion,
+        prompt=prompt, model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds,
+        fps=fps, seed=seed, steps=steps, device=device, dtype=dtype, attention=attention, overwrite=overwrite,
+        refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
+        live=sys.stdin if live else None,
+    )
+    run_stream(request, streaming_api.swap, json_output, quiet)
+
+
+def extend(
+    video: Annotated[Path, typer.Argument(help="The video to continue.")],
+    seconds: Annotated[float, typer.Option(help="Seconds to add.")],
+    garment: Annotated[
+        Optional[list[str]],
+        typer.Option("--garment", "-g", help="PATH or PATH:top|bottom|dress to put on at once, or @SECONDS later."),
+    ] = None,
+    prompt: options.Prompt = "",
+    output: options.Output = None,
+    model: options.Model = None,
+    revision: options.Revision = None,
+    seed: options.Seed = 0,
+    steps: StreamSteps = None,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    attention: options.Attention = "auto",
+    overwrite: options.Overwrite = False,
+    no_refresh: NoRefresh = False,
+    no_withdraw: NoWithdraw = False,
+    no_disentangle: NoDisentangle = False,
+    json_output: options.Json = False,
+    quiet: options.Quiet = False,
+) -> None:
+    """Continue a video: the output is the video followed by --seconds more, at its fps and size.
+
+    Example: tryon extend clip.mp4 --seconds 3 --prompt "she keeps dancing" -o longer.mp4
+    """
+    request = streaming_api.ExtendRequest(
+        video=video, output=output or Path(f"{video.stem}_extended.mp4"), seconds=seconds,
+        garments=[parse_garment(text, allow_time=True) for text in garment or []], prompt=prompt, model=model,
+        revision=revision, seed=seed, steps=steps, device=device, dtype=dtype, attention=attention,
+        overwrite=overwrite, refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
+    )
+    run_stream(request, streaming_api.extend, json_output, quiet)
