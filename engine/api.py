@@ -337,14 +337,19 @@ def evaluate(prediction: Path, reference: Path):
 TRAIN_CONFIGS = Path(__file__).resolve().parent / "train" / "configs"
 
 
+def _config_path(config: str | Path | None, default: str) -> Path:
+    """A config file's path: `config` itself, or the built-in recipe of that name (or `default`)."""
+    builtin = TRAIN_CONFIGS / f"{config or default}.json"
+    if config is None or (not Path(config).exists() and builtin.is_file()):
+        return builtin
+    return Path(config)
+
+
 def load_train_config(config: str | Path | None):
     """A training config file, or a built-in recipe by name (`default`, `demo`)."""
     from engine.train import TrainConfig
 
-    builtin = TRAIN_CONFIGS / f"{config or 'default'}.json"
-    if config is None or (not Path(config).exists() and builtin.is_file()):
-        return TrainConfig.from_file(builtin)
-    return TrainConfig.from_file(Path(config))
+    return TrainConfig.from_file(_config_path(config, "default"))
 
 
 def train_teacher(
@@ -378,3 +383,37 @@ def train_vae(
 
     return run(base, output, steps=steps, size=size, num_frames=num_frames, lr=lr, seeds=range(examples),
                progress=progress)
+
+
+# -- benchmarks -------------------------------------------------------------------------------
+
+
+def bench(request, notice: Notice | None = None):
+    """Speed of the real pipeline on synthetic inputs (a `engine.bench.BenchRequest`): see engine.bench."""
+    from engine.bench import run_bench
+
+    return run_bench(request, notice=notice)
+
+
+def load_student_config(config: str | Path | None):
+    """A student distillation config file, or a built-in recipe by name (`student`)."""
+    from engine.train.student_config import StudentConfig
+
+    return StudentConfig.from_file(_config_path(config, "student"))
+
+
+def train_student(
+    teacher: str,
+    data: str,
+    output: Path,
+    config: str | Path | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    notice: Notice | None = None,
+) -> Path:
+    """Distill a teacher checkpoint into the streaming student: teacher forcing, then (GR-)DMD."""
+    from engine.train.student import train_student as run
+
+    data_source: str | Path = "synthetic" if data == "synthetic" else Path(data)
+    return run(teacher, data_source, output, load_student_config(config), resume=resume, progress=progress,
+               log=notice)

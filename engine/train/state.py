@@ -4,7 +4,8 @@
     state.json             step, seconds trained, trainable mode, the trainable parameter
                            names (in optimizer order), AdamW's param groups and scalars
     optimizer.safetensors  AdamW's tensors, keyed "<parameter index>.<name>"
-    adapter.safetensors    LoRA runs only: the unmerged adapters (the checkpoint holds them merged)
+    adapter.safetensors    extra tensors a run needs to resume: LoRA adapters (unmerged; the checkpoint
+                           holds them merged), a student's DMD critic (`critic.*`)
 
 A checkpoint is written beside `output/`, completed with the training state and the metrics
 so far, then swapped in, so `output/` always holds one whole, consistent step.

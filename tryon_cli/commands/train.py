@@ -1,4 +1,4 @@
-"""`tryon train`: the teacher (flow matching) and the VAE."""
+"""`tryon train`: the teacher (flow matching), the streaming student (distillation) and the VAE."""
 
 from __future__ import annotations
 
@@ -50,3 +50,22 @@ def vae(
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_vae(base, output, steps, parse_size(size), frames, lr, examples, progress=progress)
     notice(f"wrote {path}")
+
+
+@app.command("student")
+def student(
+    teacher: Annotated[str, typer.Option(help="The trained teacher checkpoint to distill (folder or Hub id).")],
+    data: Annotated[str, typer.Option(help="A folder of sample folders (see README), or 'synthetic'.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Student checkpoint folder to write (and resume).")],
+    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or the built-in: student.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Distill the teacher into the streaming few-step student: teacher forcing, then GR-DMD.
+
+    Example: tryon train student --teacher ./teacher --data synthetic --output ./student --config student
+    """
+    with StageProgress(enabled=not quiet) as progress:
+        path = api.train_student(teacher, data, output, config=config, resume=resume, progress=progress,
+                                 notice=notice)
+    notice(f"wrote the streaming student to {path} (metrics in {path / 'metrics.jsonl'})")
