@@ -56,6 +56,7 @@ from engine.api import (
     get_model,
     plan_output,
 )
+from engine.checkpoint import LoadedModel
 from engine.errors import InputError, RuntimeFailure
 from engine.media import VideoWriter, choose_output_size, fit_frames, fit_image, load_image, probe_video, read_video
 from engine.pipelines.shapes import check_fps, check_seconds, frame_count
@@ -319,10 +320,19 @@ def context_length(available: int, config: StreamConfig, pipeline) -> int:
     return temporal * (latent_frames - 1) + 1
 
 
-def _config(request: SwapRequest | ExtendRequest) -> StreamConfig:
-    steps = StreamConfig.steps if request.steps is None else request.steps
-    return StreamConfig(steps=steps, refresh=request.refresh, withdraw=request.withdraw,
-                        disentangle=request.disentangle)
+def _config(request: SwapRequest | ExtendRequest, model: LoadedModel) -> StreamConfig:
+    """Chunking as the student was distilled for (its tryon.json), else StreamConfig's defaults;
+    `--steps` and the ablation flags from the request."""
+    trained = model.info.training if model.info.kind == "student" else {}
+    defaults = StreamConfig()
+    return StreamConfig(
+        chunk_frames=trained.get("chunk_frames", defaults.chunk_frames),
+        steps=trained.get("steps_per_chunk", defaults.steps) if request.steps is None else request.steps,
+        window=trained.get("window", defaults.window),
+        refresh=request.refresh,
+        withdraw=request.withdraw,
+        disentangle=request.disentangle,
+    )
 
 
 def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice | None = None) -> StreamResult:
@@ -370,7 +380,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
             prompt=request.prompt,
             generator=torch.Generator(device=runtime.device).manual_seed(request.seed),
             motion=motion,
-            config=_config(request),
+            config=_config(request, model),
         )
         live = None if request.live is None else LiveSwitches(request.live)
         stream = SwitchingStream(generator, outfit, switches, live, size, plan.fps, tell)
@@ -409,7 +419,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     decision = choose_output_size(output_size, output_size, multiple=model.pipeline.size_multiple)
     if decision.notice:
         tell(f"{decision.notice}; new frames are made at that size and scaled back to {info.width}x{info.height}")
-    config = _config(request)
+    config = _config(request, model)
 
     # 3. The video's last frames fill the cache; the new frames follow them in the MP4.
     frames = read_video(request.video)

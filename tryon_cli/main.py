@@ -14,6 +14,7 @@ import typer
 
 from engine.errors import TryonError
 from tryon_cli.commands import batch, data, evaluate, generate, models, stream, train
+from tryon_cli.commands import bench
 from tryon_cli.console import stderr
 
 cli = typer.Typer(
@@ -32,6 +33,7 @@ cli.add_typer(models.app, name="models")
 cli.add_typer(data.app, name="data")
 cli.command("eval")(evaluate.evaluate)
 cli.add_typer(train.app, name="train")
+cli.command()(bench.bench)
 
 
 def _quiet_libraries() -> None:

@@ -1,0 +1,139 @@
+"""`tryon bench`: end-to-end speed of the real pipeline (see engine.bench)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from engine import api
+from engine.bench import STAGES, BenchRequest, BenchResult
+from engine.media import parse_size
+from tryon_cli import options
+from tryon_cli.console import notice, print_json, stdout
+
+STAGE_NAMES = {
+    "text_encoding": "text encoding",
+    "vae_encode": "VAE encode",
+    "transformer": "transformer",
+    "vae_decode": "VAE decode",
+    "writing": "writing (MP4)",
+}
+
+
+def bench(
+    preset: Annotated[Optional[str], typer.Option(help="Preset to bench: tiny, demo or wan2.2-ti2v-5b.")] = None,
+    model: Annotated[
+        Optional[str], typer.Option("--model", "-m", help="A checkpoint folder or Hub repo id, instead of --preset.")
+    ] = None,
+    revision: options.Revision = None,
+    random_weights: Annotated[
+        bool, typer.Option("--random-weights", help="Build --preset at random on the device: no download.")
+    ] = False,
+    mode: Annotated[str, typer.Option(help="dress (the whole video at once) or stream (chunk by chunk).")] = "dress",
+    size: Annotated[
+        Optional[str], typer.Option(help="WIDTHxHEIGHT, multiples of the model's 32. Default: the model's.")
+    ] = None,
+    seconds: options.Seconds = None,
+    fps: options.Fps = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help="Denoising steps (stream: per chunk). Default: the model's; stream 4.")
+    ] = None,
+    guidance: options.Guidance = None,
+    garments: Annotated[int, typer.Option(help="Garment images to condition on (1 to 4).")] = 1,
+    motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Condition on a motion video.")] = True,
+    chunk_frames: Annotated[int, typer.Option(help="stream: latent frames per chunk.")] = 3,
+    window: Annotated[int, typer.Option(help="stream: history chunks the cache keeps besides the sink.")] = 6,
+    switch_at: Annotated[
+        Optional[float], typer.Option(help="stream: seconds at which to switch garments (default: half way).")
+    ] = None,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    attention: options.Attention = "auto",
+    warmup: Annotated[
+        Optional[int], typer.Option(help="Untimed runs first (default: 1 on CUDA, 0 on the CPU).")
+    ] = None,
+    repeat: Annotated[int, typer.Option(help="Timed runs; mean and min are reported.")] = 1,
+    seed: options.Seed = 0,
+    vae_tiling: Annotated[
+        bool, typer.Option("--vae-tiling", help="Tile the VAE (less memory at large sizes).")
+    ] = False,
+    json_output: options.Json = False,
+    quiet: options.Quiet = False,
+) -> None:
+    """Measure generation speed end to end: FPS, time to first frame, per-stage times, peak memory.
+
+    Inputs are synthetic (noise images; speed does not depend on them). Stage times come from
+    timers around the pipeline's own model calls, synchronized on CUDA. Speed targets belong in
+    this output, never in tests.
+
+    Example: tryon bench --preset tiny --random-weights --mode stream --size 256x448 --seconds 10 --json
+    """
+    request = BenchRequest(
+        preset=preset, model=model, revision=revision, random_weights=random_weights, mode=mode,
+        size=parse_size(size) if size else None, seconds=seconds, fps=fps, steps=steps, guidance=guidance,
+        garments=garments, motion=motion, chunk_frames=chunk_frames, window=window, switch_at=switch_at,
+        device=device, dtype=dtype, attention=attention, warmup=warmup, repeat=repeat, seed=seed,
+        vae_tiling=vae_tiling,
+    )
+    result = api.bench(request, notice=None if quiet else notice)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        print_tables(result)
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def _fps(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def print_tables(result: BenchResult) -> None:
+    runs = f"mean of {result.repeat}" if result.repeat > 1 else "1 run"
+    title = (f"tryon bench: {result.mode}, {result.model}, {result.size[0]}x{result.size[1]}, "
+             f"{result.frames} frames at {result.video_fps:g} fps, {result.steps} steps"
+             f"{' per chunk' if result.stream else ''}, {runs} after {result.warmup} warm-up")
+    summary = Table("measure", "value", title=title, title_justify="left")
+    summary.add_row("device", f"{result.device}, {result.dtype}, attention {result.attention}")
+    best = f" (best {_fps(result.fps_best)})" if result.repeat > 1 else ""
+    summary.add_row("FPS (video frames / wall second)", _fps(result.fps) + best)
+    summary.add_row("total", _s(result.total_s) + (f" (min {_s(result.total_s_min)})" if result.repeat > 1 else ""))
+    summary.add_row("time to first frame", _s(result.first_frame_s))
+    kind = "CUDA max allocated" if result.peak_memory_kind == "cuda_max_allocated" else "CPU peak RSS of the process"
+    summary.add_row("peak memory", f"{result.peak_memory_mb:,.0f} MiB ({kind})")
+    summary.add_row("weights", f"{result.weights_mb:,.0f} MiB, loaded in {_s(result.load_s)}")
+    summary.add_row("overhead (outside model calls)",
+                    f"{result.overhead:.1%} ({result.overhead_without_writing:.1%} not counting writing)")
+    stdout.print(summary)
+
+    stages = Table("stage", "mean", "min", "share", "calls/run", title="stages (timed around the model calls)",
+                   title_justify="left")
+    for stage in STAGES:
+        share = result.stages[stage] / result.total_s
+        stages.add_row(STAGE_NAMES[stage], _s(result.stages[stage]), _s(result.stages_min[stage]), f"{share:.1%}",
+                       str(result.calls[stage]))
+    stages.add_row("other (engine)", _s(result.other_s), "", f"{result.other_s / result.total_s:.1%}", "")
+    stdout.print(stages)
+
+    stream = result.stream
+    if stream:
+        table = Table("stream", "value", title=f"stream: chunks of {stream['chunk_frames']} latent frames, "
+                      f"window {stream['window']}", title_justify="left")
+        table.add_row("setup (encode prompt, images, motion; condition pass)", _s(stream["setup_s"]))
+        table.add_row(f"first chunk ({stream['first_chunk_frames']} frames)", _s(stream["first_chunk_s"]))
+        table.add_row(f"steady chunk ({stream['steady_chunks']} chunks)",
+                      f"{_s(stream['steady_chunk_s'])}, {_fps(stream['steady_chunk_fps'])} fps")
+        table.add_row("early / late steady chunks (fps)",
+                      f"{_fps(stream['early_chunk_fps'])} / {_fps(stream['late_chunk_fps'])}"
+                      + (f" (late/early {stream['throughput_ratio']:.2f})" if stream["throughput_ratio"] else ""))
+        table.add_row("early / late steady chunks (transformer s per chunk)",
+                      f"{_s(stream['early_chunk_transformer_s'])} / {_s(stream['late_chunk_transformer_s'])}")
+        switch = stream["switch"]
+        table.add_row("switch latency (switch → first new frame written)",
+                      "not applied (no chunk starts after --switch-at)" if switch is None else
+                      f"{_s(switch['latency_s'])} at frame {switch['frame']} (switch ops {_s(switch['ops_s'])})")
+        stdout.print(table)
