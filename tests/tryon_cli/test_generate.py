@@ -3,6 +3,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,13 @@ def test_bad_timing_is_refused_before_any_model_is_loaded(inputs, tmp_path, tryo
         run = tryon("dance", inputs / "user.png", option, value, "--model", tmp_path / "not-a-model",
                     "-o", tmp_path / "out.mp4")
         assert run.code == 2 and option in run.stderr and "not-a-model" not in run.stderr
+
+
+def test_the_quickstart_runs_on_the_shipped_demo_model(tmp_path, tryon):
+    examples = Path(__file__).resolve().parents[2] / "examples" / "sample_00002"
+    run = tryon("dress", examples / "user.png", f"{examples / 'garment_top.png'}:top", "--motion",
+                examples / "motion.mp4", "--steps", "2", "-o", tmp_path / "out.mp4", "--json")
+    assert run.code == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert Path(summary["model"]).name == "demo" and "untrained" not in run.stderr
+    assert summary["size"] == [96, 160] and summary["frames"] == 16 and summary["fps"] == 8
