@@ -106,6 +106,29 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise InputError("the output folder is not writable", folder)
 
 
+def check_options(
+    seconds: float | None = None,
+    fps: float | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+) -> None:
+    """The timing and sampling options a request sets (None: the model's default)."""
+    if seconds is not None:
+        check_seconds(seconds)
+    if fps is not None:
+        check_fps(fps)
+    if steps is not None and steps < 1:
+        raise InputError(f"--steps must be at least 1, not {steps}")
+    if guidance is not None and guidance < 0:
+        raise InputError(f"--guidance must be 0 or more, not {guidance:g}")
+
+
+def check_motion(path: Path | None) -> None:
+    """A motion video, when given, must be readable and have at least two frames."""
+    if path is not None and probe_video(path).frame_count < 2:
+        raise InputError("has 1 frame; a motion video needs at least 2", path)
+
+
 def check_garments(garments: list[GarmentSpec]) -> None:
     if len(garments) > MAX_GARMENTS:
         raise InputError(f"{len(garments)} garments given; at most {MAX_GARMENTS} at once")
@@ -181,16 +204,8 @@ def _generate(
     check_garments(request.garments)
     user = load_image(request.user)
     garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
-    if request.motion is not None and probe_video(request.motion).frame_count < 2:
-        raise InputError("has 1 frame; a motion video needs at least 2", request.motion)
-    if request.seconds is not None:
-        check_seconds(request.seconds)
-    if request.fps is not None:
-        check_fps(request.fps)
-    if request.steps is not None and request.steps < 1:
-        raise InputError(f"--steps must be at least 1, not {request.steps}")
-    if request.guidance is not None and request.guidance < 0:
-        raise InputError(f"--guidance must be 0 or more, not {request.guidance:g}")
+    check_motion(request.motion)
+    check_options(request.seconds, request.fps, request.steps, request.guidance)
 
     # 2. The model, and the shapes it implies.
     source = request.model or default_model()

@@ -60,12 +60,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.api import check_options
 from engine.checkpoint.presets import PRESETS, TINY_VOCABULARY, Preset, get_preset
 from engine.errors import InputError, RuntimeFailure
 from engine.media import VideoWriter
 from engine.media.geometry import round_to_multiple
 from engine.model.condnet import MAX_GARMENTS
-from engine.pipelines.shapes import check_fps, check_seconds, frame_count
+from engine.pipelines.shapes import frame_count
 from engine.pipelines.streaming import StreamConfig, StreamingGenerator
 from engine.pipelines.teacher import TryOnInputs, TryOnPipeline
 from engine.runtime import Runtime, apply_attention, resolve_runtime
@@ -370,17 +371,9 @@ def _check(request: BenchRequest) -> None:
             raise InputError("--random-weights needs --preset (one of: " + ", ".join(PRESETS) + ")")
     if request.preset is not None:
         get_preset(request.preset)
-    if request.seconds is not None:
-        check_seconds(request.seconds)
-    if request.fps is not None:
-        check_fps(request.fps)
-    if request.steps is not None and request.steps < 1:
-        raise InputError(f"--steps must be at least 1, not {request.steps}")
-    if request.guidance is not None:
-        if request.mode == "stream":
-            raise InputError("stream mode takes no --guidance: the streaming student runs without it")
-        if request.guidance < 0:
-            raise InputError(f"--guidance must be 0 or more, not {request.guidance:g}")
+    if request.guidance is not None and request.mode == "stream":
+        raise InputError("stream mode takes no --guidance: the streaming student runs without it")
+    check_options(request.seconds, request.fps, request.steps, request.guidance)
     if not 1 <= request.garments <= MAX_GARMENTS:
         raise InputError(f"--garments must be 1 to {MAX_GARMENTS}, not {request.garments}")
     if request.chunk_frames < 1:

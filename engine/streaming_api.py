@@ -51,6 +51,8 @@ from engine.api import (
     Notice,
     Progress,
     check_garments,
+    check_motion,
+    check_options,
     check_output,
     default_model,
     get_model,
@@ -59,7 +61,7 @@ from engine.api import (
 from engine.checkpoint import LoadedModel
 from engine.errors import InputError, RuntimeFailure
 from engine.media import VideoWriter, choose_output_size, fit_frames, fit_image, load_image, probe_video, read_video
-from engine.pipelines.shapes import check_fps, check_seconds, frame_count
+from engine.pipelines.shapes import frame_count
 from engine.pipelines.streaming import StreamConfig, StreamingGenerator
 from engine.runtime import resolve_runtime
 from engine.specs import GarmentSpec, parse_garment
@@ -307,11 +309,6 @@ class _Notices(list):
             self.notice(message)
 
 
-def _check_steps(steps: int | None) -> None:
-    if steps is not None and steps < 1:
-        raise InputError(f"--steps must be at least 1, not {steps}")
-
-
 def context_length(available: int, config: StreamConfig, pipeline) -> int:
     """How many of a video's last frames to continue from: 4k+1 (what the VAE encodes), at most
     what the cache's sink and history hold."""
@@ -350,13 +347,10 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         raise InputError("streaming takes no --guidance: the student runs without classifier-free guidance")
     user = load_image(request.user)
     outfit, switches = plan_switches(request.garments, worn_from_start=True)
-    if request.motion is not None and probe_video(request.motion).frame_count < 2:
-        raise InputError("has 1 frame; a motion video needs at least 2", request.motion)
+    check_motion(request.motion)
+    check_options(request.seconds, request.fps, request.steps)
     if request.seconds is not None:
-        check_switch_times(switches, check_seconds(request.seconds))
-    if request.fps is not None:
-        check_fps(request.fps)
-    _check_steps(request.steps)
+        check_switch_times(switches, request.seconds)
 
     # 2. The model and the output it implies.
     source = request.model or default_model()
@@ -410,7 +404,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     num_new = frame_count(request.seconds, info.fps)
     _, switches = plan_switches(request.garments, worn_from_start=False)
     check_switch_times(switches, request.seconds)
-    _check_steps(request.steps)
+    check_options(steps=request.steps)
 
     # 2. The model, and the size it generates at.
     source = request.model or default_model()

@@ -187,7 +187,7 @@ class StreamingGenerator:
 
     def refresh_garments(self, garments: list[tuple[str, Image.Image]]) -> None:
         """Garment-KV refresh: the condition region is recomputed with these garments."""
-        self.garments = self._encode_garments(garments)
+        self._take_garments(garments)
         self._write_conditions()
 
     def withdraw_history(self) -> None:
@@ -200,15 +200,27 @@ class StreamingGenerator:
 
         It takes the RoPE slot of the next chunk's first frame.
         """
-        self.reference = Condition("user", self.pipeline.encode_frames(frame[None]))
-        self.user_slot = self.position
+        self._take_reference(frame)
         self._write_conditions()
 
+    def _take_garments(self, garments: list[tuple[str, Image.Image]]) -> None:
+        self.garments = self._encode_garments(garments)
+
+    def _take_reference(self, frame: np.ndarray) -> None:
+        self.reference = Condition("user", self.pipeline.encode_frames(frame[None]))
+        self.user_slot = self.position
+
     def switch(self, garments: list[tuple[str, Image.Image]]) -> None:
-        """Wear `garments` from the next chunk on, by the operations the config enables."""
-        if self.config.disentangle and self.last_frame is not None:
-            self.disentangle_reference(self.last_frame)
+        """Wear `garments` from the next chunk on, by the operations the config enables.
+
+        The condition region is recomputed once, after the reference and garments are updated.
+        """
+        disentangle = self.config.disentangle and self.last_frame is not None
+        if disentangle:
+            self._take_reference(self.last_frame)
         if self.config.refresh:
-            self.refresh_garments(garments)
+            self._take_garments(garments)
+        if disentangle or self.config.refresh:
+            self._write_conditions()
         if self.config.withdraw:
             self.withdraw_history()
