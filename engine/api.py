@@ -39,15 +39,19 @@ Notice = Callable[[str], None]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEMO_MODEL = WEIGHTS_DIR / "demo"
+DEMO_STUDENT = WEIGHTS_DIR / "demo-student"
 
 
-def default_model() -> str:
-    """`$TRYON_MODEL`, else the demo model shipped in weights/demo."""
+def default_model(streaming: bool = False) -> str:
+    """`$TRYON_MODEL`, else the demo model shipped in weights/: the student for streaming
+    (swap, extend), the teacher otherwise. Streaming falls back to the teacher when no
+    student is shipped (it runs block-causally, but it was not distilled for it)."""
     chosen = os.environ.get("TRYON_MODEL")
     if chosen:
         return chosen
-    if DEMO_MODEL.is_dir():
-        return str(DEMO_MODEL)
+    for candidate in ([DEMO_STUDENT] if streaming else []) + [DEMO_MODEL]:
+        if candidate.is_dir():
+            return str(candidate)
     raise InputError("no --model given and no default model in weights/demo (make one: tryon models init tiny ./ck)")
 
 
@@ -391,13 +395,14 @@ def train_vae(
     num_frames: int,
     lr: float,
     examples: int,
+    batch_size: int = 1,
     progress: Progress | None = None,
 ) -> Path:
     """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips."""
     from engine.train import train_vae as run
 
     return run(base, output, steps=steps, size=size, num_frames=num_frames, lr=lr, seeds=range(examples),
-               progress=progress)
+               batch_size=batch_size, progress=progress)
 
 
 # -- benchmarks -------------------------------------------------------------------------------

@@ -353,7 +353,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         check_switch_times(switches, request.seconds)
 
     # 2. The model and the output it implies.
-    source = request.model or default_model()
+    source = request.model or default_model(streaming=True)
     model = get_model(source, request.revision, runtime, tell)
     plan = plan_output(request, model, user.size)
     if plan.size_notice:
@@ -407,7 +407,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     check_options(steps=request.steps)
 
     # 2. The model, and the size it generates at.
-    source = request.model or default_model()
+    source = request.model or default_model(streaming=True)
     model = get_model(source, request.revision, runtime, tell)
     output_size = (info.width, info.height)
     decision = choose_output_size(output_size, output_size, multiple=model.pipeline.size_multiple)

@@ -9,7 +9,8 @@ import typer
 
 Model = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", help="Checkpoint folder, Hub repo id, or preset name. Default: weights/demo."),
+    typer.Option("--model", "-m", help="Checkpoint folder, Hub repo id, or preset name. "
+                 "Default: the demo model in weights/ (its student for swap and extend)."),
 ]
 Revision = Annotated[Optional[str], typer.Option(help="Hub branch, tag or commit to pin.")]
 Motion = Annotated[Optional[Path], typer.Option("--motion", help="Reference video whose motion to follow.")]

@@ -1,17 +1,22 @@
-"""Chunk-by-chunk decoding with the Wan VAE's causal cache.
+"""Chunk-by-chunk encoding and decoding with the Wan VAE's causal cache.
 
 `AutoencoderKLWan._decode` decodes one latent frame at a time, carrying each causal
 convolution's last inputs (`feat_cache`) from frame to frame, and clears that cache when the
-video ends. `CausalDecoder` runs the same per-frame loop but keeps its own cache between calls,
-so decoding a video chunk by chunk gives the frames of one full decode. Its cache is private:
-encoding or decoding other images with the same VAE in between does not disturb it.
+video ends; `_encode` does the same over groups of frames (the first alone, then fours).
+`CausalDecoder` and `CausalEncoder` run the same loops but keep their own caches between
+calls, so a video handled chunk by chunk gives the result of one full pass. Their caches are
+private: encoding or decoding other images with the same VAE in between does not disturb them.
 """
 
 from __future__ import annotations
 
 import torch
 from diffusers import AutoencoderKLWan
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, unpatchify
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, patchify, unpatchify
+
+
+def _causal_convs(module: torch.nn.Module) -> int:
+    return sum(isinstance(m, WanCausalConv3d) for m in module.modules())
 
 
 class CausalDecoder:
@@ -19,7 +24,7 @@ class CausalDecoder:
 
     def __init__(self, vae: AutoencoderKLWan) -> None:
         self.vae = vae
-        self._convs = sum(isinstance(m, WanCausalConv3d) for m in vae.decoder.modules())
+        self._convs = _causal_convs(vae.decoder)
         self.reset()
 
     def reset(self) -> None:
@@ -40,3 +45,31 @@ class CausalDecoder:
         if self.vae.config.patch_size is not None:
             out = unpatchify(out, patch_size=self.vae.config.patch_size)
         return out.clamp(-1.0, 1.0)
+
+
+class CausalEncoder:
+    """Encode successive chunks of one video: 4k+1 frames first, then 4k at a time."""
+
+    def __init__(self, vae: AutoencoderKLWan) -> None:
+        self.vae = vae
+        self._convs = _causal_convs(vae.encoder)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new video."""
+        self._cache: list = [None] * self._convs
+        self._first = True
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels (1, 3, T, H, W) in [-1, 1] → raw latents (1, C, F, h, w), the posterior's mode."""
+        temporal = self.vae.config.scale_factor_temporal
+        lead = 1 if self._first else 0
+        if (pixels.shape[2] - lead) % temporal:
+            raise ValueError(f"a chunk of {pixels.shape[2]} frames: the first needs 4k+1, later ones 4k")
+        x = pixels if self.vae.config.patch_size is None else patchify(pixels, patch_size=self.vae.config.patch_size)
+        groups = [(0, 1)] if self._first else []
+        groups += [(start, start + temporal) for start in range(lead, x.shape[2], temporal)]
+        self._first = False
+        out = torch.cat([self.vae.encoder(x[:, :, a:b], feat_cache=self._cache, feat_idx=[0]) for a, b in groups], dim=2)
+        return self.vae.quant_conv(out)[:, : self.vae.config.z_dim]

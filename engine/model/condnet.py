@@ -76,7 +76,7 @@ class CondNetTransformer(WanTransformer3DModel):
         rope_max_seq_len: int = 1024,
         pos_embed_seq_len: int | None = None,
         num_roles: int = len(ROLES),
-        motion_channels: int = 48,
+        motion_channels: int | None = None,  # default: in_channels (motion goes through the same VAE)
     ) -> None:
         super().__init__(
             patch_size=patch_size,
@@ -98,7 +98,8 @@ class CondNetTransformer(WanTransformer3DModel):
         )
         inner_dim = num_attention_heads * attention_head_dim
         self.role_embedding = nn.Embedding(num_roles, inner_dim)
-        self.motion_embedding = nn.Conv3d(motion_channels, inner_dim, kernel_size=patch_size, stride=patch_size)
+        self.motion_embedding = nn.Conv3d(motion_channels or in_channels, inner_dim, kernel_size=patch_size,
+                                          stride=patch_size)
         self.layout = SequenceLayout()
         for index, block in enumerate(self.blocks):
             block.attn1.set_processor(CondNetAttnProcessor(self.layout, layer=index))

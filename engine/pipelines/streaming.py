@@ -19,9 +19,11 @@ Switching garments mid-stream (FashionChameleon §3), each operation on cache re
   placed at the RoPE slot of the next chunk's first frame (as the user photo sits at the
   first frame's slot): it carries the pose and motion across the switch.
 
-A switch is applied between chunks, so frames already made never change. Motion latents are
-encoded once up front (the whole motion video) and sliced per chunk; new noise for each chunk
-is drawn from the generator in order, so a switch never changes the random numbers.
+A switch is applied between chunks, so frames already made never change. The motion video is
+encoded chunk by chunk as the stream reaches it (the VAE encoder's causal cache makes that
+equal to encoding it whole), so the first frame does not wait for the whole motion video;
+new noise for each chunk is drawn from the generator in order, so a switch never changes the
+random numbers.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.model.causal_vae import CausalDecoder
+from engine.model.causal_vae import CausalDecoder, CausalEncoder
 from engine.model.condnet import Condition
 from engine.model.kv_cache import KVCache
 from engine.pipelines.teacher import TryOnPipeline
@@ -100,7 +102,7 @@ class StreamingGenerator:
         if context_latents is not None:
             self._prefill(context_latents)
             self.last_frame = context[-1]
-        self.motion = None if motion is None else pipeline.encode_frames(motion)
+        self.motion = None if motion is None else MotionLatents(pipeline, motion)
         self.motion_start = self.position
 
     # -- generation ---------------------------------------------------------------------------
@@ -138,7 +140,7 @@ class StreamingGenerator:
         if self.motion is None:
             return None
         start = self.position - self.motion_start
-        return self.motion[:, :, start : start + latent_frames]
+        return self.motion.latents(start, start + latent_frames)
 
     def _predict(self, latents: torch.Tensor, t: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
         timestep = t.expand(1, latents.shape[2])
@@ -224,3 +226,38 @@ class StreamingGenerator:
             self._write_conditions()
         if self.config.withdraw:
             self.withdraw_history()
+
+
+class MotionLatents:
+    """A motion video's latents, encoded chunk by chunk as the stream reaches them.
+
+    Latent frame 0 covers video frame 0 and latent frame j > 0 frames 4j-3 .. 4j; past the
+    video's end its last frame repeats (as `encode_frames` pads). Ranges are asked for in
+    order; latents before the last range asked for are let go.
+    """
+
+    def __init__(self, pipeline: TryOnPipeline, frames: np.ndarray) -> None:
+        self.pipeline = pipeline
+        self.frames = frames
+        self.encoder = CausalEncoder(pipeline.vae)
+        self.temporal = pipeline.vae.config.scale_factor_temporal
+        self.kept: torch.Tensor | None = None  # latent frames [kept_from, encoded)
+        self.kept_from = 0
+        self.encoded = 0
+
+    def latents(self, start: int, stop: int) -> torch.Tensor:
+        """Normalised latents of latent frames [start, stop)."""
+        if start < self.kept_from:
+            raise ValueError(f"latent frame {start} was let go (kept from {self.kept_from})")
+        if stop > self.encoded:
+            new = self._encode(self.encoded, stop)
+            self.kept = new if self.kept is None else torch.cat([self.kept, new], dim=2)
+            self.encoded = stop
+        self.kept = self.kept[:, :, start - self.kept_from :]
+        self.kept_from = start
+        return self.kept[:, :, : stop - start]
+
+    def _encode(self, start: int, stop: int) -> torch.Tensor:
+        first = 0 if start == 0 else 1 + self.temporal * (start - 1)
+        index = np.minimum(np.arange(first, 1 + self.temporal * (stop - 1)), len(self.frames) - 1)
+        return self.pipeline.normalize(self.encoder.encode(self.pipeline.to_pixels(self.frames[index])))

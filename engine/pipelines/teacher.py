@@ -98,9 +98,15 @@ class TryOnPipeline(DiffusionPipeline):
         if remainder:
             pad = self.vae.config.scale_factor_temporal - remainder
             frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+        return self.normalize(self.vae.encode(self.to_pixels(frames)).latent_dist.mode())
+
+    def to_pixels(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (T, H, W, 3) → the VAE's input (1, 3, T, H, W) in [-1, 1]."""
         pixels = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(self.device, self.vae.dtype)
-        pixels = pixels.permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
-        latents = self.vae.encode(pixels).latent_dist.mode()
+        return pixels.permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
+
+    def normalize(self, latents: torch.Tensor) -> torch.Tensor:
+        """Raw VAE latents → the unit-scale latents the transformer works on."""
         mean, std = self._latent_stats(latents)
         return ((latents - mean) / std).to(self.transformer.dtype)
 

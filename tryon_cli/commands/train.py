@@ -36,7 +36,8 @@ def teacher(
 def vae(
     base: Annotated[str, typer.Option(help="The checkpoint whose VAE to fine-tune.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the whole checkpoint.")],
-    steps: Annotated[int, typer.Option(help="Optimizer steps (one clip and one still each).")] = 1500,
+    steps: Annotated[int, typer.Option(help="Optimizer steps (batch-size clips and stills each).")] = 1500,
+    batch_size: Annotated[int, typer.Option(help="Clips (and as many stills) per step.")] = 4,
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the synthetic frames.")] = "96x160",
     frames: Annotated[int, typer.Option(help="Frames per clip (4k+1).")] = 9,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
@@ -48,7 +49,8 @@ def vae(
     Example: tryon train vae --base ./ck --output ./ck-vae --steps 1500
     """
     with StageProgress(enabled=not quiet) as progress:
-        path = api.train_vae(base, output, steps, parse_size(size), frames, lr, examples, progress=progress)
+        path = api.train_vae(base, output, steps, parse_size(size), frames, lr, examples, batch_size,
+                             progress=progress)
     notice(f"wrote {path}")
 
 

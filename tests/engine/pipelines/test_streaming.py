@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.model.causal_vae import CausalDecoder
-from engine.pipelines.streaming import StreamConfig, StreamingGenerator
+from engine.model.causal_vae import CausalDecoder, CausalEncoder
+from engine.pipelines.streaming import MotionLatents, StreamConfig, StreamingGenerator
 
 W, H = 32, 32
 FAST = StreamConfig(chunk_frames=2, steps=1, window=1)
@@ -37,6 +37,33 @@ def test_chunk_by_chunk_decode_equals_one_full_decode(tiny_model):
     chunks = [decoder.decode(latents[:, :, a:b]) for a, b in ((0, 1), (1, 4), (4, 6))]
     assert [c.shape[2] for c in chunks] == [1, 12, 8]
     torch.testing.assert_close(torch.cat(chunks, dim=2), full, atol=1e-6, rtol=0)
+
+
+def test_chunk_by_chunk_encode_equals_one_full_encode(tiny_model):
+    vae = tiny_model.pipeline.vae
+    pixels = torch.rand(1, 3, 13, H, W, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        full = vae.encode(pixels).latent_dist.mode()
+    encoder = CausalEncoder(vae)
+    chunks = [encoder.encode(pixels[:, :, a:b]) for a, b in ((0, 5), (5, 9), (9, 13))]
+    assert [c.shape[2] for c in chunks] == [2, 1, 1]
+    torch.testing.assert_close(torch.cat(chunks, dim=2), full, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="4k"):
+        encoder.encode(pixels[:, :, :3])
+
+
+def test_motion_is_encoded_as_the_stream_reaches_it(tiny_model):
+    pipeline = tiny_model.pipeline
+    frames = np.random.default_rng(0).integers(0, 255, (11, H, W, 3), dtype=np.uint8)
+    whole = pipeline.encode_frames(frames)  # 11 frames padded to 13: 4 latent frames
+    motion = MotionLatents(pipeline, frames)
+    first = motion.latents(0, 2)
+    assert motion.encoded == 2  # only what was asked for
+    parts = [first, motion.latents(2, 3), motion.latents(3, 4)]
+    torch.testing.assert_close(torch.cat(parts, dim=2), whole, atol=1e-5, rtol=0)
+    assert motion.kept.shape[2] == 1  # earlier latents were let go
+    with pytest.raises(ValueError, match="let go"):
+        motion.latents(0, 1)
 
 
 def test_chunks_stream_frames_and_the_cache_stays_flat(tiny_model):
