@@ -506,6 +506,8 @@ def _run_stream(model: _Model, plan: _Plan, inputs: _Inputs, clock: StageClock, 
         config=plan.config,
     )
     clock.wrap(stream.decoder, "decode", "vae_decode")  # streaming decodes with the VAE's causal cache
+    if stream.motion is not None:  # and encodes the motion video chunk by chunk with its causal encoder
+        clock.wrap(stream.motion.encoder, "encode", "vae_encode")
     setup = clock.now() - start
     chunks: list[dict[str, Any]] = []
     switch: dict[str, Any] | None = None

@@ -59,6 +59,7 @@ def test_stream_reports_chunks_and_the_switch(stream):
     assert info["first_chunk_s"] == chunks[0]["seconds"]
     for chunk in chunks:
         assert chunk["stages"]["transformer"] > 0 and chunk["stages"]["vae_decode"] > 0
+        assert chunk["stages"]["vae_encode"] > 0  # the motion video is encoded chunk by chunk
         assert sum(chunk["stages"].values()) <= chunk["seconds"]
     assert info["early_chunk_transformer_s"] > 0 and info["late_chunk_transformer_s"] > 0
     switch = info["switch"]

@@ -1,6 +1,7 @@
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,14 @@ def test_extend_refuses_a_picture_and_a_switch_past_the_end(tiny_checkpoint, inp
                 "--model", tiny_checkpoint, "-o", tmp_path / "o.mp4")
     assert run.code == 2 and "at or after the end" in run.stderr
     assert files_in(tmp_path) == []
+
+
+def test_swap_defaults_to_the_shipped_demo_student(tmp_path, tryon):
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    first, second = examples / "sample_00002", examples / "sample_00001"
+    run = tryon("swap", first / "user.png", "-g", f"{first / 'garment_top.png'}:top",
+                "-g", f"{second / 'garment_dress.png'}:dress@1", "--steps", "1", "-o", tmp_path / "out.mp4", "--json")
+    assert run.code == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert Path(summary["model"]).name == "demo-student" and "untrained" not in run.stderr
+    assert summary["frames"] == 16 and summary["switches"][0]["frame"] is not None
