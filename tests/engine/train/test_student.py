@@ -94,7 +94,7 @@ def streaming_generator(pipeline, window: int, seed: int = 0) -> StreamingGenera
 def chunked_clip(pipeline, stream: StreamingGenerator) -> ChunkedClip:
     transformer = pipeline.transformer
     return ChunkedClip(transformer, transformer, text=stream.text, conditions=[stream.reference, *stream.garments],
-                       motion=stream.motion, latent_size=(stream.shape.latent_height, stream.shape.latent_width),
+                       motion=pipeline.encode_frames(stream.motion.frames), latent_size=(stream.shape.latent_height, stream.shape.latent_width),
                        chunk_frames=stream.config.chunk_frames, window=stream.config.window)
 
 
