@@ -15,22 +15,25 @@ from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, patchify, unpatchify
 
 
-def _causal_convs(module: torch.nn.Module) -> int:
-    return sum(isinstance(m, WanCausalConv3d) for m in module.modules())
+class _CausalPass:
+    """One video's causal-convolution cache for the VAE's encoder or decoder, kept between calls."""
 
-
-class CausalDecoder:
-    """Decode successive chunks of one latent video; the first latent frame gives 1 frame, others 4."""
-
-    def __init__(self, vae: AutoencoderKLWan) -> None:
+    def __init__(self, vae: AutoencoderKLWan, part: torch.nn.Module) -> None:
         self.vae = vae
-        self._convs = _causal_convs(vae.decoder)
+        self._convs = sum(isinstance(m, WanCausalConv3d) for m in part.modules())
         self.reset()
 
     def reset(self) -> None:
         """Start a new video."""
         self._cache: list = [None] * self._convs
         self._first = True
+
+
+class CausalDecoder(_CausalPass):
+    """Decode successive chunks of one latent video; the first latent frame gives 1 frame, others 4."""
+
+    def __init__(self, vae: AutoencoderKLWan) -> None:
+        super().__init__(vae, vae.decoder)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -47,18 +50,11 @@ class CausalDecoder:
         return out.clamp(-1.0, 1.0)
 
 
-class CausalEncoder:
+class CausalEncoder(_CausalPass):
     """Encode successive chunks of one video: 4k+1 frames first, then 4k at a time."""
 
     def __init__(self, vae: AutoencoderKLWan) -> None:
-        self.vae = vae
-        self._convs = _causal_convs(vae.encoder)
-        self.reset()
-
-    def reset(self) -> None:
-        """Start a new video."""
-        self._cache: list = [None] * self._convs
-        self._first = True
+        super().__init__(vae, vae.encoder)
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
