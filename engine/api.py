@@ -383,8 +383,36 @@ def train_teacher(
     """Flow-matching training of the CondNet teacher on sample folders or the synthetic world."""
     from engine.train import train_teacher as run
 
-    data_source: str | Path = "synthetic" if data == "synthetic" else Path(data)
-    return run(data_source, base, output, load_train_config(config), resume=resume, progress=progress, log=notice)
+    return run(_data_source(data), base, output, load_train_config(config), resume=resume, progress=progress,
+               log=notice)
+
+
+def load_student_config(config: str | Path | None):
+    """A student distillation config file, or a built-in recipe by name (`student`)."""
+    from engine.train.student_config import StudentConfig
+
+    return StudentConfig.from_file(_config_path(config, "student"))
+
+
+def train_student(
+    teacher: str,
+    data: str,
+    output: Path,
+    config: str | Path | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    notice: Notice | None = None,
+) -> Path:
+    """Distill a teacher checkpoint into the streaming student: teacher forcing, then (GR-)DMD."""
+    from engine.train.student import train_student as run
+
+    return run(teacher, _data_source(data), output, load_student_config(config), resume=resume, progress=progress,
+               log=notice)
+
+
+def _data_source(data: str) -> str | Path:
+    """The training data argument: "synthetic", or a folder of sample folders."""
+    return "synthetic" if data == "synthetic" else Path(data)
 
 
 def train_vae(
@@ -413,27 +441,3 @@ def bench(request, notice: Notice | None = None):
     from engine.bench import run_bench
 
     return run_bench(request, notice=notice)
-
-
-def load_student_config(config: str | Path | None):
-    """A student distillation config file, or a built-in recipe by name (`student`)."""
-    from engine.train.student_config import StudentConfig
-
-    return StudentConfig.from_file(_config_path(config, "student"))
-
-
-def train_student(
-    teacher: str,
-    data: str,
-    output: Path,
-    config: str | Path | None = None,
-    resume: bool = False,
-    progress: Progress | None = None,
-    notice: Notice | None = None,
-) -> Path:
-    """Distill a teacher checkpoint into the streaming student: teacher forcing, then (GR-)DMD."""
-    from engine.train.student import train_student as run
-
-    data_source: str | Path = "synthetic" if data == "synthetic" else Path(data)
-    return run(teacher, data_source, output, load_student_config(config), resume=resume, progress=progress,
-               log=notice)

@@ -119,7 +119,7 @@ def epoch_order(seed: int, stage_index: int, epoch: int, count: int) -> np.ndarr
     return np.random.default_rng([seed, stage_index, ORDER_STREAM, epoch]).permutation(count)
 
 
-def load_quietly(source: str | Path, device: torch.device) -> LoadedModel:
+def load_quietly(source: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """`load_model` without the untrained-CondNet warning: training is what fixes that."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

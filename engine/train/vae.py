@@ -16,7 +16,6 @@ VAE reconstructs, so the VAE is trained first. Rules:
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,9 +23,10 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
 
-from engine.checkpoint import load_model, save_checkpoint
+from engine.checkpoint import save_checkpoint
 from engine.errors import InputError
 from engine.synth import make_sample
+from engine.train.loop import load_quietly
 
 KL_WEIGHT = 1e-4
 MAX_GRAD_NORM = 1.0
@@ -67,9 +67,7 @@ def train_vae(
     """
     started = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loaded = load_model(base, device=device)
+    loaded = load_quietly(base, device)
     pipeline = loaded.pipeline
     vae = pipeline.vae
     check_arguments(vae, steps, size, num_frames, lr, seeds, batch_size)

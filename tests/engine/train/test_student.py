@@ -5,7 +5,6 @@ import os
 import socket
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from engine.checkpoint import load_model
 from engine.errors import InputError
 from engine.pipelines.streaming import StreamConfig, StreamingGenerator
 from engine.train.causal import ChunkedClip, chunk_spans, rollout, teacher_forcing_flow
 from engine.train.distill import dmd_loss, frame_weights, latent_frame_scores, reweight
 from engine.train.distributed import Processes, start_processes
+from engine.train.loop import load_quietly
 from engine.train.scorer import AestheticScorer, SharpnessColourScorer, make_scorer
 from engine.train.student import StudentTrainer, train_student
 from engine.train.student_config import StudentConfig
@@ -55,12 +54,6 @@ def metrics(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
-def load(folder: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_model(str(folder))
-
-
 def weights_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in module.state_dict().items()}
 
@@ -76,7 +69,7 @@ def image(seed: int) -> Image.Image:
 @pytest.fixture(scope="module")
 def conditioned(tiny_checkpoint):
     """The tiny model with non-zero role and motion embeddings (as if trained), so conditions matter."""
-    model = load(tiny_checkpoint)
+    model = load_quietly(tiny_checkpoint)
     torch.manual_seed(0)
     transformer = model.pipeline.transformer
     torch.nn.init.normal_(transformer.role_embedding.weight, std=1.0)
@@ -284,7 +277,7 @@ def test_a_killed_run_resumes_at_its_checkpoint_and_ends_as_an_uninterrupted_one
 
 
 def test_the_student_checkpoint_loads_as_a_student_and_streams(tiny_checkpoint, distilled):
-    model = load(distilled)
+    model = load_quietly(distilled)
     assert model.info.kind == "student" and model.info.condnet_trained and model.info.preset == "tiny"
     summary = model.info.training
     assert summary["steps"] == 4 and summary["teacher"] == str(tiny_checkpoint)

@@ -1,5 +1,4 @@
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -7,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.checkpoint import load_model
 from engine.errors import InputError
 from engine.synth import make_sample, write_sample
+from engine.train.loop import load_quietly
 from engine.train.teacher import train_teacher
 from engine.train.trainable import LORA_TARGETS
 
@@ -26,12 +25,6 @@ def transformer_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def metrics(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-
-
-def load(folder: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_model(str(folder))
 
 
 def changed(before: dict, after: dict, atol: float = 0.0) -> set[str]:
@@ -53,7 +46,7 @@ def test_overfitting_two_examples_lowers_the_loss_and_checkpoints_load(unit_late
 
     def progress(stage: str, done: int, total: int) -> None:
         if done == 16:  # the step-15 checkpoint is in place
-            seen["mid"] = load(tmp_path / "out").info
+            seen["mid"] = load_quietly(tmp_path / "out").info
 
     output = train_teacher("synthetic", str(unit_latent_checkpoint), tmp_path / "out", config, progress=progress)
 
@@ -61,7 +54,7 @@ def test_overfitting_two_examples_lowers_the_loss_and_checkpoints_load(unit_late
     assert len(losses) == 30 and metrics(output)[-1]["step"] == 30
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
     assert seen["mid"].condnet_trained and seen["mid"].training["steps"] == 15
-    final = load(output)
+    final = load_quietly(output)
     assert final.info.kind == "teacher" and final.info.condnet_trained and final.info.preset == "tiny"
     assert final.info.training["steps"] == 30 and final.info.training["data"] == "synthetic"
     assert not final.pipeline.transformer.condnet_is_zero()
@@ -99,7 +92,7 @@ def test_lora_learns_only_adapters_and_condnet_and_saves_a_plain_transformer(tin
     lora_targets = {name for name in before if any(f".{t}.weight" in name for t in LORA_TARGETS)}
     assert moved - lora_targets == {"role_embedding.weight", "motion_embedding.weight", "motion_embedding.bias"}
     assert moved & lora_targets
-    assert type(load(output).pipeline.transformer).__name__ == "CondNetTransformer"
+    assert type(load_quietly(output).pipeline.transformer).__name__ == "CondNetTransformer"
 
 
 def test_a_resumed_lora_run_ends_close_to_an_uninterrupted_one(tiny_checkpoint, tmp_path, config_factory):
@@ -124,7 +117,7 @@ def test_training_reads_sample_folders(tiny_checkpoint, tmp_path, config_factory
         write_sample(make_sample(seed, size=(32, 32), num_frames=5), tmp_path / "data" / f"s{seed}")
     output = train_teacher(tmp_path / "data", str(tiny_checkpoint), tmp_path / "out",
                            config_factory(steps=2, num_frames=5))
-    assert load(output).info.training["data"] == str(tmp_path / "data")
+    assert load_quietly(output).info.training["data"] == str(tmp_path / "data")
 
 
 def test_bad_runs_fail_before_training(tiny_checkpoint, tmp_path, config_factory):

@@ -1,25 +1,18 @@
-import warnings
 
 import pytest
 
-from engine.checkpoint import load_model
 from engine.errors import InputError
 from engine.synth import make_sample
+from engine.train.loop import load_quietly
 from engine.train.vae import reconstruction_error, train_vae
-
-
-def load(folder):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_model(str(folder))
 
 
 def test_fine_tuning_the_vae_lowers_its_reconstruction_error(tiny_checkpoint, tmp_path):
     held_out = make_sample(999, size=(32, 32), num_frames=5).target
-    before = load(tiny_checkpoint)
+    before = load_quietly(tiny_checkpoint)
     output = train_vae(str(tiny_checkpoint), tmp_path / "vae", steps=12, size=(32, 32), num_frames=5, lr=1e-3,
                        seeds=range(4), batch_size=2)
-    after = load(output)
+    after = load_quietly(output)
     error_before = reconstruction_error(before.pipeline.vae, held_out)
     assert reconstruction_error(after.pipeline.vae, held_out) < 0.8 * error_before
     # The rest of the checkpoint is unchanged; the latent statistics are measured anew.
