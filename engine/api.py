@@ -10,7 +10,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,8 @@ from engine.media import VideoWriter, choose_output_size, fit_image, load_image,
 from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import check_fps, check_seconds, frame_count
 from engine.pipelines.teacher import TryOnInputs
-from engine.runtime import Runtime, apply_attention, resolve_runtime
+from engine.distributed import Processes, enable_context_parallel, start_processes
+from engine.runtime import Acceleration, Runtime, apply_runtime, resolve_runtime
 from engine.specs import GarmentSpec
 
 Progress = Callable[[str, int, int], None]
@@ -75,6 +76,7 @@ class GenerateRequest:
     device: str = "auto"
     dtype: str = "auto"
     attention: str = "auto"
+    acceleration: Acceleration = field(default_factory=Acceleration)
     overwrite: bool = False
 
 
@@ -148,15 +150,15 @@ _loaded: dict[tuple, LoadedModel] = {}
 
 def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notice) -> LoadedModel:
     """Load (once per process) the checkpoint on the runtime's device, dtype and backend."""
-    key = (source, revision, str(runtime.device), runtime.dtype, runtime.attention)
+    key = (source, revision, runtime)
     if key not in _loaded:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CondNetUntrainedWarning)
-            model = load_model(source, revision=revision, device=runtime.device, dtype=runtime.dtype)
+            model = load_model(source, revision=revision, device=runtime.load_device, dtype=runtime.dtype)
         for warning in caught:
             if issubclass(warning.category, CondNetUntrainedWarning):
                 notice(f"warning: {warning.message}")
-        apply_attention(model.pipeline.transformer, runtime)
+        apply_runtime(model.pipeline, runtime)
         _loaded.clear()  # one model in memory at a time
         _loaded[key] = model
     return _loaded[key]
@@ -203,7 +205,7 @@ def _generate(
     report = progress or (lambda stage, done, total: None)
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = resolve_runtime(request.device, request.dtype, request.attention)
+    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
     check_output(request.output, request.overwrite)
     check_garments(request.garments)
     user = load_image(request.user)
@@ -212,8 +214,13 @@ def _generate(
     check_options(request.seconds, request.fps, request.steps, request.guidance)
 
     # 2. The model, and the shapes it implies.
+    processes = _context_parallel_processes(runtime)
+    if processes.distributed:
+        runtime = replace(runtime, device=processes.device)
     source = request.model or default_model()
     model = get_model(source, request.revision, runtime, tell)
+    if processes.distributed and getattr(model.pipeline.transformer, "_parallel_config", None) is None:
+        enable_context_parallel(model.pipeline.transformer, processes)
     pipeline, preset = model.pipeline, model.preset
     plan = plan_output(request, model, user.size)
     if plan.size_notice:
@@ -249,9 +256,10 @@ def _generate(
         raise RuntimeFailure(
             f"out of memory on {runtime.device}: lower --size or --seconds, use --dtype bf16, or --device cpu"
         ) from None
-    report("writing", 0, 1)
-    write_frames(request.output, frames, fps)
-    report("writing", 1, 1)
+    if processes.is_main:
+        report("writing", 0, 1)
+        write_frames(request.output, frames, fps)
+        report("writing", 1, 1)
     return GenerateResult(
         output=str(request.output),
         frames=len(frames),
@@ -262,6 +270,17 @@ def _generate(
         seed=request.seed,
         notices=notices,
     )
+
+
+def _context_parallel_processes(runtime: Runtime) -> Processes:
+    """This process's place in a context-parallel render (rank 0 of 1 when it is not asked for)."""
+    if not runtime.acceleration.context_parallel:
+        return Processes(0, 1, runtime.device, owns_group=False)
+    processes = start_processes()
+    if not processes.distributed:
+        raise InputError("--context-parallel splits one render across processes: launch it with "
+                         "torchrun --nproc-per-node N -m tryon_cli ...")
+    return processes
 
 
 def write_frames(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -438,6 +457,6 @@ def train_vae(
 
 def bench(request, notice: Notice | None = None):
     """Speed of the real pipeline on synthetic inputs (a `engine.bench.BenchRequest`): see engine.bench."""
-    from engine.bench import run_bench
+    from engine.bench import bench_and_compare
 
-    return run_bench(request, notice=notice)
+    return bench_and_compare(request, notice=notice)

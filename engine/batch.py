@@ -39,7 +39,7 @@ from engine.checkpoint import LoadedModel
 from engine.errors import InputError, TryonError
 from engine.media import load_image, probe_video
 from engine.media.image import require_file
-from engine.runtime import resolve_runtime
+from engine.runtime import Acceleration, resolve_runtime
 from engine.specs import GarmentSpec, parse_garment
 
 FIELDS = ("user", "garments", "motion", "prompt", "seconds", "seed", "output")
@@ -66,6 +66,7 @@ class Defaults:
     device: str = "auto"
     dtype: str = "auto"
     attention: str = "auto"
+    acceleration: Acceleration = field(default_factory=Acceleration)
     motion: Path | None = None
     prompt: str = ""
 
@@ -458,6 +459,7 @@ def job_request(planned: PlannedJob, defaults: Defaults) -> api.GenerateRequest:
         device=defaults.device,
         dtype=defaults.dtype,
         attention=defaults.attention,
+        acceleration=defaults.acceleration,
         overwrite=True,
     )
 
@@ -479,7 +481,7 @@ def is_complete(path: Path, frames: int, size: tuple[int, int]) -> bool:
 
 def load_batch_model(defaults: Defaults, notice: api.Notice | None = None) -> LoadedModel:
     """The model every job uses, through api.get_model's cache, so dress() finds it loaded."""
-    runtime = resolve_runtime(defaults.device, defaults.dtype, defaults.attention)
+    runtime = resolve_runtime(defaults.device, defaults.dtype, defaults.attention, defaults.acceleration)
     return api.get_model(defaults.model or api.default_model(), defaults.revision, runtime,
                          notice or (lambda message: None))
 

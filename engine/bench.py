@@ -52,7 +52,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import frame_count
 from engine.pipelines.streaming import StreamConfig, StreamingGenerator
 from engine.pipelines.teacher import TryOnInputs, TryOnPipeline
-from engine.runtime import Runtime, apply_attention, resolve_runtime
+from engine.runtime import Acceleration, Runtime, apply_runtime, resolve_runtime
 
 Notice = Callable[[str], None]
 
@@ -102,10 +102,22 @@ class BenchRequest:
     device: str = "auto"
     dtype: str = "auto"
     attention: str = "auto"
+    acceleration: Acceleration = field(default_factory=Acceleration)
     warmup: int | None = None  # untimed runs first; None: 1 on CUDA, 0 on the CPU
     repeat: int = 1
     seed: int = 0
     vae_tiling: bool = False
+    compare: tuple[str, ...] = ()  # modes (COMPARABLE) to run one at a time after the baseline, in this process
+
+
+# `--compare` names -> the change each makes to the request's modes.
+COMPARABLE: dict[str, dict[str, Any]] = {
+    "fuse-qkv": {"fuse_qkv": True},
+    "fp8": {"fp8": True},
+    "compile": {"compile": True},
+    "offload-model": {"offload": "model"},
+    "offload-group": {"offload": "group"},
+}
 
 
 @dataclass
@@ -119,6 +131,7 @@ class BenchResult:
     device: str
     dtype: str
     attention: str
+    acceleration: dict[str, Any]  # the speed and memory modes (engine.runtime.Acceleration)
     size: list[int]
     video_fps: float
     frames: int
@@ -148,11 +161,10 @@ class BenchResult:
     peak_memory_kind: str  # cuda_max_allocated | cpu_peak_rss
     runs: list[dict[str, Any]] = field(default_factory=list)
     stream: dict[str, Any] | None = None
+    compare: list[dict[str, Any]] = field(default_factory=list)  # see compare_modes
     notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return asdict(self)
 
 
@@ -336,11 +348,11 @@ def _load(request: BenchRequest, runtime: Runtime, tell: Notice) -> _Model:
     if request.random_weights:
         preset = get_preset(request.preset)
         try:
-            pipeline = build_random_on(preset, runtime.device, runtime.dtype, request.seed)
+            pipeline = build_random_on(preset, runtime.load_device, runtime.dtype, request.seed)
         except torch.OutOfMemoryError:
             raise RuntimeFailure(f"out of memory on {runtime.device} building '{preset.name}' "
                                  "(use --dtype bf16, or a smaller preset)") from None
-        apply_attention(pipeline.transformer, runtime)
+        apply_runtime(pipeline, runtime)
         return _Model(pipeline, preset, f"{preset.name} (random weights)")
     from engine.api import default_model, get_model
 
@@ -475,7 +487,7 @@ def _run_dress(model: _Model, plan: _Plan, inputs: _Inputs, clock: StageClock, f
     pipeline = model.pipeline
     shape = pipeline.video_shape(*plan.size, plan.num_frames)
     tryon_inputs = TryOnInputs(user=inputs.user, garments=inputs.garments, motion=inputs.motion, prompt=PROMPT)
-    device = pipeline.device
+    device = pipeline._execution_device
     start = clock.now()
     frames = pipeline(tryon_inputs, shape, steps=plan.steps, guidance=plan.guidance,
                       generator=torch.Generator(device=device).manual_seed(seed))
@@ -494,7 +506,7 @@ def _run_dress(model: _Model, plan: _Plan, inputs: _Inputs, clock: StageClock, f
 def _run_stream(model: _Model, plan: _Plan, inputs: _Inputs, clock: StageClock, folder: Path, run: int,
                 seed: int) -> dict[str, Any]:
     pipeline = model.pipeline
-    device = pipeline.device
+    device = pipeline._execution_device
     start = clock.now()
     stream = StreamingGenerator(
         pipeline,
@@ -620,7 +632,7 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
             notice(message)
 
     _check(request)
-    runtime = resolve_runtime(request.device, request.dtype, request.attention)
+    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
     if request.preset is not None:  # bad sizes and switch times fail before the model is built
         preset = get_preset(request.preset)
         make_plan(request, preset, size_multiple(preset))
@@ -687,6 +699,7 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
         device=describe_device(runtime.device),
         dtype=runtime.dtype_name,
         attention=runtime.attention,
+        acceleration=asdict(runtime.acceleration),
         size=list(size),
         video_fps=fps,
         frames=frames,
@@ -718,3 +731,34 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
         stream=_stream_summary(runs, plan) if stream else None,
         notices=notices,
     )
+
+
+def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> BenchResult:
+    """`run_bench`, then each `request.compare` mode on its own, as ratios against that baseline.
+
+    Every variant loads or builds the model afresh (modes change it) and runs the same plan,
+    inputs and seed in the same process, so the ratios compare like with like. Each entry of
+    `compare`: the mode, its fps, first frame, peak memory and weights, and `fps_ratio` /
+    `first_frame_ratio` / `weights_ratio` against the baseline (above 1: faster / later / larger).
+    """
+    for name in request.compare:
+        if name not in COMPARABLE:
+            raise InputError(f"--compare: unknown mode '{name}' (one of: {', '.join(COMPARABLE)})")
+    baseline = run_bench(replace(request, compare=()), notice)
+    for name in request.compare:
+        if notice:
+            notice(f"--compare {name}")
+        modes = replace(request.acceleration, **COMPARABLE[name])
+        variant = run_bench(replace(request, compare=(), acceleration=modes), notice)
+        baseline.compare.append({
+            "mode": name,
+            "acceleration": variant.acceleration,
+            "fps": variant.fps,
+            "first_frame_s": variant.first_frame_s,
+            "peak_memory_mb": variant.peak_memory_mb,
+            "weights_mb": variant.weights_mb,
+            "fps_ratio": variant.fps / baseline.fps,
+            "first_frame_ratio": variant.first_frame_s / baseline.first_frame_s,
+            "weights_ratio": variant.weights_mb / baseline.weights_mb,
+        })
+    return baseline

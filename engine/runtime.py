@@ -1,8 +1,22 @@
-"""Where and how to run: device, dtype and attention backend, resolved from user choices."""
+"""Where and how to run: device, dtype, attention backend and the speed and memory modes.
+
+The modes (`Acceleration`) are applied once to a loaded pipeline by `accelerate`, each with
+the ecosystem's own tool:
+
+- `fuse_qkv`: one projection for queries, keys and values (`WanAttention.fuse_projections`).
+- `fp8`: the transformer's and text encoder's weights stored in float8 and cast to the compute
+  dtype layer by layer (diffusers' layerwise casting): half the weight memory of bf16.
+- `offload`: `model` keeps one whole model on the GPU at a time (diffusers' model CPU offload);
+  `group` streams the transformer's and text encoder's blocks to the GPU as they run, overlapped
+  with compute on a second CUDA stream (diffusers' group offloading). Both keep the weights in
+  CPU memory; on the CPU they change nothing but the code path.
+- `compile`: torch.compile of the transformer's repeated blocks, with dynamic shapes (a stream's
+  context grows until its window is full).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -10,6 +24,30 @@ from engine.errors import InputError
 from engine.model.attention import diffusers_backend, resolve_attention
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+OFFLOAD_CHOICES = ("none", "model", "group")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Speed and memory modes; all off by default (see the module docstring)."""
+
+    offload: str = "none"  # none | model | group
+    fp8: bool = False
+    compile: bool = False
+    fuse_qkv: bool = False
+    context_parallel: bool = False  # the teacher's sequence split across torchrun's processes (engine.distributed)
+
+    def __post_init__(self) -> None:
+        if self.offload not in OFFLOAD_CHOICES:
+            raise InputError(f"--offload must be one of {', '.join(OFFLOAD_CHOICES)}, not '{self.offload}'")
+
+    def describe(self) -> str:
+        """The modes that are on, e.g. 'fp8, offload group' ('' when none is)."""
+        named = [name.replace("_", " ") for name in ("fuse_qkv", "fp8", "compile", "context_parallel")
+                 if getattr(self, name)]
+        if self.offload != "none":
+            named.append(f"offload {self.offload}")
+        return ", ".join(named)
 
 
 @dataclass(frozen=True)
@@ -17,6 +55,12 @@ class Runtime:
     device: torch.device
     dtype: torch.dtype
     attention: str  # sdpa | flash | flash3 | xformers
+    acceleration: Acceleration = field(default_factory=Acceleration)
+
+    @property
+    def load_device(self) -> torch.device:
+        """Where weights are loaded: the CPU when they are offloaded, else the device."""
+        return torch.device("cpu") if self.acceleration.offload != "none" else self.device
 
     @property
     def dtype_name(self) -> str:
@@ -50,13 +94,69 @@ def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
     return DTYPES[choice]
 
 
-def resolve_runtime(device: str = "auto", dtype: str = "auto", attention: str = "auto") -> Runtime:
+def resolve_runtime(
+    device: str = "auto", dtype: str = "auto", attention: str = "auto", acceleration: Acceleration | None = None
+) -> Runtime:
     resolved = resolve_device(device)
-    return Runtime(resolved, resolve_dtype(dtype, resolved), resolve_attention(attention, resolved))
+    return Runtime(resolved, resolve_dtype(dtype, resolved), resolve_attention(attention, resolved),
+                   acceleration or Acceleration())
 
 
-def apply_attention(model: torch.nn.Module, runtime: Runtime) -> None:
-    """Point every attention layer of a diffusers model at the runtime's backend."""
+def apply_runtime(pipeline, runtime: Runtime) -> None:
+    """Set the attention backend and apply the speed and memory modes to a `TryOnPipeline`.
+
+    The pipeline is on `runtime.load_device`; offloading moves what it needs from there.
+    """
     backend = diffusers_backend(runtime.attention)
+    transformer, text_encoder = pipeline.transformer, pipeline.text_encoder
     if backend != "native":
-        model.set_attention_backend(backend)
+        transformer.set_attention_backend(backend)
+    modes = runtime.acceleration
+    if modes.fuse_qkv:
+        for block in transformer.blocks:
+            _fuse_qkv(block.attn1)
+    if modes.fp8:
+        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=runtime.dtype)
+        _fp8_storage(text_encoder, runtime.dtype)
+    if modes.offload == "model":
+        pipeline.enable_model_cpu_offload(device=runtime.device)
+    elif modes.offload == "group":
+        _group_offload(transformer, runtime.device)
+        _group_offload(text_encoder, runtime.device)
+        pipeline.vae.to(runtime.device)  # small; decoding chunk by chunk would thrash it
+    if modes.compile:
+        transformer.compile_repeated_blocks(dynamic=True)
+
+
+def _fuse_qkv(attention: torch.nn.Module) -> None:
+    attention.fuse_projections()
+    # diffusers keeps the separate projections too, to unfuse later; we never do: free them.
+    del attention.to_q, attention.to_k, attention.to_v
+
+
+def _fp8_storage(text_encoder: torch.nn.Module, compute_dtype: torch.dtype) -> None:
+    from diffusers.hooks import apply_layerwise_casting
+
+    # Norms and the token embedding (a lookup) keep their dtype, and so does the feed-forward's
+    # output projection `wo`: UMT5 casts its input to that layer's weight dtype.
+    apply_layerwise_casting(text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype,
+                            skip_modules_pattern=("norm", "shared", "embed_tokens", r"\.wo$"))
+
+
+def _group_offload(model: torch.nn.Module, device: torch.device) -> None:
+    from diffusers.hooks import apply_group_offloading
+
+    apply_group_offloading(model, onload_device=device, offload_device=torch.device("cpu"),
+                           offload_type="block_level", num_blocks_per_group=1,
+                           use_stream=device.type == "cuda")
+
+
+def onload(model: torch.nn.Module) -> None:
+    """Bring a model offloaded with `offload=model` to its device before calling it other than by `forward`.
+
+    What diffusers' `apply_forward_hook` does for `encode`/`decode`; needed where the engine
+    calls a model's parts directly (the causal VAE passes).
+    """
+    hook = getattr(model, "_hf_hook", None)
+    if hook is not None and hasattr(hook, "pre_forward"):
+        hook.pre_forward(model)

@@ -63,7 +63,7 @@ from engine.errors import InputError, RuntimeFailure
 from engine.media import VideoWriter, choose_output_size, fit_frames, fit_image, load_image, probe_video, read_video
 from engine.pipelines.shapes import frame_count
 from engine.pipelines.streaming import StreamConfig, StreamingGenerator
-from engine.runtime import resolve_runtime
+from engine.runtime import Acceleration, resolve_runtime
 from engine.specs import GarmentSpec, parse_garment
 
 Worn = tuple[GarmentSpec, Image.Image]
@@ -95,6 +95,7 @@ class ExtendRequest:
     device: str = "auto"
     dtype: str = "auto"
     attention: str = "auto"
+    acceleration: Acceleration = field(default_factory=Acceleration)
     overwrite: bool = False
     refresh: bool = True
     withdraw: bool = True
@@ -339,7 +340,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     report = progress or (lambda stage, done, total: None)
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = resolve_runtime(request.device, request.dtype, request.attention)
+    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
     check_output(request.output, request.overwrite)
     if not request.garments:
         raise InputError("swap needs at least one garment (--garment PATH[:CATEGORY][@SECONDS])")
@@ -393,7 +394,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     report = progress or (lambda stage, done, total: None)
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = resolve_runtime(request.device, request.dtype, request.attention)
+    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
     check_output(request.output, request.overwrite)
     info = probe_video(request.video)
     if info.width % 2 or info.height % 2:

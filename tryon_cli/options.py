@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from engine.runtime import Acceleration
+
 Model = Annotated[
     Optional[str],
     typer.Option("--model", "-m", help="Checkpoint folder, Hub repo id, or preset name. "
@@ -28,3 +30,20 @@ Attention = Annotated[str, typer.Option(help="auto, sdpa, flash or xformers (aut
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+Offload = Annotated[str, typer.Option(help="none, model or group: keep the weights in CPU memory and move them to the GPU "
+                                      "as they run (less GPU memory, slower); group overlaps the moves with compute.")]
+Fp8 = Annotated[bool, typer.Option("--fp8", help="Store the transformer's and text encoder's weights in float8: "
+                                   "half the memory of bf16, computed in --dtype.")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the transformer's blocks (the first call is slow).")]
+FuseQkv = Annotated[bool, typer.Option("--fuse-qkv", help="One matmul for attention queries, keys and values.")]
+
+
+ContextParallel = Annotated[bool, typer.Option(
+    "--context-parallel", help="Split the render's token sequence across the processes of a torchrun launch "
+    "(Ulysses): torchrun --nproc-per-node N -m tryon_cli dress ... --context-parallel")]
+
+
+def acceleration(offload: str, fp8: bool, compile_: bool, fuse_qkv: bool, context_parallel: bool = False) -> Acceleration:
+    """The speed and memory modes, from their options."""
+    return Acceleration(offload=offload, fp8=fp8, compile=compile_, fuse_qkv=fuse_qkv,
+                        context_parallel=context_parallel)

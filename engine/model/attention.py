@@ -108,7 +108,8 @@ class CondNetAttnProcessor:
         return query, key, value
 
     def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        return dispatch_attention_fn(query, key, value, backend=self._attention_backend)
+        return dispatch_attention_fn(query, key, value, backend=self._attention_backend,
+                                     parallel_config=self._parallel_config)
 
 
 def installed_backends() -> list[str]:

@@ -14,6 +14,8 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, patchify, unpatchify
 
+from engine.runtime import onload
+
 
 class _CausalPass:
     """One video's causal-convolution cache for the VAE's encoder or decoder, kept between calls."""
@@ -38,6 +40,7 @@ class CausalDecoder(_CausalPass):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Raw (unnormalised) latents (1, C, F, h, w) → pixels (1, 3, T, H, W) in [-1, 1]."""
+        onload(self.vae)
         x = self.vae.post_quant_conv(latents)
         frames = []
         for i in range(x.shape[2]):
@@ -59,6 +62,7 @@ class CausalEncoder(_CausalPass):
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels (1, 3, T, H, W) in [-1, 1] → raw latents (1, C, F, h, w), the posterior's mode."""
+        onload(self.vae)
         temporal = self.vae.config.scale_factor_temporal
         lead = 1 if self._first else 0
         if (pixels.shape[2] - lead) % temporal:

@@ -31,7 +31,9 @@ from diffusers import WanTransformer3DModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.utils.accelerate_utils import apply_forward_hook
 
+from engine.errors import InputError
 from engine.model.attention import CondNetAttnProcessor, SequenceLayout
 
 ROLES = ("user", "top", "bottom", "dress", "unknown")
@@ -253,6 +255,7 @@ class CondNetTransformer(WanTransformer3DModel):
             return (output,)
         return Transformer2DModelOutput(sample=output)
 
+    @apply_forward_hook  # model offload onloads on forward; this is a second entry point
     def condition_pass(
         self, conditions: list[Condition], encoder_hidden_states: torch.Tensor, user_slot: int = 0
     ) -> None:
@@ -279,6 +282,11 @@ class CondNetTransformer(WanTransformer3DModel):
         )
         timestep_proj = timestep_proj.unflatten(2, (6, -1))
 
+        shards = _ContextShards.of(self, num_condition_tokens)
+        if shards is not None:
+            sequence, timestep_proj, rotary = (shards.split(sequence), shards.split(timestep_proj),
+                                               tuple(shards.split(r) for r in rotary))
+            num_condition_tokens = shards.local_condition_tokens
         self.layout.num_condition_tokens = num_condition_tokens
         sequence = sequence.contiguous()
         for block in self.blocks:
@@ -286,4 +294,53 @@ class CondNetTransformer(WanTransformer3DModel):
                 sequence = self._gradient_checkpointing_func(block, sequence, text, timestep_proj, rotary)
             else:
                 sequence = block(sequence, text, timestep_proj, rotary)
+        if shards is not None:
+            sequence = shards.gather(sequence)
         return sequence, temb
+
+
+@dataclass
+class _ContextShards:
+    """How one `[conditions | video]` sequence is split across context-parallel processes.
+
+    Each process keeps the same share of the condition tokens and of the video tokens (not one
+    share of the whole sequence, as diffusers' `_cp_plan` would), so every attention call still
+    sees only conditions or only video in its queries; Ulysses attention gathers the keys and
+    values of all processes, in whatever order, which attention does not depend on.
+    """
+
+    condition_tokens: int
+    world_size: int
+    rank: int
+    group: object
+
+    @classmethod
+    def of(cls, model: CondNetTransformer, condition_tokens: int) -> _ContextShards | None:
+        config = getattr(model, "_parallel_config", None)
+        context = getattr(config, "context_parallel_config", None)
+        if context is None:
+            return None
+        if model.layout.cache is not None:
+            raise ValueError("context parallelism splits the teacher's sequence; a KV-cached stream cannot use it")
+        mesh = context._ulysses_mesh
+        return cls(condition_tokens, context.ulysses_degree, mesh.get_local_rank(), mesh.get_group())
+
+    @property
+    def local_condition_tokens(self) -> int:
+        return self.condition_tokens // self.world_size
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        """This process's share of a per-token tensor (tokens on dim 1)."""
+        parts = x[:, : self.condition_tokens], x[:, self.condition_tokens :]
+        for part in parts:
+            if part.shape[1] % self.world_size:
+                raise InputError(f"context parallelism over {self.world_size} processes needs condition and video "
+                                 f"token counts divisible by it, not {part.shape[1]}: try another --size")
+        return torch.cat([part.chunk(self.world_size, dim=1)[self.rank] for part in parts], dim=1)
+
+    def gather(self, local: torch.Tensor) -> torch.Tensor:
+        """The whole sequence back from every process's share."""
+        shares = [torch.empty_like(local) for _ in range(self.world_size)]
+        torch.distributed.all_gather(shares, local.contiguous(), group=self.group)
+        n = self.local_condition_tokens
+        return torch.cat([share[:, :n] for share in shares] + [share[:, n:] for share in shares], dim=1)

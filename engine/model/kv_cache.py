@@ -109,12 +109,16 @@ class KVCache:
         self.reference_tokens = frame_tokens  # the reference is one image of the output size
 
     @classmethod
-    def for_transformer(cls, transformer, frame_tokens: int, chunk_frames: int, window: int) -> KVCache:
-        """A cache shaped for `transformer` (a CondNetTransformer) and chunks of `chunk_frames` frames."""
+    def for_transformer(cls, transformer, frame_tokens: int, chunk_frames: int, window: int,
+                        device: torch.device | None = None) -> KVCache:
+        """A cache shaped for `transformer` (a CondNetTransformer) and chunks of `chunk_frames` frames.
+
+        `device`: where the transformer runs, when its weights are elsewhere (offloaded).
+        """
         config = transformer.config
         return cls(layers=config.num_layers, heads=config.num_attention_heads, head_dim=config.attention_head_dim,
                    frame_tokens=frame_tokens, chunk_frames=chunk_frames, window=window,
-                   dtype=transformer.dtype, device=transformer.device)
+                   dtype=transformer.dtype, device=device or transformer.device)
 
     # -- region operations --------------------------------------------------------------------
 

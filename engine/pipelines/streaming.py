@@ -87,7 +87,8 @@ class StreamingGenerator:
         self.shape = pipeline.video_shape(width, height, 1)
         _, p_h, p_w = self.transformer.config.patch_size
         frame_tokens = (self.shape.latent_height // p_h) * (self.shape.latent_width // p_w)
-        self.cache = KVCache.for_transformer(self.transformer, frame_tokens, config.chunk_frames, config.window)
+        self.cache = KVCache.for_transformer(self.transformer, frame_tokens, config.chunk_frames, config.window,
+                                             device=pipeline._execution_device)
         self.decoder = CausalDecoder(pipeline.vae)
         self.text = pipeline.encode_prompt(prompt)
         self.position = 0  # RoPE slot of the next latent frame
@@ -134,7 +135,7 @@ class StreamingGenerator:
     def _noise(self, latent_frames: int) -> torch.Tensor:
         size = (1, self.pipeline.vae.config.z_dim, latent_frames, self.shape.latent_height, self.shape.latent_width)
         noise = torch.randn(size, generator=self.generator, device=self.generator.device, dtype=torch.float32)
-        return noise.to(self.pipeline.device, self.transformer.dtype)
+        return noise.to(self.pipeline._execution_device, self.transformer.dtype)
 
     def _motion(self, latent_frames: int) -> torch.Tensor | None:
         if self.motion is None:
@@ -149,7 +150,7 @@ class StreamingGenerator:
 
     def _denoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
         scheduler = self.pipeline.scheduler
-        scheduler.set_timesteps(self.config.steps, device=self.pipeline.device)
+        scheduler.set_timesteps(self.config.steps, device=self.pipeline._execution_device)
         with self.cache.attached(self.transformer.layout):
             for t in scheduler.timesteps:
                 flow = self._predict(latents, t, motion)

@@ -79,8 +79,8 @@ class TryOnPipeline(DiffusionPipeline):
             add_special_tokens=True,
             return_tensors="pt",
         )
-        ids = tokens.input_ids.to(self.device)
-        mask = tokens.attention_mask.to(self.device)
+        ids = tokens.input_ids.to(self._execution_device)
+        mask = tokens.attention_mask.to(self._execution_device)
         embeddings = self.text_encoder(ids, attention_mask=mask).last_hidden_state
         embeddings = embeddings * mask[..., None].to(embeddings.dtype)
         return embeddings.to(self.transformer.dtype)
@@ -102,7 +102,7 @@ class TryOnPipeline(DiffusionPipeline):
 
     def to_pixels(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames (T, H, W, 3) → the VAE's input (1, 3, T, H, W) in [-1, 1]."""
-        pixels = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(self.device, self.vae.dtype)
+        pixels = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(self._execution_device, self.vae.dtype)
         return pixels.permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
 
     def normalize(self, latents: torch.Tensor) -> torch.Tensor:
@@ -135,7 +135,7 @@ class TryOnPipeline(DiffusionPipeline):
     def prepare_latents(self, shape: VideoShape, generator: torch.Generator) -> torch.Tensor:
         size = (1, self.vae.config.z_dim, shape.latent_frames, shape.latent_height, shape.latent_width)
         noise = torch.randn(size, generator=generator, device=generator.device, dtype=torch.float32)
-        return noise.to(self.device, self.transformer.dtype)
+        return noise.to(self._execution_device, self.transformer.dtype)
 
     def predict_flow(
         self,
@@ -176,12 +176,12 @@ class TryOnPipeline(DiffusionPipeline):
         # 2. Noise, and the anchored first frame.
         latents = self.prepare_latents(shape, generator)
         anchor = conditions[0].latent if inputs.anchor_first_frame else None
-        frame_is_clean = torch.zeros(shape.latent_frames, dtype=torch.bool, device=self.device)
+        frame_is_clean = torch.zeros(shape.latent_frames, dtype=torch.bool, device=self._execution_device)
         if anchor is not None:
             frame_is_clean[0] = True
 
         # 3. Denoise.
-        self.scheduler.set_timesteps(steps, device=self.device)
+        self.scheduler.set_timesteps(steps, device=self._execution_device)
         timesteps = self.scheduler.timesteps
         for i, t in enumerate(timesteps):
             if anchor is not None:

@@ -43,7 +43,7 @@ from engine.model.condnet import CondNetTransformer
 from engine.pipelines.teacher import TryOnPipeline
 from engine.train.config import Stage, TrainConfig
 from engine.train.data import TrainingExample, open_dataset
-from engine.train.distributed import Processes, start_processes
+from engine.distributed import Processes, start_processes
 from engine.train.flow import Draw, Encoded, Encoder, FlowBatch, draw
 from engine.train.state import (
     METRICS_FILE,

@@ -49,7 +49,7 @@ from engine.model.condnet import CondNetTransformer
 from engine.train.causal import ChunkedClip, rollout, teacher_forcing_flow
 from engine.train.config import Stage
 from engine.train.distill import dmd_gradient, dmd_loss, frame_weights, latent_frame_scores, predicted_x0, reweight
-from engine.train.distributed import Processes
+from engine.distributed import Processes
 from engine.train.flow import Draw, Encoded, FlowBatch, flow_example, flow_loss, shift_sigma
 from engine.train.loop import (
     DISTILL_STREAM,

@@ -17,7 +17,7 @@ import torch
 
 from engine.checkpoint import CheckpointInfo
 from engine.train.config import Stage, TrainConfig
-from engine.train.distributed import Processes
+from engine.distributed import Processes
 from engine.train.flow import FlowBatch, flow_example, flow_loss, group_by_layout
 from engine.train.loop import Log, Metrics, Progress, Trainer, predict_flow, synced, train
 

@@ -145,6 +145,17 @@ def test_vae_tiling_keeps_the_output_shape():
     assert api.bench(BenchRequest(**FAST, vae_tiling=True)).vae_tiling
 
 
+def test_compare_runs_each_mode_alone_against_the_baseline():
+    result = api.bench(BenchRequest(**FAST, compare=("fp8", "fuse-qkv")))
+    assert result.acceleration["fp8"] is False
+    fp8, fused = result.compare
+    assert fp8["mode"] == "fp8" and fp8["acceleration"]["fp8"] and not fp8["acceleration"]["fuse_qkv"]
+    assert fused["acceleration"]["fuse_qkv"] and not fused["acceleration"]["fp8"]
+    assert fp8["weights_ratio"] < 1 and fused["weights_ratio"] == pytest.approx(1.0)  # fused frees q, k, v
+    for entry in result.compare:
+        assert entry["fps_ratio"] == pytest.approx(entry["fps"] / result.fps)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -155,6 +166,7 @@ def test_vae_tiling_keeps_the_output_shape():
         (dict(repeat=0), "--repeat"),
         (dict(mode="stream", guidance=2.0), "no --guidance"),
         (dict(mode="stream", switch_at=0.5), "at or after the end"),
+        (dict(compare=("warp",)), "unknown mode 'warp'"),
     ],
 )
 def test_bad_requests_are_input_errors(changes, message):

@@ -32,6 +32,13 @@ def test_tables_without_json(tryon):
         assert text in run.stdout
 
 
+def test_compare_prints_each_mode_against_the_run(tryon):
+    run = tryon(*FAST, "--fp8", "--compare", "fuse-qkv,offload-group")
+    assert run.code == 0, run.stderr
+    assert "fp8" in run.stdout  # the run's own modes, in the device row
+    assert "each mode alone" in run.stdout and "fuse-qkv" in run.stdout and "offload-group" in run.stdout
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -41,6 +48,8 @@ def test_tables_without_json(tryon):
         [*FAST, "--size", "big"],
         [*FAST, "--warmup", "-1"],
         ["bench", "--random-weights"],
+        [*FAST, "--compare", "fuse-qkv,turbo"],
+        [*FAST, "--offload", "disk"],
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tryon, args):

@@ -1,7 +1,10 @@
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -73,6 +76,28 @@ def test_existing_output_is_kept_unless_overwrite(tiny_checkpoint, inputs, tmp_p
     assert probe_video(out).frame_count == 6
 
 
+def test_speed_and_memory_modes_render_the_same_length(tiny_checkpoint, inputs, tmp_path, tryon):
+    out = tmp_path / "out.mp4"
+    run = tryon("dress", inputs / "user.png", inputs / "shirt.png", "--model", tiny_checkpoint, *FAST, "-o", out,
+                "--fp8", "--fuse-qkv", "--offload", "group")
+    assert run.code == 0, run.stderr
+    assert probe_video(out).frame_count == 6
+
+
+def test_torchrun_splits_one_render_across_two_processes(tiny_checkpoint, inputs, tmp_path):
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+               f"--master-port={port.getsockname()[1]}", "-m", "tryon_cli", "dress", str(inputs / "user.png"),
+               str(inputs / "shirt.png"), "--model", str(tiny_checkpoint), *FAST, "-o", "out.mp4", "--context-parallel"]
+    port.close()
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("wrote out.mp4") == 1  # the first process speaks and writes for both
+    assert probe_video(tmp_path / "out.mp4").frame_count == 6
+
+
 BAD_INPUTS = {
     "missing user photo": (["dress", "{in}/nobody.png", "{in}/shirt.png"], "nobody.png"),
     "text named .png": (["dress", "{in}/notes.png", "{in}/shirt.png"], "notes.png"),
@@ -92,6 +117,8 @@ BAD_INPUTS = {
     "missing model": (["dance", "{in}/user.png", "--model", "{tmp}/no-model"], "no-model"),
     "no steps": (["dance", "{in}/user.png", "--steps", "0"], "--steps"),
     "bad device": (["dance", "{in}/user.png", "--device", "tpu"], "--device"),
+    "bad offload": (["dance", "{in}/user.png", "--offload", "disk"], "--offload"),
+    "context parallel alone": (["dance", "{in}/user.png", "--context-parallel"], "torchrun"),
     "unknown option": (["dance", "{in}/user.png", "--colour", "red"], "--colour"),
 }
 
@@ -127,6 +154,8 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tiny_checkpoint, inputs, tmp_path):
         [tryon_program(), "dance", inputs / "user.png", "--model", tiny_checkpoint, "--steps", "100000",
          "--seconds", "0.5", "--size", "64x96", "-o", "out.mp4"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+        # A shell's background job starts with SIGINT ignored, and so would the child: a user's Ctrl-C is not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     seen = ""

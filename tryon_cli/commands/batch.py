@@ -128,6 +128,10 @@ def batch(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     attention: options.Attention = "auto",
+    offload: options.Offload = "none",
+    fp8: options.Fp8 = False,
+    compile_: options.Compile = False,
+    fuse_qkv: options.FuseQkv = False,
     shard: ShardOption = None,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
@@ -147,7 +151,8 @@ def batch(
     defaults = Defaults(
         model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds, fps=fps,
         seed=seed, steps=steps, guidance=guidance, device=engine_batch.rank_device(device, os.environ),
-        dtype=dtype, attention=attention, motion=motion, prompt=prompt,
+        dtype=dtype, attention=attention,
+        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), motion=motion, prompt=prompt,
     )
     chosen = engine_batch.choose_shard(shard, os.environ)
     planned = engine_batch.plan(engine_batch.read_manifest(manifest), outdir, chosen)

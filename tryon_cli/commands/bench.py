@@ -8,8 +8,9 @@ import typer
 from rich.table import Table
 
 from engine import api
-from engine.bench import STAGES, BenchRequest, BenchResult
+from engine.bench import COMPARABLE, STAGES, BenchRequest, BenchResult
 from engine.media import parse_size
+from engine.runtime import Acceleration
 from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
 
@@ -51,6 +52,10 @@ def bench(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     attention: options.Attention = "auto",
+    offload: options.Offload = "none",
+    fp8: options.Fp8 = False,
+    compile_: options.Compile = False,
+    fuse_qkv: options.FuseQkv = False,
     warmup: Annotated[
         Optional[int], typer.Option(help="Untimed runs first (default: 1 on CUDA, 0 on the CPU).")
     ] = None,
@@ -59,6 +64,10 @@ def bench(
     vae_tiling: Annotated[
         bool, typer.Option("--vae-tiling", help="Tile the VAE (less memory at large sizes).")
     ] = False,
+    compare: Annotated[
+        Optional[str], typer.Option(help="Modes to time one at a time against this run, e.g. fuse-qkv,fp8,compile "
+                                    f"(of: {', '.join(COMPARABLE)}). Use --warmup 1 with compile.")
+    ] = None,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
 ) -> None:
@@ -74,8 +83,9 @@ def bench(
         preset=preset, model=model, revision=revision, random_weights=random_weights, mode=mode,
         size=parse_size(size) if size else None, seconds=seconds, fps=fps, steps=steps, guidance=guidance,
         garments=garments, motion=motion, chunk_frames=chunk_frames, window=window, switch_at=switch_at,
-        device=device, dtype=dtype, attention=attention, warmup=warmup, repeat=repeat, seed=seed,
-        vae_tiling=vae_tiling,
+        device=device, dtype=dtype, attention=attention,
+        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), warmup=warmup, repeat=repeat, seed=seed,
+        vae_tiling=vae_tiling, compare=tuple(name.strip() for name in compare.split(",")) if compare else (),
     )
     result = api.bench(request, notice=None if quiet else notice)
     if json_output:
@@ -98,7 +108,9 @@ def print_tables(result: BenchResult) -> None:
              f"{result.frames} frames at {result.video_fps:g} fps, {result.steps} steps"
              f"{' per chunk' if result.stream else ''}, {runs} after {result.warmup} warm-up")
     summary = Table("measure", "value", title=title, title_justify="left")
-    summary.add_row("device", f"{result.device}, {result.dtype}, attention {result.attention}")
+    modes = Acceleration(**result.acceleration).describe()
+    summary.add_row("device", f"{result.device}, {result.dtype}, attention {result.attention}"
+                    + (f", {modes}" if modes else ""))
     best = f" (best {_fps(result.fps_best)})" if result.repeat > 1 else ""
     summary.add_row("FPS (video frames / wall second)", _fps(result.fps) + best)
     summary.add_row("total", _s(result.total_s) + (f" (min {_s(result.total_s_min)})" if result.repeat > 1 else ""))
@@ -136,4 +148,13 @@ def print_tables(result: BenchResult) -> None:
         table.add_row("switch latency (switch → first new frame written)",
                       "not applied (no chunk starts after --switch-at)" if switch is None else
                       f"{_s(switch['latency_s'])} at frame {switch['frame']} (switch ops {_s(switch['ops_s'])})")
+        stdout.print(table)
+
+    if result.compare:
+        table = Table("mode", "FPS", "× FPS", "first frame", "weights", "peak memory",
+                      title="each mode alone against the run above (same process, same inputs)", title_justify="left")
+        for entry in result.compare:
+            table.add_row(entry["mode"], _fps(entry["fps"]), f"{entry['fps_ratio']:.2f}", _s(entry["first_frame_s"]),
+                          f"{entry['weights_mb']:,.0f} MiB ({entry['weights_ratio']:.2f}×)",
+                          f"{entry['peak_memory_mb']:,.0f} MiB")
         stdout.print(table)

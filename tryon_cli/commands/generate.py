@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from engine import api
+from engine.distributed import is_main_process
 from engine.media import parse_size
 from engine.specs import GarmentSpec, parse_garment
 from tryon_cli import options
@@ -21,6 +22,9 @@ def default_output(user: Path, garments: list[GarmentSpec], command: str) -> Pat
 
 
 def run_generation(request: api.GenerateRequest, command, json_output: bool, quiet: bool) -> None:
+    if request.acceleration.context_parallel and not is_main_process():
+        command(request)  # one render split across torchrun's processes: the first speaks for all
+        return
     with StageProgress(enabled=not quiet and not json_output) as progress:
         result = command(request, progress=progress, notice=notice)
     if json_output:
@@ -58,6 +62,11 @@ def dress(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     attention: options.Attention = "auto",
+    offload: options.Offload = "none",
+    fp8: options.Fp8 = False,
+    compile_: options.Compile = False,
+    fuse_qkv: options.FuseQkv = False,
+    context_parallel: options.ContextParallel = False,
     overwrite: options.Overwrite = False,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
@@ -70,7 +79,8 @@ def dress(
     request = build_request(
         user, specs, output, "dress", motion=motion, prompt=prompt, model=model, revision=revision, size=size,
         seconds=seconds, fps=fps, seed=seed, steps=steps, guidance=guidance, device=device, dtype=dtype,
-        attention=attention, overwrite=overwrite,
+        attention=attention,
+        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv, context_parallel), overwrite=overwrite,
     )
     run_generation(request, api.dress, json_output, quiet)
 
@@ -91,6 +101,11 @@ def dance(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     attention: options.Attention = "auto",
+    offload: options.Offload = "none",
+    fp8: options.Fp8 = False,
+    compile_: options.Compile = False,
+    fuse_qkv: options.FuseQkv = False,
+    context_parallel: options.ContextParallel = False,
     overwrite: options.Overwrite = False,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
@@ -102,6 +117,7 @@ def dance(
     request = build_request(
         user, [], output, "dance", motion=motion, prompt=prompt, model=model, revision=revision, size=size,
         seconds=seconds, fps=fps, seed=seed, steps=steps, guidance=guidance, device=device, dtype=dtype,
-        attention=attention, overwrite=overwrite,
+        attention=attention,
+        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv, context_parallel), overwrite=overwrite,
     )
     run_generation(request, api.dance, json_output, quiet)

@@ -54,6 +54,10 @@ def swap(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     attention: options.Attention = "auto",
+    offload: options.Offload = "none",
+    fp8: options.Fp8 = False,
+    compile_: options.Compile = False,
+    fuse_qkv: options.FuseQkv = False,
     overwrite: options.Overwrite = False,
     no_refresh: NoRefresh = False,
     no_withdraw: NoWithdraw = False,
@@ -75,7 +79,8 @@ def swap(
     request = streaming_api.SwapRequest(
         user=user, garments=specs, output=output or default_output(user, specs, "swap"), motion=motion,
         prompt=prompt, model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds,
-        fps=fps, seed=seed, steps=steps, device=device, dtype=dtype, attention=attention, overwrite=overwrite,
+        fps=fps, seed=seed, steps=steps, device=device, dtype=dtype, attention=attention,
+        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), overwrite=overwrite,
         refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
         live=sys.stdin if live else None,
     )
@@ -98,6 +103,10 @@ def extend(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     attention: options.Attention = "auto",
+    offload: options.Offload = "none",
+    fp8: options.Fp8 = False,
+    compile_: options.Compile = False,
+    fuse_qkv: options.FuseQkv = False,
     overwrite: options.Overwrite = False,
     no_refresh: NoRefresh = False,
     no_withdraw: NoWithdraw = False,
@@ -113,6 +122,7 @@ def extend(
         video=video, output=output or Path(f"{video.stem}_extended.mp4"), seconds=seconds,
         garments=[parse_garment(text, allow_time=True) for text in garment or []], prompt=prompt, model=model,
         revision=revision, seed=seed, steps=steps, device=device, dtype=dtype, attention=attention,
+        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv),
         overwrite=overwrite, refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
     )
     run_stream(request, streaming_api.extend, json_output, quiet)

@@ -9,7 +9,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from engine.train.config import TrainConfig
-from engine.train.distributed import start_processes
+from engine.distributed import start_processes
 from engine.train.teacher import TeacherTrainer
 
 

@@ -17,7 +17,7 @@ from engine.errors import InputError
 from engine.pipelines.streaming import StreamConfig, StreamingGenerator
 from engine.train.causal import ChunkedClip, chunk_spans, rollout, teacher_forcing_flow
 from engine.train.distill import dmd_loss, frame_weights, latent_frame_scores, reweight
-from engine.train.distributed import Processes, start_processes
+from engine.distributed import Processes, start_processes
 from engine.train.loop import load_quietly
 from engine.train.scorer import AestheticScorer, SharpnessColourScorer, make_scorer
 from engine.train.student import StudentTrainer, train_student

@@ -47,6 +47,11 @@ class Processes:
             dist.destroy_process_group()
 
 
+def is_main_process() -> bool:
+    """False in the processes of a torchrun launch other than the first (RANK 0)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def start_processes() -> Processes:
     """This process's rank, world size and device (CUDA when available: cuda:LOCAL_RANK)."""
     cuda = torch.cuda.is_available()
@@ -62,3 +67,30 @@ def start_processes() -> Processes:
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world_size)
         owns = True
     return Processes(rank, world_size, device, owns_group=owns)
+
+
+def enable_context_parallel(transformer: torch.nn.Module, processes: Processes) -> None:
+    """Split each of the transformer's sequences across all processes: Ulysses context parallelism.
+
+    diffusers' `ContextParallelConfig` and its Ulysses attention do the all-to-all inside every
+    self-attention; the CondNet splits and gathers its own sequence (`_ContextShards`), as
+    diffusers' `_cp_plan` hooks cannot keep condition and video tokens apart. Set up here rather
+    than by `enable_parallelism`, which places ranks on accelerators and so fails on the CPU.
+    For the teacher only: a KV-cached stream refuses it.
+    """
+    from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
+
+    from engine.errors import InputError
+    from torch.distributed.device_mesh import init_device_mesh
+
+    heads = transformer.config.num_attention_heads
+    if heads % processes.world_size:
+        raise InputError(f"context parallelism over {processes.world_size} processes needs a head count "
+                         f"divisible by it; this model has {heads}")
+    context = ContextParallelConfig(ulysses_degree=processes.world_size)
+    config = ParallelConfig(context_parallel_config=context)
+    mesh = init_device_mesh(processes.device.type, context.mesh_shape, mesh_dim_names=context.mesh_dim_names)
+    config.setup(processes.rank, processes.world_size, processes.device, mesh=mesh)
+    transformer._parallel_config = config
+    for block in transformer.blocks:
+        block.attn1.processor._parallel_config = config
