@@ -150,9 +150,9 @@ class StreamingGenerator:
 
     def _denoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
         scheduler = self.pipeline.scheduler
-        scheduler.set_timesteps(self.config.steps, device=self.pipeline._execution_device)
+        timesteps = self.pipeline.start_schedule(self.config.steps)
         with self.cache.attached(self.transformer.layout):
-            for t in scheduler.timesteps:
+            for t in timesteps:
                 flow = self._predict(latents, t, motion)
                 latents = scheduler.step(flow, t, latents, return_dict=False)[0]
         return latents

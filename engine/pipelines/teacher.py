@@ -132,6 +132,16 @@ class TryOnPipeline(DiffusionPipeline):
 
     # -- sampling -----------------------------------------------------------------------------
 
+    def start_schedule(self, steps: int) -> torch.Tensor:
+        """The scheduler's timesteps for `steps` steps, on the device, starting at the first.
+
+        Setting the begin index spares `scheduler.step` its lookup of where `t` is in the
+        schedule (a `nonzero().item()`, which waits for the GPU at every denoising loop).
+        """
+        self.scheduler.set_timesteps(steps, device=self._execution_device)
+        self.scheduler.set_begin_index(0)
+        return self.scheduler.timesteps
+
     def prepare_latents(self, shape: VideoShape, generator: torch.Generator) -> torch.Tensor:
         size = (1, self.vae.config.z_dim, shape.latent_frames, shape.latent_height, shape.latent_width)
         noise = torch.randn(size, generator=generator, device=generator.device, dtype=torch.float32)
@@ -181,8 +191,7 @@ class TryOnPipeline(DiffusionPipeline):
             frame_is_clean[0] = True
 
         # 3. Denoise.
-        self.scheduler.set_timesteps(steps, device=self._execution_device)
-        timesteps = self.scheduler.timesteps
+        timesteps = self.start_schedule(steps)
         for i, t in enumerate(timesteps):
             if anchor is not None:
                 latents[:, :, :1] = anchor

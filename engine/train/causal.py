@@ -110,6 +110,7 @@ def rollout(clip: ChunkedClip, noise: torch.Tensor, scheduler: FlowMatchEulerDis
     for span in chunk_spans(noise.shape[2], clip.chunk_frames):
         latents = noise[:, :, span]
         scheduler.set_timesteps(steps, device=noise.device)
+        scheduler.set_begin_index(0)  # no host sync to find t in the schedule (see TryOnPipeline.start_schedule)
         last = len(scheduler.timesteps) - 1
         for index, t in enumerate(scheduler.timesteps):
             with torch.set_grad_enabled(grad and index == last):

@@ -138,3 +138,23 @@ def test_a_continued_video_fills_sink_and_history_and_follows_on(tiny_model):
     assert not generator.cache.is_empty("sink") and generator.cache.history_chunks() == 1
     assert np.array_equal(generator.last_frame, context[-1])
     assert len(generator.next_chunk()) == 8  # no single first frame: the video goes on
+
+
+def test_a_chunk_never_waits_on_the_device_before_its_frames(tiny_model, monkeypatch):
+    """No .item() or .nonzero() in the chunk loop: on CUDA each would stall the queue of kernels."""
+    generator = stream(tiny_model.pipeline)
+    generator.next_chunk()
+    waits = []
+
+    def counted(name):
+        original = getattr(torch.Tensor, name)
+
+        def call(self, *args, **kwargs):
+            waits.append(name)
+            return original(self, *args, **kwargs)
+        return call
+
+    for name in ("item", "nonzero", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, counted(name))
+    generator.next_chunk()
+    assert waits == []
