@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from engine.errors import InputError
+
 
 @dataclass
 class Processes:
@@ -79,8 +81,6 @@ def enable_context_parallel(transformer: torch.nn.Module, processes: Processes) 
     For the teacher only: a KV-cached stream refuses it.
     """
     from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
-
-    from engine.errors import InputError
     from torch.distributed.device_mesh import init_device_mesh
 
     heads = transformer.config.num_attention_heads

@@ -1,6 +1,6 @@
 """Where and how to run: device, dtype, attention backend and the speed and memory modes.
 
-The modes (`Acceleration`) are applied once to a loaded pipeline by `accelerate`, each with
+The modes (`Acceleration`) are applied once to a loaded pipeline by `apply_runtime`, each with
 the ecosystem's own tool:
 
 - `fuse_qkv`: one projection for queries, keys and values (`WanAttention.fuse_projections`).
