@@ -26,12 +26,12 @@ from engine.checkpoint import (
     load_model,
     save_checkpoint,
 )
+from engine.distributed import Processes, enable_context_parallel, start_processes
 from engine.errors import InputError, RuntimeFailure
 from engine.media import VideoWriter, choose_output_size, fit_image, load_image, probe_video, read_video
 from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import check_fps, check_seconds, frame_count
 from engine.pipelines.teacher import TryOnInputs
-from engine.distributed import Processes, enable_context_parallel, start_processes
 from engine.runtime import Acceleration, Runtime, apply_runtime, resolve_runtime
 from engine.specs import GarmentSpec
 

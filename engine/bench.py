@@ -161,7 +161,7 @@ class BenchResult:
     peak_memory_kind: str  # cuda_max_allocated | cpu_peak_rss
     runs: list[dict[str, Any]] = field(default_factory=list)
     stream: dict[str, Any] | None = None
-    compare: list[dict[str, Any]] = field(default_factory=list)  # see compare_modes
+    compare: list[dict[str, Any]] = field(default_factory=list)  # see bench_and_compare
     notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,6 +12,9 @@ the ecosystem's own tool:
   CPU memory; on the CPU they change nothing but the code path.
 - `compile`: torch.compile of the transformer's repeated blocks, with dynamic shapes (a stream's
   context grows until its window is full).
+
+`context_parallel` is applied by the generation API instead, which starts the processes
+(engine.distributed.enable_context_parallel).
 """
 
 from __future__ import annotations
