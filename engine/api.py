@@ -28,7 +28,7 @@ from engine.checkpoint import (
 )
 from engine.distributed import Processes, enable_context_parallel, start_processes
 from engine.errors import InputError, RuntimeFailure
-from engine.media import VideoWriter, choose_output_size, fit_image, load_image, probe_video, read_video
+from engine.media import VideoInfo, VideoWriter, choose_output_size, fit_image, load_image, probe_video, read_video
 from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import check_fps, check_seconds, frame_count
 from engine.pipelines.teacher import TryOnInputs
@@ -129,10 +129,14 @@ def check_options(
         raise InputError(f"--guidance must be 0 or more, not {guidance:g}")
 
 
-def check_motion(path: Path | None) -> None:
-    """A motion video, when given, must be readable and have at least two frames."""
-    if path is not None and probe_video(path).frame_count < 2:
+def check_motion(path: Path | None) -> VideoInfo | None:
+    """A motion video, when given, must be readable and have at least two frames. Returns what it is."""
+    if path is None:
+        return None
+    info = probe_video(path)
+    if info.frame_count < 2:
         raise InputError("has 1 frame; a motion video needs at least 2", path)
+    return info
 
 
 def check_garments(garments: list[GarmentSpec]) -> None:

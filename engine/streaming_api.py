@@ -36,7 +36,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -60,13 +60,22 @@ from engine.api import (
 )
 from engine.checkpoint import LoadedModel
 from engine.errors import InputError, RuntimeFailure
-from engine.media import VideoWriter, choose_output_size, fit_frames, fit_image, load_image, probe_video, read_video
+from engine.media import (
+    VideoFrames,
+    VideoWriter,
+    choose_output_size,
+    fit_frames,
+    fit_image,
+    load_image,
+    probe_video,
+)
 from engine.pipelines.shapes import frame_count
 from engine.pipelines.streaming import StreamConfig, StreamingGenerator
 from engine.runtime import Acceleration, resolve_runtime
 from engine.specs import GarmentSpec, parse_garment
 
 Worn = tuple[GarmentSpec, Image.Image]
+COPY_BATCH = 64  # frames of the input video `extend` decodes and copies at a time
 
 
 @dataclass
@@ -348,7 +357,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         raise InputError("streaming takes no --guidance: the student runs without classifier-free guidance")
     user = load_image(request.user)
     outfit, switches = plan_switches(request.garments, worn_from_start=True)
-    check_motion(request.motion)
+    motion_info = check_motion(request.motion)
     check_options(request.seconds, request.fps, request.steps)
     if request.seconds is not None:
         check_switch_times(switches, request.seconds)
@@ -362,12 +371,13 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     check_switch_times(switches, plan.num_frames / plan.fps)
     size = (plan.width, plan.height)
 
-    # 3. Stream into the MP4.
-    motion = None
-    if request.motion is not None:
-        motion = read_video(request.motion, fps=plan.fps, num_frames=plan.num_frames, size=size, fit="cover",
-                            min_frames=2)
-    with streaming_writer(request.output, plan.fps, size, runtime.device) as writer:
+    # 3. Stream into the MP4, decoding the motion video as the stream reaches it.
+    with ExitStack() as resources:
+        motion = None
+        if request.motion is not None:
+            motion = resources.enter_context(VideoFrames(request.motion, fps=plan.fps, num_frames=plan.num_frames,
+                                                         size=size, fit="cover", info=motion_info))
+        writer = resources.enter_context(streaming_writer(request.output, plan.fps, size, runtime.device))
         generator = StreamingGenerator(
             model.pipeline,
             reference=fit_image(user, size, "cover"),
@@ -416,11 +426,18 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
         tell(f"{decision.notice}; new frames are made at that size and scaled back to {info.width}x{info.height}")
     config = _config(request, model)
 
-    # 3. The video's last frames fill the cache; the new frames follow them in the MP4.
-    frames = read_video(request.video)
-    context = fit_frames(frames[-context_length(len(frames), config, model.pipeline) :], decision.size, "cover")
-    with streaming_writer(request.output, info.fps, output_size, runtime.device) as writer:
-        writer.write(frames)
+    # 3. The video is copied into the MP4 (decoded a batch at a time); its last frames fill the
+    #    cache; the new frames follow them.
+    count = info.frame_count
+    with VideoFrames(request.video, fps=info.fps, num_frames=count, info=info) as video, \
+            streaming_writer(request.output, info.fps, output_size, runtime.device) as writer:
+        tail_start = count - context_length(count, config, model.pipeline)
+        tail = []
+        for start in range(0, count, COPY_BATCH):
+            frames = video[np.arange(start, min(start + COPY_BATCH, count))]
+            writer.write(frames)
+            tail.append(frames[max(0, tail_start - start) :])
+        context = fit_frames(np.concatenate(tail), decision.size, "cover")
         generator = StreamingGenerator(
             model.pipeline,
             reference=Image.fromarray(context[-1]),
@@ -430,10 +447,10 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             context=context,
             config=config,
         )
-        stream = SwitchingStream(generator, [], switches, None, decision.size, info.fps, tell, len(frames))
+        stream = SwitchingStream(generator, [], switches, None, decision.size, info.fps, tell, count)
         reports = stream.write(writer, num_new, report, lambda new: fit_frames(new, output_size, "cover"))
     return StreamResult(
-        output=str(request.output), frames=len(frames) + num_new, fps=info.fps, size=list(output_size),
+        output=str(request.output), frames=count + num_new, fps=info.fps, size=list(output_size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
         notices=list(tell), switches=reports,
     )

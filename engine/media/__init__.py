@@ -10,6 +10,7 @@ from engine.media.geometry import (
 )
 from engine.media.image import MAX_IMAGE_PIXELS, load_image, save_image, to_rgb
 from engine.media.video import (
+    VideoFrames,
     VideoInfo,
     VideoWriter,
     probe_video,
@@ -21,6 +22,7 @@ from engine.media.video import (
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "SizeDecision",
+    "VideoFrames",
     "VideoInfo",
     "VideoWriter",
     "choose_output_size",

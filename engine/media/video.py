@@ -2,7 +2,8 @@
 
 Reading: `probe_video` tells a video's size, frame rate and frame count; `read_video`
 decodes it as a stream, keeps only the frames the output needs (resampled to a frame rate,
-trimmed or looped to a frame count, fitted to a size) and returns them as one uint8 array.
+trimmed or looped to a frame count, fitted to a size) and returns them as one uint8 array;
+`VideoFrames` gives the same frames lazily, decoded as a stream asks for them.
 Writing: `VideoWriter` encodes H.264 (yuv420p, BT.709, crf 18, faststart) to a hidden temp
 file beside the destination and renames it into place only when the video is complete.
 
@@ -18,7 +19,7 @@ import os
 import subprocess
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -174,6 +175,73 @@ def read_video(
     if missing:  # looping needs frames that the first pass skipped; the video is short
         kept.update(_decode_selected(path, missing, prepare))
     return np.stack([kept[index] for index in indices])
+
+
+class VideoFrames:
+    """The frames `read_video(path, fps=, num_frames=, size=, fit=)` returns, decoded only when asked for.
+
+    For streams, which ask for output frames in ascending order, a range at a time: one ffmpeg
+    decoder runs forward through the file (a fresh one whenever a short video loops back to its
+    start), and only the frames of the current request are held, so a long motion video never
+    sits in memory whole. Index it like that array, with a list or array of output indices.
+    The file is checked when this is made (`probe_video`, unless its `info` is given); close
+    it, or use it in `with`.
+    """
+
+    def __init__(self, path: str | Path, *, fps: float, num_frames: int, size: tuple[int, int] | None = None,
+                 fit: str = "cover", info: VideoInfo | None = None) -> None:
+        info = info or probe_video(path)
+        self.path = _require_video_file(path)
+        self.num_frames = num_frames
+        self._source_count = info.frame_count
+        self._step = _fraction(info.fps) / _fraction(fps)
+        self._prepare = _frame_preparer(size, fit)
+        self._decoding = ExitStack()
+        self._frames: Iterator[np.ndarray] | None = None
+        self._position = 0  # the source index of the frame the decoder yields next
+        self._last: tuple[int, np.ndarray] | None = None  # the latest prepared frame, by source index
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __getitem__(self, indices) -> np.ndarray:
+        """The output frames at `indices` (ascending within a loop of the source), as (N, H, W, 3)."""
+        return np.stack([self._frame(self._source_index(int(i))) for i in np.atleast_1d(indices)])
+
+    def _source_index(self, output_index: int) -> int:
+        if not 0 <= output_index < self.num_frames:
+            raise IndexError(f"output frame {output_index} of {self.num_frames}")
+        return _nearest_source_index(output_index, self._step) % self._source_count  # loops, as read_video
+
+    def _frame(self, index: int) -> np.ndarray:
+        if self._last is not None and self._last[0] == index:
+            return self._last[1]
+        if self._frames is None or index < self._position:
+            self._restart()
+        frame = None
+        while self._position <= index:
+            frame = next(self._frames, None)
+            if frame is None:
+                raise InputError(f"truncated or corrupt video (frame {index} could not be read)", self.path)
+            self._position += 1
+        self._last = (index, self._prepare(frame))
+        return self._last[1]
+
+    def _restart(self) -> None:
+        self._decoding.close()
+        _meta, self._frames = self._decoding.enter_context(_decoder(self.path))
+        self._position = 0
+
+    def close(self) -> None:
+        """Stop the decoder."""
+        self._decoding.close()
+        self._frames = None
+
+    def __enter__(self) -> VideoFrames:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 class VideoWriter:

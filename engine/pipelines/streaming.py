@@ -21,7 +21,8 @@ Switching garments mid-stream (FashionChameleon §3), each operation on cache re
 
 A switch is applied between chunks, so frames already made never change. The motion video is
 encoded chunk by chunk as the stream reaches it (the VAE encoder's causal cache makes that
-equal to encoding it whole), so the first frame does not wait for the whole motion video;
+equal to encoding it whole), and given as `VideoFrames` it is decoded that way too, so the
+first frame does not wait for the whole motion video;
 new noise for each chunk is drawn from the generator in order, so a switch never changes the
 random numbers.
 """
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.media import VideoFrames
 from engine.model.causal_vae import CausalDecoder, CausalEncoder
 from engine.model.condnet import Condition
 from engine.model.kv_cache import KVCache
@@ -62,7 +64,8 @@ class StreamingGenerator:
     """Makes a try-on video chunk by chunk; garments can be switched between chunks.
 
     `reference` is the user photo at the output size; `garments` are (role, image) pairs at
-    the output size; `motion`, uint8 (T, H, W, 3), is the motion video for the frames to come.
+    the output size; `motion`, uint8 (T, H, W, 3) (an array, or `VideoFrames` decoding them as
+    asked for), is the motion video for the frames to come.
     `context`, uint8 frames (4k+1 of them, at the output size), is a video to continue: it
     fills the sink and history, primes the VAE decoder, and the first new frame follows it.
     """
@@ -75,7 +78,7 @@ class StreamingGenerator:
         garments: list[tuple[str, Image.Image]],
         prompt: str,
         generator: torch.Generator,
-        motion: np.ndarray | None = None,
+        motion: np.ndarray | VideoFrames | None = None,
         context: np.ndarray | None = None,
         config: StreamConfig = StreamConfig(),
     ) -> None:
@@ -237,7 +240,7 @@ class MotionLatents:
     order; latents before the last range asked for are let go.
     """
 
-    def __init__(self, pipeline: TryOnPipeline, frames: np.ndarray) -> None:
+    def __init__(self, pipeline: TryOnPipeline, frames: np.ndarray | VideoFrames) -> None:
         self.pipeline = pipeline
         self.frames = frames
         self.encoder = CausalEncoder(pipeline.vae)

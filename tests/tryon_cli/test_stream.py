@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.media import probe_video, write_video
+from engine.media import probe_video, read_video, write_video
 from engine.pipelines.streaming import StreamingGenerator
 
 # 24 frames: chunks start at frames 0, 9 (1.125 s) and 21 (2.625 s)
@@ -51,6 +51,18 @@ def test_extend_appends_seconds_at_the_input_fps_and_size(tiny_checkpoint, input
     info = probe_video(tmp_path / "longer.mp4")
     assert (info.frame_count, info.width, info.height, info.fps) == (9 + 8, 96, 64, 8)
     assert summary["frames"] == 17 and summary["switches"][0]["frame"] == 9  # the garment from the first new frame
+
+
+def test_extend_copies_a_long_video_a_batch_at_a_time(tiny_checkpoint, tmp_path, tryon):
+    levels = (10 + 8 * (np.arange(150) % 30)).astype(np.uint8)  # frame k: grey, its level tells k mod 30
+    clip = tmp_path / "long.mp4"
+    write_video(clip, np.broadcast_to(levels[:, None, None, None], (150, 64, 64, 3)).copy(), 8)
+    run = tryon("extend", clip, "--seconds", "0.5", "--steps", "1", "--model", tiny_checkpoint,
+                "-o", tmp_path / "longer.mp4")
+    assert run.code == 0, run.stderr
+    out = read_video(tmp_path / "longer.mp4")
+    assert len(out) == 150 + 4
+    np.testing.assert_allclose(out[:150].reshape(150, -1).mean(axis=1), levels, atol=2)  # every frame, in order
 
 
 def test_ctrl_c_keeps_a_playable_video_of_the_chunks_made(tiny_checkpoint, inputs, tmp_path, tryon, monkeypatch):
@@ -104,7 +116,8 @@ def test_swap_defaults_to_the_shipped_demo_student(tmp_path, tryon):
     examples = Path(__file__).resolve().parents[2] / "examples"
     first, second = examples / "sample_00002", examples / "sample_00001"
     run = tryon("swap", first / "user.png", "-g", f"{first / 'garment_top.png'}:top",
-                "-g", f"{second / 'garment_dress.png'}:dress@1", "--steps", "1", "-o", tmp_path / "out.mp4", "--json")
+                "-g", f"{second / 'garment_dress.png'}:dress@1", "--motion", first / "motion.mp4", "--steps", "1",
+                "-o", tmp_path / "out.mp4", "--json")
     assert run.code == 0, run.stderr
     summary = json.loads(run.stdout)
     assert Path(summary["model"]).name == "demo-student" and "untrained" not in run.stderr

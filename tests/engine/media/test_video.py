@@ -16,6 +16,7 @@ from PIL import Image
 import engine.media.video as video_module
 from engine.errors import InputError, RuntimeFailure
 from engine.media.video import (
+    VideoFrames,
     VideoInfo,
     VideoWriter,
     probe_video,
@@ -162,6 +163,38 @@ def test_read_fits_frames_to_a_size(numbered_video, read_numbers):
     assert contained.shape == (2, 48, 32, 3)
     assert contained[:, 0].min() == 255 and contained[:, -1].min() == 255  # white bars
     assert read_numbers(contained[:, 16:32]) == [0, 1]
+
+
+def count_decoders(monkeypatch) -> list[int]:
+    """Counts the ffmpeg readers opened, and the items each has yielded (its header and frames)."""
+    opened: list[int] = []
+    real_read_frames = imageio_ffmpeg.read_frames
+
+    def counting_read_frames(*args, **kwargs):
+        opened.append(0)
+        for item in real_read_frames(*args, **kwargs):
+            opened[-1] += 1
+            yield item
+
+    monkeypatch.setattr(video_module.imageio_ffmpeg, "read_frames", counting_read_frames)
+    return opened
+
+
+@pytest.mark.parametrize("num_frames", [12, 70])  # trimmed; looped more than twice
+def test_lazy_frames_equal_read_video_and_decode_forward_once_per_loop(numbered_video, read_numbers, monkeypatch,
+                                                                       num_frames):
+    whole = read_video(numbered_video, fps=24, num_frames=num_frames, size=(32, 48))
+    opened = count_decoders(monkeypatch)
+    with VideoFrames(numbered_video, fps=24, num_frames=num_frames, size=(32, 48)) as lazy:
+        assert len(lazy) == num_frames
+        spans = [(0, 1), *((a, min(a + 4, num_frames)) for a in range(1, num_frames, 4))]  # as a stream asks
+        chunks = [lazy[np.arange(a, b)] for a, b in spans]
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+    unlooped = resample_indices(10_000, 25, 24, num_frames)  # source indices were the video endless
+    passes = 1 + unlooped[-1] // 30  # through the 30-frame source
+    assert len(opened) == 1 + passes  # probe_video's reader (header only), then one decoder per pass
+    if num_frames == 12:
+        assert opened[-1] - 1 <= 13  # its header and the 12 or 13 frames it needed, not all 30
 
 
 def test_too_few_frames_for_min_frames(make_video):

@@ -3,6 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.media import VideoFrames, read_video, write_video
 from engine.model.causal_vae import CausalDecoder, CausalEncoder
 from engine.pipelines.streaming import MotionLatents, StreamConfig, StreamingGenerator
 
@@ -158,3 +159,15 @@ def test_a_chunk_never_waits_on_the_device_before_its_frames(tiny_model, monkeyp
         monkeypatch.setattr(torch.Tensor, name, counted(name))
     generator.next_chunk()
     assert waits == []
+
+
+def test_a_motion_video_decoded_as_the_stream_goes_gives_the_same_video(tiny_model, tmp_path):
+    frames = np.random.default_rng(3).integers(0, 255, (20, H, W, 3), dtype=np.uint8)
+    path = tmp_path / "motion.mp4"
+    write_video(path, frames, fps=8)
+    whole = read_video(path, fps=8, num_frames=14)
+    outputs = []
+    for motion in (whole, VideoFrames(path, fps=8, num_frames=14)):
+        generator = stream(tiny_model.pipeline, motion=motion)
+        outputs.append(np.concatenate([generator.next_chunk() for _ in range(3)]))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
