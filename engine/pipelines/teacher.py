@@ -20,6 +20,12 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
+def frames_to_pixels(frames: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 frames (T, H, W, 3) → a VAE's input (1, 3, T, H, W) in [-1, 1]."""
+    pixels = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(device, dtype)
+    return pixels.permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
+
+
 @dataclass
 class TryOnInputs:
     """What one generation is conditioned on, already fitted to the output size."""
@@ -101,9 +107,8 @@ class TryOnPipeline(DiffusionPipeline):
         return self.normalize(self.vae.encode(self.to_pixels(frames)).latent_dist.mode())
 
     def to_pixels(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 frames (T, H, W, 3) → the VAE's input (1, 3, T, H, W) in [-1, 1]."""
-        pixels = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(self._execution_device, self.vae.dtype)
-        return pixels.permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
+        """uint8 frames (T, H, W, 3) → this pipeline's VAE input (see `frames_to_pixels`)."""
+        return frames_to_pixels(frames, self._execution_device, self.vae.dtype)
 
     def normalize(self, latents: torch.Tensor) -> torch.Tensor:
         """Raw VAE latents → the unit-scale latents the transformer works on."""

@@ -25,6 +25,7 @@ from diffusers import AutoencoderKLWan
 
 from engine.checkpoint import save_checkpoint
 from engine.errors import InputError
+from engine.pipelines.teacher import frames_to_pixels
 from engine.synth import make_sample
 from engine.train.loop import load_quietly
 
@@ -36,16 +37,10 @@ FPS = 8.0
 Progress = Callable[[str, int, int], None]
 
 
-def to_pixels(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (T, H, W, 3) → float (1, 3, T, H, W) in [-1, 1]."""
-    pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(device, torch.float32)
-    return pixels.permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
-
-
 @torch.no_grad()
 def reconstruction_error(vae: AutoencoderKLWan, frames: np.ndarray) -> float:
     """Mean absolute error, in [0, 2] pixel units, of encoding (posterior mode) then decoding."""
-    pixels = to_pixels(frames, vae.device)
+    pixels = frames_to_pixels(frames, vae.device)
     decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample
     return (decoded - pixels).abs().mean().item()
 
@@ -79,8 +74,8 @@ def train_vae(
     for step in range(steps):
         samples = [make_sample(seeds[(step * batch_size + i) % len(seeds)], size=size, num_frames=num_frames, fps=FPS)
                    for i in range(batch_size)]
-        clips = torch.cat([to_pixels(sample.target, device) for sample in samples])
-        stills = torch.cat([to_pixels(next(iter(sample.garments.values()))[None], device) for sample in samples])
+        clips = torch.cat([frames_to_pixels(sample.target, device) for sample in samples])
+        stills = torch.cat([frames_to_pixels(next(iter(sample.garments.values()))[None], device) for sample in samples])
         for pixels in (clips, stills):
             (autoencoder_loss(vae, pixels, generator) / 2).backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), MAX_GRAD_NORM)
@@ -112,7 +107,7 @@ def autoencoder_loss(vae: AutoencoderKLWan, pixels: torch.Tensor, generator: tor
 @torch.no_grad()
 def set_latent_statistics(vae: AutoencoderKLWan, clips: list[np.ndarray]) -> None:
     """Write the per-channel mean and std of the clips' latents into the VAE config."""
-    latents = torch.cat([vae.encode(to_pixels(clip, vae.device)).latent_dist.mode() for clip in clips], dim=2)
+    latents = torch.cat([vae.encode(frames_to_pixels(clip, vae.device)).latent_dist.mode() for clip in clips], dim=2)
     channels = latents.transpose(0, 1).flatten(1)
     vae.register_to_config(latents_mean=channels.mean(1).tolist(), latents_std=channels.std(1).clamp_min(1e-4).tolist())
 
