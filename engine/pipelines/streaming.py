@@ -90,8 +90,10 @@ class StreamingGenerator:
         self.shape = pipeline.video_shape(width, height, 1)
         _, p_h, p_w = self.transformer.config.patch_size
         frame_tokens = (self.shape.latent_height // p_h) * (self.shape.latent_width // p_w)
+        # diffusers' `_execution_device` looks through every module for offload hooks: once per stream.
+        self.device = pipeline._execution_device
         self.cache = KVCache.for_transformer(self.transformer, frame_tokens, config.chunk_frames, config.window,
-                                             device=pipeline._execution_device)
+                                             device=self.device)
         self.decoder = CausalDecoder(pipeline.vae)
         self.text = pipeline.encode_prompt(prompt)
         self.position = 0  # RoPE slot of the next latent frame
@@ -106,7 +108,7 @@ class StreamingGenerator:
         if context_latents is not None:
             self._prefill(context_latents)
             self.last_frame = context[-1]
-        self.motion = None if motion is None else MotionLatents(pipeline, motion)
+        self.motion = None if motion is None else MotionLatents(pipeline, motion, self.device)
         self.motion_start = self.position
 
     # -- generation ---------------------------------------------------------------------------
@@ -138,7 +140,7 @@ class StreamingGenerator:
     def _noise(self, latent_frames: int) -> torch.Tensor:
         size = (1, self.pipeline.vae.config.z_dim, latent_frames, self.shape.latent_height, self.shape.latent_width)
         noise = torch.randn(size, generator=self.generator, device=self.generator.device, dtype=torch.float32)
-        return noise.to(self.pipeline._execution_device, self.transformer.dtype)
+        return noise.to(self.device, self.transformer.dtype)
 
     def _motion(self, latent_frames: int) -> torch.Tensor | None:
         if self.motion is None:
@@ -153,7 +155,7 @@ class StreamingGenerator:
 
     def _denoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
         scheduler = self.pipeline.scheduler
-        timesteps = self.pipeline.start_schedule(self.config.steps)
+        timesteps = self.pipeline.start_schedule(self.config.steps, self.device)
         with self.cache.attached(self.transformer.layout):
             for t in timesteps:
                 flow = self._predict(latents, t, motion)
@@ -240,9 +242,11 @@ class MotionLatents:
     order; latents before the last range asked for are let go.
     """
 
-    def __init__(self, pipeline: TryOnPipeline, frames: np.ndarray | VideoFrames) -> None:
+    def __init__(self, pipeline: TryOnPipeline, frames: np.ndarray | VideoFrames,
+                 device: torch.device | None = None) -> None:
         self.pipeline = pipeline
         self.frames = frames
+        self.device = device  # where the VAE runs; None: the pipeline's execution device
         self.encoder = CausalEncoder(pipeline.vae)
         self.temporal = pipeline.vae.config.scale_factor_temporal
         self.kept: torch.Tensor | None = None  # latent frames [kept_from, encoded)
@@ -264,4 +268,5 @@ class MotionLatents:
     def _encode(self, start: int, stop: int) -> torch.Tensor:
         first = 0 if start == 0 else 1 + self.temporal * (start - 1)
         index = np.minimum(np.arange(first, 1 + self.temporal * (stop - 1)), len(self.frames) - 1)
-        return self.pipeline.normalize(self.encoder.encode(self.pipeline.to_pixels(self.frames[index])))
+        pixels = self.pipeline.to_pixels(self.frames[index], self.device)
+        return self.pipeline.normalize(self.encoder.encode(pixels))

@@ -106,9 +106,10 @@ class TryOnPipeline(DiffusionPipeline):
             frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
         return self.normalize(self.vae.encode(self.to_pixels(frames)).latent_dist.mode())
 
-    def to_pixels(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 frames (T, H, W, 3) → this pipeline's VAE input (see `frames_to_pixels`)."""
-        return frames_to_pixels(frames, self._execution_device, self.vae.dtype)
+    def to_pixels(self, frames: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+        """uint8 frames (T, H, W, 3) → this pipeline's VAE input (see `frames_to_pixels`), on `device`
+        (default: the execution device)."""
+        return frames_to_pixels(frames, device or self._execution_device, self.vae.dtype)
 
     def normalize(self, latents: torch.Tensor) -> torch.Tensor:
         """Raw VAE latents → the unit-scale latents the transformer works on."""
@@ -137,13 +138,14 @@ class TryOnPipeline(DiffusionPipeline):
 
     # -- sampling -----------------------------------------------------------------------------
 
-    def start_schedule(self, steps: int) -> torch.Tensor:
-        """The scheduler's timesteps for `steps` steps, on the device, starting at the first.
+    def start_schedule(self, steps: int, device: torch.device | None = None) -> torch.Tensor:
+        """The scheduler's timesteps for `steps` steps on `device` (default: the execution device),
+        starting at the first.
 
         Setting the begin index spares `scheduler.step` its lookup of where `t` is in the
         schedule (a `nonzero().item()`, which waits for the GPU at every denoising loop).
         """
-        self.scheduler.set_timesteps(steps, device=self._execution_device)
+        self.scheduler.set_timesteps(steps, device=device or self._execution_device)
         self.scheduler.set_begin_index(0)
         return self.scheduler.timesteps
 
