@@ -22,9 +22,8 @@ Switching garments mid-stream (FashionChameleon §3), each operation on cache re
 A switch is applied between chunks, so frames already made never change. The motion video is
 encoded chunk by chunk as the stream reaches it (the VAE encoder's causal cache makes that
 equal to encoding it whole), and given as `VideoFrames` it is decoded that way too, so the
-first frame does not wait for the whole motion video;
-new noise for each chunk is drawn from the generator in order, so a switch never changes the
-random numbers.
+first frame does not wait for the whole motion video; new noise for each chunk is drawn from
+the generator in order, so a switch never changes the random numbers.
 """
 
 from __future__ import annotations
