@@ -7,6 +7,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
+
+from engine.distributed import Processes, enable_context_parallel
+from engine.errors import InputError
+from engine.model.condnet import _ContextShards
 
 WORKER = Path(__file__).with_name("cp_worker.py")
 
@@ -33,3 +39,13 @@ def test_two_processes_render_what_one_process_renders(tiny_checkpoint, tmp_path
     assert alone.shape == (9, 64, 64, 3) and alone.std() > 0
     np.testing.assert_array_equal(split[0], split[1])
     assert np.abs(split[0].astype(int) - alone.astype(int)).max() <= 1  # float summation order only
+
+
+def test_sequences_and_models_that_do_not_divide_are_input_errors(tiny_model):
+    shards = _ContextShards(condition_tokens=4, world_size=2, rank=0, group=None)
+    assert shards.split(torch.arange(10.0).view(1, 10)).tolist() == [[0.0, 1.0, 4.0, 5.0, 6.0]]
+    with pytest.raises(InputError, match="divisible by it, not 3: try another --size"):
+        shards.split(torch.zeros(1, 7))  # 4 condition tokens, 3 video tokens
+    heads = tiny_model.pipeline.transformer.config.num_attention_heads
+    with pytest.raises(InputError, match=f"head count divisible by it; this model has {heads}"):
+        enable_context_parallel(tiny_model.pipeline.transformer, Processes(0, heads + 1, torch.device("cpu"), False))
