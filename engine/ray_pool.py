@@ -213,17 +213,17 @@ class WorkerPool(Generic[Job, Result]):
             actor, index = self.running.pop(done[0])
             try:
                 result = self.ray.get(done[0])
-            except self.ray.exceptions.RayActorError as error:
+            except self.ray.exceptions.RayTaskError as error:  # the worker raised: the job's own failure
+                self.ready.append(actor)
+                yield Finished(jobs[index], None, attempts[index], _first_line(_cause(error)))
+                continue
+            except self.ray.exceptions.RayError as error:  # the worker is gone: killed, out of memory, node lost
                 self._replace(actor)
                 if attempts[index] <= self.max_retries:
                     queue.appendleft(index)
                 else:
                     yield Finished(jobs[index], None, attempts[index],
                                    f"its Ray worker died {attempts[index]} times ({_first_line(error)})")
-                continue
-            except self.ray.exceptions.RayTaskError as error:
-                self.ready.append(actor)
-                yield Finished(jobs[index], None, attempts[index], _first_line(_cause(error)))
                 continue
             self.ready.append(actor)
             yield Finished(jobs[index], result, attempts[index])
@@ -246,7 +246,7 @@ class WorkerPool(Generic[Job, Result]):
             if raise_errors:
                 raise _cause(error) from None
             return
-        except self.ray.exceptions.RayActorError:  # died while loading: not replaced, or it could loop
+        except self.ray.exceptions.RayError:  # died while loading: not replaced, or it could loop
             return
         self.ready.append(actor)
 

@@ -40,8 +40,10 @@ def test_options_that_do_not_go_with_ray_are_refused(inputs, tmp_path, tryon, op
 
 
 @pytest.mark.slow
-def test_a_local_run_on_ray_renders_and_exits_0(tiny_checkpoint, inputs, tmp_path, tryon):
+def test_a_local_run_on_ray_renders_and_exits_0(tiny_checkpoint, inputs, tmp_path, tryon, monkeypatch):
     pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")  # no kills for memory others use on this machine
+    monkeypatch.setenv("RAY_worker_oom_score_adjustment", "0")
     path = write_manifest(inputs, ["user.png,shirt.png:top,,,,,", "user.png,,,,,3,b.mp4", "user.png,,dance.mp4,,,,"])
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST, "--ray", "local",
                 "--workers", "2", "--json")
@@ -53,8 +55,11 @@ def test_a_local_run_on_ray_renders_and_exits_0(tiny_checkpoint, inputs, tmp_pat
 
 
 @pytest.mark.slow
-def test_a_cluster_of_two_nodes_refuses_an_out_on_a_local_disk(tiny_checkpoint, inputs, tmp_path, tryon):
+def test_a_cluster_of_two_nodes_refuses_an_out_on_a_local_disk(tiny_checkpoint, inputs, tmp_path, tryon,
+                                                               monkeypatch):
     ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.setenv("RAY_worker_oom_score_adjustment", "0")
     from ray.cluster_utils import Cluster
 
     from engine.ray_pool import LOCAL_FILE_SYSTEMS, file_system_of
