@@ -41,7 +41,7 @@ def test_chunk_by_chunk_decode_equals_one_full_decode(tiny_model):
     decoder = CausalDecoder(vae)
     chunks = [decoder.decode(latents[:, :, a:b]) for a, b in ((0, 1), (1, 4), (4, 6))]
     assert [c.shape[2] for c in chunks] == [1, 12, 8]
-    torch.testing.assert_close(torch.cat(chunks, dim=2), full, atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.cat(chunks, dim=2), full, atol=1e-5, rtol=0)
 
 
 def test_chunk_by_chunk_encode_equals_one_full_encode(tiny_model):
