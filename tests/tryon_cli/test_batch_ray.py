@@ -22,7 +22,7 @@ def one_error_line(run) -> str:
 
 def test_without_ray_installed_ray_says_how_to_install_it(inputs, tmp_path, tryon, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does when Ray is not installed
-    monkeypatch.delitem(sys.modules, "engine.batch_ray", raising=False)
+    monkeypatch.delitem(sys.modules, "tryon.api.batch_ray", raising=False)
     path = write_manifest(inputs, ["user.png,,,,,,"])
     line = one_error_line(tryon("batch", path, "-o", tmp_path / "out", "--ray", "local"))
     assert "pip install 'tryon[ray]'" in line and "--ray" in line
@@ -62,7 +62,7 @@ def test_a_cluster_of_two_nodes_refuses_an_out_on_a_local_disk(tiny_checkpoint, 
     monkeypatch.setenv("RAY_worker_oom_score_adjustment", "0")
     from ray.cluster_utils import Cluster
 
-    from engine.ray_pool import LOCAL_FILE_SYSTEMS, file_system_of
+    from tryon.api.ray_pool import LOCAL_FILE_SYSTEMS, file_system_of
 
     kind = file_system_of(tmp_path, open("/proc/self/mounts").read())
     if kind not in LOCAL_FILE_SYSTEMS:
