@@ -12,6 +12,7 @@ from PIL import Image
 
 from tryon.api import batch as eb
 from tryon.api.batch import BatchListener, Defaults
+from tryon.errors import InputError
 from tryon.media import probe_video, read_video, write_video
 
 ray = pytest.importorskip("ray")
@@ -179,3 +180,9 @@ def test_a_job_whose_worker_always_dies_fails_after_three_attempts_and_the_rest_
     assert "worker died 3 times" in lines[1]["reason"]
     assert [lines[row]["status"] for row in (2, 3)] == ["ok", "ok"] and not summary.ok
     assert not (tmp_path / "job_1_user.mp4").exists()
+
+
+def test_a_model_that_cannot_load_stops_the_batch_as_locally(cluster, manifest, tmp_path):
+    with pytest.raises(InputError, match="no such checkpoint"):
+        run_on_ray(manifest, tmp_path / "out", Defaults(model=str(tmp_path / "none")))
+    assert not (tmp_path / "out").exists()
