@@ -7,7 +7,9 @@ Each run renders the same manifest (the example samples, one seed per job) into 
 folder with the demo model (or the options after `--`), as a separate `tryon batch`
 process; the figures count the whole command, start-up and model loading included
 (Ray adds starting a local cluster and loading the model once per worker). Prints one JSON
-object: per run, the wall seconds, the batch's own seconds (from `--json`) and jobs per minute.
+object: per run, the wall seconds, the batch's own seconds (from `--json`), jobs per minute
+over the wall time, the mean seconds of one job (from the report) and the steady rate that
+implies once the workers are up (workers × 60 / mean job seconds).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent
 RUNS = {"local": [], "ray-1-worker": ["--ray", "local", "--workers", "1"],
         "ray-2-workers": ["--ray", "local", "--workers", "2"]}
+WORKERS = {"local": 1, "ray-1-worker": 1, "ray-2-workers": 2}
 
 
 def write_manifest(jobs: int, path: Path) -> None:
@@ -43,8 +46,11 @@ def run(name: str, manifest: Path, outdir: Path, extra: list[str]) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{name}: exit {done.returncode}: {done.stderr.strip()[-500:]}")
     summary = json.loads(done.stdout)
+    report = [json.loads(line) for line in (outdir / "report.jsonl").read_text().splitlines()]
+    job_s = sum(line["seconds"] for line in report) / len(report)
     return {"wall_s": round(wall, 1), "batch_s": summary["seconds"], "jobs": summary["succeeded"],
-            "jobs_per_minute": round(summary["succeeded"] / wall * 60, 2)}
+            "jobs_per_minute": round(summary["succeeded"] / wall * 60, 2), "job_s_mean": round(job_s, 2),
+            "steady_jobs_per_minute": round(WORKERS[name] * 60 / job_s, 2)}
 
 
 def main() -> None:
