@@ -22,6 +22,7 @@ from engine.checkpoint import (
     CondNetUntrainedWarning,
     LoadedModel,
     build_random,
+    check_checkpoint_target,
     get_preset,
     load_model,
     save_checkpoint,
@@ -340,8 +341,10 @@ def list_models() -> list[ModelEntry]:
 def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
     """Write a random-weight checkpoint of `preset` to `folder`, marked untrained."""
     spec = get_preset(preset)
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
+    folder = Path(folder)
+    if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
+        raise InputError("already exists (use --overwrite to replace it)", folder)
+    check_checkpoint_target(folder)
     pipeline = build_random(spec, seed=seed)
     return save_checkpoint(pipeline, folder, CheckpointInfo(kind="teacher", preset=spec.name, condnet_trained=False,
                                                             training={"note": f"random init, seed {seed}"}))

@@ -6,6 +6,8 @@ from engine.checkpoint.store import (
     CondNetUntrainedWarning,
     LoadedModel,
     build_random,
+    check_checkpoint_target,
+    is_checkpoint_folder,
     load_model,
     resolve_source,
     save_checkpoint,
@@ -13,6 +15,8 @@ from engine.checkpoint.store import (
 )
 
 __all__ = [
+    "check_checkpoint_target",
+    "is_checkpoint_folder",
     "PRESETS", "Preset", "get_preset", "CheckpointInfo", "CondNetUntrainedWarning", "LoadedModel",
     "build_random", "load_model", "resolve_source", "save_checkpoint", "validate_checkpoint",
 ]

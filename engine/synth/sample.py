@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from engine.errors import InputError
+from engine.paths import check_replaceable, holds_only
 from engine.media import VideoWriter
 from engine.synth import colours
 from engine.synth.figure import (
@@ -310,6 +311,7 @@ def write_sample(sample: Sample, folder: Path) -> Path:
             size=[int(width), int(height)],
         )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        check_replaceable(folder, _holds_only_sample_files, "synthetic sample")
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
             os.replace(folder, old / "sample")
@@ -321,6 +323,10 @@ def write_sample(sample: Sample, folder: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _holds_only_sample_files(folder: Path) -> bool:
+    return holds_only(folder, lambda name: name in FILES or (name.startswith("garment_") and name.endswith(".png")))
 
 
 def is_complete(folder: Path) -> bool:

@@ -37,8 +37,9 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.checkpoint import CheckpointInfo, LoadedModel, load_model
+from engine.checkpoint import CheckpointInfo, LoadedModel, check_checkpoint_target, load_model
 from engine.errors import InputError
+from engine.paths import protected_reason
 from engine.model.condnet import CondNetTransformer
 from engine.pipelines.teacher import TryOnPipeline
 from engine.train.config import Stage, TrainConfig
@@ -93,10 +94,16 @@ def check_output(output: Path, resume: bool) -> None:
     """With `resume`, `output/` must hold a training state; without, it must be new or empty.
 
     A run killed before its first checkpoint leaves only metrics.jsonl, which may be replaced.
+    The folder is replaced at every checkpoint, so it must never be `.`, `~` or `/`, and a
+    resumed one must hold nothing but the checkpoint.
     """
+    reason = protected_reason(output)
+    if reason:
+        raise InputError(f"{reason}; the output is replaced at every checkpoint: give a new folder", output)
     if resume:
         if not (output / STATE_DIR / "state.json").is_file():
             raise InputError(f"nothing to resume: no {STATE_DIR}/ here (start without resume)", output)
+        check_checkpoint_target(output)
         return
     if output.exists() and not output.is_dir():
         raise InputError("the output must be a folder", output)

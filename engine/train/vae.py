@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
 
-from engine.checkpoint import save_checkpoint
+from engine.checkpoint import check_checkpoint_target, save_checkpoint
 from engine.errors import InputError
 from engine.pipelines.teacher import frames_to_pixels
 from engine.synth import make_sample
@@ -61,6 +61,7 @@ def train_vae(
     `size` (W, H) must be multiples of the VAE's spatial factor and `num_frames` 4k+1.
     """
     started = time.perf_counter()
+    check_checkpoint_target(Path(output))  # before the minutes of training, not after
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_quietly(base, device)
     pipeline = loaded.pipeline

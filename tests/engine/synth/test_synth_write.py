@@ -121,3 +121,13 @@ def test_write_dataset_rejects_bad_arguments(tmp_path, kwargs):
     with pytest.raises(InputError):
         write_dataset(tmp_path / "ds", **args)
     assert not (tmp_path / "ds").exists() or not any((tmp_path / "ds").iterdir())
+
+
+def test_write_sample_never_replaces_a_folder_holding_other_things(tmp_path, sample_at):
+    folder = tmp_path / "sample_00000"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a synthetic sample's"):
+        write_sample(sample_at(4), folder)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample_00000"]
