@@ -29,6 +29,8 @@ from engine.checkpoint import (
 )
 from engine.distributed import Processes, enable_context_parallel, start_processes
 from engine.errors import InputError, RuntimeFailure
+from engine.paths import make_folder
+from engine.media.image import create_temp_beside
 from engine.media import VideoInfo, VideoWriter, choose_output_size, fit_image, load_image, probe_video, read_video
 from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import check_fps, check_seconds, frame_count
@@ -111,6 +113,7 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise InputError("the output folder does not exist", folder)
     if not os.access(folder, os.W_OK):
         raise InputError("the output folder is not writable", folder)
+    create_temp_beside(path, ".check").unlink()  # the one sure test (root, /proc, a read-only mount, a long name)
 
 
 def check_options(
@@ -345,6 +348,7 @@ def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False
     if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
         raise InputError("already exists (use --overwrite to replace it)", folder)
     check_checkpoint_target(folder)
+    make_folder(folder.parent)  # a missing parent is created; an unwritable one is refused before building
     pipeline = build_random(spec, seed=seed)
     return save_checkpoint(pipeline, folder, CheckpointInfo(kind="teacher", preset=spec.name, condnet_trained=False,
                                                             training={"note": f"random init, seed {seed}"}))

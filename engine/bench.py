@@ -69,6 +69,7 @@ from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import frame_count
 from engine.pipelines.streaming import StreamConfig, StreamingGenerator
 from engine.pipelines.teacher import TryOnInputs, TryOnPipeline
+from engine.modes import COMPARABLE
 from engine.runtime import Acceleration, Runtime, apply_runtime, resolve_runtime
 
 Notice = Callable[[str], None]
@@ -108,16 +109,6 @@ class BenchRequest:
     seed: int = 0
     vae_tiling: bool = False
     compare: tuple[str, ...] = ()  # modes (COMPARABLE) to run one at a time after the baseline, in this process
-
-
-# `--compare` names -> the change each makes to the request's modes.
-COMPARABLE: dict[str, dict[str, Any]] = {
-    "fuse-qkv": {"fuse_qkv": True},
-    "fp8": {"fp8": True},
-    "compile": {"compile": True},
-    "offload-model": {"offload": "model"},
-    "offload-group": {"offload": "group"},
-}
 
 
 @dataclass

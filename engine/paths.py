@@ -7,6 +7,7 @@ of the user's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +60,22 @@ def holds_only(folder: Path, names: Callable[[str], bool]) -> bool:
         return all(names(entry.name) for entry in folder.iterdir())
     except OSError:
         return False
+
+
+def make_folder(folder: Path) -> Path:
+    """Create `folder` (and its parents) for writing, or say in one line why it cannot be."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError("is not a folder", folder) from None
+    except OSError as error:
+        from engine.errors import from_os_error
+
+        raise (from_os_error(error) or InputError(f"cannot create the folder ({error.strerror})", folder)) from None
+    if not os.access(folder, os.W_OK):
+        raise InputError("the folder is not writable", folder)
+    return folder
 
 
 def remove(path: Path) -> None:

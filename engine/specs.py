@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.model.condnet import GARMENT_CATEGORIES
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,8 @@ def parse_garment(text: str, allow_time: bool = False) -> GarmentSpec:
     CATEGORY is one of top, bottom, dress. A path that itself contains ':' or '@' can be
     written with an explicit category (`my:file.png:top`).
     """
+    from engine.model.condnet import GARMENT_CATEGORIES  # the model's word for it; torch loads with the command
+
     rest = text.strip()
     start = 0.0
     if allow_time:

@@ -35,9 +35,10 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from engine.errors import InputError
-from engine.paths import check_replaceable, holds_only
+from engine.errors import DISK_FULL, InputError, RuntimeFailure
+from engine.paths import check_replaceable, holds_only, make_folder
 from engine.media import VideoWriter
+from engine.media.image import disk_is_full
 from engine.synth import colours
 from engine.synth.figure import (
     Appearance,
@@ -319,8 +320,11 @@ def write_sample(sample: Sample, folder: Path) -> Path:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, folder)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = isinstance(error, OSError) and error.errno in DISK_FULL
+        if full or (isinstance(error, (OSError, RuntimeFailure)) and disk_is_full(folder.parent)):
+            raise RuntimeFailure(f"{folder.parent}: disk full; {folder.name} was not written") from None
         raise
     return folder
 
@@ -367,7 +371,7 @@ def write_dataset(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("not a folder", out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     paths = []
     for i in range(int(count)):
         folder = out_dir / f"sample_{i:05d}"

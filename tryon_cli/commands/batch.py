@@ -11,11 +11,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine import batch as engine_batch
-from engine.batch import BadRow, BatchListener, BatchSummary, Defaults, JobOutcome, PlannedJob
-from engine.media import parse_size
+from typing import TYPE_CHECKING
+
 from tryon_cli import options
 from tryon_cli.console import print_json, stderr
+
+if TYPE_CHECKING:
+    from engine.batch import BadRow, BatchSummary, JobOutcome, PlannedJob
 
 ShardOption = Annotated[
     Optional[str],
@@ -26,7 +28,7 @@ OutDir = Annotated[
 ]
 
 
-class BatchDisplay(BatchListener):
+class BatchDisplay:  # an engine.batch.BatchListener (not subclassed: the engine loads when the command runs)
     """One progress bar for the batch (stderr): the current row and stage, per-job times, an ETA.
 
     The ETA is the mean time of the jobs rendered so far times the jobs left; rich's own
@@ -148,6 +150,10 @@ def batch(
 
     Example: tryon batch jobs.csv -o renders/ --model ./ck --size 256x448 --seconds 2
     """
+    from engine import batch as engine_batch
+    from engine.batch import Defaults
+    from engine.media import parse_size
+
     defaults = Defaults(
         model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds, fps=fps,
         seed=seed, steps=steps, guidance=guidance, device=engine_batch.rank_device(device, os.environ),

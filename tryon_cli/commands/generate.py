@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine import api
-from engine.distributed import is_main_process
-from engine.media import parse_size
 from engine.specs import GarmentSpec, parse_garment
 from tryon_cli import options
 from tryon_cli.console import StageProgress, notice, print_json
+
+if TYPE_CHECKING:
+    from engine import api
+
+# The engine (torch, diffusers) is imported when a command runs, so that --help and usage
+# errors answer at once.
 
 
 def default_output(user: Path, garments: list[GarmentSpec], command: str) -> Path:
@@ -22,6 +25,8 @@ def default_output(user: Path, garments: list[GarmentSpec], command: str) -> Pat
 
 
 def run_generation(request: api.GenerateRequest, command, json_output: bool, quiet: bool) -> None:
+    from engine.distributed import is_main_process
+
     if request.acceleration.context_parallel and not is_main_process():
         command(request)  # one render split across torchrun's processes: the first speaks for all
         return
@@ -35,6 +40,9 @@ def run_generation(request: api.GenerateRequest, command, json_output: bool, qui
 
 
 def build_request(user: Path, garments: list[GarmentSpec], output: Path | None, command: str, **fields) -> api.GenerateRequest:
+    from engine import api
+    from engine.media import parse_size
+
     size = fields.pop("size")
     return api.GenerateRequest(
         user=user,
@@ -82,6 +90,8 @@ def dress(
         attention=attention,
         acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv, context_parallel), overwrite=overwrite,
     )
+    from engine import api
+
     run_generation(request, api.dress, json_output, quiet)
 
 
@@ -120,4 +130,6 @@ def dance(
         attention=attention,
         acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv, context_parallel), overwrite=overwrite,
     )
+    from engine import api
+
     run_generation(request, api.dance, json_output, quiet)
