@@ -17,9 +17,8 @@ try:  # Ctrl-C while the CLI itself loads is the same clean line as later, not a
 
     import typer
 
-    from engine.errors import TryonError, from_os_error
-    from tryon_cli.commands import batch, data, evaluate, generate, models, stream, train
-    from tryon_cli.commands import bench
+    from tryon.errors import TryonError, from_os_error
+    from tryon_cli.commands import batch, bench, data, evaluate, generate, models, stream, train
     from tryon_cli.console import stderr
 except KeyboardInterrupt:
     sys.stderr.write(f"tryon: {INTERRUPTED}\n")

@@ -1,4 +1,4 @@
-"""`tryon bench`: end-to-end speed of the real pipeline (see engine.bench)."""
+"""`tryon bench`: end-to-end speed of the real pipeline (see tryon.api.bench)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from engine.modes import COMPARABLE, Acceleration
+from tryon.modes import COMPARABLE, Acceleration
 from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
 
 if TYPE_CHECKING:
-    from engine.bench import BenchResult
+    from tryon.api.bench import BenchResult
 
 STAGE_NAMES = {
     "text_encoding": "text encoding",
@@ -79,9 +79,9 @@ def bench(
 
     Example: tryon bench --preset tiny --random-weights --mode stream --size 256x448 --seconds 10 --json
     """
-    from engine import api
-    from engine.bench import BenchRequest
-    from engine.media import parse_size
+    from tryon import api
+    from tryon.api.bench import BenchRequest
+    from tryon.media import parse_size
 
     request = BenchRequest(
         preset=preset, model=model, revision=revision, random_weights=random_weights, mode=mode,
@@ -91,7 +91,7 @@ def bench(
         acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), warmup=warmup, repeat=repeat, seed=seed,
         vae_tiling=vae_tiling, compare=tuple(name.strip() for name in compare.split(",")) if compare else (),
     )
-    result = api.bench(request, notice=None if quiet else notice)
+    result = api.bench_and_compare(request, notice=None if quiet else notice)
     if json_output:
         print_json(result.to_dict())
     else:
@@ -107,7 +107,7 @@ def _fps(value: float | None) -> str:
 
 
 def print_tables(result: BenchResult) -> None:
-    from engine.bench import STAGES
+    from tryon.api.bench import STAGES
 
     runs = f"mean of {result.repeat}" if result.repeat > 1 else "1 run"
     title = (f"tryon bench: {result.mode}, {result.model}, {result.size[0]}x{result.size[1]}, "

@@ -26,8 +26,8 @@ def synth(
 
     Example: tryon data synth ./data --count 200 --seed 1
     """
-    from engine import api
-    from engine.media import parse_size
+    from tryon import api
+    from tryon.media import parse_size
 
     with StageProgress(enabled=not quiet) as progress:
         folders = api.synthesize(out, count, seed, size=parse_size(size), num_frames=frames, fps=fps,

@@ -26,7 +26,7 @@ def evaluate(
 
     Example: tryon eval results/ --reference data/
     """
-    from engine import api
+    from tryon import api
 
     report = api.evaluate(prediction, reference)
     if json_output:

@@ -19,7 +19,7 @@ def list_models(json_output: Annotated[bool, typer.Option("--json", help="Print 
 
     Example: tryon models list
     """
-    from engine import api
+    from tryon import api
 
     entries = api.list_models()
     if json_output:
@@ -42,7 +42,7 @@ def init(
 
     Example: tryon models init tiny ./ck
     """
-    from engine import api
+    from tryon import api
 
     path = api.init_model(preset, folder, seed=seed, overwrite=overwrite)
     notice(f"wrote a random-weight '{preset}' checkpoint to {path} (untrained: for smoke and speed tests)")

@@ -25,7 +25,7 @@ def teacher(
 
     Example: tryon train teacher --data ./data --base ./ck --output ./teacher --config demo
     """
-    from engine import api
+    from tryon import api
 
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_teacher(data, base, output, config=config, resume=resume, progress=progress, notice=notice)
@@ -48,8 +48,8 @@ def vae(
 
     Example: tryon train vae --base ./ck --output ./ck-vae --steps 1500
     """
-    from engine import api
-    from engine.media import parse_size
+    from tryon import api
+    from tryon.media import parse_size
 
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_vae(base, output, steps, parse_size(size), frames, lr, examples, batch_size,
@@ -70,7 +70,7 @@ def student(
 
     Example: tryon train student --teacher ./teacher --data synthetic --output ./student --config student
     """
-    from engine import api
+    from tryon import api
 
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_student(teacher, data, output, config=config, resume=resume, progress=progress,
