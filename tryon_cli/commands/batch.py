@@ -17,19 +17,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tryon.api import batch as api_batch
-from tryon.api.batch import (
-    BadRow,
-    BatchListener,
-    BatchSummary,
-    Defaults,
-    JobOutcome,
-    PlannedJob,
-)
-from tryon.errors import InputError
-from tryon.media import parse_size
+from typing import TYPE_CHECKING
+
 from tryon_cli import options
 from tryon_cli.console import print_json, stderr
+
+if TYPE_CHECKING:
+    from tryon.api.batch import BadRow, BatchSummary, JobOutcome, PlannedJob
 
 ShardOption = Annotated[
     Optional[str],
@@ -50,7 +44,7 @@ OutDir = Annotated[
 ]
 
 
-class BatchDisplay(BatchListener):
+class BatchDisplay:  # a tryon.api.batch.BatchListener (not subclassed: the engine loads when the command runs)
     """One progress bar for the batch (stderr): the current row and stage, per-job times, an ETA.
 
     The ETA is the mean time of the jobs rendered so far times the jobs left; rich's own
@@ -138,6 +132,8 @@ def show_summary(summary: BatchSummary) -> None:
 
 def _executor(ray: str | None, workers: int | None, shard: str | None, outdir: Path):
     """The Ray executor for --ray (None: the local loop); its options checked first."""
+    from tryon.errors import InputError
+
     if ray is None:
         if workers is not None:
             raise InputError("--workers needs --ray (the local batch runs one job at a time)")
@@ -189,6 +185,10 @@ def batch(
 
     On a Ray cluster: tryon batch jobs.csv -o /shared/renders --ray auto
     """
+    from tryon.api import batch as api_batch
+    from tryon.api.batch import Defaults
+    from tryon.media import parse_size
+
     executor = _executor(ray, workers, shard, outdir)
     defaults = Defaults(
         model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds, fps=fps,
