@@ -39,7 +39,7 @@ from tryon.media import VideoFrames
 from tryon.model.causal_vae import CausalDecoder, CausalEncoder
 from tryon.model.kv_cache import KVCache
 from tryon.model.transformer_condnet import Condition
-from tryon.pipelines.pipeline_tryon import TryOnPipeline
+from tryon.pipelines.pipeline_tryon import TryOnPipeline, check_finite
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,7 @@ class TryOnStream:
             self._predict(latents, torch.zeros((), device=latents.device), motion)
 
     def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        check_finite(latents)
         mean, std = self.pipeline._latent_stats(latents)
         pixels = self.decoder.decode((latents * std + mean).to(self.pipeline.vae.dtype))
         pixels = ((pixels[0] + 1) * 127.5).round().to(torch.uint8)

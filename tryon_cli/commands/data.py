@@ -15,11 +15,11 @@ app = typer.Typer(help="Make training and test data.", no_args_is_help=True)
 @app.command("synth")
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write sample folders into.")],
-    count: Annotated[int, typer.Option(help="How many samples.")] = 100,
-    seed: Annotated[int, typer.Option(help="Dataset seed; sample i uses seed*100003+i.")] = 0,
-    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of every image and video.")] = "64x112",
-    frames: Annotated[int, typer.Option(help="Frames per video.")] = 17,
-    fps: Annotated[float, typer.Option(help="Frames per second of the videos.")] = 8.0,
+    count: Annotated[int, typer.Option(help="How many samples, 1 to 100003.")] = 100,
+    seed: Annotated[int, typer.Option(help="Dataset seed, 0 to 4294967295; sample i uses seed*100003+i.")] = 0,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of every image and video: even sides, 32 to 2048.")] = "64x112",
+    frames: Annotated[int, typer.Option(help="Frames per video, 1 to 1000.")] = 17,
+    fps: Annotated[float, typer.Option(help="Frames per second of the videos, above 0 and up to 1000.")] = 8.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Write synthetic try-on samples: user.png, garment_<category>.png, motion.mp4, target.mp4, ...

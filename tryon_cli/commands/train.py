@@ -36,12 +36,12 @@ def teacher(
 def vae(
     base: Annotated[str, typer.Option(help="The checkpoint whose VAE to fine-tune.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the whole checkpoint.")],
-    steps: Annotated[int, typer.Option(help="Optimizer steps (batch-size clips and stills each).")] = 1500,
-    batch_size: Annotated[int, typer.Option(help="Clips (and as many stills) per step.")] = 4,
+    steps: Annotated[int, typer.Option(help="Optimizer steps, 1 to 10^7 (batch-size clips and stills each).")] = 1500,
+    batch_size: Annotated[int, typer.Option(help="Clips (and as many stills) per step, 1 to 1024.")] = 4,
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the synthetic frames.")] = "96x160",
-    frames: Annotated[int, typer.Option(help="Frames per clip (4k+1).")] = 9,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-    examples: Annotated[int, typer.Option(help="Synthetic samples to cycle through.")] = 1000,
+    frames: Annotated[int, typer.Option(help="Frames per clip (4k+1), up to 257.")] = 9,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate, above 0 and up to 1.")] = 1e-3,
+    examples: Annotated[int, typer.Option(help="Synthetic samples to cycle through, 1 to 100003.")] = 1000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Fine-tune the VAE on synthetic frames (needed before training a small teacher from scratch).

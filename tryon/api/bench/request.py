@@ -9,6 +9,7 @@ from typing import Any
 from tryon.api.inputs import check_options
 from tryon.checkpoint.presets import PRESETS, Preset, get_preset
 from tryon.errors import InputError
+from tryon.limits import check_int
 from tryon.media.geometry import round_to_multiple
 from tryon.model.roles import MAX_GARMENTS
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig
@@ -16,6 +17,10 @@ from tryon.modes import COMPARABLE, Acceleration  # noqa: F401 - COMPARABLE's ho
 from tryon.pipelines.shapes import frame_count
 
 MODES = ("dress", "stream")
+DEFAULT_CHUNK_FRAMES, DEFAULT_WINDOW = StreamConfig.chunk_frames, StreamConfig.window
+MAX_CHUNK_FRAMES = 16
+MAX_WINDOW = 64
+MAX_RUNS = 100  # --warmup and --repeat
 STAGES = ("text_encoding", "vae_encode", "transformer", "vae_decode", "writing")
 MODEL_STAGES = ("text_encoding", "vae_encode", "transformer", "vae_decode")
 PROMPT = "a woman wearing a striped top dances and turns slowly"
@@ -67,22 +72,21 @@ def check_request(request: BenchRequest) -> None:
         get_preset(request.preset)
     if request.guidance is not None and request.mode == "stream":
         raise InputError("stream mode takes no --guidance: the streaming student runs without it")
-    check_options(request.seconds, request.fps, request.steps, request.guidance)
+    check_options(request.seconds, request.fps, request.steps, request.guidance, request.seed)
     if not 1 <= request.garments <= MAX_GARMENTS:
         raise InputError(f"--garments must be 1 to {MAX_GARMENTS}, not {request.garments}")
-    if request.chunk_frames < 1:
-        raise InputError(f"--chunk-frames must be at least 1, not {request.chunk_frames}")
-    if request.window < 1:
-        raise InputError(f"--window must be at least 1, not {request.window}")
+    check_int(request.chunk_frames, "--chunk-frames", 1, MAX_CHUNK_FRAMES)
+    check_int(request.window, "--window", 1, MAX_WINDOW)
+    if request.mode != "stream" and (request.window, request.chunk_frames) != (DEFAULT_WINDOW, DEFAULT_CHUNK_FRAMES):
+        raise InputError("--window and --chunk-frames are for stream mode")
     if request.switch_at is not None:
         if request.mode != "stream":
             raise InputError("--switch-at is for stream mode")
         if not math.isfinite(request.switch_at) or request.switch_at <= 0:
             raise InputError(f"--switch-at must be a positive number of seconds, not {request.switch_at:g}")
-    if request.warmup is not None and request.warmup < 0:
-        raise InputError(f"--warmup must be 0 or more, not {request.warmup}")
-    if request.repeat < 1:
-        raise InputError(f"--repeat must be at least 1, not {request.repeat}")
+    if request.warmup is not None:
+        check_int(request.warmup, "--warmup", 0, MAX_RUNS)
+    check_int(request.repeat, "--repeat", 1, MAX_RUNS)
 
 
 def size_multiple(preset: Preset) -> int:
