@@ -12,7 +12,7 @@ import warnings
 
 import typer
 
-from tryon.errors import TryonError
+from tryon.errors import InputError, TryonError
 from tryon_cli.commands import (
     batch,
     bench,
@@ -57,6 +57,11 @@ def _quiet_libraries() -> None:
         logging.disable_progress_bar()
 
 
+def _flag(option: str | None) -> str | None:
+    """The command-line flag of a request field: `switch_at` → `--switch-at`."""
+    return None if option is None else "--" + option.replace("_", "-")
+
+
 def _fail(message: str, code: int) -> None:
     stderr.print(f"tryon: {message}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
@@ -78,6 +83,8 @@ def app() -> None:
         _fail(f"error: {error.format_message()}{hint}", error.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted; no partial output was left", 130)
+    except InputError as error:
+        _fail(f"error: {error.describe(_flag(error.option))}", error.exit_code)
     except TryonError as error:
         _fail(f"error: {error}", error.exit_code)
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1

@@ -361,8 +361,8 @@ class Trainer:
             return
         pipe = self.pipeline
         to_save = TryOnPipeline(transformer=plain_transformer(pipe.transformer), vae=pipe.vae,
-                                text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler)
-        to_save.max_text_tokens = pipe.max_text_tokens
+                                text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler,
+                                max_text_tokens=pipe.max_text_tokens)
         state = TrainingState(step=self.step, seconds=seconds, trainable=self.config.trainable,
                               parameter_names=self.names)
         publish_checkpoint(to_save, self.output, self.checkpoint_info(seconds), state, self.optimizer,
