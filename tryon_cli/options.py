@@ -15,8 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tryon.api.options import RunOptions
-from tryon.pipelines.runtime import Acceleration
+from tryon.modes import Acceleration, RunOptions
 
 RUNTIME_PANEL = "Runtime"
 

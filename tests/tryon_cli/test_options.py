@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from tryon.api.options import RunOptions
-from tryon.pipelines.runtime import Acceleration
+from tryon.checkpoint.presets import PRESETS
+from tryon.modes import Acceleration, RunOptions
 from tryon_cli import options
 
 RUNTIME_FLAGS = ("--model", "--revision", "--device", "--dtype", "--attention", "--offload", "--fp8", "--compile",
@@ -46,4 +46,5 @@ def test_the_decorated_command_gets_one_run_options_record():
 
 def test_bench_help_gives_each_presets_size_multiple(tryon):
     text = " ".join(re.sub("[│╭╮╰╯─]", " ", tryon("bench", "--help").stdout).split())
-    assert "tiny 32" in text and "demo 16" in text and "wan2.2-ti2v-5b 32" in text
+    assert all(f"{name} {preset.size_multiple}" in text for name, preset in PRESETS.items())
+    assert PRESETS["demo"].size_multiple == 16  # the multiple the help once gave as 32 for every model

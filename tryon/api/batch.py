@@ -37,12 +37,13 @@ import torch
 from tryon.api.generate import GenerateRequest, dress, plan_output
 from tryon.api.inputs import check_garments
 from tryon.api.loading import default_model, get_model
-from tryon.api.options import RunOptions
+from tryon.api.options import resolve_run
 from tryon.api.specs import GarmentSpec, parse_garment
 from tryon.checkpoint import LoadedModel
 from tryon.errors import InputError, TryonError
 from tryon.media import load_image, probe_video
 from tryon.media.image import require_file
+from tryon.modes import RunOptions
 from tryon.progress import Notice
 
 FIELDS = ("user", "garments", "motion", "prompt", "seconds", "seed", "output")
@@ -461,7 +462,7 @@ def is_complete(path: Path, frames: int, size: tuple[int, int]) -> bool:
 
 def load_batch_model(run: RunOptions, notice: Notice | None = None) -> LoadedModel:
     """The model every job uses, through get_model's cache, so dress() finds it loaded."""
-    return get_model(run.model or default_model(), run.revision, run.runtime(), notice or (lambda message: None))
+    return get_model(run.model or default_model(), run.revision, resolve_run(run), notice or (lambda message: None))
 
 
 def run_batch(

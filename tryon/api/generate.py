@@ -15,7 +15,7 @@ import torch
 
 from tryon.api.inputs import check_garments, check_motion, check_options, check_output
 from tryon.api.loading import default_model, get_model
-from tryon.api.options import RunOptions, out_of_memory_is_a_failure
+from tryon.api.options import out_of_memory_is_a_failure, resolve_run
 from tryon.api.specs import GarmentSpec
 from tryon.checkpoint import LoadedModel
 from tryon.errors import InputError
@@ -27,6 +27,7 @@ from tryon.media import (
     read_video,
 )
 from tryon.model.distributed import Processes, enable_context_parallel, start_processes
+from tryon.modes import RunOptions
 from tryon.pipelines.runtime import Runtime
 from tryon.pipelines.shapes import frame_count
 from tryon.progress import Notice, Notices, Progress, no_progress
@@ -99,7 +100,7 @@ def _generate(
     report = progress or no_progress
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = request.run.runtime()
+    runtime = resolve_run(request.run)
     check_output(request.output, request.overwrite)
     check_garments(request.garments)
     user = load_image(request.user)

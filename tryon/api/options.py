@@ -1,32 +1,20 @@
-"""The options every command shares: which model runs, and where and how."""
+"""Resolving a request's run options, and what running out of memory becomes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch
 
 from tryon.errors import RuntimeFailure
-from tryon.pipelines.runtime import Acceleration, Runtime, resolve_runtime
+from tryon.modes import RunOptions
+from tryon.pipelines.runtime import Runtime, resolve_runtime
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """Which model (None: the default one), on which device, in which dtype, with which attention
-    backend and speed and memory modes. Nested in every request."""
-
-    model: str | None = None  # a checkpoint folder, a Hub repo id or a preset name
-    revision: str | None = None  # a Hub branch, tag or commit
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
-    acceleration: Acceleration = field(default_factory=Acceleration)
-
-    def runtime(self) -> Runtime:
-        """The device, dtype and backend these options resolve to here; InputError if they cannot."""
-        return resolve_runtime(self.device, self.dtype, self.attention, self.acceleration)
+def resolve_run(run: RunOptions) -> Runtime:
+    """The device, dtype and backend `run` asks for, as they resolve here; InputError if they cannot."""
+    return resolve_runtime(run.device, run.dtype, run.attention, run.acceleration)
 
 
 @contextmanager

@@ -48,7 +48,7 @@ from PIL import Image
 from tryon.api.generate import GenerateRequest, GenerateResult, plan_output
 from tryon.api.inputs import check_garments, check_motion, check_options, check_output
 from tryon.api.loading import default_model, get_model
-from tryon.api.options import RunOptions, out_of_memory_is_a_failure
+from tryon.api.options import out_of_memory_is_a_failure, resolve_run
 from tryon.api.specs import GarmentSpec, parse_garment
 from tryon.checkpoint import LoadedModel
 from tryon.errors import InputError
@@ -61,6 +61,7 @@ from tryon.media import (
     load_image,
     probe_video,
 )
+from tryon.modes import RunOptions
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
 from tryon.pipelines.shapes import frame_count
 from tryon.progress import Notice, Notices, Progress, no_progress
@@ -345,7 +346,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     report = progress or no_progress
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = request.run.runtime()
+    runtime = resolve_run(request.run)
     check_output(request.output, request.overwrite)
     if not request.garments:
         raise InputError("swap needs at least one garment (--garment PATH[:CATEGORY][@SECONDS])")
@@ -400,7 +401,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     report = progress or no_progress
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = request.run.runtime()
+    runtime = resolve_run(request.run)
     check_output(request.output, request.overwrite)
     info = probe_video(request.video)
     if info.width % 2 or info.height % 2:

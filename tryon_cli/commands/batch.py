@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 from statistics import mean
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import (
@@ -18,18 +18,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tryon.api import batch as api_batch
-from tryon.api.batch import (
-    BadRow,
-    BatchListener,
-    BatchSummary,
-    JobOutcome,
-    PlannedJob,
-)
-from tryon.api.options import RunOptions
-from tryon.media import parse_size
+from tryon.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.console import print_json, stderr
+
+if TYPE_CHECKING:
+    from tryon.api.batch import BadRow, BatchSummary, JobOutcome, PlannedJob
 
 ShardOption = Annotated[
     Optional[str],
@@ -40,7 +34,7 @@ OutDir = Annotated[
 ]
 
 
-class BatchDisplay(BatchListener):
+class BatchDisplay:  # a tryon.api.batch.BatchListener (not subclassed: the engine loads when the command runs)
     """One progress bar for the batch (stderr): the current row and stage, per-job times, an ETA.
 
     The ETA is the mean time of the jobs rendered so far times the jobs left; rich's own
@@ -155,6 +149,9 @@ def batch(
 
     Example: tryon batch jobs.csv -o renders/ --model ./ck --size 256x448 --seconds 2
     """
+    from tryon.api import batch as api_batch
+    from tryon.media import parse_size
+
     defaults = api_batch.job_defaults(
         size=parse_size(size) if size else None, seconds=seconds, fps=fps, seed=seed, steps=steps,
         guidance=guidance, motion=motion, prompt=prompt,

@@ -13,10 +13,10 @@ from tryon.api import batch as eb
 from tryon.api import loading
 from tryon.api.batch import BadRow, Job, PlannedJob, Shard, job_defaults
 from tryon.api.generate import GenerateRequest
-from tryon.api.options import RunOptions
 from tryon.api.specs import GarmentSpec
 from tryon.errors import InputError
 from tryon.media import probe_video, write_video
+from tryon.modes import RunOptions
 
 HEADER = "user,garments,motion,prompt,seconds,seed,output\n"
 

@@ -9,10 +9,10 @@ import torch
 from tryon import api
 from tryon.api import loading
 from tryon.api.bench import STAGES, BenchRequest, StageClock
-from tryon.api.options import RunOptions
 from tryon.checkpoint import build_random_on
 from tryon.checkpoint.presets import TINY
 from tryon.errors import InputError
+from tryon.modes import RunOptions
 
 FAST = dict(preset="tiny", random_weights=True, size=(64, 64), seconds=0.5, steps=1)
 KEYS = ("fps", "first_frame_s", "peak_memory_mb", "total_s", "load_s", "weights_mb")

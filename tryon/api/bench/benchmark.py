@@ -58,7 +58,6 @@ from tryon.api.bench.clock import (
     reset_peak_memory,
 )
 from tryon.api.bench.request import (
-    COMPARABLE,
     MODEL_STAGES,
     STAGES,
     BenchRequest,
@@ -77,9 +76,10 @@ from tryon.api.bench.runs import (
     weights_mb,
 )
 from tryon.api.bench.summary import BenchResult, mean, stream_summary
-from tryon.api.options import out_of_memory_is_a_failure
+from tryon.api.options import out_of_memory_is_a_failure, resolve_run
 from tryon.checkpoint.presets import get_preset
 from tryon.errors import InputError
+from tryon.modes import COMPARABLE
 from tryon.progress import Notice, Notices
 
 
@@ -88,7 +88,7 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
     tell = Notices(notice)
 
     check_request(request)
-    runtime = request.run.runtime()
+    runtime = resolve_run(request.run)
     if request.preset is not None:  # bad sizes and switch times fail before the model is built
         preset = get_preset(request.preset)
         make_plan(request, preset, preset.size_multiple)

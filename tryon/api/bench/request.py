@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from tryon.api.inputs import check_options
-from tryon.api.options import RunOptions
 from tryon.checkpoint.presets import PRESETS, Preset, get_preset
 from tryon.errors import InputError
 from tryon.media.geometry import round_to_multiple
 from tryon.model.roles import MAX_GARMENTS
+from tryon.modes import RunOptions
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig
 from tryon.pipelines.shapes import frame_count
 
@@ -45,16 +44,6 @@ class BenchRequest:
     vae_tiling: bool = False
     compare: tuple[str, ...] = ()  # modes (COMPARABLE) to run one at a time after the baseline, in this process
     run: RunOptions = RunOptions()  # its model: a checkpoint folder or Hub id, instead of a preset
-
-
-# `--compare` names -> the change each makes to the request's modes.
-COMPARABLE: dict[str, dict[str, Any]] = {
-    "fuse-qkv": {"fuse_qkv": True},
-    "fp8": {"fp8": True},
-    "compile": {"compile": True},
-    "offload-model": {"offload": "model"},
-    "offload-group": {"offload": "group"},
-}
 
 
 def check_request(request: BenchRequest) -> None:
