@@ -17,23 +17,23 @@ MAX_GUIDANCE = 100.0
 BYTES_PER_PIXEL_FRAME = 48  # a decoded or rendered frame held as uint8 and float32 copies at once
 
 
-def check_int(value: int, name: str, low: int, high: int) -> int:
-    """`value` must be an integer in [low, high]; `name` is the option or field it came from."""
+def check_int(value: int, option: str, low: int, high: int) -> int:
+    """`value` must be an integer in [low, high]; `option` is the request field it came from."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InputError(f"{name} must be an integer from {low} to {high}, not {value}")
+        raise InputError(f"must be an integer from {low} to {high}, not {value}", option=option)
     return value
 
 
-def check_number(value: float, name: str, low: float, high: float) -> float:
+def check_number(value: float, option: str, low: float, high: float) -> float:
     """`value` must be a finite number in [low, high] (inf and nan are refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not low <= value <= high:
-        raise InputError(f"{name} must be a number from {low:g} to {high:g}, not {value}")
+        raise InputError(f"must be a number from {low:g} to {high:g}, not {value}", option=option)
     return float(value)
 
 
-def check_seed(seed: int, name: str = "--seed") -> int:
-    return check_int(seed, name, 0, SEED_MAX)
+def check_seed(seed: int, option: str = "seed") -> int:
+    return check_int(seed, option, 0, SEED_MAX)
 
 
 def check_frames_fit_in_memory(frames: int, width: int, height: int, what: str) -> None:

@@ -45,9 +45,9 @@ def check_options(
     if fps is not None:
         check_fps(fps)
     if steps is not None:
-        check_int(steps, "--steps", 1, MAX_STEPS)
+        check_int(steps, "steps", 1, MAX_STEPS)
     if guidance is not None:
-        check_number(guidance, "--guidance", 0, MAX_GUIDANCE)
+        check_number(guidance, "guidance", 0, MAX_GUIDANCE)
     if seed is not None:
         check_seed(seed)
 

@@ -88,11 +88,11 @@ def train_vae(
     """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips."""
     from tryon.train import train_vae as run
 
-    check_int(steps, "--steps", 1, MAX_TRAIN_STEPS)
-    check_int(batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
-    check_int(num_frames, "--frames", 1, MAX_CLIP_FRAMES)
-    check_int(examples, "--examples", 1, MAX_EXAMPLES)
-    check_number(lr, "--lr", 1e-12, 1.0)
+    check_int(steps, "steps", 1, MAX_TRAIN_STEPS)
+    check_int(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
+    check_int(num_frames, "frames", 1, MAX_CLIP_FRAMES)
+    check_int(examples, "examples", 1, MAX_EXAMPLES)
+    check_number(lr, "lr", 1e-12, 1.0)
     check_frames_fit_in_memory(2 * batch_size * num_frames, size[0], size[1], "train vae")
 
     return run(base, output, steps=steps, size=size, num_frames=num_frames, lr=lr, seeds=range(examples),

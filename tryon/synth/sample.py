@@ -108,9 +108,9 @@ def check_size(size: tuple[int, int]) -> tuple[int, int]:
 
 def _check_args(num_frames: int, fps: float) -> None:
     if int(num_frames) != num_frames or not 1 <= num_frames <= MAX_FRAMES:
-        raise InputError(f"--frames must be an integer from 1 to {MAX_FRAMES}, not {num_frames!r}")
+        raise InputError(f"must be an integer from 1 to {MAX_FRAMES}, not {num_frames!r}", option="frames")
     if not (0 < fps <= MAX_FPS and np.isfinite(fps)):
-        raise InputError(f"--fps must be above 0 and at most {MAX_FPS:g}, not {fps!r}")
+        raise InputError(f"must be above 0 and at most {MAX_FPS:g}, not {fps!r}", option="fps")
 
 
 def _check_categories(categories: tuple[str, ...]) -> tuple[str, ...]:
@@ -374,7 +374,7 @@ def write_dataset(
     kept as they are (a killed run resumes). `progress(n)` is called after each sample
     with the number done so far.
     """
-    check_int(count, "--count", 1, SEED_STRIDE)
+    check_int(count, "count", 1, SEED_STRIDE)
     check_seed(seed)
     size = check_size(size)
     _check_args(num_frames, fps)
