@@ -29,7 +29,6 @@ from tryon.media import (
 )
 from tryon.model.distributed import Processes, enable_context_parallel, start_processes
 from tryon.modes import RunOptions
-from tryon.pipelines.pipeline_tryon import TryOnInputs
 from tryon.pipelines.runtime import Runtime, runtime_notices
 from tryon.pipelines.shapes import frame_count
 from tryon.progress import Notice, Notices, Progress, no_progress
