@@ -376,6 +376,24 @@ def evaluate(prediction: Path, reference: Path):
 
 # -- training ---------------------------------------------------------------------------------
 
+def evaluate_hgc(bench: Path, predictions: Path, models, render=None, listener=None, log: Notice | None = None):
+    """HGC-Bench (engine.metrics.hgc): render the missing predictions with `render` (batch Defaults
+    naming the model; None: score what is there), then score them. Returns (BenchReport, BatchSummary|None)."""
+    from engine.batch import plan as plan_jobs, run_batch
+    from engine.media import read_video
+    from engine.metrics import hgc
+
+    samples = hgc.read_bench(bench)
+    summary = None
+    if render is not None:
+        summary = run_batch(plan_jobs(hgc.render_jobs(samples), predictions), predictions, render, listener=listener)
+    elif not Path(predictions).is_dir():
+        raise InputError("no predictions folder (give one holding output_<i>.mp4, or --model to render them)",
+                         predictions)
+    report = hgc.score_bench(samples, predictions, hgc.bench_metrics(models), lambda path: read_video(path), log)
+    return report, summary
+
+
 TRAIN_CONFIGS = Path(__file__).resolve().parent / "train" / "configs"
 
 
@@ -408,6 +426,14 @@ def train_teacher(
 
     return run(_data_source(data), base, output, load_train_config(config), resume=resume, progress=progress,
                log=notice)
+
+
+def plan_training(config: str | Path | None, preset: str, gpus: int, gpu_memory: float, kind: str = "teacher"):
+    """Per-GPU memory of each stage of a teacher or student run (engine.train.plan), on the meta device."""
+    from engine.train.plan import plan_training as plan
+
+    loaded = load_train_config(config) if kind == "teacher" else load_student_config(config)
+    return plan(loaded, preset, gpus, gpu_memory, kind=kind)
 
 
 def load_student_config(config: str | Path | None):
