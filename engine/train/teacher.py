@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from engine.checkpoint import CheckpointInfo
+from engine.train import fsdp
 from engine.train.config import Stage, TrainConfig
 from engine.distributed import Processes
 from engine.train.flow import FlowBatch, flow_example, flow_loss, group_by_layout
@@ -62,6 +63,8 @@ class TeacherTrainer(Trainer):
                 last = micro == self.config.grad_accum - 1 and number == len(groups) - 1
                 losses = self.backward(batch, scale=1.0 / per_process, sync=last)
                 loss_sum += losses.sum().item()
+        if fsdp.is_sharded(self.model):
+            fsdp.drop_unused_gradients(self.model)
         self.take_step(self.params)
         return {"loss": loss_sum / per_process}
 
@@ -77,7 +80,10 @@ class TeacherTrainer(Trainer):
             with self.autocast():
                 predicted = predict_flow(self.model, batch)
             losses = flow_loss(predicted, batch)
-            (losses.sum() * scale).backward()
+            total = losses.sum() * scale
+            if fsdp.is_sharded(self.model):
+                total = total + fsdp.used_by_all(self.model)
+            total.backward()
         return losses.detach()
 
     # -- output ---------------------------------------------------------------------------------
