@@ -376,6 +376,40 @@ def evaluate(prediction: Path, reference: Path):
 
 # -- training ---------------------------------------------------------------------------------
 
+def curate(videos: Path, out: Path, detector: Path, vlm: Path, editor, config: str | Path | None = None,
+           shard: str | None = None, device: str = "cpu", progress: Progress | None = None,
+           notice: Notice | None = None):
+    """`tryon data curate`: the four curation stages (engine.curate) with models loaded from folders.
+
+    `editor` is a GarmentEditor (the public route's edit stage). `shard` "K/N", or under torchrun
+    RANK+1 of WORLD_SIZE, as `tryon batch` splits its jobs.
+    """
+    from engine.batch import choose_shard
+    from engine.curate import CurateConfig, CurationModels, curate as run
+    from engine.curate.models import RTDetrPersonDetector
+    from engine.train.scorer import make_scorer
+    from engine.vision.vlm import LocalVLM
+
+    settings = CurateConfig.from_file(config) if config else CurateConfig()
+    chosen = choose_shard(shard, os.environ)
+    models = CurationModels(RTDetrPersonDetector(detector, device), LocalVLM(vlm, device), editor,
+                            make_scorer(settings.scorer, settings.aesthetic_weights, notice or (lambda m: None)))
+    return run(videos, out, models, settings, shard=chosen, progress=progress)
+
+
+def load_editor(folder: Path, steps: int = 40, device: str = "cpu"):
+    """The image edit model for curation: a QwenImageEditPlusPipeline folder (diffusers layout, .safetensors)."""
+    from diffusers import QwenImageEditPlusPipeline
+
+    from engine.curate.models import QwenImageEditor
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise InputError("not an image edit model folder (no model_index.json)", folder)
+    pipeline = QwenImageEditPlusPipeline.from_pretrained(folder, use_safetensors=True).to(device)
+    return QwenImageEditor(pipeline, steps=steps, name=f"Qwen-Image-Edit {folder.name}")
+
+
 def evaluate_hgc(bench: Path, predictions: Path, models, render=None, listener=None, log: Notice | None = None):
     """HGC-Bench (engine.metrics.hgc): render the missing predictions with `render` (batch Defaults
     naming the model; None: score what is there), then score them. Returns (BenchReport, BatchSummary|None)."""
