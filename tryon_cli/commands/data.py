@@ -7,8 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine import api
-from engine.media import parse_size
 from tryon_cli.console import StageProgress, notice, print_json
 
 app = typer.Typer(help="Make training and test data.", no_args_is_help=True)
@@ -28,6 +26,9 @@ def synth(
 
     Example: tryon data synth ./data --count 200 --seed 1
     """
+    from tryon import api
+    from tryon.media import parse_size
+
     with StageProgress(enabled=not quiet) as progress:
         folders = api.synthesize(out, count, seed, size=parse_size(size), num_frames=frames, fps=fps,
                                  progress=progress)
@@ -41,7 +42,7 @@ def curate(
     detector: Annotated[Path, typer.Option(help="A person detector folder (transformers RT-DETR).")],
     vlm: Annotated[Path, typer.Option(help="A Qwen2.5-VL-class model folder: captions and validation.")],
     editor: Annotated[Path, typer.Option(help="An image edit model folder (QwenImageEditPlus in diffusers layout).")],
-    config: Annotated[Optional[Path], typer.Option(help="A JSON file of curation thresholds (see engine/curate/config.py).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="A JSON file of curation thresholds (see tryon/curate/config.py).")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th video from the K-th, as tryon batch.")] = None,
     edit_steps: Annotated[int, typer.Option(help="Denoising steps of each edit.")] = 40,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N] for every model.")] = "cpu",
@@ -52,6 +53,8 @@ def curate(
 
     Example: tryon data curate ./raw ./curated --detector ./rtdetr --vlm ./qwen2.5-vl --editor ./qwen-image-edit
     """
+    from tryon import api
+
     editor_model = api.load_editor(editor, steps=edit_steps, device=device)
     with StageProgress(enabled=not quiet and not json_output) as progress:
         summary = api.curate(videos, out, detector, vlm, editor_model, config=config, shard=shard, device=device,
