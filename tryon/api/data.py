@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tryon.progress import Notice, Progress
+
+if TYPE_CHECKING:
+    from tryon.metrics.hgc import MetricSet
 
 
 def synthesize(
