@@ -80,7 +80,8 @@ def api_models(vlm, identity, text, quality, device: str):
 def _evaluate_bench(bench, folder: Path, predictions: Path | None, model, size, seconds, fps, steps, seed, device,
                     models, json_output: bool) -> None:
     from tryon import api
-    from tryon.api.batch import Defaults
+    from tryon.api import batch as api_batch
+    from tryon.modes import RunOptions
     from tryon.media import parse_size
     from tryon.metrics.hgc import METRICS
     from tryon_cli.commands.batch import BatchDisplay
@@ -93,8 +94,8 @@ def _evaluate_bench(bench, folder: Path, predictions: Path | None, model, size, 
         predictions = Path("hgc-predictions")
     render = None
     if model is not None:
-        render = Defaults(model=model, size=parse_size(size) if size else None, seconds=seconds, fps=fps,
-                          seed=seed, steps=steps, device=device)
+        render = api_batch.job_defaults(size=parse_size(size) if size else None, seconds=seconds, fps=fps, seed=seed,
+                                        steps=steps, run=RunOptions(model=model, device=device))
     with BatchDisplay(enabled=render is not None and not json_output) as display:
         report, summary = api.evaluate_hgc(folder, predictions, models, render=render, listener=display)
     if summary is not None and summary.interrupted:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tryon.errors import InputError
+from tryon_cli import options
 from tryon_cli.console import StageProgress, notice, print_json, stdout
 
 app = typer.Typer(help="Train models.", no_args_is_help=True)
@@ -33,7 +34,7 @@ def teacher(
     gpu_memory: GpuMemoryOption = 80.0,
     preset: PresetOption = "wan2.2-ti2v-5b",
     json_output: JsonOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Train the CondNet teacher; runs as is or under torchrun (DDP, or FSDP2 with "parallel": "fsdp").
 
@@ -99,7 +100,7 @@ def vae(
     frames: Annotated[int, typer.Option(help="Frames per clip (4k+1).")] = 9,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
     examples: Annotated[int, typer.Option(help="Synthetic samples to cycle through.")] = 1000,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Fine-tune the VAE on synthetic frames (needed before training a small teacher from scratch).
 
@@ -126,7 +127,7 @@ def student(
     gpu_memory: GpuMemoryOption = 80.0,
     preset: PresetOption = "wan2.2-ti2v-5b",
     json_output: JsonOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Distill the teacher into the streaming few-step student: teacher forcing, then GR-DMD.
 
