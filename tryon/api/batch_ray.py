@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from tryon.api.batch import BatchListener, Defaults, JobOutcome, PlannedJob, load_batch_model, run_job
+from tryon.api.batch import BatchListener, JobOutcome, PlannedJob, load_batch_model, run_job
+from tryon.api.generate import GenerateRequest
 from tryon.api.ray_pool import WorkerPool, alive_nodes, connect, disconnect, import_ray, require_shared_storage, worker_slots
 
 
@@ -42,9 +43,9 @@ class Rendered:
 class RenderWorker:
     """Lives in a Ray actor: the model loaded once, then one job per call."""
 
-    def __init__(self, defaults: Defaults) -> None:
+    def __init__(self, defaults: GenerateRequest) -> None:
         self.defaults = defaults
-        self.model = load_batch_model(defaults)
+        self.model = load_batch_model(defaults.run)
 
     def __call__(self, job: PlannedJob) -> Rendered:
         listener = _Notices()
@@ -67,15 +68,15 @@ class RayExecutor:
         self.pool: WorkerPool[PlannedJob, Rendered] | None = None
         self.connected = False
 
-    def start(self, defaults: Defaults, listener: BatchListener) -> None:
+    def start(self, defaults: GenerateRequest, listener: BatchListener) -> None:
         self.connected = connect(self.address)
         require_shared_storage(self.outdir, len(alive_nodes()))
-        slots, resources = worker_slots(use_gpus=defaults.device != "cpu")
+        slots, resources = worker_slots(use_gpus=defaults.run.device != "cpu")
         self.pool = WorkerPool(partial(RenderWorker, defaults), min(slots, self.workers or slots), resources,
                                self.max_retries)
         self.pool.start()
 
-    def run(self, jobs: Sequence[PlannedJob], defaults: Defaults, listener: BatchListener) -> Iterator[JobOutcome]:
+    def run(self, jobs: Sequence[PlannedJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
         assert self.pool is not None, "start() comes first"
         for finished in self.pool.run(jobs, on_start=listener.job_started):
             if finished.result is None:

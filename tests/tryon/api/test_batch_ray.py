@@ -11,8 +11,10 @@ import pytest
 from PIL import Image
 
 from tryon.api import batch as eb
-from tryon.api.batch import BatchListener, Defaults
+from tryon.api.batch import BatchListener, job_defaults
+from tryon.api.generate import GenerateRequest
 from tryon.errors import InputError
+from tryon.modes import RunOptions
 from tryon.media import probe_video, read_video, write_video
 
 ray = pytest.importorskip("ray")
@@ -67,8 +69,8 @@ def manifest(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def defaults(tiny_checkpoint) -> Defaults:
-    return Defaults(model=str(tiny_checkpoint), size=(64, 64), seconds=0.25, fps=24, steps=1)
+def defaults(tiny_checkpoint) -> GenerateRequest:
+    return job_defaults(run=RunOptions(model=str(tiny_checkpoint)), size=(64, 64), seconds=0.25, fps=24, steps=1)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def local_run(manifest, defaults, tmp_path_factory):
     return outdir, summary
 
 
-def run_on_ray(manifest: Path, outdir: Path, defaults: Defaults, listener=None, **options):
+def run_on_ray(manifest: Path, outdir: Path, defaults: GenerateRequest, listener=None, **options):
     executor = RayExecutor("local", outdir, **options)
     summary = eb.run_batch(eb.plan(eb.read_manifest(manifest), outdir), outdir, defaults, listener=listener,
                            executor=executor)
@@ -184,5 +186,5 @@ def test_a_job_whose_worker_always_dies_fails_after_three_attempts_and_the_rest_
 
 def test_a_model_that_cannot_load_stops_the_batch_as_locally(cluster, manifest, tmp_path):
     with pytest.raises(InputError, match="no such checkpoint"):
-        run_on_ray(manifest, tmp_path / "out", Defaults(model=str(tmp_path / "none")))
+        run_on_ray(manifest, tmp_path / "out", job_defaults(run=RunOptions(model=str(tmp_path / "none"))))
     assert not (tmp_path / "out").exists()
