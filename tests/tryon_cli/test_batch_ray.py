@@ -1,6 +1,7 @@
 """`tryon batch --ray`: its options, Ray missing, a run on a local cluster, and a cluster of several
 nodes refusing an OUT on a local disk."""
 
+import importlib
 import json
 import sys
 
@@ -23,7 +24,6 @@ def one_error_line(run) -> str:
 
 def test_without_ray_installed_ray_says_how_to_install_it(inputs, tmp_path, tryon, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does when Ray is not installed
-    monkeypatch.delitem(sys.modules, "tryon.api.batch_ray", raising=False)
     path = write_manifest(inputs, ["user.png,,,,,,"])
     line = one_error_line(tryon("batch", path, "-o", tmp_path / "out", "--ray", "local"))
     assert "pip install 'tryon[ray]'" in line and "--ray" in line
@@ -59,13 +59,13 @@ def test_a_local_run_on_ray_renders_and_exits_0(tiny_checkpoint, inputs, tmp_pat
 def test_on_a_cluster_of_two_nodes_an_out_on_a_local_disk_is_refused(tiny_checkpoint, inputs, tmp_path, tryon,
                                                                      monkeypatch):
     ray = pytest.importorskip("ray")
-    from tryon.api import batch_ray
     from tryon.api.ray_pool import LOCAL_FILE_SYSTEMS, file_system_of
 
     kind = file_system_of(tmp_path, open("/proc/self/mounts").read())
     if kind not in LOCAL_FILE_SYSTEMS:
         pytest.skip(f"the test folder is on {kind}, not a local file system")
     # A second node is faked: a real one on this machine would see the same disk anyway.
+    batch_ray = importlib.import_module("tryon.api.batch_ray")  # the module the CLI will import
     monkeypatch.setattr(batch_ray, "alive_nodes", lambda: [{"NodeID": "head"}, {"NodeID": "other"}])
     path = write_manifest(inputs, ["user.png,,,,,,"])
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST, "--ray", "local", "--quiet")
