@@ -97,3 +97,11 @@ def train_vae(
 
     return run(base, output, steps=steps, size=size, num_frames=num_frames, lr=lr, seeds=range(examples),
                batch_size=batch_size, progress=progress)
+
+
+def plan_training(config: str | Path | None, preset: str, gpus: int, gpu_memory: float, kind: str = "teacher"):
+    """Per-GPU memory of each stage of a teacher or student run (tryon.train.plan), on the meta device."""
+    from tryon.train.plan import plan_training as plan
+
+    loaded = load_train_config(config) if kind == "teacher" else load_student_config(config)
+    return plan(loaded, preset, gpus, gpu_memory, kind=kind)
