@@ -32,6 +32,8 @@ from engine.media import VideoInfo, VideoWriter, choose_output_size, fit_image, 
 from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import check_fps, check_seconds, frame_count
 from engine.pipelines.teacher import TryOnInputs
+from engine.public import ROUTE_PRESETS, LoadedRoute, is_route_source, load_route, save_tiny_route
+from engine.public.render import render_request
 from engine.runtime import Acceleration, Runtime, apply_runtime, resolve_runtime
 from engine.specs import GarmentSpec
 
@@ -90,6 +92,7 @@ class GenerateResult:
     model: str
     seed: int
     notices: list[str] = field(default_factory=list)
+    stages: list[dict] = field(default_factory=list)  # the public route's stages: stage, repo, revision
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,9 +155,15 @@ def check_garments(garments: list[GarmentSpec]) -> None:
 _loaded: dict[tuple, LoadedModel] = {}
 
 
-def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notice) -> LoadedModel:
+def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notice) -> LoadedModel | LoadedRoute:
     """Load (once per process) the checkpoint on the runtime's device, dtype and backend."""
     key = (source, revision, runtime)
+    if key not in _loaded and is_route_source(source):  # the public-weights route (engine.public)
+        route = load_route(source, runtime)
+        if route.preset.name != "public":
+            notice(f"warning: {source} is the '{route.preset.name}' route: random weights, for tests and smoke runs")
+        _loaded.clear()
+        _loaded[key] = route
     if key not in _loaded:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CondNetUntrainedWarning)
@@ -229,6 +238,10 @@ def _generate(
     plan = plan_output(request, model, user.size)
     if plan.size_notice:
         tell(plan.size_notice)
+    if isinstance(model, LoadedRoute):  # the public route runs its own stages
+        frames = render_request(model, request, user, garments, plan, anchor_first_frame, report)
+        stages = [model.pipeline.stage_record(stage) for stage in model.pipeline.used]
+        return _finish(request, frames, plan, source, notices, started, report, processes.is_main, stages)
     fps = plan.fps
     shape = pipeline.video_shape(plan.width, plan.height, plan.num_frames)
 
@@ -260,19 +273,26 @@ def _generate(
         raise RuntimeFailure(
             f"out of memory on {runtime.device}: lower --size or --seconds, use --dtype bf16, or --device cpu"
         ) from None
-    if processes.is_main:
+    return _finish(request, frames, plan, source, notices, started, report, processes.is_main)
+
+
+def _finish(request: GenerateRequest, frames: np.ndarray, plan: OutputPlan, source: str, notices: list[str],
+            started: float, report: Progress, is_main: bool = True, stages: list[dict] | None = None) -> GenerateResult:
+    """Write the video (the first process only) and say what was made."""
+    if is_main:
         report("writing", 0, 1)
-        write_frames(request.output, frames, fps)
+        write_frames(request.output, frames, plan.fps)
         report("writing", 1, 1)
     return GenerateResult(
         output=str(request.output),
         frames=len(frames),
-        fps=fps,
+        fps=plan.fps,
         size=[plan.width, plan.height],
         seconds_taken=round(time.perf_counter() - started, 3),
         model=source,
         seed=request.seed,
         notices=notices,
+        stages=stages or [],
     )
 
 
@@ -339,6 +359,11 @@ def list_models() -> list[ModelEntry]:
 
 def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
     """Write a random-weight checkpoint of `preset` to `folder`, marked untrained."""
+    if preset in ROUTE_PRESETS:
+        if preset != "public-tiny":
+            raise InputError(f"'{preset}' is made of Hub weights: use it with --model {preset}; "
+                             "`tryon models init public-tiny DIR` writes its tiny random-weight copy")
+        return save_tiny_route(folder, seed=seed, overwrite=overwrite)
     spec = get_preset(preset)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
