@@ -37,8 +37,8 @@ class RouteInputs:
     motion: np.ndarray | None  # (frames, H, W, 3) uint8 at the output size and fps, or None
     size: tuple[int, int]
     num_frames: int
-    steps: int | None = None
-    guidance: float | None = None
+    steps: int | None = None  # the video stage's (the edit stage keeps its preset's)
+    guidance: float | None = None  # the video stage's
     seed: int = 0
 
 
@@ -112,7 +112,7 @@ class PublicRoute:
             report("edit: loading", 0, 1)
             pipeline = self._on_device("edit")
             self.used.append("edit")
-            photo = dress_photo(pipeline, inputs.user, inputs.garments, inputs.size, inputs.steps or preset.edit.steps,
+            photo = dress_photo(pipeline, inputs.user, inputs.garments, inputs.size, preset.edit.steps,
                                 preset.edit.guidance, preset.negative_prompt, self._generator(inputs.seed),
                                 lambda done, total: report("edit", done, total), preset.edit_image_area)
         if inputs.motion is None:

@@ -37,7 +37,7 @@ def test_edit_stage_is_the_pipeline_called_directly(route):
         direct = pipeline(image=[user, shirt], prompt=edit_prompt(["top"]), negative_prompt="blurry", true_cfg_scale=1.0,
                           height=SIZE[1], width=SIZE[0], num_inference_steps=2,
                           generator=torch.Generator().manual_seed(3), output_type="np").images[0]
-    assert got.size == SIZE
+    assert got.size == SIZE and np.isfinite(direct).all()
     np.testing.assert_array_equal(np.asarray(got), to_uint8(direct))
     assert steps == [(1, 2), (2, 2)]
     other = dress_photo(pipeline, user, [("top", shirt)], SIZE, 2, 1.0, "blurry", torch.Generator().manual_seed(4),
@@ -58,7 +58,7 @@ def test_i2v_stage_is_the_pipeline_called_directly_and_keeps_exactly_the_frames_
     direct = pipeline(image=photo, prompt="she spins", negative_prompt="blurry", height=SIZE[1], width=SIZE[0],
                       num_frames=9, num_inference_steps=2, guidance_scale=1.0,
                       generator=torch.Generator().manual_seed(5), output_type="np").frames[0]
-    assert got.shape == (6, SIZE[1], SIZE[0], 3) and got.dtype == np.uint8
+    assert got.shape == (6, SIZE[1], SIZE[0], 3) and got.dtype == np.uint8 and np.isfinite(direct).all()
     np.testing.assert_array_equal(got, to_uint8(direct[:6]))
 
 
@@ -75,7 +75,7 @@ def test_animate_stage_is_the_pipeline_called_directly_with_windows_chained(rout
                       height=SIZE[1], width=SIZE[0], segment_frame_length=9, prev_segment_conditioning_frames=1,
                       num_inference_steps=2, guidance_scale=1.0, mode="animate",
                       generator=torch.Generator().manual_seed(6), output_type="np").frames[0]
-    assert got.shape == (13, SIZE[1], SIZE[0], 3)
+    assert got.shape == (13, SIZE[1], SIZE[0], 3) and np.isfinite(direct).all()
     np.testing.assert_array_equal(got, to_uint8(direct))
     assert steps[-1] == (4, 4) and len(steps) == 4  # 2 steps in each of 2 windows
 
