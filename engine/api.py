@@ -36,6 +36,7 @@ from engine.public import ROUTE_PRESETS, LoadedRoute, is_route_source, load_rout
 from engine.public.render import render_request
 from engine.runtime import Acceleration, Runtime, apply_runtime, resolve_runtime
 from engine.specs import GarmentSpec
+from engine.synth.recognise import looks_synthetic
 
 Progress = Callable[[str, int, int], None]
 Notice = Callable[[str], None]
@@ -43,6 +44,9 @@ Notice = Callable[[str], None]
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEMO_MODEL = WEIGHTS_DIR / "demo"
 DEMO_STUDENT = WEIGHTS_DIR / "demo-student"
+DEMO_ON_REAL_PHOTO = ("notice: the demo model knows only tryon's synthetic world (flat 2D figures); on a camera "
+                      "photo it makes a smear of colour. For real people use the public route: --model public "
+                      "(README: 'Which model')")
 
 
 def default_model(streaming: bool = False) -> str:
@@ -238,6 +242,8 @@ def _generate(
     plan = plan_output(request, model, user.size)
     if plan.size_notice:
         tell(plan.size_notice)
+    if isinstance(model, LoadedModel) and model.info.preset == "demo" and not looks_synthetic(user):
+        tell(DEMO_ON_REAL_PHOTO)
     if isinstance(model, LoadedRoute):  # the public route runs its own stages
         frames = render_request(model, request, user, garments, plan, anchor_first_frame, report)
         stages = [model.pipeline.stage_record(stage) for stage in model.pipeline.used]
@@ -341,8 +347,10 @@ def list_models() -> list[ModelEntry]:
     from huggingface_hub.errors import CacheNotFound
 
     entries = [ModelEntry(p.name, "preset", f"{p.description}; needs {p.hardware}") for p in PRESETS.values()]
+    entries += route_entries()
     if DEMO_MODEL.is_dir():
-        entries.append(ModelEntry(str(DEMO_MODEL), "default", "the demo model shipped with tryon"))
+        entries.append(ModelEntry(str(DEMO_MODEL), "default", "the demo model shipped with tryon: it knows only the "
+                                  "synthetic world (flat 2D figures); for real photos use --model public"))
     try:
         cache = scan_cache_dir()
     except CacheNotFound:
@@ -354,6 +362,23 @@ def list_models() -> list[ModelEntry]:
         if repo.repo_type == "model" and (is_tryon or repo.repo_id in base_repos):
             what = "tryon checkpoint" if is_tryon else "Wan base weights"
             entries.append(ModelEntry(repo.repo_id, "cached", f"{what}, {repo.size_on_disk_str} in the Hub cache"))
+    return entries
+
+
+def route_entries() -> list[ModelEntry]:
+    """The public route and its stages: repos, licences, sizes computed from parameter counts."""
+    from engine.public.presets import PART_STAGE, PUBLIC, PUBLIC_TINY, overridden
+    from engine.public.sizes import stage_sizes
+
+    parts = overridden(PUBLIC.parts)
+    entries = [ModelEntry(PUBLIC.name, "route", f"{PUBLIC.description}; needs {PUBLIC.hardware}; "
+                          "sizes below are computed from parameter counts (weights only), not measured")]
+    for size in stage_sizes():
+        used = [p for name, p in parts.items() if PART_STAGE[name] == size.stage]
+        repos = ", ".join(f"{p.repo}@{p.revision} ({p.licence})" for p in used)
+        entries.append(ModelEntry(f"{PUBLIC.name}: {size.stage}", "route stage", f"{repos}; {size.describe()}"))
+    entries.append(ModelEntry(PUBLIC_TINY.name, "preset", f"{PUBLIC_TINY.description}; "
+                              "make it with `tryon models init public-tiny DIR`"))
     return entries
 
 

@@ -98,7 +98,8 @@ PUBLIC = RoutePreset(
     description="real people today: Qwen-Image-Edit-2509 dresses the photo, Wan2.2 animates it "
                 "(TI2V-5B from --prompt, Animate-14B from --motion via RT-DETR + ViTPose)",
     parts=PUBLIC_PARTS,
-    hardware="one GPU with 80 GB (H100/A100 80 GB) in bf16; 24-48 GB with --offload model",
+    hardware="one GPU with 80 GB (H100/H200/A100 80 GB) in bf16, one stage on the GPU at a time; "
+             "about 40 GB with --offload model (--offload group and --fp8 go lower)",
 )
 
 PUBLIC_TINY = RoutePreset(

@@ -89,3 +89,34 @@ def test_batch_loads_each_stage_once(tryon, tiny_route, inputs, tmp_path, monkey
     assert run.code == 0, run.stderr
     assert sorted(loads) == ["edit", "i2v"]
     assert probe_video(tmp_path / "out" / "a.mp4").frame_count == 4
+
+
+def test_models_list_shows_the_route_with_repos_licences_and_computed_sizes(tryon):
+    run = tryon("models", "list", "--json")
+    assert run.code == 0, run.stderr
+    entries = {entry["name"]: entry for entry in json.loads(run.stdout)["models"]}
+    assert "computed from parameter counts" in entries["public"]["description"]
+    for stage, repo in [("edit", "Qwen/Qwen-Image-Edit-2509"), ("i2v", "Wan-AI/Wan2.2-TI2V-5B-Diffusers"),
+                        ("animate", "Wan-AI/Wan2.2-Animate-14B-Diffusers"), ("pose", "PekingU/rtdetr_r50vd_coco_o365")]:
+        description = entries[f"public: {stage}"]["description"]
+        assert repo in description and "Apache-2.0" in description and "with --offload model" in description
+    assert "public-tiny" in entries
+
+
+def test_the_demo_model_on_a_real_photo_points_at_the_route_once(tryon, real_cases, tmp_path):
+    case = real_cases / "case2"
+    run = tryon("dress", case / "user.png", f"{case / 'garment.png'}:top", "--steps", "1", "--seconds", "0.25",
+                "-o", tmp_path / "out.mp4", "--json")
+    assert run.code == 0, run.stderr
+    notices = [n for n in json.loads(run.stdout)["notices"] if "--model public" in n]
+    assert len(notices) == 1 and "synthetic world" in notices[0]
+
+
+def test_the_demo_model_on_its_own_world_says_nothing_about_the_route(tryon, tmp_path):
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "examples" / "sample_00002"
+    run = tryon("dress", sample / "user.png", f"{sample / 'garment_top.png'}:top", "--steps", "1", "--seconds",
+                "0.25", "-o", tmp_path / "out.mp4", "--json")
+    assert run.code == 0, run.stderr
+    assert not [n for n in json.loads(run.stdout)["notices"] if "--model public" in n]
