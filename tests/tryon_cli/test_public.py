@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine.media import probe_video
+from tryon.media import probe_video
 
 FAST = ("--size", "64x96", "--fps", "8", "--steps", "1")
 
@@ -74,10 +74,10 @@ def test_dress_and_dance_following_a_real_motion_video(tryon, tiny_route, real_c
 
 @pytest.mark.slow
 def test_batch_loads_each_stage_once(tryon, tiny_route, inputs, tmp_path, monkeypatch):
-    from engine import api
-    from engine.public import route as route_module
+    from tryon.api import loading
+    from tryon.checkpoint.public import route as route_module
 
-    api._loaded.clear()  # the route as a new process finds it: nothing loaded yet
+    loading._loaded.clear()  # the route as a new process finds it: nothing loaded yet
     loads = []
     real_load = route_module.load_part
     monkeypatch.setattr(route_module, "load_part", lambda name, *a: loads.append(name) or real_load(name, *a))
