@@ -262,7 +262,8 @@ def test_the_model_is_loaded_once_and_engine_errors_fail_only_their_job(folder, 
     assert "notes.png" in summary.outcomes[1].reason
     report = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     assert [line["status"] for line in report] == ["ok", "failed", "ok"]
-    assert set(report[0]) == {"row", "status", "output", "reason", "seconds"}
+    assert set(report[0]) == {"row", "status", "output", "reason", "seconds", "attempts"}
+    assert [line["attempts"] for line in report] == [1, 1, 1]
     assert summary.to_dict() == {"jobs": 3, "succeeded": 2, "skipped": 0, "failed": 1,
                                  "seconds": summary.seconds, "report": str(tmp_path / "report.jsonl")}
 
