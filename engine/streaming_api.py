@@ -86,6 +86,8 @@ class SwapRequest(GenerateRequest):
     withdraw: bool = True
     disentangle: bool = True
     live: Iterable[str] | None = None  # lines of garment specs read while generating (e.g. sys.stdin)
+    on_chunk: ChunkCallback | None = None  # called with each chunk written (see the module docstring)
+    should_stop: Callable[[], bool] | None = None  # asked before each chunk; True ends the video there
 
 
 @dataclass
@@ -122,6 +124,10 @@ class SwitchReport:
 @dataclass
 class StreamResult(GenerateResult):
     switches: list[SwitchReport] = field(default_factory=list)
+
+
+# (frames uint8 (T, H, W, 3), output index of the first, the switches first worn in them)
+ChunkCallback = Callable[[np.ndarray, int, list[SwitchReport]], None]
 
 
 class StreamInterrupted(KeyboardInterrupt):
@@ -241,20 +247,28 @@ class SwitchingStream:
     fps: float
     tell: Notice
     output_start: int = 0  # the output frame index of the first frame made (extend: after the input)
+    on_chunk: ChunkCallback | None = None
+    should_stop: Callable[[], bool] | None = None
 
     def write(self, writer: VideoWriter, num_frames: int, progress: Progress,
               to_output: Callable[[np.ndarray], np.ndarray] = lambda frames: frames) -> list[SwitchReport]:
-        """Generate `num_frames` frames chunk by chunk into `writer`, switching garments on time."""
+        """Generate `num_frames` frames chunk by chunk into `writer`, switching garments on time
+        (fewer when `should_stop` says so)."""
         reports = []
         made = 0
-        while made < num_frames:
+        while made < num_frames and not (self.should_stop and self.should_stop()):
             taken = self._take_switches()
-            frames = self.generator.next_chunk(num_frames - made)
-            writer.write(to_output(frames))
+            frames = to_output(self.generator.next_chunk(num_frames - made))
+            writer.write(frames)
             written_at = time.perf_counter()
-            reports += [self._report(switch, self.output_start + made, written_at) for switch in taken]
+            worn = [self._report(switch, self.output_start + made, written_at) for switch in taken]
+            if self.on_chunk:
+                self.on_chunk(frames, self.output_start + made, worn)
+            reports += worn
             made += len(frames)
             progress("frames", made, num_frames)
+        if made == 0:  # told to stop before the first chunk: like Ctrl-C, nothing is kept
+            raise StreamInterrupted(writer.path, 0)
         for switch in self.switches:
             self.tell(f"garments at {switch.at:g} s start after the last chunk has begun; not applied")
             reports.append(SwitchReport(describe(switch.garments), switch.at, None))
@@ -388,10 +402,11 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
             config=_config(request, model),
         )
         live = None if request.live is None else LiveSwitches(request.live)
-        stream = SwitchingStream(generator, outfit, switches, live, size, plan.fps, tell)
+        stream = SwitchingStream(generator, outfit, switches, live, size, plan.fps, tell,
+                                 on_chunk=request.on_chunk, should_stop=request.should_stop)
         reports = stream.write(writer, plan.num_frames, report)
     return StreamResult(
-        output=str(request.output), frames=plan.num_frames, fps=plan.fps, size=list(size),
+        output=str(request.output), frames=generator.frames_made, fps=plan.fps, size=list(size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
         notices=list(tell), switches=reports,
     )

@@ -13,7 +13,7 @@ import warnings
 import typer
 
 from engine.errors import TryonError
-from tryon_cli.commands import batch, data, evaluate, generate, models, stream, train
+from tryon_cli.commands import batch, data, evaluate, generate, models, stream, studio, train
 from tryon_cli.commands import bench
 from tryon_cli.console import stderr
 
@@ -34,6 +34,7 @@ cli.add_typer(data.app, name="data")
 cli.command("eval")(evaluate.evaluate)
 cli.add_typer(train.app, name="train")
 cli.command()(bench.bench)
+cli.command()(studio.studio)
 
 
 def _quiet_libraries() -> None:
