@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.media import parse_size
+from tryon.media import parse_size
 from tryon_cli import options
 from tryon_cli.console import notice, stdout
 
@@ -36,10 +36,10 @@ def studio(
 
     Example: tryon studio --port 7860   (then open http://127.0.0.1:7860/)
     """
-    from engine.studio import require_dependencies
+    from tryon.api.studio import require_dependencies
 
     require_dependencies()
-    from engine.studio.server import StudioOptions, load_studio, serve
+    from tryon.api.studio.server import StudioOptions, load_studio, serve
 
     chosen = StudioOptions(model=model, revision=revision, size=parse_size(size) if size else None, fps=fps,
                            steps=steps, device=device, dtype=dtype, attention=attention, host=host, port=port,
