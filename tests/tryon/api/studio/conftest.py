@@ -13,7 +13,10 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tryon.api.studio.app import Studio, StudioModel, create_app  # noqa: E402
+from tryon.api.studio.app import Studio, create_app  # noqa: E402
+from tryon.api.studio.live import StudioModel  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture(scope="session")
