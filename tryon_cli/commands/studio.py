@@ -39,12 +39,11 @@ def studio(
     from tryon.api.studio import require_dependencies
 
     require_dependencies()
-    from tryon.api.studio.server import StudioOptions, load_studio, serve
+    from tryon.api.studio.server import StudioOptions, bind, load_studio, serve
 
     chosen = StudioOptions(model=model, revision=revision, size=parse_size(size) if size else None, fps=fps,
                            steps=steps, device=device, dtype=dtype, attention=attention, host=host, port=port,
                            token=token, max_seconds=max_seconds)
-    served = load_studio(chosen, (lambda message: None) if quiet else notice)
 
     def ready(url: str) -> None:
         stdout.print(f"tryon studio: open {url}", markup=False, highlight=False, soft_wrap=True)
@@ -52,4 +51,6 @@ def studio(
             notice("the access token is in that address; it is printed only this once")
         notice("Ctrl-C stops the server")
 
-    serve(served, host, port, ready)
+    with bind(host, port) as sock:  # a port in use fails before the model is loaded
+        served = load_studio(chosen, (lambda message: None) if quiet else notice)
+        serve(served, sock, ready)

@@ -63,6 +63,7 @@ def load_studio(options: StudioOptions, notice: Notice) -> Studio:
     check_options(fps=options.fps, steps=options.steps)
     if not options.max_seconds > 0:
         raise InputError(f"--max-seconds must be more than 0, not {options.max_seconds:g}")
+    token = access_token(options.host, options.token)
     runtime = resolve_runtime(options.device, options.dtype, options.attention)
     source = options.model or default_model(streaming=True)
     loaded = get_model(source, options.revision, runtime, notice)
@@ -71,8 +72,7 @@ def load_studio(options: StudioOptions, notice: Notice) -> Studio:
     fps = options.fps or loaded.preset.default_fps
     served = StudioModel(str(source), fps, options.size, options.steps, options.device, options.dtype,
                          options.attention)
-    host, token, max_seconds = options.host, options.token, options.max_seconds
-    return Studio(served, token=access_token(host, token), loopback=is_loopback(host), max_seconds=max_seconds)
+    return Studio(served, token=token, loopback=is_loopback(options.host), max_seconds=options.max_seconds)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -90,9 +90,9 @@ def address(host: str, sock: socket.socket, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
-def serve(studio: Studio, host: str, port: int, on_ready: Callable[[str], None]) -> None:
-    """Serve until Ctrl-C (which uvicorn turns back into KeyboardInterrupt once it has shut down)."""
-    sock = bind(host, port)
+def serve(studio: Studio, sock: socket.socket, on_ready: Callable[[str], None]) -> None:
+    """Serve on `sock` (from `bind`) until Ctrl-C: uvicorn turns it back into KeyboardInterrupt once it has shut down."""
+    host = sock.getsockname()[0]
     config = uvicorn.Config(create_app(studio), log_level="warning", timeout_graceful_shutdown=10,
                             ws="websockets-sansio", ws_max_size=2**20)
     server = uvicorn.Server(config)
@@ -105,5 +105,4 @@ def serve(studio: Studio, host: str, port: int, on_ready: Callable[[str], None])
             raise RuntimeFailure("the web server did not start")
         raise KeyboardInterrupt
     finally:
-        sock.close()
         shutil.rmtree(studio.root, ignore_errors=True)  # the app's shutdown removed it, unless it never started

@@ -16,14 +16,13 @@ window.studio = studio;
 
 let socket = null;
 let startedAt = null;         // performance.now() of the Start click
-let drawTimes = [];           // the last 2 s of frames shown, for the rolling FPS
 let pendingClicks = [];       // garment clicks the server has not applied yet: {id, at}
 let awaitedSwitches = [];     // applied switches whose first frame is not shown yet: {at, frame}
 let drawing = Promise.resolve();
 
 function freshStats() {
   return {
-    framesShown: 0, lastFrame: -1, firstFrameMs: null, shownFps: null, meanShownFps: null,
+    framesShown: 0, lastFrame: -1, firstFrameMs: null, meanShownFps: null,
     generatedFps: null, switchLatenciesMs: [], switchFrames: [], queuedAhead: null,
     errors: [], notices: [], done: null, firstShownAt: null, lastShownAt: null,
   };
@@ -161,7 +160,6 @@ function start() {
   clearMessage();
   $("notices").replaceChildren();
   studio.stats = freshStats();
-  drawTimes = [];
   pendingClicks = [];
   awaitedSwitches = [];
   startedAt = performance.now();
@@ -291,11 +289,6 @@ function draw(index, bitmap) {
     stats.firstFrameMs = now - startedAt;
   }
   stats.lastShownAt = now;
-  drawTimes.push(now);
-  drawTimes = drawTimes.filter((time) => now - time <= 2000);
-  if (drawTimes.length > 1) {
-    stats.shownFps = (drawTimes.length - 1) / ((now - drawTimes[0]) / 1000);
-  }
   if (stats.framesShown > 1) {
     stats.meanShownFps = (stats.framesShown - 1) / ((now - stats.firstShownAt) / 1000);
   }
@@ -310,7 +303,7 @@ function draw(index, bitmap) {
 function showFigures() {
   const stats = studio.stats;
   const number = (value, digits, unit = "") => (value === null ? "–" : `${value.toFixed(digits)}${unit}`);
-  $("fps-shown").textContent = number(stats.shownFps, 1);
+  $("fps-shown").textContent = number(stats.meanShownFps, 1);
   $("fps-generated").textContent = number(stats.generatedFps, 1);
   $("first-frame").textContent = number(stats.firstFrameMs === null ? null : stats.firstFrameMs / 1000, 2, " s");
   $("latency").textContent = stats.switchLatenciesMs.length
