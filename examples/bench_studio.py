@@ -6,8 +6,9 @@ frame of the new garment.
 
 Starts `tryon studio --port 0` (127.0.0.1, the demo student by default), opens the page in
 Debian's headless chromium (Playwright), uploads an example person, motion video and two
-garments, starts a stream and clicks the other garment every `--every` seconds, then prints
-one JSON object:
+garments, starts a stream and clicks the other garment `--every` seconds after the previous
+click's first frame was shown (live lines are applied one per chunk, so faster clicks would
+queue), then prints one JSON object:
 
 - `delivered_fps`: frames drawn on the page per second, first to last frame (the page's
   own clock); the server paces frames at the video's fps, so this is at most that.
@@ -61,11 +62,13 @@ def run(page, url: str, seconds: float, clicks: int, every: float) -> dict:
     page.fill("#seconds", f"{seconds:g}")
     page.click("#start")
     page.wait_for_function("window.studio.stats.framesShown > 0", timeout=0)
-    for click in range(clicks):
+    for click in range(clicks):  # each click after the previous one's frame is shown: no backlog of clicks
         time.sleep(every)
         if page.evaluate("window.studio.stats.done !== null"):
             break
         page.click(f"#shelf .garment:nth-child({2 if click % 2 == 0 else 1})")
+        page.wait_for_function(f"window.studio.stats.switchLatenciesMs.length > {click} "
+                               "|| window.studio.stats.done !== null", timeout=0)
     page.wait_for_function("window.studio.stats.done !== null", timeout=0)
     stats = page.evaluate("window.studio.stats")
     done = stats["done"]
@@ -85,9 +88,10 @@ def run(page, url: str, seconds: float, clicks: int, every: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "weights" / "demo-student"))
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=12)
     parser.add_argument("--clicks", type=int, default=3)
-    parser.add_argument("--every", type=float, default=4.0, help="seconds between clicks")
+    parser.add_argument("--every", type=float, default=1.0,
+                        help="seconds from a click's first frame shown to the next click")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
     process, url = start_server(args.model)
