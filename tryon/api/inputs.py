@@ -11,6 +11,7 @@ from pathlib import Path
 from tryon.api.specs import GarmentSpec
 from tryon.errors import InputError
 from tryon.media import VideoInfo, probe_video
+from tryon.media.image import create_temp_beside
 from tryon.model.roles import MAX_GARMENTS
 from tryon.pipelines.shapes import check_fps, check_seconds
 
@@ -27,6 +28,7 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise InputError("the output folder does not exist", folder)
     if not os.access(folder, os.W_OK):
         raise InputError("the output folder is not writable", folder)
+    create_temp_beside(path, ".check").unlink()  # the one sure test (root, /proc, a read-only mount, a long name)
 
 
 def check_options(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tryon.errors import InputError, RuntimeFailure
+from tryon.errors import DISK_FULL, InputError, RuntimeFailure
 
 # Larger images are refused before their pixels are decoded (a 9000x9000 photo is already
 # 81 M pixels; nothing we make needs more). Below PIL's own warning threshold on purpose.
@@ -145,18 +145,21 @@ def create_temp_beside(path: Path, suffix: str) -> Path:
         except FileExistsError:
             continue
         except OSError as err:
-            if disk_is_full(folder):
+            if err.errno in DISK_FULL:
                 raise RuntimeFailure(f"{folder}: disk full") from err
             raise InputError(f"cannot write to this folder ({err.strerror})", folder) from err
 
 
 def disk_is_full(folder: Path, margin: int = 16 * 2**20) -> bool:
-    """True when `folder`'s file system has less than `margin` bytes free."""
+    """True when `folder` is on a real file system with less than `margin` bytes free.
+
+    Pseudo file systems (/proc, /sys) report no blocks at all: they are not full, just unwritable.
+    """
     try:
         stats = os.statvfs(folder)
     except (OSError, AttributeError):  # no statvfs on Windows
         return False
-    return stats.f_bavail * stats.f_frsize < margin
+    return stats.f_blocks > 0 and stats.f_bavail * stats.f_frsize < margin
 
 
 # ---- private helpers ----

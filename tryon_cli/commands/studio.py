@@ -6,7 +6,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from tryon.media import parse_size
 from tryon_cli import options
 from tryon_cli.console import notice, stdout
 
@@ -40,6 +39,7 @@ def studio(
 
     require_dependencies()
     from tryon.api.studio.server import StudioOptions, bind, load_studio, serve
+    from tryon.media import parse_size
 
     chosen = StudioOptions(model=model, revision=revision, size=parse_size(size) if size else None, fps=fps,
                            steps=steps, device=device, dtype=dtype, attention=attention, host=host, port=port,
