@@ -40,11 +40,11 @@ EXAMPLES = ROOT / "examples"
 def start_server(model: str) -> tuple[subprocess.Popen, str]:
     tryon = Path(sys.executable).with_name("tryon")
     process = subprocess.Popen([str(tryon), "studio", "--port", "0", "--model", model], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = process.stdout.readline()
     if "open http://" not in line:
         process.kill()
-        raise SystemExit(f"tryon studio did not start: {line!r}")
+        raise SystemExit(f"tryon studio did not start: {line!r} {process.stderr.read()}")
     return process, line.split("open ", 1)[1].strip()
 
 
