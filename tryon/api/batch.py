@@ -6,7 +6,7 @@ prompt, seconds, seed, output`; only `user` is required.
 
 - `garments`: in CSV `;`-separated `PATH[:CATEGORY]`; in JSONL a list of such strings.
 - Relative input paths are relative to the manifest's folder.
-- An empty cell (or a missing or null key) takes the command-line default (`Defaults`).
+- An empty cell (or a missing or null key) takes the command-line option (`job_defaults`).
 - `output` is a relative `.mp4` path inside OUTDIR; empty: `job_<row>_<user stem>.mp4`.
 - Rows are numbered from 1, header not counted; blank lines are skipped and not counted.
 
@@ -28,7 +28,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
@@ -37,12 +37,13 @@ import torch
 from tryon.api.generate import GenerateRequest, dress, plan_output
 from tryon.api.inputs import check_garments
 from tryon.api.loading import default_model, get_model
+from tryon.api.options import resolve_run
 from tryon.api.specs import GarmentSpec, parse_garment
 from tryon.checkpoint import LoadedModel
 from tryon.errors import InputError, TryonError
 from tryon.media import load_image, probe_video
 from tryon.media.image import require_file
-from tryon.pipelines.runtime import Acceleration, resolve_runtime
+from tryon.modes import RunOptions
 from tryon.progress import Notice
 
 FIELDS = ("user", "garments", "motion", "prompt", "seconds", "seed", "output")
@@ -54,24 +55,10 @@ Status = Literal["ok", "skipped", "failed"]
 # -- what a batch is made of ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Defaults:
-    """The command-line options: every job's settings where its row leaves a cell empty."""
-
-    model: str | None = None
-    revision: str | None = None
-    size: tuple[int, int] | None = None
-    seconds: float | None = None
-    fps: float | None = None
-    seed: int = 0
-    steps: int | None = None
-    guidance: float | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
-    acceleration: Acceleration = field(default_factory=Acceleration)
-    motion: Path | None = None
-    prompt: str = ""
+def job_defaults(**settings) -> GenerateRequest:
+    """The command-line options as a request template: every job's settings where its row leaves a
+    cell empty. Its `user` and `output` are placeholders: each job has its own."""
+    return GenerateRequest(user=Path(), output=Path(), **settings)
 
 
 @dataclass(frozen=True)
@@ -439,30 +426,21 @@ def _claim(entry: Job | BadRow, root: Path, claimed: dict[str, int]) -> PlannedJ
 # -- running ----------------------------------------------------------------------------------
 
 
-def job_request(planned: PlannedJob, defaults: Defaults) -> GenerateRequest:
+def job_request(planned: PlannedJob, defaults: GenerateRequest) -> GenerateRequest:
     """The job's GenerateRequest: its own cells, the defaults for the empty ones.
 
     overwrite=True: an output that exists here was found incomplete, and is replaced.
     """
     job = planned.job
-    return GenerateRequest(
+    return replace(
+        defaults,
         user=job.user,
         output=planned.target,
         garments=list(job.garments),
         motion=job.motion or defaults.motion,
         prompt=defaults.prompt if job.prompt is None else job.prompt,
-        model=defaults.model,
-        revision=defaults.revision,
-        size=defaults.size,
         seconds=defaults.seconds if job.seconds is None else job.seconds,
-        fps=defaults.fps,
         seed=defaults.seed if job.seed is None else job.seed,
-        steps=defaults.steps,
-        guidance=defaults.guidance,
-        device=defaults.device,
-        dtype=defaults.dtype,
-        attention=defaults.attention,
-        acceleration=defaults.acceleration,
         overwrite=True,
     )
 
@@ -482,17 +460,15 @@ def is_complete(path: Path, frames: int, size: tuple[int, int]) -> bool:
     return info.frame_count == frames and (info.width, info.height) == tuple(size)
 
 
-def load_batch_model(defaults: Defaults, notice: Notice | None = None) -> LoadedModel:
+def load_batch_model(run: RunOptions, notice: Notice | None = None) -> LoadedModel:
     """The model every job uses, through get_model's cache, so dress() finds it loaded."""
-    runtime = resolve_runtime(defaults.device, defaults.dtype, defaults.attention, defaults.acceleration)
-    return get_model(defaults.model or default_model(), defaults.revision, runtime,
-                         notice or (lambda message: None))
+    return get_model(run.model or default_model(), run.revision, resolve_run(run), notice or (lambda message: None))
 
 
 def run_batch(
     planned: Sequence[PlannedJob | BadRow],
     outdir: Path,
-    defaults: Defaults,
+    defaults: GenerateRequest,
     shard: Shard | None = None,
     listener: BatchListener | None = None,
 ) -> BatchSummary:
@@ -513,7 +489,7 @@ def run_batch(
         model = None
         if any(isinstance(entry, PlannedJob) for entry in planned):
             listener.stage("loading model", 0, 1)
-            model = load_batch_model(defaults, listener.notice)
+            model = load_batch_model(defaults.run, listener.notice)
             listener.stage("loading model", 1, 1)
         _prepare_outdir(Path(outdir))
         with summary.report.open("w", encoding="utf-8") as report:
@@ -540,7 +516,7 @@ def _prepare_outdir(outdir: Path) -> None:
 
 
 def _run_entry(
-    entry: PlannedJob | BadRow, model: LoadedModel | None, defaults: Defaults, listener: BatchListener
+    entry: PlannedJob | BadRow, model: LoadedModel | None, defaults: GenerateRequest, listener: BatchListener
 ) -> JobOutcome:
     if isinstance(entry, BadRow):
         return JobOutcome(entry.row, "failed", entry.output, entry.reason)

@@ -6,13 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from tryon.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.console import notice, stdout
 
 
+@options.run_options()
 def studio(
-    model: options.Model = None,
-    revision: options.Revision = None,
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 7860,
     host: Annotated[str, typer.Option(help="Address to listen on. Anything but a loopback address needs an "
                                       "access token: --token, or one made up and printed once.")] = "127.0.0.1",
@@ -21,10 +21,8 @@ def studio(
     size: options.Size = None,
     fps: options.Fps = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps per chunk (default: 4).")] = None,
-    device: options.Device = "auto",
-    dtype: options.Dtype = "auto",
-    attention: options.Attention = "auto",
     quiet: options.Quiet = False,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """Serve a web page: upload a person, garments and a motion video, watch the stream, click to switch.
 
@@ -41,9 +39,8 @@ def studio(
     from tryon.api.studio.server import StudioOptions, bind, load_studio, serve
     from tryon.media import parse_size
 
-    chosen = StudioOptions(model=model, revision=revision, size=parse_size(size) if size else None, fps=fps,
-                           steps=steps, device=device, dtype=dtype, attention=attention, host=host, port=port,
-                           token=token, max_seconds=max_seconds)
+    chosen = StudioOptions(run=run, size=parse_size(size) if size else None, fps=fps, steps=steps, host=host,
+                           port=port, token=token, max_seconds=max_seconds)
 
     def ready(url: str) -> None:
         stdout.print(f"tryon studio: open {url}", markup=False, highlight=False, soft_wrap=True)

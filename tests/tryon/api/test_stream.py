@@ -7,6 +7,7 @@ from PIL import Image
 from tryon.api.specs import GarmentSpec
 from tryon.api.stream import StreamInterrupted, SwapRequest, swap
 from tryon.media import read_video
+from tryon.modes import RunOptions
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def request_for(tiny_checkpoint, tmp_path):
     Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "shirt.png")
 
     def make(**hooks) -> SwapRequest:
-        return SwapRequest(user=tmp_path / "user.png", output=tmp_path / "out.mp4", model=str(tiny_checkpoint),
+        return SwapRequest(user=tmp_path / "user.png", output=tmp_path / "out.mp4", run=RunOptions(str(tiny_checkpoint)),
                            garments=[GarmentSpec(tmp_path / "shirt.png", "top")], size=(64, 64), fps=8,
                            seconds=3, steps=1, **hooks)
 
@@ -25,7 +26,7 @@ def request_for(tiny_checkpoint, tmp_path):
 
 def test_each_chunk_is_handed_over_as_written_and_stop_keeps_what_was_made(request_for, tmp_path):
     chunks = []
-    result = swap(request_for(on_chunk=lambda frames, start, worn: chunks.append((start, frames.copy(), worn)),
+    result = swap(request_for(on_chunk=lambda chunk: chunks.append((chunk.start, chunk.images.copy(), chunk.worn)),
                               should_stop=lambda: len(chunks) == 2))
     assert [(start, len(frames)) for start, frames, _ in chunks] == [(0, 9), (9, 12)]  # stopped before the third
     assert result.frames == 21

@@ -357,7 +357,7 @@ def create_app(studio: Studio) -> FastAPI:
         tab = Tab(studio, session, outbox)
         studio.tabs.add(tab)
         writer = asyncio.create_task(_write_socket(websocket, outbox))
-        await tab.send({"type": "session", "id": session.id, "model": Path(studio.model.source).name,
+        await tab.send({"type": "session", "id": session.id, "model": Path(studio.model.run.model).name,
                         "fps": studio.model.fps, "max_seconds": studio.max_seconds,
                         "limits_mib": {"image": MAX_IMAGE_BYTES // MiB, "video": MAX_VIDEO_BYTES // MiB}})
         try:

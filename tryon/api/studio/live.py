@@ -30,6 +30,7 @@ from PIL import Image
 
 from tryon.api import stream
 from tryon.api.studio.sessions import Garment, Session
+from tryon.modes import RunOptions
 
 JPEG_QUALITY = 90
 Send = Callable[[dict | bytes], Awaitable[None]]
@@ -37,15 +38,13 @@ Send = Callable[[dict | bytes], Awaitable[None]]
 
 @dataclass(frozen=True)
 class StudioModel:
-    """The loaded streaming model the studio serves, as swap() is to find it again."""
+    """The streaming model the studio serves (`run.model`: its source, as swap() finds it again)
+    and how streams are made with it."""
 
-    source: str
+    run: RunOptions
     fps: float  # what streams are made at (the model's default unless asked otherwise)
     size: tuple[int, int] | None = None  # None: the model's, in the photo's orientation
     steps: int | None = None  # None: as the student was distilled
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -141,8 +140,7 @@ class LiveRun:
         request = stream.SwapRequest(
             user=session.user.path, output=session.video, garments=[g.spec for g in self.outfit],
             motion=session.motion.path if session.motion else None, prompt=options.prompt,
-            model=model.source, size=model.size, fps=model.fps, steps=model.steps, seconds=options.seconds,
-            device=model.device, dtype=model.dtype, attention=model.attention,
+            size=model.size, fps=model.fps, steps=model.steps, seconds=options.seconds, run=model.run,
             overwrite=True, refresh=options.refresh, withdraw=options.withdraw,
             disentangle=options.disentangle, live=self._live_lines(), on_chunk=self._on_chunk,
             should_stop=self._stop.is_set,
@@ -158,18 +156,18 @@ class LiveRun:
         while (line := self._lines.get()) is not None:
             yield line
 
-    def _on_chunk(self, frames: np.ndarray, start: int, worn: list[stream.SwitchReport]) -> None:
+    def _on_chunk(self, chunk: stream.ChunkWritten) -> None:
         now = time.perf_counter()
         chunk_seconds = now - self._resumed
         if self.figures.first_chunk_s is None:
             self.figures.first_chunk_s = round(now - self._started, 3)
             generated_fps = None
         else:
-            self.figures.frames += len(frames)
+            self.figures.frames += chunk.frames
             self.figures.seconds += chunk_seconds
-            generated_fps = round(len(frames) / chunk_seconds, 2)
-        switches = [self._switch_event(report) for report in worn]
-        self._hand_over(Chunk(start, [encode_jpeg(frame) for frame in frames], switches, generated_fps))
+            generated_fps = round(chunk.frames / chunk_seconds, 2)
+        switches = [self._switch_event(report) for report in chunk.worn]
+        self._hand_over(Chunk(chunk.start, [encode_jpeg(frame) for frame in chunk.images], switches, generated_fps))
         self._resumed = time.perf_counter()
 
     def _switch_event(self, report: stream.SwitchReport) -> dict:

@@ -7,16 +7,17 @@ import secrets
 import shutil
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import uvicorn
 
 from tryon.api.inputs import check_options
 from tryon.api.loading import default_model, get_model
+from tryon.api.options import resolve_run
 from tryon.api.studio.app import Studio, create_app
 from tryon.api.studio.live import StudioModel
 from tryon.errors import InputError, RuntimeFailure
-from tryon.pipelines.runtime import resolve_runtime
+from tryon.modes import RunOptions
 from tryon.progress import Notice
 
 DEFAULT_PORT = 7860
@@ -42,16 +43,12 @@ def access_token(host: str, token: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class StudioOptions:
-    """How `tryon studio` serves: the model and how streams are made, where it listens, who may use it."""
+    """How `tryon studio` serves: the model (`run`) and how streams are made, where it listens, who may use it."""
 
-    model: str | None = None
-    revision: str | None = None
+    run: RunOptions = RunOptions()
     size: tuple[int, int] | None = None
     fps: float | None = None
     steps: int | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     token: str | None = None
@@ -64,14 +61,11 @@ def load_studio(options: StudioOptions, notice: Notice) -> Studio:
     if not options.max_seconds > 0:
         raise InputError(f"--max-seconds must be more than 0, not {options.max_seconds:g}")
     token = access_token(options.host, options.token)
-    runtime = resolve_runtime(options.device, options.dtype, options.attention)
-    source = options.model or default_model(streaming=True)
-    loaded = get_model(source, options.revision, runtime, notice)
+    run = replace(options.run, model=options.run.model or default_model(streaming=True))
+    loaded = get_model(run.model, run.revision, resolve_run(run), notice)
     if loaded.info.kind != "student":
-        notice(f"{source} is a {loaded.info.kind}, not a distilled student: it streams, but slowly and less well")
-    fps = options.fps or loaded.preset.default_fps
-    served = StudioModel(str(source), fps, options.size, options.steps, options.device, options.dtype,
-                         options.attention)
+        notice(f"{run.model} is a {loaded.info.kind}, not a distilled student: it streams, but slowly and less well")
+    served = StudioModel(run, options.fps or loaded.preset.default_fps, options.size, options.steps)
     return Studio(served, token=token, loopback=is_loopback(options.host), max_seconds=options.max_seconds)
 
 

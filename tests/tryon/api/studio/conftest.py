@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from tryon.api.studio.app import Studio, create_app  # noqa: E402
 from tryon.api.studio.live import StudioModel  # noqa: E402
+from tryon.modes import RunOptions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -35,7 +36,7 @@ def pictures(tmp_path_factory) -> Path:
 def make_studio(tmp_path: Path, model: str = "unused", token: str | None = None, loopback: bool = True) -> Studio:
     root = tmp_path / "studio"
     root.mkdir()
-    served = StudioModel(model, fps=24, size=(64, 64), steps=1)
+    served = StudioModel(RunOptions(model=model), fps=24, size=(64, 64), steps=1)
     return Studio(served, token=token, loopback=loopback, max_seconds=5, root=root)
 
 
