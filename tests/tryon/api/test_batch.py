@@ -287,3 +287,10 @@ def test_interrupt_keeps_the_finished_jobs(folder, tiny_checkpoint, tmp_path, mo
     assert summary.interrupted and not summary.ok and len(summary.outcomes) == 1
     assert len((tmp_path / "report.jsonl").read_text().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job_1_user.mp4", "report.jsonl"]
+
+
+def test_a_jsonl_line_nested_thousands_deep_is_one_input_error_not_a_recursion_error(folder):
+    deep = '{"user": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = manifest(folder, json.dumps({"user": "user.png"}) + "\n" + deep + "\n", "deep.jsonl")
+    with pytest.raises(InputError, match="line 2 is not valid JSON"):
+        eb.read_manifest(path)
