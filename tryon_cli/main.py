@@ -26,6 +26,7 @@ try:  # Ctrl-C while the CLI itself loads is the same clean line as later, not a
         generate,
         models,
         stream,
+        studio,
         train,
     )
     from tryon_cli.console import stderr
@@ -50,6 +51,7 @@ cli.add_typer(data.app, name="data")
 cli.command("eval")(evaluate.evaluate)
 cli.add_typer(train.app, name="train")
 cli.command()(bench.bench)
+cli.command()(studio.studio)
 
 
 def _quiet_libraries() -> None:

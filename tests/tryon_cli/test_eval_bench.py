@@ -29,13 +29,13 @@ def bench(tmp_path):
 def test_the_bench_is_rendered_with_a_model_then_scored(tryon, tiny_checkpoint, bench, tmp_path):
     predictions = tmp_path / "pred"
     args = ["eval", bench, "--bench", "hgc", "--model", tiny_checkpoint, "--predictions", predictions,
-            "--size", "32x48", "--seconds", "0.5", "--fps", "8", "--steps", "2", "--device", "cpu"]
+            "--size", "32x64", "--seconds", "0.5", "--fps", "8", "--steps", "2", "--device", "cpu"]
     run = tryon(*args, "--json")
     assert run.code == 0, run.stderr
     report = json.loads(run.stdout)
     assert (report["samples"], report["scored"], report["render"]["ok"]) == (2, 2, 2)
     info = probe_video(predictions / "output_1.mp4")
-    assert (info.width, info.height, info.frame_count) == (32, 48, 4)
+    assert (info.width, info.height, info.frame_count) == (32, 64, 4)
     assert report["metrics"]["Smoo"]["value"] is not None and report["metrics"]["HGC"]["skipped"]
 
     again = tryon(*args)  # renders nothing twice, prints the paper's columns and why each is missing

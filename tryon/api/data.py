@@ -61,16 +61,25 @@ def curate(videos: Path, out: Path, detector: Path, vlm: Path, editor, config: s
 
 
 def load_editor(folder: Path, steps: int = 40, device: str = "cpu"):
-    """The image edit model for curation: a QwenImageEditPlusPipeline folder (diffusers layout, .safetensors)."""
-    from diffusers import QwenImageEditPlusPipeline
-
+    """The image edit model for curation: the public route's edit stage (a folder `tryon models init
+    public-tiny` writes, or the route's local copy), or a QwenImageEditPlusPipeline folder in diffusers layout."""
+    from tryon.api.options import resolve_run
     from tryon.curate.models import QwenImageEditor
     from tryon.errors import InputError
+    from tryon.modes import RunOptions
 
     folder = Path(folder)
+    runtime = resolve_run(RunOptions(device=device))
+    if (folder / "tryon.json").is_file():
+        from tryon.checkpoint.public.route import load_route
+
+        pipeline = load_route(str(folder), runtime).pipeline.stage("edit").to(runtime.device)
+        return QwenImageEditor(pipeline, steps=steps, name=f"the public route's edit stage ({folder.name})")
     if not (folder / "model_index.json").is_file():
-        raise InputError("not an image edit model folder (no model_index.json)", folder)
-    pipeline = QwenImageEditPlusPipeline.from_pretrained(folder, use_safetensors=True).to(device)
+        raise InputError("not an image edit model folder (no model_index.json, and no route's tryon.json)", folder)
+    from diffusers import QwenImageEditPlusPipeline
+
+    pipeline = QwenImageEditPlusPipeline.from_pretrained(folder, use_safetensors=True).to(runtime.device)
     return QwenImageEditor(pipeline, steps=steps, name=f"Qwen-Image-Edit {folder.name}")
 
 

@@ -17,7 +17,9 @@ from tryon.api.inputs import check_garments, check_motion, check_options, check_
 from tryon.api.loading import default_model, get_model
 from tryon.api.options import out_of_memory_is_a_failure, resolve_run
 from tryon.api.specs import GarmentSpec
+from tryon.api.route import render_request
 from tryon.checkpoint import LoadedModel
+from tryon.checkpoint.public import LoadedRoute
 from tryon.errors import InputError
 from tryon.limits import check_frames_fit_in_memory
 from tryon.media import (
@@ -32,6 +34,11 @@ from tryon.modes import RunOptions
 from tryon.pipelines.runtime import Runtime, runtime_notices
 from tryon.pipelines.shapes import frame_count
 from tryon.progress import Notice, Notices, Progress, no_progress
+from tryon.synth.recognise import looks_synthetic
+
+DEMO_ON_REAL_PHOTO = ("notice: the demo model knows only tryon's synthetic world (flat 2D figures); on a camera "
+                      "photo it makes a smear of colour. For real people use the public route: --model public "
+                      "(README: 'Which model')")
 
 
 @dataclass
@@ -63,6 +70,7 @@ class GenerateResult:
     model: str
     seed: int
     notices: list[str] = field(default_factory=list)
+    stages: list[dict] = field(default_factory=list)  # the public route's stages: stage, repo, revision
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,14 +93,14 @@ class OutputPlan:
         return [message for message in (self.size_notice, self.reach_notice) if message]
 
 
-def plan_output(request: GenerateRequest, model: LoadedModel, user_size: tuple[int, int]) -> OutputPlan:
+def plan_output(request: GenerateRequest, model: LoadedModel | LoadedRoute, user_size: tuple[int, int]) -> OutputPlan:
     """The model preset's defaults for what the request leaves open; the size rule of tryon.media."""
     preset = model.preset
     fps = preset.default_fps if request.fps is None else request.fps
     seconds = preset.default_seconds if request.seconds is None else request.seconds
     size = choose_output_size(user_size, request.size, default=preset.default_size,
                               multiple=model.pipeline.size_multiple)
-    trained = model.info.training_size
+    trained = model.info.training_size if isinstance(model, LoadedModel) else None
     reach = None
     if trained and (size.width, size.height) != trained:
         reach = (f"note: this model was trained at {trained[0]}x{trained[1]} only; at {size.width}x{size.height} "
@@ -134,6 +142,12 @@ def _generate(
     for message in plan.notices:
         tell(message)
     check_frames_fit_in_memory(plan.num_frames, plan.width, plan.height, "the video")
+    if isinstance(model, LoadedModel) and model.info.preset == "demo" and not looks_synthetic(user):
+        tell(DEMO_ON_REAL_PHOTO)
+    if isinstance(model, LoadedRoute):  # the public route runs its own stages
+        frames = render_request(model, request, user, garments, plan, anchor_first_frame, report)
+        stages = [model.pipeline.stage_record(stage) for stage in model.pipeline.used]
+        return _finish(request, frames, plan, source, list(tell), started, report, processes.is_main, stages)
     fps = plan.fps
 
     # 3. Inputs fitted to the output.
@@ -159,19 +173,26 @@ def _generate(
             generator=generator,
             progress=report,
         ).frames
-    if processes.is_main:
+    return _finish(request, frames, plan, source, list(tell), started, report, processes.is_main)
+
+
+def _finish(request: GenerateRequest, frames: np.ndarray, plan: OutputPlan, source: str, notices: list[str],
+            started: float, report: Progress, is_main: bool = True, stages: list[dict] | None = None) -> GenerateResult:
+    """Write the video (the first process only) and say what was made."""
+    if is_main:
         report("writing", 0, 1)
-        write_frames(request.output, frames, fps)
+        write_frames(request.output, frames, plan.fps)
         report("writing", 1, 1)
     return GenerateResult(
         output=str(request.output),
         frames=len(frames),
-        fps=fps,
+        fps=plan.fps,
         size=[plan.width, plan.height],
         seconds_taken=round(time.perf_counter() - started, 3),
         model=source,
         seed=request.seed,
-        notices=list(tell),
+        notices=notices,
+        stages=stages or [],
     )
 
 

@@ -79,6 +79,8 @@ class SwapRequest(GenerateRequest):
     withdraw: bool = True
     disentangle: bool = True
     live: Iterable[str] | None = None  # lines of garment specs read while generating (e.g. sys.stdin)
+    on_chunk: Callable[[ChunkWritten], None] | None = None  # hears about each chunk written (module docstring)
+    should_stop: Callable[[], bool] | None = None  # asked before each chunk; True ends the video there
 
 
 @dataclass
@@ -227,6 +229,9 @@ class ChunkWritten:
     started: float  # before the switches
     switched: float  # after the switches, as the chunk began
     written: float  # its frames handed to the writer
+    start: int  # the output index of its first frame
+    images: np.ndarray  # its frames as written, uint8 (T, H, W, 3)
+    worn: list[SwitchReport]  # the switches first worn in it
 
 
 @dataclass
@@ -245,27 +250,34 @@ class SwitchingStream:
     def write(self, writer: VideoWriter, num_frames: int, progress: Progress = no_progress,
               to_output: Callable[[np.ndarray], np.ndarray] = lambda frames: frames,
               on_chunk: Callable[[ChunkWritten], None] | None = None,
-              clock: Callable[[], float] = time.perf_counter) -> list[SwitchReport]:
+              clock: Callable[[], float] = time.perf_counter,
+              should_stop: Callable[[], bool] | None = None) -> list[SwitchReport]:
         """Generate `num_frames` frames chunk by chunk into `writer`, switching garments on time.
 
         `on_chunk` hears about every chunk once it is written (the benchmark times them by its
-        `clock`, which waits for the GPU).
+        `clock`, which waits for the GPU; the studio sends its frames to the browser).
+        `should_stop`, asked before each chunk, ends the video early: with the frames made, or,
+        before the first chunk, with nothing kept (`StreamInterrupted`).
         """
         reports = []
         made = 0
-        while made < num_frames:
+        while made < num_frames and not (should_stop and should_stop()):
             started = clock()
             taken = self._take_switches()
             switched = clock() if taken else started
             context_tokens = self.stream.cache.tokens
-            frames = self.stream.next_chunk(num_frames - made)
-            writer.write(to_output(frames))
+            frames = to_output(self.stream.next_chunk(num_frames - made))
+            writer.write(frames)
             written_at = clock()
+            worn = [self._report(switch, self.output_start + made, written_at) for switch in taken]
             if on_chunk is not None:
-                on_chunk(ChunkWritten(len(frames), context_tokens, taken, started, switched, written_at))
-            reports += [self._report(switch, self.output_start + made, written_at) for switch in taken]
+                on_chunk(ChunkWritten(len(frames), context_tokens, taken, started, switched, written_at,
+                                      self.output_start + made, frames, worn))
+            reports += worn
             made += len(frames)
             progress("frames", made, num_frames)
+        if made == 0:  # told to stop before the first chunk: like Ctrl-C, nothing is kept
+            raise StreamInterrupted(writer.path, 0)
         for switch in self.switches:
             self.tell(f"garments at {switch.at:g} s start after the last chunk has begun; not applied")
             reports.append(SwitchReport(describe(switch.garments), switch.at, None))
@@ -389,9 +401,10 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         )
         live = None if request.live is None else LiveSwitches(request.live)
         switching = SwitchingStream(stream, outfit, switches, live, size, plan.fps, tell)
-        reports = switching.write(writer, plan.num_frames, report)
+        reports = switching.write(writer, plan.num_frames, report, on_chunk=request.on_chunk,
+                                  should_stop=request.should_stop)
     return StreamResult(
-        output=str(request.output), frames=plan.num_frames, fps=plan.fps, size=list(size),
+        output=str(request.output), frames=stream.frames_made, fps=plan.fps, size=list(size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
         notices=list(tell), switches=reports,
     )

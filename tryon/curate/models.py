@@ -45,7 +45,8 @@ PUT_ON_PROMPT = ("Dress the person in the first image in the {category} of the s
 
 
 class QwenImageEditor:
-    """Qwen-Image-Edit (diffusers' `QwenImageEditPlusPipeline`, the public route's edit stage) as a GarmentEditor."""
+    """Qwen-Image-Edit (diffusers' `QwenImageEditPlusPipeline`, the public route's edit stage) as a GarmentEditor:
+    try-off asks it for the product shot; putting a garment on is the route's own dress stage."""
 
     def __init__(self, pipeline, steps: int = 40, true_cfg: float = 4.0, seed: int = 0, size: tuple[int, int] | None = None,
                  name: str = "Qwen-Image-Edit") -> None:
@@ -63,7 +64,12 @@ class QwenImageEditor:
         return self._edit([frame], TAKE_OFF_PROMPT.format(category=category))
 
     def put_on(self, frame: Image.Image, garment: Image.Image, category: str) -> Image.Image:
-        return self._edit([frame, garment], PUT_ON_PROMPT.format(category=category))
+        """The public route's dress stage (tryon.pipelines.public.stages.dress_photo) with one garment."""
+        from tryon.pipelines.public.stages import dress_photo
+
+        generator = torch.Generator("cpu").manual_seed(self.seed)
+        return dress_photo(self.pipeline, frame, [(category, garment)], self.size or frame.size, self.steps,
+                           self.true_cfg, " ", generator)
 
 
 class RTDetrPersonDetector:

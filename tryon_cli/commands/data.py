@@ -41,7 +41,8 @@ def curate(
     out: Annotated[Path, typer.Argument(help="Where samples/, curation.jsonl and the resumable state go.")],
     detector: Annotated[Path, typer.Option(help="A person detector folder (transformers RT-DETR).")],
     vlm: Annotated[Path, typer.Option(help="A Qwen2.5-VL-class model folder: captions and validation.")],
-    editor: Annotated[Path, typer.Option(help="An image edit model folder (QwenImageEditPlus in diffusers layout).")],
+    editor: Annotated[Path, typer.Option(help="The edit model: a public route folder (its edit stage) "
+                                              "or a QwenImageEditPlus folder.")],
     config: Annotated[Optional[Path], typer.Option(help="A JSON file of curation thresholds (see tryon/curate/config.py).")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th video from the K-th, as tryon batch.")] = None,
     edit_steps: Annotated[int, typer.Option(help="Denoising steps of each edit.")] = 40,

@@ -140,7 +140,7 @@ def test_compare_runs_each_mode_alone_against_the_baseline():
         (dict(mode="fast"), "^mode must be dress or stream"),
         (dict(size=(100, 64)), "multiples of 32"),
         (dict(run=RunOptions(model="somewhere")), "not both"),
-        (dict(repeat=0), "^repeat must be at least 1"),
+        (dict(repeat=0), "^repeat must be an integer from 1 to 100"),
         (dict(mode="stream", guidance=2.0), "no --guidance"),
         (dict(mode="stream", switch_at=0.5), "at or after the end"),
         (dict(compare=("warp",)), "unknown mode 'warp'"),
