@@ -31,3 +31,11 @@ class RuntimeFailure(TryonError):
     """The run could not finish for a reason that is not the input's fault."""
 
     exit_code = 1
+
+
+class DiskFull(RuntimeFailure):
+    """The disk filled up while writing: one line naming the folder or file."""
+
+    def __init__(self, path: str | Path, while_doing: str = "") -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: disk full{' while ' + while_doing if while_doing else ''}")
