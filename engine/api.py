@@ -112,13 +112,24 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise InputError("the output folder is not writable", folder)
 
 
+SEED_MAX = 2**64 - 1  # what torch.Generator.manual_seed takes
+
+
+def check_seed(seed: int) -> None:
+    if not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise InputError(f"--seed must be a whole number from 0 to 2^64-1, not {seed}")
+
+
 def check_options(
     seconds: float | None = None,
     fps: float | None = None,
     steps: int | None = None,
     guidance: float | None = None,
+    seed: int | None = None,
 ) -> None:
     """The timing and sampling options a request sets (None: the model's default)."""
+    if seed is not None:
+        check_seed(seed)
     if seconds is not None:
         check_seconds(seconds)
     if fps is not None:
@@ -145,6 +156,26 @@ def check_garments(garments: list[GarmentSpec]) -> None:
     categories = [g.category for g in garments if g.category]
     if "dress" in categories and ({"top", "bottom"} & set(categories)):
         raise InputError("a dress is one piece: it cannot be worn with a top or a bottom")
+
+
+def check_values(request: GenerateRequest) -> None:
+    """The checks of a request's garments and options (check_output and check_inputs do its files)."""
+    check_garments(request.garments)
+    check_options(request.seconds, request.fps, request.steps, request.guidance, request.seed)
+
+
+def check_inputs(
+    request: GenerateRequest,
+    image_check: Callable[[Path], object] = load_image,
+    video_check: Callable[[Path | None], object] = check_motion,
+) -> None:
+    """The request's input files read as what they must be: photos, and a motion video.
+
+    The batch passes cached versions of the same checks, for files that many rows share.
+    """
+    for path in [request.user, *(spec.path for spec in request.garments)]:
+        image_check(path)
+    video_check(request.motion)
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -211,11 +242,10 @@ def _generate(
     # 1. Everything the user gave us, checked before any model is loaded.
     runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
     check_output(request.output, request.overwrite)
-    check_garments(request.garments)
+    check_values(request)
     user = load_image(request.user)
     garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
     check_motion(request.motion)
-    check_options(request.seconds, request.fps, request.steps, request.guidance)
 
     # 2. The model, and the shapes it implies.
     processes = _context_parallel_processes(runtime)

@@ -10,25 +10,34 @@ prompt, seconds, seed, output`; only `user` is required.
 - `output` is a relative `.mp4` path inside OUTDIR; empty: `job_<row>_<user stem>.mp4`.
 - Rows are numbered from 1, header not counted; blank lines are skipped and not counted.
 
-A row that is wrong (bad cell, missing file, unknown category, too many garments, an output
-that leads outside OUTDIR or repeats an earlier row's) becomes a `BadRow`: it is reported
-and the rest of the batch still runs. Only a manifest that cannot be read at all raises
-InputError.
+- An empty `garments` cell makes the row a `dance` job: the person in their own clothes.
 
-Re-running is safe: a job whose output already exists and is complete (it decodes, with
-the frame count and size this job would produce) is skipped and its file left untouched;
-anything else is rendered again. `engine.api` writes every video atomically, so an
+A row that is wrong (bad cell, missing file, unknown category, too many garments, an output
+that leads outside OUTDIR or repeats an earlier row's) becomes a `BadRow`; before anything
+renders, every other row is checked as the CLI checks a `dress` (its values, and its files
+decode as photos and a video), so all bad rows are known at once. Bad rows are reported and
+the rest of the batch still runs; so is a job that fails. Only a manifest that cannot be
+read at all raises InputError.
+
+Re-running is safe: a job whose output is complete is skipped and its file left untouched;
+anything else is rendered again. "Complete" is known from the completion record in the
+report (the job's fingerprint and the file's size and mtime: one `stat`, no decoding), or,
+without one or with `verify`, by decoding the file (frame count and size). `engine.api`
+writes every video atomically and the next run removes what a killed one left, so an
 interrupted batch loses no finished job.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
@@ -36,8 +45,9 @@ import torch
 
 from engine import api
 from engine.checkpoint import LoadedModel
-from engine.errors import InputError, TryonError
+from engine.errors import DiskFull, InputError, TryonError
 from engine.media import load_image, probe_video
+from engine.media.atomic import create_temp_beside, deferred_interrupt, disk_is_full, release_temp, remove_stale_temps
 from engine.media.image import require_file
 from engine.runtime import Acceleration, resolve_runtime
 from engine.specs import GarmentSpec, parse_garment
@@ -131,10 +141,15 @@ class JobOutcome:
     output: str | None
     reason: str | None = None
     seconds: float = 0.0
+    record: Completion | None = None  # for a done job: what a re-run checks instead of decoding it
+    disk_full: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "status": self.status, "output": self.output, "reason": self.reason,
+        line = {"row": self.row, "status": self.status, "output": self.output, "reason": self.reason,
                 "seconds": self.seconds}
+        if self.record is not None:
+            line["record"] = asdict(self.record)
+        return line
 
 
 @dataclass
@@ -146,6 +161,7 @@ class BatchSummary:
     outcomes: list[JobOutcome] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    stopped: str | None = None  # why the batch stopped before its end (a disk that stays full)
 
     def count(self, status: Status) -> int:
         return sum(outcome.status == status for outcome in self.outcomes)
@@ -157,7 +173,7 @@ class BatchSummary:
     @property
     def ok(self) -> bool:
         """Every job done: rendered now or complete from an earlier run."""
-        return not self.interrupted and not self.failures
+        return not self.interrupted and not self.stopped and not self.failures
 
     def to_dict(self) -> dict[str, Any]:
         return {"jobs": self.total, "succeeded": self.count("ok"), "skipped": self.count("skipped"),
@@ -169,7 +185,9 @@ class BatchListener:
 
     def batch_started(self, total: int) -> None: ...
 
-    def job_started(self, entry: PlannedJob | BadRow) -> None: ...
+    def rows_checked(self, bad: list[BadRow]) -> None: ...
+
+    def job_started(self, entry: ReadyJob | BadRow) -> None: ...
 
     def stage(self, stage: str, done: int, total: int) -> None: ...
 
@@ -433,6 +451,192 @@ def _claim(entry: Job | BadRow, root: Path, claimed: dict[str, int]) -> PlannedJ
     return PlannedJob(entry, target)
 
 
+# -- completion records -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a finished job left: its fingerprint, and its output's size and modification time.
+
+    Kept in the report, it lets a re-run find finished jobs with one `stat` each, instead
+    of decoding every video: the output is taken as complete when the job is the same (same
+    fingerprint) and the file has not changed since it was written (same size and mtime).
+    """
+
+    job: str
+    bytes: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path, fingerprint: str) -> Completion:
+        stat = path.stat()
+        return cls(fingerprint, stat.st_size, stat.st_mtime_ns)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Completion | None:
+        try:
+            return cls(str(data["job"]), int(data["bytes"]), int(data["mtime_ns"]))
+        except (TypeError, KeyError, ValueError):
+            return None
+
+    def holds_for(self, path: Path, fingerprint: str) -> bool:
+        if fingerprint != self.job:
+            return False
+        try:
+            stat = path.stat()
+        except OSError:
+            return False
+        return (stat.st_size, stat.st_mtime_ns) == (self.bytes, self.mtime_ns)
+
+
+def job_fingerprint(request: api.GenerateRequest) -> str:
+    """A digest of what decides a job's video: its input files (path, size, mtime), text and settings.
+
+    Speed and memory modes (device, dtype, attention, acceleration) are left out: they do not
+    change what the video shows. Raises OSError when an input file has gone.
+    """
+
+    def stamp(path: Path | None) -> list | None:
+        if path is None:
+            return None
+        stat = path.stat()
+        return [str(path), stat.st_size, stat.st_mtime_ns]
+
+    content = {
+        "user": stamp(request.user),
+        "garments": [[stamp(spec.path), spec.category] for spec in request.garments],
+        "motion": stamp(request.motion),
+        "prompt": request.prompt,
+        "model": request.model, "revision": request.revision, "size": request.size, "seconds": request.seconds,
+        "fps": request.fps, "seed": request.seed, "steps": request.steps, "guidance": request.guidance,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def read_report_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a report, skipping lines that are not (a kill can cut the last one)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = []
+    for line in text.splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            lines.append(data)
+    return lines
+
+
+def completion_records(outdir: Path) -> dict[str, list[Completion]]:
+    """Every completion record in OUTDIR's reports (`report*.jsonl`, every shard's), by output name."""
+    records: dict[str, list[Completion]] = {}
+    for report in sorted(Path(outdir).glob("report*.jsonl")):
+        for line in read_report_lines(report):
+            record = Completion.from_dict(line.get("record"))
+            if record is not None and isinstance(line.get("output"), str):
+                records.setdefault(line["output"], []).append(record)
+    return records
+
+
+# -- checking every row before rendering ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadyJob:
+    """A planned job whose values and input files passed every check (or that is already done).
+
+    `finished`: the completion record showing its output is done, when one does.
+    """
+
+    planned: PlannedJob
+    request: api.GenerateRequest
+    fingerprint: str
+    finished: Completion | None = None
+
+    @property
+    def row(self) -> int:
+        return self.planned.row
+
+    @property
+    def job(self) -> Job:
+        return self.planned.job
+
+    @property
+    def target(self) -> Path:
+        return self.planned.target
+
+
+class _FileChecks:
+    """api's checks of input files, each file checked once however many rows name it."""
+
+    def __init__(self) -> None:
+        self.done: dict[tuple, InputError | None] = {}
+
+    def image(self, path: Path) -> None:
+        self._check(path, load_image)
+
+    def video(self, path: Path | None) -> None:
+        if path is not None:
+            self._check(path, api.check_motion)
+
+    def _check(self, path: Path, check) -> None:
+        try:
+            stat = path.stat()
+            key = (check, str(path), stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            key = (check, str(path))
+        if key not in self.done:
+            try:
+                check(path)
+                self.done[key] = None
+            except InputError as error:
+                self.done[key] = error
+        if self.done[key] is not None:
+            raise self.done[key]
+
+
+def check_jobs(
+    planned: Sequence[PlannedJob | BadRow],
+    defaults: Defaults,
+    records: Mapping[str, Sequence[Completion]] | None = None,
+    verify: bool = False,
+) -> list[ReadyJob | BadRow]:
+    """Check every planned row before anything renders: a ReadyJob, or a BadRow saying why not.
+
+    A job whose completion record holds (see `Completion`) is ready and finished: nothing of
+    it is checked or decoded, unless `verify`. Every other job is checked as the CLI checks a
+    `dress`: api.check_values (garments, seed, seconds, fps, steps, guidance) and
+    api.check_inputs (photos decode as images, the motion as a video of 2+ frames); its
+    output was checked by `plan`.
+    """
+    records = records or {}
+    files = _FileChecks()
+    return [_check_entry(entry, defaults, records, verify, files) for entry in planned]
+
+
+def _check_entry(entry, defaults, records, verify, files) -> ReadyJob | BadRow:
+    if isinstance(entry, BadRow):
+        return entry
+    request = job_request(entry, defaults)
+    try:
+        fingerprint = job_fingerprint(request)
+    except OSError as error:
+        return BadRow(entry.row, f"{error.filename}: {error.strerror}", entry.job.output)
+    if not verify:
+        done = next((r for r in records.get(entry.job.output, ()) if r.holds_for(entry.target, fingerprint)), None)
+        if done is not None:
+            return ReadyJob(entry, request, fingerprint, done)
+    try:
+        api.check_values(request)
+        api.check_inputs(request, files.image, files.video)
+    except InputError as error:
+        return BadRow(entry.row, str(error), entry.job.output)
+    return ReadyJob(entry, request, fingerprint)
+
+
 # -- running ----------------------------------------------------------------------------------
 
 
@@ -486,45 +690,121 @@ def load_batch_model(defaults: Defaults, notice: api.Notice | None = None) -> Lo
                          notice or (lambda message: None))
 
 
+def render(request: api.GenerateRequest, progress: api.Progress | None = None,
+           notice: api.Notice | None = None) -> api.GenerateResult:
+    """A job with garments is a `dress`; a row whose `garments` cell is empty is a `dance`."""
+    command = api.dress if request.garments else api.dance
+    return command(request, progress=progress, notice=notice)
+
+
 def run_batch(
     planned: Sequence[PlannedJob | BadRow],
     outdir: Path,
     defaults: Defaults,
     shard: Shard | None = None,
     listener: BatchListener | None = None,
+    verify: bool = False,
 ) -> BatchSummary:
-    """Run the planned rows in order and write the report; return the summary.
+    """Check every row, then run the good ones in order, keeping the report; return the summary.
 
-    Bad rows and jobs that fail (any engine error) are reported as failed and the batch goes
-    on. The model is loaded once, before the first job; a model that cannot be loaded is the
-    whole batch's problem and raises InputError. The report (`shard.report_name` in OUTDIR)
-    gets one JSON line per row as it finishes, so it is complete up to the last finished job
-    even after a crash. Ctrl-C stops the batch: the summary says `interrupted`.
+    First, stale temp files of killed runs are removed from OUTDIR and every row is checked
+    (`check_jobs`); the bad rows go to `listener.rows_checked` at once. Then the rows run in
+    order: bad rows and jobs that fail (a bad value, out of memory, a full disk for that file,
+    any error of that job) are reported as failed and the batch goes on; a disk that is
+    still full after a job failed on it stops the batch (`summary.stopped`). The model is
+    loaded once, after the checks, and only when a job needs rendering; one that cannot be
+    loaded is the whole batch's problem and raises InputError.
+
+    The report (`shard.report_name` in OUTDIR) is kept across runs: each outcome is appended
+    as the job ends, so it survives a kill, and when the run ends (done, stopped, Ctrl-C) the
+    report is rewritten atomically with one line per row, the latest. Ctrl-C stops the
+    batch: the summary says `interrupted`.
     """
     listener = listener or BatchListener()
     shard = shard or Shard(1, 1)
-    summary = BatchSummary(total=len(planned), report=Path(outdir) / shard.report_name)
+    outdir = Path(outdir)
+    summary = BatchSummary(total=len(planned), report=outdir / shard.report_name)
     started = time.perf_counter()
     listener.batch_started(len(planned))
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError("the output folder is a file", outdir)
+    previous = read_report_lines(summary.report)
     try:
-        model = None
-        if any(isinstance(entry, PlannedJob) for entry in planned):
-            listener.stage("loading model", 0, 1)
-            model = load_batch_model(defaults, listener.notice)
-            listener.stage("loading model", 1, 1)
-        _prepare_outdir(Path(outdir))
-        with summary.report.open("w", encoding="utf-8") as report:
-            for entry in planned:
+        remove_stale_temps(outdir, recursive=True)
+        checked = check_jobs(planned, defaults, completion_records(outdir), verify)
+        listener.rows_checked([entry for entry in checked if isinstance(entry, BadRow)])
+        runner = _Runner(defaults, listener)
+        if any(isinstance(entry, ReadyJob) and entry.finished is None for entry in checked):
+            runner.load_model()  # before any output: a model that cannot load stops the batch here
+        _prepare_outdir(outdir)
+        with _append_to(summary.report) as report:
+            for entry in checked:
                 listener.job_started(entry)
-                outcome = _run_entry(entry, model, defaults, listener)
+                outcome = runner.run(entry)
                 summary.outcomes.append(outcome)
                 report.write(json.dumps(outcome.to_dict()) + "\n")
                 report.flush()
                 listener.job_finished(outcome)
+                if outcome.disk_full and disk_is_full(outdir):
+                    summary.stopped = f"{outdir}: disk full (row {outcome.row} could not be written); stopped"
+                    break
     except KeyboardInterrupt:
         summary.interrupted = True
+    finally:
+        with deferred_interrupt():
+            _rewrite_report(summary.report, planned, previous, summary.outcomes)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+class _Runner:
+    """Runs one checked row at a time; loads the model before the first job that needs it."""
+
+    def __init__(self, defaults: Defaults, listener: BatchListener) -> None:
+        self.defaults = defaults
+        self.listener = listener
+        self.model: LoadedModel | None = None
+
+    def run(self, entry: ReadyJob | BadRow) -> JobOutcome:
+        if isinstance(entry, BadRow):
+            return JobOutcome(entry.row, "failed", entry.output, entry.reason)
+        started = time.perf_counter()
+
+        def outcome(status: Status, reason: str | None = None, disk_full: bool = False) -> JobOutcome:
+            record = Completion.of(entry.target, entry.fingerprint) if status != "failed" else None
+            return JobOutcome(entry.row, status, entry.job.output, reason, round(time.perf_counter() - started, 3),
+                              record, disk_full)
+
+        if entry.finished is not None:
+            return JobOutcome(entry.row, "skipped", entry.job.output, "complete output already there", 0.0,
+                              entry.finished)
+        try:
+            model = self.load_model()
+            request = entry.request
+            if request.output.exists() and is_complete(request.output, *expected_video(request, model)):
+                return outcome("skipped", "complete output already there")
+            request.output.parent.mkdir(parents=True, exist_ok=True)  # inside OUTDIR: plan() checked
+            render(request, progress=self.listener.stage, notice=self.listener.notice)
+            return outcome("ok")
+        except DiskFull as error:
+            return outcome("failed", str(error), disk_full=True)
+        except InputError as error:
+            return outcome("failed", str(error))
+        except TryonError as error:
+            return outcome("failed", str(error))
+        except MemoryError:
+            return outcome("failed", "out of memory: lower --size or --seconds")
+        except OSError as error:  # e.g. a file where the output's subfolder should be
+            return outcome("failed", f"{error.filename or entry.target.parent}: {error.strerror or error}")
+        except Exception as error:  # noqa: BLE001 - one job's failure, whatever it is, is that row's
+            return outcome("failed", f"internal error: {type(error).__name__}: {error}")
+
+    def load_model(self) -> LoadedModel:
+        if self.model is None:
+            self.listener.stage("loading model", 0, 1)
+            self.model = load_batch_model(self.defaults, self.listener.notice)
+            self.listener.stage("loading model", 1, 1)
+        return self.model
 
 
 def _prepare_outdir(outdir: Path) -> None:
@@ -536,25 +816,45 @@ def _prepare_outdir(outdir: Path) -> None:
         raise InputError(f"cannot create the output folder ({error.strerror})", outdir) from None
 
 
-def _run_entry(
-    entry: PlannedJob | BadRow, model: LoadedModel | None, defaults: Defaults, listener: BatchListener
-) -> JobOutcome:
-    if isinstance(entry, BadRow):
-        return JobOutcome(entry.row, "failed", entry.output, entry.reason)
-    started = time.perf_counter()
+@contextmanager
+def _append_to(report: Path) -> Iterator[Any]:
+    """The report, opened to append on a line of its own (a kill may have cut the last line)."""
+    with report.open("a+", encoding="utf-8") as stream:
+        if stream.tell() > 0:
+            stream.seek(stream.tell() - 1)
+            last = stream.read(1)
+            stream.seek(0, os.SEEK_END)
+            if last != "\n":
+                stream.write("\n")
+        yield stream
 
-    def outcome(status: Status, reason: str | None = None) -> JobOutcome:
-        return JobOutcome(entry.row, status, entry.job.output, reason, round(time.perf_counter() - started, 3))
 
-    assert model is not None, "run_batch loads the model before the first job"
-    request = job_request(entry, defaults)
+def _report_key(line: Mapping[str, Any]) -> str:
+    output = line.get("output")
+    return f"output:{output}" if isinstance(output, str) else f"row:{line.get('row')}"
+
+
+def _rewrite_report(
+    report: Path, planned: Sequence[PlannedJob | BadRow], previous: list[dict[str, Any]], outcomes: list[JobOutcome]
+) -> None:
+    """One line per planned row, in row order: this run's outcome, else the latest earlier line.
+
+    Written to a temp file and renamed; when that fails (a full disk), the appended report stays.
+    """
+    latest = {_report_key(line): line for line in previous}
+    latest.update({_report_key(line): line for line in (outcome.to_dict() for outcome in outcomes)})
+    keys = [_report_key({"output": entry.output if isinstance(entry, BadRow) else entry.job.output,
+                         "row": entry.row}) for entry in planned]
+    lines = [json.dumps(latest[key]) + "\n" for key in keys if key in latest]
+    if not report.parent.is_dir():
+        return
     try:
-        if request.output.exists() and is_complete(request.output, *expected_video(request, model)):
-            return outcome("skipped", "complete output already there")
-        request.output.parent.mkdir(parents=True, exist_ok=True)  # inside OUTDIR: plan() checked
-        api.dress(request, progress=listener.stage, notice=listener.notice)
-    except TryonError as error:
-        return outcome("failed", str(error))
-    except OSError as error:  # e.g. a file where the output's subfolder should be
-        return outcome("failed", f"{request.output.parent}: {error.strerror or error}")
-    return outcome("ok")
+        temp = create_temp_beside(report, ".tmp")
+    except TryonError:
+        return
+    try:
+        temp.write_text("".join(lines), encoding="utf-8")
+        os.replace(temp, report)
+        release_temp(temp, delete=False)
+    except OSError:
+        release_temp(temp, delete=True)

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine import batch as engine_batch
-from engine.batch import BadRow, BatchListener, BatchSummary, Defaults, JobOutcome, PlannedJob
+from engine.batch import BadRow, BatchListener, BatchSummary, Defaults, JobOutcome, ReadyJob
+from engine.errors import RuntimeFailure
 from engine.media import parse_size
 from tryon_cli import options
 from tryon_cli.console import print_json, stderr
@@ -21,6 +22,9 @@ ShardOption = Annotated[
     Optional[str],
     typer.Option(help="K/N: run only rows i (0-based) with i % N == K-1. Default under torchrun: RANK+1/WORLD_SIZE."),
 ]
+Verify = Annotated[bool, typer.Option(
+    "--verify", help="Decode every existing output to check it is complete, instead of trusting the report's "
+    "completion record (the file's size and modification time).")]
 OutDir = Annotated[
     Path, typer.Option("--output", "-o", help="Folder for the videos and the report (created if missing).")
 ]
@@ -48,6 +52,7 @@ class BatchDisplay(BatchListener):
         self.row: int | None = None
         self.render_times: list[float] = []
         self.seen_notices: set[str] = set()
+        self.bad_rows: set[int] = set()
 
     def __enter__(self) -> BatchDisplay:
         self.display.__enter__()
@@ -62,7 +67,14 @@ class BatchDisplay(BatchListener):
     def batch_started(self, total: int) -> None:
         self.display.update(self.task, total=total)
 
-    def job_started(self, entry: PlannedJob | BadRow) -> None:
+    def rows_checked(self, bad: list[BadRow]) -> None:
+        """All bad rows at once, before anything renders (even with --quiet: they are errors)."""
+        self.bad_rows = {row.row for row in bad}
+        if bad:
+            self.display.console.print(_rows_table(f"{len(bad)} bad rows, not rendered",
+                                                   [(row.row, row.output, row.reason) for row in bad]))
+
+    def job_started(self, entry: ReadyJob | BadRow) -> None:
         self.row = entry.row
         self.display.update(self.task, description=f"row {entry.row}")
 
@@ -96,14 +108,18 @@ def _job_line(outcome: JobOutcome) -> str:
     return f"{line} ({outcome.reason})" if outcome.status == "failed" else line
 
 
-def show_summary(summary: BatchSummary) -> None:
-    """The failed rows in a table, then the totals, on stderr."""
-    failures = summary.failures
+def _rows_table(title: str, rows: list[tuple[int, str | None, str | None]]) -> Table:
+    table = Table("row", "output", "reason", title=title, title_justify="left")
+    for row, output, reason in rows:
+        table.add_row(str(row), output or "—", reason or "")
+    return table
+
+
+def show_summary(summary: BatchSummary, listed: set[int] = frozenset()) -> None:
+    """The failed rows not `listed` already (as bad rows) in a table, then the totals, on stderr."""
+    failures = [outcome for outcome in summary.failures if outcome.row not in listed]
     if failures:
-        table = Table("row", "output", "reason", title="failed jobs", title_justify="left")
-        for outcome in failures:
-            table.add_row(str(outcome.row), outcome.output or "—", outcome.reason or "")
-        stderr.print(table)
+        stderr.print(_rows_table("failed jobs", [(o.row, o.output, o.reason) for o in failures]))
     counts = summary.to_dict()
     stderr.print(
         f"{counts['jobs']} jobs: {counts['succeeded']} rendered, {counts['skipped']} already complete, "
@@ -133,6 +149,7 @@ def batch(
     compile_: options.Compile = False,
     fuse_qkv: options.FuseQkv = False,
     shard: ShardOption = None,
+    verify: Verify = False,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
 ) -> None:
@@ -142,7 +159,9 @@ def batch(
 
     garments: `shirt.png:top;pants.png:bottom` in CSV, a list of strings in JSONL. Relative paths: from the manifest.
 
-    output: an .mp4 name inside OUTDIR (default job_<row>_<user>.mp4). Bad rows are reported, not run.
+    output: an .mp4 name inside OUTDIR (default job_<row>_<user>.mp4). A row without garments is a `dance` job.
+
+    Every row is checked before anything renders; bad rows are listed at once and not run.
 
     Report: OUTDIR/report.jsonl (report.KofN.jsonl for a shard). Exit 1 when any job failed.
 
@@ -157,14 +176,17 @@ def batch(
     chosen = engine_batch.choose_shard(shard, os.environ)
     planned = engine_batch.plan(engine_batch.read_manifest(manifest), outdir, chosen)
     with BatchDisplay(enabled=not quiet and not json_output) as display:
-        summary = engine_batch.run_batch(planned, outdir, defaults, chosen, display)
+        summary = engine_batch.run_batch(planned, outdir, defaults, chosen, display, verify=verify)
         if not summary.interrupted:
             display.finish()
     if summary.interrupted:
         stderr.print(f"interrupted: {len(summary.outcomes)} of {summary.total} jobs finished "
                      f"(report: {summary.report}); run again to go on", markup=False, soft_wrap=True)
         raise typer.Exit(130)
-    show_summary(summary)
+    if summary.stopped:
+        raise RuntimeFailure(f"{summary.stopped} after {len(summary.outcomes)} of {summary.total} jobs "
+                             f"(report: {summary.report}); free some space and run again to go on")
+    show_summary(summary, display.bad_rows)
     if json_output:
         print_json(summary.to_dict())
     if not summary.ok:

@@ -1,0 +1,104 @@
+"""How long a restarted batch takes to find the jobs an earlier (killed) run finished.
+
+    python examples/bench_resume.py --jobs 64 --done 57 --work /tmp/resume
+
+Renders `--done` of `--jobs` one-second jobs of the tiny random-weight model (64x64, one step),
+as a batch killed after them would leave, then restarts the batch over all `--jobs` rows in
+the same process (the model already loaded, so only finding finished work is timed) and prints:
+
+- `first_new_job_s`: from the restart until the first unfinished job starts rendering;
+- `restart_total_s`: the whole restart, the new jobs' rendering included;
+- `per_thousand_s` (with `--thousand`): finding 1000 finished jobs (the check before any
+  rendering), from 1000 completed outputs and their report.
+
+It uses only `engine.batch.read_manifest`, `plan` and `run_batch`, so the same script times
+an older checkout (`PYTHONPATH=/path/to/old/checkout python examples/bench_resume.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from engine import api
+from engine import batch as eb
+
+FAST = {"size": (64, 64), "seconds": 0.25, "fps": 24, "steps": 1}
+
+
+def manifest(folder: Path, count: int, name: str) -> Path:
+    path = folder / name
+    path.write_text("user,garments,motion,prompt,seconds,seed,output\n"
+                    + "".join(f"user.png,shirt.png:top,,,,{row},out_{row}.mp4\n" for row in range(1, count + 1)))
+    return path
+
+
+def run(path: Path, outdir: Path, defaults: eb.Defaults):
+    return eb.run_batch(eb.plan(eb.read_manifest(path), outdir), outdir, defaults)
+
+
+def first_render_time(path: Path, outdir: Path, defaults: eb.Defaults) -> tuple[float, float]:
+    """(seconds until the first job renders, seconds for the whole run)."""
+    started, first = time.perf_counter(), []
+    real = api.dress
+
+    def dress(request, **kwargs):
+        first.append(first[0] if first else time.perf_counter())
+        return real(request, **kwargs)
+
+    api.dress = dress
+    try:
+        run(path, outdir, defaults)
+    finally:
+        api.dress = real
+    total = time.perf_counter() - started
+    return (first[0] - started if first else total), total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=64)
+    parser.add_argument("--done", type=int, default=57)
+    parser.add_argument("--thousand", action="store_true", help="also time finding 1000 finished jobs")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/tryon-bench-resume"))
+    args = parser.parse_args()
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    folder = args.work / "inputs"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (96, 64, 3), dtype=np.uint8)).save(folder / "user.png")
+    Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(folder / "shirt.png")
+    model = api.init_model("tiny", args.work / "tiny")
+    defaults = eb.Defaults(model=str(model), **FAST)
+
+    outdir = args.work / "out"
+    run(manifest(folder, args.done, "done.csv"), outdir, defaults)  # what the killed run finished
+    first_new_job, total = first_render_time(manifest(folder, args.jobs, "all.csv"), outdir, defaults)
+    result = {"jobs": args.jobs, "done_before": args.done, "first_new_job_s": round(first_new_job, 3),
+              "restart_total_s": round(total, 3)}
+
+    if args.thousand:
+        if not hasattr(eb, "check_jobs"):
+            raise SystemExit("--thousand needs engine.batch.check_jobs (this checkout has none)")
+        many = args.work / "many"
+        many.mkdir()
+        one = next(outdir.glob("out_1.mp4"))
+        entries = eb.plan(eb.read_manifest(manifest(folder, 1000, "many.csv")), many)
+        eb.render = lambda request, **kwargs: shutil.copyfile(one, request.output)  # 1000 outputs, quickly
+        eb.run_batch(entries, many, defaults)
+        started = time.perf_counter()
+        checked = eb.check_jobs(entries, defaults, eb.completion_records(many))
+        result["per_thousand_s"] = round(time.perf_counter() - started, 3)
+        result["per_thousand_finished"] = sum(getattr(entry, "finished", None) is not None for entry in checked)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
