@@ -11,8 +11,8 @@ the same process (the model already loaded, so only finding finished work is tim
 - `per_thousand_s` (with `--thousand`): finding 1000 finished jobs (the check before any
   rendering), from 1000 completed outputs and their report.
 
-It uses only `engine.batch.read_manifest`, `plan` and `run_batch`, so the same script times
-an older checkout (`PYTHONPATH=/path/to/old/checkout python examples/bench_resume.py`).
+It uses only `read_manifest`, `plan`, `run_batch` and the `dress` that the batch module calls,
+so the same script timed the code before completion records (there, `engine.batch`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine import api
-from engine import batch as eb
+from tryon.api import batch as eb
+from tryon.api.models import init_model
 
 FAST = {"size": (64, 64), "seconds": 0.25, "fps": 24, "steps": 1}
 
@@ -46,17 +46,17 @@ def run(path: Path, outdir: Path, defaults: eb.Defaults):
 def first_render_time(path: Path, outdir: Path, defaults: eb.Defaults) -> tuple[float, float]:
     """(seconds until the first job renders, seconds for the whole run)."""
     started, first = time.perf_counter(), []
-    real = api.dress
+    real = eb.dress
 
     def dress(request, **kwargs):
         first.append(first[0] if first else time.perf_counter())
         return real(request, **kwargs)
 
-    api.dress = dress
+    eb.dress = dress
     try:
         run(path, outdir, defaults)
     finally:
-        api.dress = real
+        eb.dress = real
     total = time.perf_counter() - started
     return (first[0] - started if first else total), total
 
@@ -75,7 +75,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (96, 64, 3), dtype=np.uint8)).save(folder / "user.png")
     Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(folder / "shirt.png")
-    model = api.init_model("tiny", args.work / "tiny")
+    model = init_model("tiny", args.work / "tiny")
     defaults = eb.Defaults(model=str(model), **FAST)
 
     outdir = args.work / "out"
@@ -86,7 +86,7 @@ def main() -> None:
 
     if args.thousand:
         if not hasattr(eb, "check_jobs"):
-            raise SystemExit("--thousand needs engine.batch.check_jobs (this checkout has none)")
+            raise SystemExit("--thousand needs tryon.api.batch.check_jobs (this checkout has none)")
         many = args.work / "many"
         many.mkdir()
         one = next(outdir.glob("out_1.mp4"))

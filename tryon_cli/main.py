@@ -12,9 +12,17 @@ import warnings
 
 import typer
 
-from engine.errors import TryonError
-from tryon_cli.commands import batch, data, evaluate, generate, models, stream, train
-from tryon_cli.commands import bench
+from tryon.errors import TryonError
+from tryon_cli.commands import (
+    batch,
+    bench,
+    data,
+    evaluate,
+    generate,
+    models,
+    stream,
+    train,
+)
 from tryon_cli.console import stderr
 
 cli = typer.Typer(

@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from engine import api
-from engine.media import probe_video
+from tryon.api import batch as api_batch
+from tryon.media import probe_video
 
 FAST = ("--size", "64x64", "--seconds", "0.25", "--fps", "24", "--steps", "1")
 
@@ -128,7 +128,7 @@ def test_bad_shard_is_exit_2(tmp_path, tryon, shard):
 
 
 def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, tryon, monkeypatch):
-    real_dance, calls = api.dance, []
+    real_dance, calls = api_batch.dance, []
 
     def dance(request, **kwargs):
         calls.append(request)
@@ -136,7 +136,7 @@ def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, try
             raise KeyboardInterrupt
         return real_dance(request, **kwargs)
 
-    monkeypatch.setattr(api, "dance", dance)
+    monkeypatch.setattr(api_batch, "dance", dance)
     path = write_manifest(jobs, ["user.png,,,,,," for _ in range(4)])
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST)
     assert run.code == 130
@@ -154,14 +154,13 @@ def test_a_row_whose_seed_overflows_fails_alone(tiny_checkpoint, jobs, tmp_path,
 
 
 def test_a_disk_that_stays_full_ends_the_batch_with_one_line(tiny_checkpoint, jobs, tmp_path, tryon, monkeypatch):
-    from engine import batch as engine_batch
-    from engine.errors import DiskFull
+    from tryon.errors import DiskFull
 
     def no_space(request, **kwargs):
         raise DiskFull(request.output, "writing the video")
 
-    monkeypatch.setattr(engine_batch, "render", no_space)
-    monkeypatch.setattr(engine_batch, "disk_is_full", lambda folder: True)
+    monkeypatch.setattr(api_batch, "render", no_space)
+    monkeypatch.setattr(api_batch, "disk_is_full", lambda folder: True)
     path = write_manifest(jobs, ["user.png,,,,,," for _ in range(3)])
     outdir = tmp_path / "out"
     run = tryon("batch", path, "-o", outdir, "--model", tiny_checkpoint, *FAST, "--quiet")

@@ -1,4 +1,4 @@
-"""`tryon bench`: end-to-end speed of the real pipeline (see engine.bench)."""
+"""`tryon bench`: end-to-end speed of the real pipeline (see tryon.api.bench)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from engine import api
-from engine.bench import COMPARABLE, STAGES, BenchRequest, BenchResult
-from engine.media import parse_size
-from engine.runtime import Acceleration
+from tryon import api
+from tryon.api.bench import COMPARABLE, STAGES, BenchRequest, BenchResult
+from tryon.media import parse_size
+from tryon.pipelines.runtime import Acceleration
 from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
 
@@ -87,7 +87,7 @@ def bench(
         acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), warmup=warmup, repeat=repeat, seed=seed,
         vae_tiling=vae_tiling, compare=tuple(name.strip() for name in compare.split(",")) if compare else (),
     )
-    result = api.bench(request, notice=None if quiet else notice)
+    result = api.bench_and_compare(request, notice=None if quiet else notice)
     if json_output:
         print_json(result.to_dict())
     else:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from engine import api
-from engine.media import parse_size
+from tryon import api
+from tryon.media import parse_size
 from tryon_cli.console import StageProgress, notice
 
 app = typer.Typer(help="Make training and test data.", no_args_is_help=True)

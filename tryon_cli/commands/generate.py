@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from engine import api
-from engine.distributed import is_main_process
-from engine.media import parse_size
-from engine.specs import GarmentSpec, parse_garment
+from tryon import api
+from tryon.api.specs import GarmentSpec, parse_garment
+from tryon.media import parse_size
+from tryon.model.distributed import is_main_process
 from tryon_cli import options
 from tryon_cli.console import StageProgress, notice, print_json
 

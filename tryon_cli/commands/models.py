@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine import api
+from tryon import api
 from tryon_cli.console import notice, print_json, stdout
 
 app = typer.Typer(help="List and create model checkpoints.", no_args_is_help=True)

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine import api
-from engine.media import parse_size
+from tryon import api
+from tryon.media import parse_size
 from tryon_cli.console import StageProgress, notice
 
 app = typer.Typer(help="Train models.", no_args_is_help=True)

@@ -1,0 +1,55 @@
+"""`tryon models`: the models one can use, and random-weight checkpoints for smoke and speed tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tryon.api.loading import DEMO_MODEL
+from tryon.checkpoint import (
+    PRESETS,
+    CheckpointInfo,
+    build_random,
+    get_preset,
+    save_checkpoint,
+)
+from tryon.errors import InputError
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    kind: str  # preset | cached | default
+    description: str
+
+
+def list_models() -> list[ModelEntry]:
+    """The presets, the default model, and the checkpoints in the local Hub cache."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    entries = [ModelEntry(p.name, "preset", f"{p.description}; needs {p.hardware}") for p in PRESETS.values()]
+    if DEMO_MODEL.is_dir():
+        entries.append(ModelEntry(str(DEMO_MODEL), "default", "the demo model shipped with tryon"))
+    try:
+        cache = scan_cache_dir()
+    except CacheNotFound:
+        return entries
+    base_repos = {p.base_repo for p in PRESETS.values() if p.base_repo}
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        snapshots = [r.snapshot_path for r in repo.revisions]
+        is_tryon = any((s / "tryon.json").exists() for s in snapshots)
+        if repo.repo_type == "model" and (is_tryon or repo.repo_id in base_repos):
+            what = "tryon checkpoint" if is_tryon else "Wan base weights"
+            entries.append(ModelEntry(repo.repo_id, "cached", f"{what}, {repo.size_on_disk_str} in the Hub cache"))
+    return entries
+
+
+def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a random-weight checkpoint of `preset` to `folder`, marked untrained."""
+    spec = get_preset(preset)
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
+    pipeline = build_random(spec, seed=seed)
+    return save_checkpoint(pipeline, folder, CheckpointInfo(kind="teacher", preset=spec.name, condnet_trained=False,
+                                                            training={"note": f"random init, seed {seed}"}))
