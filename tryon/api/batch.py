@@ -30,12 +30,13 @@ interrupted batch loses no finished job.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
@@ -492,18 +493,22 @@ class Completion:
         return (stat.st_size, stat.st_mtime_ns) == (self.bytes, self.mtime_ns)
 
 
-def job_fingerprint(request: GenerateRequest) -> str:
+def file_stamp(path: Path) -> list:
+    """[path, size, mtime]: what tells that a file is still the one it was."""
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def job_fingerprint(request: GenerateRequest, stamp_of: Callable[[Path], list] = file_stamp) -> str:
     """A digest of what decides a job's video: its input files (path, size, mtime), text and settings.
 
     Speed and memory modes (device, dtype, attention, acceleration) are left out: they do not
-    change what the video shows. Raises OSError when an input file has gone.
+    change what the video shows. Raises OSError when an input file has gone. `stamp_of` may
+    be a cached `file_stamp`, for files that many jobs share.
     """
 
     def stamp(path: Path | None) -> list | None:
-        if path is None:
-            return None
-        stat = path.stat()
-        return [str(path), stat.st_size, stat.st_mtime_ns]
+        return None if path is None else stamp_of(path)
 
     content = {
         "user": stamp(request.user),
@@ -617,15 +622,16 @@ def check_jobs(
     """
     records = records or {}
     files = _FileChecks()
-    return [_check_entry(entry, defaults, records, verify, files) for entry in planned]
+    stamps = functools.lru_cache(maxsize=None)(file_stamp)
+    return [_check_entry(entry, defaults, records, verify, files, stamps) for entry in planned]
 
 
-def _check_entry(entry, defaults, records, verify, files) -> ReadyJob | BadRow:
+def _check_entry(entry, defaults, records, verify, files, stamps) -> ReadyJob | BadRow:
     if isinstance(entry, BadRow):
         return entry
     request = job_request(entry, defaults)
     try:
-        fingerprint = job_fingerprint(request)
+        fingerprint = job_fingerprint(request, stamps)
     except OSError as error:
         return BadRow(entry.row, f"{error.filename}: {error.strerror}", entry.job.output)
     if not verify:
