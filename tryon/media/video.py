@@ -565,10 +565,27 @@ def _unreadable_problem(ffmpeg_log: str) -> str:
 
 
 def _source_fps(meta: dict, path: Path) -> float:
-    fps = float(meta.get("fps") or 0)
+    fps = float(meta.get("fps") or 0) or _header_fps(path)
     if fps <= 0:
         raise InputError("not a usable video (its frame rate is unknown)", path)
     return fps
+
+
+def _header_fps(path: Path) -> float:
+    """The frame rate in ffmpeg's description of the video stream, 0 if none.
+
+    For rates imageio-ffmpeg cannot parse: from 1000 fps up, ffmpeg writes `1k fps`.
+    """
+    try:
+        done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                              capture_output=True, text=True, errors="replace", timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0.0
+    for line in done.stderr.splitlines():
+        match = re.search(r"Stream #.*Video:.* (\d+(?:\.\d+)?)(k?) fps", line)
+        if match:
+            return float(match[1]) * (1000 if match[2] else 1)
+    return 0.0
 
 
 def _check_complete(meta: dict, decoded: int, path: Path) -> None:

@@ -326,6 +326,14 @@ def test_truncated_videos_are_input_errors_not_hangs(tmp_path, reader):
         assert "\n" not in str(caught.value)
 
 
+def test_a_1000_fps_video_is_read_at_its_rate(tmp_path, make_frames, read_numbers):
+    path = tmp_path / "fast.mp4"
+    write_video(path, make_frames(30), 1000)  # ffmpeg describes it as "1k fps"
+    info = probe_video(path)
+    assert (info.fps, info.frame_count) == (1000, 30)
+    assert read_numbers(read_video(path, fps=100, num_frames=3)) == [0, 10, 20]
+
+
 def test_a_video_whose_sound_outlasts_the_picture_is_not_called_truncated(tmp_path):
     path = tmp_path / "long sound.mp4"
     _ffmpeg("-f", "lavfi", "-i", "sine=d=3", "-f", "lavfi", "-i", "testsrc=d=1:s=64x64:r=24",
