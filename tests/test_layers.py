@@ -20,7 +20,7 @@ LAYERS = [
     ["tryon.pipelines"],
     ["tryon.model"],
     ["tryon.media", "tryon.synth", "tryon.metrics"],
-    ["tryon.errors", "tryon.progress"],
+    ["tryon.errors", "tryon.progress", "tryon.paths", "tryon.jsonfiles", "tryon.modes"],
 ]
 
 

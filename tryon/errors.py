@@ -7,6 +7,7 @@ broken install): exit code 1.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -31,6 +32,21 @@ class RuntimeFailure(TryonError):
     """The run could not finish for a reason that is not the input's fault."""
 
     exit_code = 1
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def from_os_error(error: OSError) -> TryonError | None:
+    """What an OSError that reached the top means: a full disk (exit 1, naming the folder), a
+    path the user gave that cannot be used (exit 2, naming it), or None when it names no path."""
+    path = Path(error.filename) if error.filename else None
+    reason = error.strerror or type(error).__name__
+    if error.errno in DISK_FULL:
+        return RuntimeFailure(f"{path.parent if path else 'the output folder'}: disk full ({reason})")
+    if path is None:
+        return None
+    return InputError(reason[:1].lower() + reason[1:], path)
 
 
 class DiskFull(RuntimeFailure):

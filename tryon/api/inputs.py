@@ -11,6 +11,7 @@ from pathlib import Path
 from tryon.api.specs import GarmentSpec
 from tryon.errors import InputError
 from tryon.media import VideoInfo, probe_video
+from tryon.media.atomic import create_temp_beside, release_temp
 from tryon.model.roles import MAX_GARMENTS
 from tryon.pipelines.shapes import check_fps, check_seconds
 
@@ -27,6 +28,8 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise InputError("the output folder does not exist", folder)
     if not os.access(folder, os.W_OK):
         raise InputError("the output folder is not writable", folder)
+    # the one sure test (root, /proc, a read-only mount, a long name)
+    release_temp(create_temp_beside(path, ".tmp.check"), delete=True)
 
 
 SEED_MAX = 2**64 - 1  # what torch.Generator.manual_seed takes

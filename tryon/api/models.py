@@ -10,10 +10,12 @@ from tryon.checkpoint import (
     PRESETS,
     CheckpointInfo,
     build_random,
+    check_checkpoint_target,
     get_preset,
     save_checkpoint,
 )
 from tryon.errors import InputError
+from tryon.paths import make_folder
 
 
 @dataclass
@@ -48,8 +50,11 @@ def list_models() -> list[ModelEntry]:
 def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
     """Write a random-weight checkpoint of `preset` to `folder`, marked untrained."""
     spec = get_preset(preset)
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
+    folder = Path(folder)
+    if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
+        raise InputError("already exists (use --overwrite to replace it)", folder)
+    check_checkpoint_target(folder)
+    make_folder(folder.parent)  # a missing parent is created; an unwritable one is refused before building
     pipeline = build_random(spec, seed=seed)
     return save_checkpoint(pipeline, folder, CheckpointInfo(kind="teacher", preset=spec.name, condnet_trained=False,
                                                             training={"note": f"random init, seed {seed}"}))

@@ -7,6 +7,8 @@ from tryon.checkpoint.store import (
     LoadedModel,
     build_random,
     build_random_on,
+    check_checkpoint_target,
+    is_checkpoint_folder,
     load_model,
     resolve_source,
     save_checkpoint,
@@ -14,6 +16,8 @@ from tryon.checkpoint.store import (
 )
 
 __all__ = [
+    "check_checkpoint_target",
+    "is_checkpoint_folder",
     "PRESETS", "Preset", "get_preset", "CheckpointInfo", "CondNetUntrainedWarning", "LoadedModel",
     "build_random", "build_random_on", "load_model", "resolve_source", "save_checkpoint", "validate_checkpoint",
 ]

@@ -34,17 +34,22 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     WanTransformer3DModel,
 )
+from safetensors import SafetensorError, safe_open
 from transformers import AutoTokenizer, T5Tokenizer, UMT5Config, UMT5EncoderModel
 
 from tryon.checkpoint.presets import PRESETS, TINY_VOCABULARY, Preset, get_preset
 from tryon.errors import InputError
+from tryon.jsonfiles import check_int_field, json_type, read_json_object
 from tryon.model.transformer_condnet import CondNetTransformer
+from tryon.paths import check_replaceable, holds_only, remove
 from tryon.pipelines.pipeline_tryon import TryOnPipeline
 
 INFO_FILE = "tryon.json"
 COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer/*"]
+# Everything a checkpoint folder of ours may hold: only such a folder is ever replaced.
+CHECKPOINT_ENTRIES = {"model_index.json", INFO_FILE, *COMPONENTS, "training_state", "metrics.jsonl"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # The classes a component folder may name in model_index.json, and nothing else.
@@ -61,6 +66,18 @@ class CondNetUntrainedWarning(UserWarning):
     """Loaded a checkpoint whose CondNet was never trained: garments will not register."""
 
 
+MAX_TEXT_TOKENS = 4096
+_INFO_TYPES = {"kind": str, "preset": str, "condnet_trained": bool, "training": dict, "max_text_tokens": int,
+               "format": int}
+_INFO_TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object", int: "an integer"}
+
+
+def _is_json_type(value: Any, expected: type) -> bool:
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
 @dataclass
 class CheckpointInfo:
     """What `tryon.json` says about a checkpoint."""
@@ -75,10 +92,11 @@ class CheckpointInfo:
     @classmethod
     def read(cls, folder: Path) -> "CheckpointInfo":
         path = folder / INFO_FILE
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise InputError(f"not valid JSON ({error.msg} at line {error.lineno})", path) from None
+        data = read_json_object(path)
+        for key, expected in _INFO_TYPES.items():
+            if key in data and not _is_json_type(data[key], expected):
+                raise InputError(f"'{key}' must be {_INFO_TYPE_NAMES[expected]}, not {json_type(data[key])}", path)
+        check_int_field(data, "max_text_tokens", 1, MAX_TEXT_TOKENS, path)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         info = cls(**known)
         if info.kind not in ("teacher", "student"):
@@ -184,18 +202,38 @@ def _keep_in_float32(model: torch.nn.Module, dtype: torch.dtype, when: tuple[tor
             param.data = param.data.float()
 
 
+def is_checkpoint_folder(folder: Path) -> bool:
+    """Whether `folder` is a checkpoint this tool wrote (or a training run's first metrics), holding nothing else."""
+    return (((folder / INFO_FILE).is_file() or (folder / "metrics.jsonl").is_file())
+            and holds_only(folder, lambda name: name in CHECKPOINT_ENTRIES))
+
+
+def check_checkpoint_target(folder: Path) -> None:
+    """`folder` may receive a checkpoint: absent, empty, a file, or a checkpoint of ours (never `.`, `~`, `/`)."""
+    check_replaceable(folder, is_checkpoint_folder, "tryon checkpoint")
+
+
 def save_checkpoint(pipeline: TryOnPipeline, folder: Path, info: CheckpointInfo) -> Path:
-    """Write the whole checkpoint to `folder` atomically (built beside it, then renamed)."""
+    """Write the whole checkpoint to `folder` atomically (built beside it, then renamed).
+
+    What is there already is replaced only if `check_checkpoint_target` allows it.
+    """
     folder = Path(folder)
+    check_checkpoint_target(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     info.max_text_tokens = pipeline.max_text_tokens
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         pipeline.save_pretrained(staging, safe_serialization=True)
         info.write(staging)
-        if folder.exists():
-            shutil.rmtree(folder)
+        check_checkpoint_target(folder)  # still ours after the minutes the save took
+        retired = staging.with_name(staging.name + ".old")
+        replaced = folder.exists() or folder.is_symlink()
+        if replaced:
+            os.replace(folder, retired)
         os.replace(staging, folder)
+        if replaced:
+            remove(retired)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -244,10 +282,51 @@ def _read_index(folder: Path) -> dict[str, Any]:
     path = folder / "model_index.json"
     if not path.is_file():
         raise InputError("not a tryon checkpoint: model_index.json is missing", folder)
+    return read_json_object(path)
+
+
+# The largest value each size in a component's config.json may take (lists: each entry), about
+# ten times the production model's: a corrupt or hostile config must not ask for a model that
+# takes hours or all memory to build. Null is allowed where the classes accept it.
+CONFIG_LIMITS: dict[str, dict[str, int]] = {
+    "transformer": {"num_layers": 100, "num_attention_heads": 256, "attention_head_dim": 1024, "ffn_dim": 131072,
+                    "in_channels": 1024, "out_channels": 1024, "text_dim": 16384, "freq_dim": 4096,
+                    "rope_max_seq_len": 2**20, "num_roles": 64, "patch_size": 16, "motion_channels": 1024,
+                    "image_dim": 16384, "added_kv_proj_dim": 16384, "pos_embed_seq_len": 2**20},
+    "vae": {"base_dim": 1024, "decoder_base_dim": 1024, "z_dim": 1024, "num_res_blocks": 16, "dim_mult": 16,
+            "in_channels": 64, "out_channels": 64, "patch_size": 16, "scale_factor_spatial": 64,
+            "scale_factor_temporal": 64},
+    "text_encoder": {"num_layers": 100, "num_decoder_layers": 100, "d_model": 16384, "d_ff": 131072,
+                     "num_heads": 256, "d_kv": 1024, "vocab_size": 2**22, "relative_attention_num_buckets": 1024,
+                     "relative_attention_max_distance": 2**16},
+}
+MAX_LIST_LENGTH = 8
+
+
+def _check_config(path: Path, limits: dict[str, int]) -> None:
+    """config.json: a UTF-8 JSON object whose sizes are integers within `limits`."""
+    if not path.is_file():
+        raise InputError("the config is missing", path)
+    config = read_json_object(path)
+    for key, high in limits.items():
+        value = config.get(key)
+        if isinstance(value, list):
+            if len(value) > MAX_LIST_LENGTH:
+                raise InputError(f"'{key}' has {len(value)} entries; at most {MAX_LIST_LENGTH}", path)
+            for index, entry in enumerate(value):
+                check_int_field({f"{key}[{index}]": entry}, f"{key}[{index}]", 0, high, path)
+        else:
+            check_int_field(config, key, 0, high, path, optional=True)
+
+
+def _check_weights(file: Path) -> None:
+    """A .safetensors file whose header parses and whose tensors all lie inside the file."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON ({error.msg} at line {error.lineno})", path) from None
+        with safe_open(file, framework="pt") as weights:
+            weights.keys()
+    except (SafetensorError, OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"not a complete .safetensors file ({reason[:200]})", file) from None
 
 
 def validate_checkpoint(folder: Path) -> dict[str, str]:
@@ -260,7 +339,7 @@ def validate_checkpoint(folder: Path) -> dict[str, str]:
     classes: dict[str, str] = {}
     for component in COMPONENTS:
         entry = index.get(component)
-        if not (isinstance(entry, list) and len(entry) == 2 and entry[1]):
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str) and entry[1]):
             raise InputError(f"model_index.json has no '{component}' component", folder / "model_index.json")
         class_name = entry[1]
         if class_name not in ALLOWED_CLASSES[component]:
@@ -272,10 +351,15 @@ def validate_checkpoint(folder: Path) -> dict[str, str]:
         if not sub.is_dir():
             raise InputError(f"the {component}/ folder is missing", folder)
         if component in ("transformer", "vae", "text_encoder"):
-            if not (sub / "config.json").is_file():
-                raise InputError(f"the {component} config is missing", sub / "config.json")
-            if not any(sub.glob("*.safetensors")):
+            _check_config(sub / "config.json", CONFIG_LIMITS[component])
+            weights = sorted(sub.glob("*.safetensors"))
+            if not weights:
                 raise InputError(f"no .safetensors weights for the {component}", sub)
+            for file in weights:
+                _check_weights(file)
+        for file in sorted(sub.glob("*.json")):
+            if file.name != "config.json":
+                read_json_object(file)  # scheduler and tokenizer configs: JSON objects, UTF-8
         classes[component] = class_name
     return classes
 
@@ -292,9 +376,11 @@ def _load_component(loader, folder: Path, component: str, **kwargs):
     """Call a from_pretrained, turning corrupt or incomplete files into one clear line."""
     try:
         return loader(folder / component, **kwargs)
-    except (OSError, ValueError, RuntimeError, json.JSONDecodeError, KeyError, TypeError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError,
+            ZeroDivisionError, OverflowError, AssertionError, SafetensorError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(f"cannot load the {component}: {first_line[:300]}", folder / component) from None
+
 
 
 def _transformer(folder: Path, class_name: str, dtype: torch.dtype) -> CondNetTransformer:

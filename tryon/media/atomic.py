@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tryon.errors import DiskFull, InputError
+from tryon.errors import DISK_FULL, DiskFull, InputError
 
 try:
     import fcntl
@@ -58,7 +58,7 @@ def create_temp_beside(path: Path, suffix: str) -> Path:
             except FileExistsError:
                 continue
             except OSError as err:
-                if disk_is_full(folder):
+                if err.errno in DISK_FULL:
                     raise DiskFull(folder) from err
                 raise InputError(f"cannot write to this folder ({err.strerror})", folder) from err
             if fcntl is not None:
@@ -142,12 +142,15 @@ def _pid_alive(pid: int) -> bool:
 
 
 def disk_is_full(folder: Path, margin: int = 16 * 2**20) -> bool:
-    """True when `folder`'s file system has less than `margin` bytes free."""
+    """True when `folder` is on a real file system with less than `margin` bytes free.
+
+    Pseudo file systems (/proc, /sys) report no blocks at all: they are not full, just unwritable.
+    """
     try:
         stats = os.statvfs(folder)
     except (OSError, AttributeError):  # no statvfs on Windows
         return False
-    return stats.f_bavail * stats.f_frsize < margin
+    return stats.f_blocks > 0 and stats.f_bavail * stats.f_frsize < margin
 
 
 class Interrupt:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tryon.errors import DiskFull, InputError
+from tryon.errors import DISK_FULL, DiskFull, InputError
 from tryon.media.atomic import create_temp_beside, deferred_interrupt, disk_is_full, release_temp
 
 # Larger images are refused before their pixels are decoded (a 9000x9000 photo is already
@@ -102,7 +102,7 @@ def save_image(path: str | Path, image: Image.Image) -> None:
             release_temp(temp, delete=False)
     except BaseException as err:
         release_temp(temp, delete=True)
-        if isinstance(err, OSError) and (err.errno == errno.ENOSPC or disk_is_full(path.parent)):
+        if isinstance(err, OSError) and (err.errno in DISK_FULL or disk_is_full(path.parent)):
             raise DiskFull(path, "writing the image") from err
         raise
 

@@ -35,7 +35,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from tryon.errors import DiskFull, InputError, RuntimeFailure
+from tryon.errors import DISK_FULL, DiskFull, InputError, RuntimeFailure
 from tryon.media.atomic import create_temp_beside, deferred_interrupt, disk_is_full, release_temp, remove_stale_temps
 from tryon.media.geometry import fit_image
 from tryon.media.image import require_file
@@ -378,7 +378,7 @@ class VideoWriter:
     def _failure(self, err: Exception) -> RuntimeFailure:
         # When ffmpeg hits a full disk it dies and we only see a broken pipe, hence the
         # free-space check besides the errno.
-        if getattr(err, "errno", None) == errno.ENOSPC or disk_is_full(self.path.parent):
+        if getattr(err, "errno", None) in DISK_FULL or disk_is_full(self.path.parent):
             return DiskFull(self.path, "writing the video")
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return RuntimeFailure(f"{self.path}: the video encoder failed ({reason})")

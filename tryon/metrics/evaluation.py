@@ -233,6 +233,8 @@ def _pairs(pred: Path, reference: Path, notices: list[str]) -> list[tuple[str, P
     for path in (pred, reference):
         if not path.exists():
             raise InputError("not found", path)
+        if not (path.is_file() or path.is_dir()):
+            raise InputError("is neither a video file nor a folder", path)
     if pred.is_file():
         if reference.is_file():
             return [(pred.stem, pred, _Reference(reference))]

@@ -25,34 +25,9 @@ import torch
 
 from tryon.errors import InputError
 from tryon.model.attention import diffusers_backend, resolve_attention
+from tryon.modes import OFFLOAD_CHOICES, Acceleration  # noqa: F401 - the modes' home is tryon.modes
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-OFFLOAD_CHOICES = ("none", "model", "group")
-
-
-@dataclass(frozen=True)
-class Acceleration:
-    """Speed and memory modes; all off by default (see the module docstring)."""
-
-    offload: str = "none"  # none | model | group
-    fp8: bool = False
-    compile: bool = False
-    fuse_qkv: bool = False
-    context_parallel: bool = False  # the teacher's sequence split across torchrun's processes (tryon.model.distributed)
-
-    def __post_init__(self) -> None:
-        if self.offload not in OFFLOAD_CHOICES:
-            raise InputError(f"--offload must be one of {', '.join(OFFLOAD_CHOICES)}, not '{self.offload}'")
-
-    def describe(self) -> str:
-        """The modes that are on, e.g. 'fp8, offload group' ('' when none is)."""
-        named = [name.replace("_", " ") for name in ("fuse_qkv", "fp8", "compile", "context_parallel")
-                 if getattr(self, name)]
-        if self.offload != "none":
-            named.append(f"offload {self.offload}")
-        return ", ".join(named)
-
-
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device

@@ -34,8 +34,10 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from tryon.errors import InputError
+from tryon.errors import DISK_FULL, InputError, RuntimeFailure
 from tryon.media import VideoWriter
+from tryon.media.image import disk_is_full
+from tryon.paths import check_replaceable, holds_only, make_folder
 from tryon.synth import colours
 from tryon.synth.figure import (
     Appearance,
@@ -316,6 +318,7 @@ def write_sample(sample: Sample, folder: Path) -> Path:
             size=[int(width), int(height)],
         )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        check_replaceable(folder, _holds_only_sample_files, "synthetic sample")
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
             os.replace(folder, old / "sample")
@@ -323,10 +326,17 @@ def write_sample(sample: Sample, folder: Path) -> Path:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, folder)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = isinstance(error, OSError) and error.errno in DISK_FULL
+        if full or (isinstance(error, (OSError, RuntimeFailure)) and disk_is_full(folder.parent)):
+            raise RuntimeFailure(f"{folder.parent}: disk full; {folder.name} was not written") from None
         raise
     return folder
+
+
+def _holds_only_sample_files(folder: Path) -> bool:
+    return holds_only(folder, lambda name: name in FILES or (name.startswith("garment_") and name.endswith(".png")))
 
 
 def is_complete(folder: Path) -> bool:
@@ -367,7 +377,7 @@ def write_dataset(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("not a folder", out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     paths = []
     for i in range(int(count)):
         folder = out_dir / f"sample_{i:05d}"

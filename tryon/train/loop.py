@@ -37,10 +37,11 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from tryon.checkpoint import CheckpointInfo, LoadedModel, load_model
+from tryon.checkpoint import CheckpointInfo, LoadedModel, check_checkpoint_target, load_model
 from tryon.errors import InputError
 from tryon.model.distributed import Processes, start_processes
 from tryon.model.transformer_condnet import CondNetTransformer
+from tryon.paths import protected_reason
 from tryon.pipelines.pipeline_tryon import TryOnPipeline
 from tryon.progress import Progress
 from tryon.train.config import Stage, TrainConfig
@@ -98,10 +99,16 @@ def check_output(output: Path, resume: bool) -> None:
     """With `resume`, `output/` must hold a training state; without, it must be new or empty.
 
     A run killed before its first checkpoint leaves only metrics.jsonl, which may be replaced.
+    The folder is replaced at every checkpoint, so it must never be `.`, `~` or `/`, and a
+    resumed one must hold nothing but the checkpoint.
     """
+    reason = protected_reason(output)
+    if reason:
+        raise InputError(f"{reason}; the output is replaced at every checkpoint: give a new folder", output)
     if resume:
         if not (output / STATE_DIR / "state.json").is_file():
             raise InputError(f"nothing to resume: no {STATE_DIR}/ here (start without resume)", output)
+        check_checkpoint_target(output)
         return
     if output.exists() and not output.is_dir():
         raise InputError("the output must be a folder", output)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from tryon.checkpoint import CheckpointInfo, save_checkpoint
+from tryon.checkpoint import CheckpointInfo, check_checkpoint_target, save_checkpoint
 from tryon.errors import InputError
 from tryon.pipelines.pipeline_tryon import TryOnPipeline
 
@@ -77,6 +77,7 @@ def read_training_state(folder: Path) -> tuple[TrainingState, dict, dict[str, to
 def publish_checkpoint(pipeline: TryOnPipeline, output: Path, info: CheckpointInfo, state: TrainingState,
                        optimizer: torch.optim.Optimizer, adapters: dict[str, torch.Tensor]) -> None:
     """Replace `output/` by a checkpoint of `pipeline` plus the training state and metrics so far."""
+    check_checkpoint_target(output)
     staging = output.parent / f".{output.name}.next"
     save_checkpoint(pipeline, staging, info)
     save_training_state(staging / STATE_DIR, state, optimizer, adapters)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
 
-from tryon.checkpoint import save_checkpoint
+from tryon.checkpoint import check_checkpoint_target, save_checkpoint
 from tryon.errors import InputError
 from tryon.pipelines.pipeline_tryon import frames_to_pixels
 from tryon.progress import Progress
@@ -60,6 +60,7 @@ def train_vae(
     `size` (W, H) must be multiples of the VAE's spatial factor and `num_frames` 4k+1.
     """
     started = time.perf_counter()
+    check_checkpoint_target(Path(output))  # before the minutes of training, not after
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_quietly(base, device)
     pipeline = loaded.pipeline

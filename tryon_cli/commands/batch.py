@@ -17,19 +17,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tryon.api import batch as api_batch
-from tryon.api.batch import (
-    BadRow,
-    BatchListener,
-    BatchSummary,
-    Defaults,
-    JobOutcome,
-    ReadyJob,
-)
-from tryon.errors import RuntimeFailure
-from tryon.media import parse_size
+from typing import TYPE_CHECKING
+
 from tryon_cli import options
 from tryon_cli.console import print_json, stderr
+
+if TYPE_CHECKING:
+    from tryon.api.batch import BadRow, BatchSummary, JobOutcome, ReadyJob
 
 ShardOption = Annotated[
     Optional[str],
@@ -43,7 +37,7 @@ OutDir = Annotated[
 ]
 
 
-class BatchDisplay(BatchListener):
+class BatchDisplay:  # a tryon.api.batch.BatchListener (not subclassed: the engine loads when the command runs)
     """One progress bar for the batch (stderr): the current row and stage, per-job times, an ETA.
 
     The ETA is the mean time of the jobs rendered so far times the jobs left; rich's own
@@ -180,6 +174,11 @@ def batch(
 
     Example: tryon batch jobs.csv -o renders/ --model ./ck --size 256x448 --seconds 2
     """
+    from tryon.api import batch as api_batch
+    from tryon.api.batch import Defaults
+    from tryon.errors import RuntimeFailure
+    from tryon.media import parse_size
+
     defaults = Defaults(
         model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds, fps=fps,
         seed=seed, steps=steps, guidance=guidance, device=api_batch.rank_device(device, os.environ),

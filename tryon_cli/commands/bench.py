@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from tryon import api
-from tryon.api.bench import COMPARABLE, STAGES, BenchRequest, BenchResult
-from tryon.media import parse_size
-from tryon.pipelines.runtime import Acceleration
+from tryon.modes import COMPARABLE, Acceleration
 from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
+
+if TYPE_CHECKING:
+    from tryon.api.bench import BenchResult
 
 STAGE_NAMES = {
     "text_encoding": "text encoding",
@@ -79,6 +79,10 @@ def bench(
 
     Example: tryon bench --preset tiny --random-weights --mode stream --size 256x448 --seconds 10 --json
     """
+    from tryon import api
+    from tryon.api.bench import BenchRequest
+    from tryon.media import parse_size
+
     request = BenchRequest(
         preset=preset, model=model, revision=revision, random_weights=random_weights, mode=mode,
         size=parse_size(size) if size else None, seconds=seconds, fps=fps, steps=steps, guidance=guidance,
@@ -103,6 +107,8 @@ def _fps(value: float | None) -> str:
 
 
 def print_tables(result: BenchResult) -> None:
+    from tryon.api.bench import STAGES
+
     runs = f"mean of {result.repeat}" if result.repeat > 1 else "1 run"
     title = (f"tryon bench: {result.mode}, {result.model}, {result.size[0]}x{result.size[1]}, "
              f"{result.frames} frames at {result.video_fps:g} fps, {result.steps} steps"

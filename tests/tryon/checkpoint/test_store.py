@@ -70,7 +70,7 @@ def test_missing_weights_are_named(checkpoint_copy):
 def test_corrupt_safetensors_is_one_clear_error(checkpoint_copy):
     weights = checkpoint_copy / "transformer" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(InputError, match="cannot load the transformer") as error:
+    with pytest.raises(InputError, match="diffusion_pytorch_model.safetensors: not a complete .safetensors file") as error:
         load_model(str(checkpoint_copy))
     assert "\n" not in str(error.value)
 
@@ -114,3 +114,46 @@ def test_hub_ids_load_through_the_hub_cache_offline(tiny_checkpoint, tmp_path, m
     with pytest.raises(InputError, match="not in the local Hub cache") as error:
         load_model("tryon/not-cached")
     assert "tryon/not-cached" in str(error.value)
+
+
+def _edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+MALFORMED = {
+    "index not an object": ("model_index.json", lambda p: p.write_text("[1, 2]"), "must hold a JSON object"),
+    "index not UTF-8": ("model_index.json", lambda p: p.write_bytes(b"\xff\xfe{\x00"), "not UTF-8"),
+    "index class not a string": ("model_index.json", lambda p: _edit_json(p, vae=["diffusers", ["x"]]),
+                                 "no 'vae' component"),
+    "config not an object": ("transformer/config.json", lambda p: p.write_text('"layers"'), "JSON object"),
+    "config nested deep": ("transformer/config.json", lambda p: p.write_text("[" * 100_000), "nested too deeply"),
+    "absurd layers": ("transformer/config.json", lambda p: _edit_json(p, num_layers=10**6), "between 0 and 100"),
+    "layers as text": ("transformer/config.json", lambda p: _edit_json(p, num_layers="2"), "must be an integer"),
+    "absurd vae list": ("vae/config.json", lambda p: _edit_json(p, dim_mult=[1, 2, 10**5]), "dim_mult[2]"),
+    "absurd text width": ("text_encoder/config.json", lambda p: _edit_json(p, d_model=10**7), "'d_model' is"),
+    "truncated weights": ("transformer/diffusion_pytorch_model.safetensors", _truncate,
+                          "not a complete .safetensors"),
+    "info not an object": ("tryon.json", lambda p: p.write_text("null"), "must hold a JSON object, not null"),
+    "info not UTF-8": ("tryon.json", lambda p: p.write_bytes(b'{"kind": "\xff"}'), "not UTF-8"),
+    "trained as text": ("tryon.json", lambda p: _edit_json(p, condnet_trained="no"),
+                        "'condnet_trained' must be true or false, not a string"),
+    "training as list": ("tryon.json", lambda p: _edit_json(p, training=[]), "'training' must be an object"),
+    "tokens absurd": ("tryon.json", lambda p: _edit_json(p, max_text_tokens=10**9), "'max_text_tokens' is"),
+    "scheduler not an object": ("scheduler/scheduler_config.json", lambda p: p.write_text("3"), "JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
+def test_a_malformed_checkpoint_is_one_input_error_naming_the_file(checkpoint_copy, case):
+    name, spoil, problem = MALFORMED[case]
+    spoil(checkpoint_copy / name)
+    with pytest.raises(InputError) as caught:
+        load_model(str(checkpoint_copy))
+    message = str(caught.value)
+    assert problem in message and "\n" not in message
+    assert str(checkpoint_copy / name) in message or str((checkpoint_copy / name).parent) in message

@@ -60,9 +60,7 @@ def test_write_sample_writes_every_file_in_its_format(tmp_path, sample_at):
 def test_write_sample_replaces_an_existing_folder(tmp_path, sample_at):
     folder = tmp_path / "s"
     write_sample(sample_at(1, SMALL, 3), folder)
-    (folder / "stray.txt").write_text("old")
-    write_sample(sample_at(2, SMALL, 3), folder)
-    assert not (folder / "stray.txt").exists()
+    write_sample(sample_at(2, SMALL, 3), folder)  # a sample folder of ours is replaced (a stray file is refused: below)
     assert json.loads((folder / "meta.json").read_text())["seed"] == 2
     assert os.listdir(tmp_path) == ["s"]
 
@@ -121,3 +119,13 @@ def test_write_dataset_rejects_bad_arguments(tmp_path, kwargs):
     with pytest.raises(InputError):
         write_dataset(tmp_path / "ds", **args)
     assert not (tmp_path / "ds").exists() or not any((tmp_path / "ds").iterdir())
+
+
+def test_write_sample_never_replaces_a_folder_holding_other_things(tmp_path, sample_at):
+    folder = tmp_path / "sample_00000"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a synthetic sample's"):
+        write_sample(sample_at(4), folder)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample_00000"]

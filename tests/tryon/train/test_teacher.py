@@ -137,6 +137,24 @@ def test_bad_runs_fail_before_training(tiny_checkpoint, tmp_path, config_factory
         train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "new", odd_size)
 
 
+def test_the_output_is_never_the_current_folder_nor_a_resumed_folder_holding_other_things(
+        tiny_checkpoint, tmp_path, config_factory, monkeypatch):
+    config = config_factory(steps=1)
+    monkeypatch.chdir(tmp_path)
+    for output in (Path("."), Path(".."), Path(tmp_path)):
+        with pytest.raises(InputError, match="replaced at every checkpoint"):
+            train_teacher("synthetic", str(tiny_checkpoint), output, config)
+    resumed = tmp_path / "resumed"
+    (resumed / "training_state").mkdir(parents=True)
+    (resumed / "training_state" / "state.json").write_text("{}")
+    (resumed / "model_index.json").write_text("{}")
+    (resumed / "tryon.json").write_text("{}")
+    (resumed / "holiday.jpg").write_text("mine")
+    with pytest.raises(InputError, match="not a tryon checkpoint's"):
+        train_teacher("synthetic", str(tiny_checkpoint), resumed, config, resume=True)
+    assert (resumed / "holiday.jpg").read_text() == "mine"
+
+
 def test_a_run_killed_before_its_first_checkpoint_can_start_again(tiny_checkpoint, tmp_path, config_factory):
     config = config_factory(steps=2, checkpoint_every=2)
     with pytest.raises(Stop):

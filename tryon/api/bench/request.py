@@ -12,7 +12,7 @@ from tryon.errors import InputError
 from tryon.media.geometry import round_to_multiple
 from tryon.model.roles import MAX_GARMENTS
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig
-from tryon.pipelines.runtime import Acceleration
+from tryon.modes import COMPARABLE, Acceleration  # noqa: F401 - COMPARABLE's home is tryon.modes
 from tryon.pipelines.shapes import frame_count
 
 MODES = ("dress", "stream")
@@ -50,16 +50,6 @@ class BenchRequest:
     seed: int = 0
     vae_tiling: bool = False
     compare: tuple[str, ...] = ()  # modes (COMPARABLE) to run one at a time after the baseline, in this process
-
-
-# `--compare` names -> the change each makes to the request's modes.
-COMPARABLE: dict[str, dict[str, Any]] = {
-    "fuse-qkv": {"fuse_qkv": True},
-    "fp8": {"fp8": True},
-    "compile": {"compile": True},
-    "offload-model": {"offload": "model"},
-    "offload-group": {"offload": "group"},
-}
 
 
 def check_request(request: BenchRequest) -> None:
