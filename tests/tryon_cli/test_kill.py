@@ -43,7 +43,7 @@ for line in sys.stdin:
     print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
 
-JOBS = 6
+JOBS = 4
 
 
 def _stray_encoders(folder: Path) -> list[int]:
@@ -93,8 +93,8 @@ def test_a_batch_killed_at_random_moments_finishes_every_job_once(tiny_checkpoin
             if code == 0:
                 break
     finally:
-        server.stdin.close()
-        server.wait(timeout=30)
+        server.kill()  # its runs are over and reaped; its own exit (unloading torch) is not under test
+        server.wait()
     assert code == 0, runs
     assert kills >= 2, runs  # it was killed on the way
 
