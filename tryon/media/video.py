@@ -97,6 +97,13 @@ def probe_video(path: str | Path) -> VideoInfo:
     return VideoInfo(width, height, fps, frame_count)
 
 
+def video_fps(path: str | Path) -> float:
+    """A video's frame rate, from its header (nothing is decoded)."""
+    path = _require_video_file(path)
+    with _decoder(path) as (meta, _frames):
+        return _source_fps(meta, path)
+
+
 def resample_indices(
     source_count: int,
     source_fps: float,
