@@ -40,6 +40,15 @@ except ImportError:
 FAST = {"size": (64, 64), "seconds": 0.25, "fps": 24, "steps": 1}
 
 
+def job_defaults(model: str):
+    """The batch's command-line defaults, in this checkout's form (a request template; formerly `Defaults`)."""
+    if hasattr(eb, "job_defaults"):
+        from tryon.modes import RunOptions
+
+        return eb.job_defaults(run=RunOptions(model=model), **FAST)
+    return eb.Defaults(model=model, **FAST)
+
+
 def manifest(folder: Path, count: int, name: str) -> Path:
     path = folder / name
     path.write_text("user,garments,motion,prompt,seconds,seed,output\n"
@@ -47,7 +56,7 @@ def manifest(folder: Path, count: int, name: str) -> Path:
     return path
 
 
-def run(path: Path, outdir: Path, defaults: eb.Defaults):
+def run(path: Path, outdir: Path, defaults):
     return eb.run_batch(eb.plan(eb.read_manifest(path), outdir), outdir, defaults)
 
 
@@ -56,7 +65,7 @@ def dress_owner():
     return getattr(eb, "api", eb)
 
 
-def first_render_time(path: Path, outdir: Path, defaults: eb.Defaults) -> tuple[float, float]:
+def first_render_time(path: Path, outdir: Path, defaults) -> tuple[float, float]:
     """(seconds until the first job renders, seconds for the whole run)."""
     owner, started, first = dress_owner(), time.perf_counter(), []
     real = owner.dress
@@ -74,7 +83,7 @@ def first_render_time(path: Path, outdir: Path, defaults: eb.Defaults) -> tuple[
     return (first[0] - started if first else total), total
 
 
-def copy_jobs(path: Path, outdir: Path, defaults: eb.Defaults, video: Path) -> None:
+def copy_jobs(path: Path, outdir: Path, defaults, video: Path) -> None:
     """Run the batch with a renderer that copies `video`: finished jobs, quickly."""
     owner = dress_owner()
     real = owner.dress
@@ -100,7 +109,7 @@ def main() -> None:
     Image.fromarray(rng.integers(0, 255, (96, 64, 3), dtype=np.uint8)).save(folder / "user.png")
     Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(folder / "shirt.png")
     model = init_model("tiny", args.work / "tiny")
-    defaults = eb.Defaults(model=str(model), **FAST)
+    defaults = job_defaults(str(model))
 
     outdir = args.work / "out"
     run(manifest(folder, 1, "one.csv"), outdir, defaults)  # one real render (and the model loaded)

@@ -8,6 +8,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RUN_DEMO = """
@@ -42,6 +44,7 @@ def extras(distribution: str) -> set[str]:
             for req in requires(distribution) or [] if "extra ==" in req}
 
 
+@pytest.mark.slow
 def test_loading_the_demo_model_needs_only_core_dependencies():
     run = subprocess.run([sys.executable, "-c", RUN_DEMO], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

@@ -6,7 +6,7 @@ prompt, seconds, seed, output`; only `user` is required.
 
 - `garments`: in CSV `;`-separated `PATH[:CATEGORY]`; in JSONL a list of such strings.
 - Relative input paths are relative to the manifest's folder.
-- An empty cell (or a missing or null key) takes the command-line default (`Defaults`).
+- An empty cell (or a missing or null key) takes the command-line option (`job_defaults`).
 - `output` is a relative `.mp4` path inside OUTDIR; empty: `job_<row>_<user stem>.mp4`.
 - Rows are numbered from 1, header not counted; blank lines are skipped and not counted.
 
@@ -38,7 +38,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
@@ -47,13 +47,14 @@ import torch
 from tryon.api.generate import GenerateRequest, GenerateResult, dance, dress, plan_output
 from tryon.api.inputs import check_garments, check_motion, check_options
 from tryon.api.loading import default_model, get_model
+from tryon.api.options import resolve_run
 from tryon.api.specs import GarmentSpec, parse_garment
 from tryon.checkpoint import LoadedModel
 from tryon.errors import DiskFull, InputError, TryonError
 from tryon.media import load_image, probe_video
 from tryon.media.atomic import create_temp_beside, deferred_interrupt, disk_is_full, release_temp, remove_stale_temps
 from tryon.media.image import require_file
-from tryon.pipelines.runtime import Acceleration, resolve_runtime
+from tryon.modes import RunOptions
 from tryon.progress import Notice, Progress
 
 FIELDS = ("user", "garments", "motion", "prompt", "seconds", "seed", "output")
@@ -65,24 +66,10 @@ Status = Literal["ok", "skipped", "failed"]
 # -- what a batch is made of ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Defaults:
-    """The command-line options: every job's settings where its row leaves a cell empty."""
-
-    model: str | None = None
-    revision: str | None = None
-    size: tuple[int, int] | None = None
-    seconds: float | None = None
-    fps: float | None = None
-    seed: int = 0
-    steps: int | None = None
-    guidance: float | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
-    acceleration: Acceleration = field(default_factory=Acceleration)
-    motion: Path | None = None
-    prompt: str = ""
+def job_defaults(**settings) -> GenerateRequest:
+    """The command-line options as a request template: every job's settings where its row leaves a
+    cell empty. Its `user` and `output` are placeholders: each job has its own."""
+    return GenerateRequest(user=Path(), output=Path(), **settings)
 
 
 @dataclass(frozen=True)
@@ -515,7 +502,7 @@ def job_fingerprint(request: GenerateRequest, stamp_of: Callable[[Path], list] =
         "garments": [[stamp(spec.path), spec.category] for spec in request.garments],
         "motion": stamp(request.motion),
         "prompt": request.prompt,
-        "model": request.model, "revision": request.revision, "size": request.size, "seconds": request.seconds,
+        "model": request.run.model, "revision": request.run.revision, "size": request.size, "seconds": request.seconds,
         "fps": request.fps, "seed": request.seed, "steps": request.steps, "guidance": request.guidance,
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
@@ -608,7 +595,7 @@ class _FileChecks:
 
 def check_jobs(
     planned: Sequence[PlannedJob | BadRow],
-    defaults: Defaults,
+    defaults: GenerateRequest,
     records: Mapping[str, Sequence[Completion]] | None = None,
     verify: bool = False,
 ) -> list[ReadyJob | BadRow]:
@@ -652,30 +639,21 @@ def _check_entry(entry, defaults, records, verify, files, stamps) -> ReadyJob | 
 # -- running ----------------------------------------------------------------------------------
 
 
-def job_request(planned: PlannedJob, defaults: Defaults) -> GenerateRequest:
+def job_request(planned: PlannedJob, defaults: GenerateRequest) -> GenerateRequest:
     """The job's GenerateRequest: its own cells, the defaults for the empty ones.
 
     overwrite=True: an output that exists here was found incomplete, and is replaced.
     """
     job = planned.job
-    return GenerateRequest(
+    return replace(
+        defaults,
         user=job.user,
         output=planned.target,
         garments=list(job.garments),
         motion=job.motion or defaults.motion,
         prompt=defaults.prompt if job.prompt is None else job.prompt,
-        model=defaults.model,
-        revision=defaults.revision,
-        size=defaults.size,
         seconds=defaults.seconds if job.seconds is None else job.seconds,
-        fps=defaults.fps,
         seed=defaults.seed if job.seed is None else job.seed,
-        steps=defaults.steps,
-        guidance=defaults.guidance,
-        device=defaults.device,
-        dtype=defaults.dtype,
-        attention=defaults.attention,
-        acceleration=defaults.acceleration,
         overwrite=True,
     )
 
@@ -695,11 +673,9 @@ def is_complete(path: Path, frames: int, size: tuple[int, int]) -> bool:
     return info.frame_count == frames and (info.width, info.height) == tuple(size)
 
 
-def load_batch_model(defaults: Defaults, notice: Notice | None = None) -> LoadedModel:
+def load_batch_model(run: RunOptions, notice: Notice | None = None) -> LoadedModel:
     """The model every job uses, through get_model's cache, so dress() finds it loaded."""
-    runtime = resolve_runtime(defaults.device, defaults.dtype, defaults.attention, defaults.acceleration)
-    return get_model(defaults.model or default_model(), defaults.revision, runtime,
-                         notice or (lambda message: None))
+    return get_model(run.model or default_model(), run.revision, resolve_run(run), notice or (lambda message: None))
 
 
 def render(request: GenerateRequest, progress: Progress | None = None,
@@ -712,7 +688,7 @@ def render(request: GenerateRequest, progress: Progress | None = None,
 def run_batch(
     planned: Sequence[PlannedJob | BadRow],
     outdir: Path,
-    defaults: Defaults,
+    defaults: GenerateRequest,
     shard: Shard | None = None,
     listener: BatchListener | None = None,
     verify: bool = False,
@@ -772,7 +748,7 @@ def run_batch(
 class _Runner:
     """Runs one checked row at a time; loads the model before the first job that needs it."""
 
-    def __init__(self, defaults: Defaults, listener: BatchListener) -> None:
+    def __init__(self, defaults: GenerateRequest, listener: BatchListener) -> None:
         self.defaults = defaults
         self.listener = listener
         self.model: LoadedModel | None = None
@@ -814,7 +790,7 @@ class _Runner:
     def load_model(self) -> LoadedModel:
         if self.model is None:
             self.listener.stage("loading model", 0, 1)
-            self.model = load_batch_model(self.defaults, self.listener.notice)
+            self.model = load_batch_model(self.defaults.run, self.listener.notice)
             self.listener.stage("loading model", 1, 1)
         return self.model
 

@@ -15,9 +15,10 @@ import torch
 
 from tryon.api.inputs import check_garments, check_motion, check_options, check_output
 from tryon.api.loading import default_model, get_model
+from tryon.api.options import out_of_memory_is_a_failure, resolve_run
 from tryon.api.specs import GarmentSpec
 from tryon.checkpoint import LoadedModel
-from tryon.errors import InputError, RuntimeFailure
+from tryon.errors import InputError
 from tryon.media import (
     VideoWriter,
     choose_output_size,
@@ -26,10 +27,10 @@ from tryon.media import (
     read_video,
 )
 from tryon.model.distributed import Processes, enable_context_parallel, start_processes
-from tryon.pipelines.pipeline_tryon import TryOnInputs
-from tryon.pipelines.runtime import Acceleration, Runtime, resolve_runtime
+from tryon.modes import RunOptions
+from tryon.pipelines.runtime import Runtime
 from tryon.pipelines.shapes import frame_count
-from tryon.progress import Notice, Progress
+from tryon.progress import Notice, Notices, Progress, no_progress
 
 
 @dataclass
@@ -41,19 +42,14 @@ class GenerateRequest:
     garments: list[GarmentSpec] = field(default_factory=list)
     motion: Path | None = None
     prompt: str = ""
-    model: str | None = None
-    revision: str | None = None
     size: tuple[int, int] | None = None
     seconds: float | None = None
     fps: float | None = None
     seed: int = 0
     steps: int | None = None
     guidance: float | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
-    acceleration: Acceleration = field(default_factory=Acceleration)
     overwrite: bool = False
+    run: RunOptions = RunOptions()
 
 
 @dataclass
@@ -70,15 +66,6 @@ class GenerateResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-
-
-
-
-
-
-
-# -- generation -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -109,17 +96,11 @@ def _generate(
     notice: Notice | None,
 ) -> GenerateResult:
     started = time.perf_counter()
-    notices: list[str] = []
-
-    def tell(message: str) -> None:
-        notices.append(message)
-        if notice:
-            notice(message)
-
-    report = progress or (lambda stage, done, total: None)
+    tell = Notices(notice)
+    report = progress or no_progress
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
+    runtime = resolve_run(request.run)
     check_output(request.output, request.overwrite)
     check_garments(request.garments)
     user = load_image(request.user)
@@ -131,8 +112,8 @@ def _generate(
     processes = _context_parallel_processes(runtime)
     if processes.distributed:
         runtime = replace(runtime, device=processes.device)
-    source = request.model or default_model()
-    model = get_model(source, request.revision, runtime, tell)
+    source = request.run.model or default_model()
+    model = get_model(source, request.run.revision, runtime, tell)
     if processes.distributed and getattr(model.pipeline.transformer, "_parallel_config", None) is None:
         enable_context_parallel(model.pipeline.transformer, processes)
     pipeline, preset = model.pipeline, model.preset
@@ -140,36 +121,30 @@ def _generate(
     if plan.size_notice:
         tell(plan.size_notice)
     fps = plan.fps
-    shape = pipeline.video_shape(plan.width, plan.height, plan.num_frames)
 
     # 3. Inputs fitted to the output.
     target = (plan.width, plan.height)
     motion = None
     if request.motion is not None:
         motion = read_video(request.motion, fps=fps, num_frames=plan.num_frames, size=target, fit="cover", min_frames=2)
-    inputs = TryOnInputs(
-        user=fit_image(user, target, "cover"),
-        garments=[(role, fit_image(image, target, "contain")) for role, image in garments],
-        motion=motion,
-        prompt=request.prompt,
-        anchor_first_frame=anchor_first_frame,
-    )
 
     # 4. Generate and write.
     generator = torch.Generator(device=runtime.device).manual_seed(request.seed)
-    try:
+    with out_of_memory_is_a_failure(runtime.device, "lower --size or --seconds, use --dtype bf16, or --device cpu"):
         frames = pipeline(
-            inputs,
-            shape,
-            steps=preset.default_steps if request.steps is None else request.steps,
-            guidance=preset.default_guidance if request.guidance is None else request.guidance,
+            fit_image(user, target, "cover"),
+            garments=[(role, fit_image(image, target, "contain")) for role, image in garments],
+            motion=motion,
+            prompt=request.prompt,
+            height=plan.height,
+            width=plan.width,
+            num_frames=plan.num_frames,
+            num_inference_steps=preset.default_steps if request.steps is None else request.steps,
+            guidance_scale=preset.default_guidance if request.guidance is None else request.guidance,
+            anchor_first_frame=anchor_first_frame,
             generator=generator,
             progress=report,
-        )
-    except torch.OutOfMemoryError:
-        raise RuntimeFailure(
-            f"out of memory on {runtime.device}: lower --size or --seconds, use --dtype bf16, or --device cpu"
-        ) from None
+        ).frames
     if processes.is_main:
         report("writing", 0, 1)
         write_frames(request.output, frames, fps)
@@ -182,7 +157,7 @@ def _generate(
         seconds_taken=round(time.perf_counter() - started, 3),
         model=source,
         seed=request.seed,
-        notices=notices,
+        notices=list(tell),
     )
 
 

@@ -55,9 +55,9 @@ def check_options(
     if fps is not None:
         check_fps(fps)
     if steps is not None and steps < 1:
-        raise InputError(f"--steps must be at least 1, not {steps}")
+        raise InputError(f"must be at least 1, not {steps}", option="steps")
     if guidance is not None and guidance < 0:
-        raise InputError(f"--guidance must be 0 or more, not {guidance:g}")
+        raise InputError(f"must be 0 or more, not {guidance:g}", option="guidance")
 
 
 def check_motion(path: Path | None) -> VideoInfo | None:

@@ -149,8 +149,8 @@ def build_random(preset: Preset | str, seed: int = 0) -> TryOnPipeline:
         text_encoder=UMT5EncoderModel(text_config),
         tokenizer=tokenizer,
         scheduler=FlowMatchEulerDiscreteScheduler(**preset.scheduler),
+        max_text_tokens=preset.max_text_tokens,
     )
-    pipeline.max_text_tokens = preset.max_text_tokens
     return pipeline
 
 
@@ -186,10 +186,9 @@ def build_random_on(preset: Preset, device: torch.device, dtype: torch.dtype, se
         vae = AutoencoderKLWan(**preset.vae)
     _keep_in_float32(transformer, dtype, when=(torch.float16, torch.bfloat16))  # as diffusers' loader does
     _keep_in_float32(text_encoder, dtype, when=(torch.float16,))  # as transformers' loader does
-    pipeline = TryOnPipeline(transformer=transformer.eval(), vae=vae.eval(), text_encoder=text_encoder.eval(),
-                             tokenizer=tokenizer, scheduler=FlowMatchEulerDiscreteScheduler(**preset.scheduler))
-    pipeline.max_text_tokens = preset.max_text_tokens
-    return pipeline
+    return TryOnPipeline(transformer=transformer.eval(), vae=vae.eval(), text_encoder=text_encoder.eval(),
+                         tokenizer=tokenizer, scheduler=FlowMatchEulerDiscreteScheduler(**preset.scheduler),
+                         max_text_tokens=preset.max_text_tokens)
 
 
 def _keep_in_float32(model: torch.nn.Module, dtype: torch.dtype, when: tuple[torch.dtype, ...]) -> None:
@@ -438,8 +437,7 @@ def load_model(
     scheduler = _scheduler(folder, classes["scheduler"], preset)
 
     pipeline = TryOnPipeline(transformer=transformer, vae=vae, text_encoder=text_encoder,
-                             tokenizer=tokenizer, scheduler=scheduler)
-    pipeline.max_text_tokens = info.max_text_tokens
+                             tokenizer=tokenizer, scheduler=scheduler, max_text_tokens=info.max_text_tokens)
     pipeline.to(device)
     if not info.condnet_trained:
         warnings.warn(

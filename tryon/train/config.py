@@ -169,7 +169,7 @@ class TrainConfig:
         try:
             return cls.from_dict(data)
         except InputError as error:
-            raise InputError(error.problem, path) from None
+            raise InputError(str(error), path) from None
 
 
 def _stage_from_dict(item: Any, index: int) -> Stage:
@@ -189,7 +189,7 @@ def _parse_stage_size(value: Any, index: int) -> tuple[int, int]:
         try:
             return parse_size(value)
         except InputError as error:
-            raise InputError(f"{where}: {error.problem}") from None
+            raise InputError(f"{where}: {error}") from None
     if isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value):
         return int(value[0]), int(value[1])
     raise InputError(f"{where} must be [width, height] or \"WxH\", not {value!r}")

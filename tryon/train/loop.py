@@ -37,7 +37,12 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from tryon.checkpoint import CheckpointInfo, LoadedModel, check_checkpoint_target, load_model
+from tryon.checkpoint import (
+    CheckpointInfo,
+    LoadedModel,
+    check_checkpoint_target,
+    load_model,
+)
 from tryon.errors import InputError
 from tryon.model.distributed import Processes, start_processes
 from tryon.model.transformer_condnet import CondNetTransformer
@@ -368,8 +373,8 @@ class Trainer:
             return
         pipe = self.pipeline
         to_save = TryOnPipeline(transformer=plain_transformer(pipe.transformer), vae=pipe.vae,
-                                text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler)
-        to_save.max_text_tokens = pipe.max_text_tokens
+                                text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler,
+                                max_text_tokens=pipe.max_text_tokens)
         state = TrainingState(step=self.step, seconds=seconds, trainable=self.config.trainable,
                               parameter_names=self.names)
         publish_checkpoint(to_save, self.output, self.checkpoint_info(seconds), state, self.optimizer,

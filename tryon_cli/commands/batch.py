@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from statistics import mean
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import (
@@ -17,8 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from typing import TYPE_CHECKING
-
+from tryon.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.console import print_json, stderr
 
@@ -135,30 +135,23 @@ def show_summary(summary: BatchSummary, listed: set[int] = frozenset()) -> None:
     )
 
 
+@options.run_options()
 def batch(
     manifest: Annotated[Path, typer.Argument(help="CSV or JSONL: user,garments,motion,prompt,seconds,seed,output.")],
     outdir: OutDir,
     motion: options.Motion = None,
     prompt: options.Prompt = "",
-    model: options.Model = None,
-    revision: options.Revision = None,
     size: options.Size = None,
     seconds: options.Seconds = None,
     fps: options.Fps = None,
     seed: options.Seed = 0,
     steps: options.Steps = None,
     guidance: options.Guidance = None,
-    device: options.Device = "auto",
-    dtype: options.Dtype = "auto",
-    attention: options.Attention = "auto",
-    offload: options.Offload = "none",
-    fp8: options.Fp8 = False,
-    compile_: options.Compile = False,
-    fuse_qkv: options.FuseQkv = False,
     shard: ShardOption = None,
     verify: Verify = False,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """Render every row of a manifest into OUTDIR; re-running skips the jobs already complete.
 
@@ -175,15 +168,13 @@ def batch(
     Example: tryon batch jobs.csv -o renders/ --model ./ck --size 256x448 --seconds 2
     """
     from tryon.api import batch as api_batch
-    from tryon.api.batch import Defaults
     from tryon.errors import RuntimeFailure
     from tryon.media import parse_size
 
-    defaults = Defaults(
-        model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds, fps=fps,
-        seed=seed, steps=steps, guidance=guidance, device=api_batch.rank_device(device, os.environ),
-        dtype=dtype, attention=attention,
-        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), motion=motion, prompt=prompt,
+    defaults = api_batch.job_defaults(
+        size=parse_size(size) if size else None, seconds=seconds, fps=fps, seed=seed, steps=steps,
+        guidance=guidance, motion=motion, prompt=prompt,
+        run=replace(run, device=api_batch.rank_device(run.device, os.environ)),
     )
     chosen = api_batch.choose_shard(shard, os.environ)
     planned = api_batch.plan(api_batch.read_manifest(manifest), outdir, chosen)

@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
 
 app = typer.Typer(help="List and create model checkpoints.", no_args_is_help=True)
 
 
 @app.command("list")
-def list_models(json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+def list_models(json_output: options.Json = False) -> None:
     """Presets, the default model, and checkpoints in the local Hub cache.
 
     Example: tryon models list

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tryon_cli import options
 from tryon_cli.console import StageProgress, notice
 
 app = typer.Typer(help="Train models.", no_args_is_help=True)
@@ -19,7 +20,7 @@ def teacher(
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")],
     config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Train the CondNet teacher; runs as is or under torchrun (DDP).
 
@@ -42,7 +43,7 @@ def vae(
     frames: Annotated[int, typer.Option(help="Frames per clip (4k+1).")] = 9,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
     examples: Annotated[int, typer.Option(help="Synthetic samples to cycle through.")] = 1000,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Fine-tune the VAE on synthetic frames (needed before training a small teacher from scratch).
 
@@ -64,7 +65,7 @@ def student(
     output: Annotated[Path, typer.Option("--output", "-o", help="Student checkpoint folder to write (and resume).")],
     config: Annotated[Optional[str], typer.Option(help="A JSON config file, or the built-in: student.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Distill the teacher into the streaming few-step student: teacher forcing, then GR-DMD.
 

@@ -11,10 +11,12 @@ from PIL import Image
 
 from tryon.api import batch as eb
 from tryon.api import loading
-from tryon.api.batch import BadRow, Defaults, Job, PlannedJob, Shard
+from tryon.api.batch import BadRow, Job, PlannedJob, Shard, job_defaults
+from tryon.api.generate import GenerateRequest
 from tryon.api.specs import GarmentSpec
 from tryon.errors import DiskFull, InputError
 from tryon.media import probe_video, write_video
+from tryon.modes import RunOptions
 
 HEADER = "user,garments,motion,prompt,seconds,seed,output\n"
 
@@ -38,8 +40,8 @@ def manifest(folder: Path, text: str, name: str = "jobs.csv") -> Path:
     return path
 
 
-def fast(model: Path, **changes) -> Defaults:
-    return Defaults(**{"model": str(model), "size": (64, 64), "seconds": 0.25, "steps": 1, **changes})
+def fast(model: Path, **changes):
+    return job_defaults(**{"run": RunOptions(model=str(model)), "size": (64, 64), "seconds": 0.25, "steps": 1, **changes})
 
 
 def job(row: int, output: str | None = None) -> Job:
@@ -59,10 +61,11 @@ def test_csv_paths_are_relative_to_the_manifest_and_empty_cells_take_defaults(fo
                         motion=folder / "dance.mp4", prompt="she spins", seconds=0.5, seed=7)
     assert second == Job(row=2, user=folder / "user.png", output="job_2_user.mp4")
 
-    defaults = Defaults(model="m", seconds=2.0, seed=3, prompt="walks", motion=Path("cli.mp4"), steps=4, fps=12)
+    defaults = job_defaults(run=RunOptions(model="m"), seconds=2.0, seed=3, prompt="walks", motion=Path("cli.mp4"),
+                            steps=4, fps=12)
     request = eb.job_request(PlannedJob(second, folder / "out.mp4"), defaults)
     assert (request.seconds, request.seed, request.prompt, request.motion) == (2.0, 3, "walks", Path("cli.mp4"))
-    assert (request.model, request.steps, request.fps, request.overwrite) == ("m", 4, 12, True)
+    assert (request.run.model, request.steps, request.fps, request.overwrite) == ("m", 4, 12, True)
     request = eb.job_request(PlannedJob(first, folder / "out.mp4"), defaults)
     assert (request.seconds, request.seed, request.prompt) == (0.5, 7, "she spins")
     assert request.motion == folder / "dance.mp4"
@@ -208,7 +211,7 @@ def test_shard_from_option_or_torchrun():
 # -- running ----------------------------------------------------------------------------------
 
 
-def run(folder: Path, outdir: Path, rows: str, defaults: Defaults, shard: Shard | None = None):
+def run(folder: Path, outdir: Path, rows: str, defaults: GenerateRequest, shard: Shard | None = None):
     entries = eb.read_manifest(manifest(folder, HEADER + rows))
     return eb.run_batch(eb.plan(entries, outdir, shard), outdir, defaults, shard)
 
@@ -241,7 +244,7 @@ def test_expected_video_follows_the_engine_defaults(folder, tiny_checkpoint, tmp
     assert summary.ok
     planned = eb.plan(eb.read_manifest(folder / "jobs.csv"), tmp_path)[0]
     request = eb.job_request(planned, defaults)
-    frames, size = eb.expected_video(request, eb.load_batch_model(defaults))
+    frames, size = eb.expected_video(request, eb.load_batch_model(defaults.run))
     info = probe_video(tmp_path / "job_1_user.mp4")
     assert (frames, size) == (info.frame_count, (info.width, info.height)) == (2, (256, 448))  # portrait photo
 
@@ -266,7 +269,7 @@ def test_the_model_is_loaded_once_and_engine_errors_fail_only_their_job(folder, 
 
 def test_a_model_that_cannot_load_stops_the_batch(folder, tmp_path):
     with pytest.raises(InputError, match="no such checkpoint"):
-        run(folder, tmp_path / "out", "user.png,,,,,,\n", Defaults(model=str(tmp_path / "none")))
+        run(folder, tmp_path / "out", "user.png,,,,,,\n", job_defaults(run=RunOptions(model=str(tmp_path / "none"))))
     assert not (tmp_path / "out").exists()
 
 
@@ -296,7 +299,7 @@ class FakeRenderer:
         self.rendered: list[str] = []
         self.commands: list[str] = []
         self.fail = fail or {}
-        monkeypatch.setattr(eb, "load_batch_model", lambda defaults, notice=None: "model")
+        monkeypatch.setattr(eb, "load_batch_model", lambda run, notice=None: "model")
         monkeypatch.setattr(eb, "expected_video", lambda request, model: (2, (64, 64)))
         monkeypatch.setattr(eb, "render", self)
 
@@ -320,30 +323,30 @@ def report_lines(outdir: Path, name: str = "report.jsonl") -> list[dict]:
 def test_a_restart_finds_finished_jobs_by_their_record_without_decoding_them(folder, tmp_path, monkeypatch):
     renderer = FakeRenderer(monkeypatch)
     outdir = tmp_path / "out"
-    run(folder, outdir, rows_of(57), Defaults(seconds=1))  # 57 of the 64 jobs done, as after a kill
+    run(folder, outdir, rows_of(57), job_defaults(seconds=1))  # 57 of the 64 jobs done, as after a kill
     decoded = []
     monkeypatch.setattr(eb, "probe_video", lambda path: decoded.append(path) or probe_video(path))
     renderer.rendered.clear()
-    summary = run(folder, outdir, rows_of(64), Defaults(seconds=1))
+    summary = run(folder, outdir, rows_of(64), job_defaults(seconds=1))
     assert decoded == [] and renderer.rendered == [f"out_{row}.mp4" for row in range(58, 65)]
     assert [o.status for o in summary.outcomes] == ["skipped"] * 57 + ["ok"] * 7
 
     entries = eb.plan(eb.read_manifest(folder / "jobs.csv"), outdir)
     renderer.rendered.clear()
-    verified = eb.run_batch(entries, outdir, Defaults(seconds=1), verify=True)  # the full check, on demand
+    verified = eb.run_batch(entries, outdir, job_defaults(seconds=1), verify=True)  # the full check, on demand
     assert len(decoded) == 64 and renderer.rendered == [] and verified.count("skipped") == 64
 
 
 def test_a_record_is_trusted_only_for_the_same_job_and_an_unchanged_file(folder, tmp_path, monkeypatch):
     renderer = FakeRenderer(monkeypatch)
-    run(folder, tmp_path, rows_of(3), Defaults(seconds=1))
+    run(folder, tmp_path, rows_of(3), job_defaults(seconds=1))
     (tmp_path / "out_1.mp4").write_bytes(b"not a video any more")
     os.utime(tmp_path / "out_2.mp4", ns=(1_000_000_000, 1_000_000_000))  # same content, new mtime: decoded
     renderer.rendered.clear()
-    summary = run(folder, tmp_path, rows_of(3), Defaults(seconds=1))
+    summary = run(folder, tmp_path, rows_of(3), job_defaults(seconds=1))
     assert [o.status for o in summary.outcomes] == ["ok", "skipped", "skipped"]
     renderer.rendered.clear()
-    changed = run(folder, tmp_path, rows_of(3), Defaults(seconds=1, seed=5))  # another job: not the record's
+    changed = run(folder, tmp_path, rows_of(3), job_defaults(seconds=1, seed=5))  # another job: not the record's
     assert [o.status for o in changed.outcomes] == ["skipped"] * 3  # decoded, and complete
     assert all(line["record"]["job"] != old["record"]["job"]
                for line, old in zip(report_lines(tmp_path), [o.to_dict() for o in summary.outcomes]))
@@ -351,16 +354,16 @@ def test_a_record_is_trusted_only_for_the_same_job_and_an_unchanged_file(folder,
 
 def test_the_report_is_kept_across_runs_and_ends_with_one_line_per_row(folder, tmp_path, monkeypatch):
     FakeRenderer(monkeypatch, fail={3: KeyboardInterrupt()})
-    first = run(folder, tmp_path, rows_of(4), Defaults(seconds=1))
+    first = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
     assert first.interrupted and [line["row"] for line in report_lines(tmp_path)] == [1, 2]
     with (tmp_path / "report.jsonl").open("a") as report:
         report.write('{"row": 3, "status": "ok", "out')  # what a SIGKILL mid-line leaves
     FakeRenderer(monkeypatch, fail={1: KeyboardInterrupt()})  # the restart is interrupted at once
-    second = run(folder, tmp_path, rows_of(4), Defaults(seconds=1))
+    second = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
     assert second.interrupted
     assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [(1, "skipped"), (2, "skipped")]
     FakeRenderer(monkeypatch)
-    third = run(folder, tmp_path, rows_of(4), Defaults(seconds=1))
+    third = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
     assert third.ok
     assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [
         (1, "skipped"), (2, "skipped"), (3, "ok"), (4, "ok")]
@@ -373,7 +376,7 @@ def test_stale_temp_files_in_outdir_are_removed_when_a_batch_starts(folder, tmp_
              tmp_path / ".report.jsonl.999999-0123abcd.tmp"]
     for path in stale:
         path.write_bytes(b"left by a killed run")
-    run(folder, tmp_path, rows_of(1), Defaults(seconds=1))
+    run(folder, tmp_path, rows_of(1), job_defaults(seconds=1))
     assert not any(path.exists() for path in stale)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["out_1.mp4", "report.jsonl", "sub"]
 
@@ -397,7 +400,7 @@ def test_every_row_is_checked_before_anything_renders(folder, tmp_path, monkeypa
             "dance.mp4,,,,,,\n"  # a video as the user photo
             "user.png,,dance.mp4,,,-1,\n")
     entries = eb.read_manifest(manifest(folder, HEADER + rows))
-    summary = eb.run_batch(eb.plan(entries, tmp_path / "out"), tmp_path / "out", Defaults(seconds=1),
+    summary = eb.run_batch(eb.plan(entries, tmp_path / "out"), tmp_path / "out", job_defaults(seconds=1),
                            listener=Listener())
     assert events[0] == ("checked", [2, 3, 4, 5, 6, 7])
     assert events[1:] == [(1, "ok"), (2, "failed"), (3, "failed"), (4, "failed"), (5, "failed"), (6, "failed"),
@@ -410,7 +413,7 @@ def test_every_row_is_checked_before_anything_renders(folder, tmp_path, monkeypa
 
 def test_a_row_without_garments_is_a_dance_job(folder, tmp_path, monkeypatch):
     renderer = FakeRenderer(monkeypatch)
-    run(folder, tmp_path, "user.png,,,,,,\nuser.png,shirt.png,,,,,\n", Defaults(seconds=1))
+    run(folder, tmp_path, "user.png,,,,,,\nuser.png,shirt.png,,,,,\n", job_defaults(seconds=1))
     assert renderer.commands == ["dance", "dress"]
 
 
@@ -418,7 +421,7 @@ def test_any_failure_of_one_job_is_that_rows_failure(folder, tmp_path, monkeypat
     FakeRenderer(monkeypatch, fail={1: MemoryError(), 2: RuntimeError("Overflow when unpacking long"),
                                     3: DiskFull(tmp_path / "out_3.mp4", "writing the video")})
     monkeypatch.setattr(eb, "disk_is_full", lambda folder: False)  # one big file failed; space is left
-    summary = run(folder, tmp_path, rows_of(4), Defaults(seconds=1))
+    summary = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
     assert [o.status for o in summary.outcomes] == ["failed", "failed", "failed", "ok"] and not summary.stopped
     reasons = [o.reason for o in summary.outcomes]
     assert "out of memory" in reasons[0] and "Overflow" in reasons[1] and "disk full" in reasons[2]
@@ -427,7 +430,7 @@ def test_any_failure_of_one_job_is_that_rows_failure(folder, tmp_path, monkeypat
 def test_a_disk_that_stays_full_stops_the_batch_and_keeps_the_report(folder, tmp_path, monkeypatch):
     renderer = FakeRenderer(monkeypatch, fail={2: DiskFull(tmp_path / "out_2.mp4", "writing the video")})
     monkeypatch.setattr(eb, "disk_is_full", lambda folder: True)
-    summary = run(folder, tmp_path, rows_of(4), Defaults(seconds=1))
+    summary = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
     assert summary.stopped and "disk full" in summary.stopped and str(tmp_path) in summary.stopped
     assert renderer.rendered == ["out_1.mp4", "out_2.mp4"] and not summary.ok
     assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [(1, "ok"), (2, "failed")]
