@@ -150,7 +150,7 @@ def test_a_row_whose_seed_overflows_fails_alone(tiny_checkpoint, jobs, tmp_path,
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST)
     assert run.code == 1 and "Traceback" not in run.stderr
     report = read_report(tmp_path / "out" / "report.jsonl")
-    assert [line["status"] for line in report] == ["failed", "ok"] and "--seed" in report[0]["reason"]
+    assert [line["status"] for line in report] == ["failed", "ok"] and "seed must be an integer" in report[0]["reason"]
 
 
 def test_a_disk_that_stays_full_ends_the_batch_with_one_line(tiny_checkpoint, jobs, tmp_path, tryon, monkeypatch):

@@ -251,6 +251,8 @@ def _jsonl_records(stream, path: Path) -> Iterator[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise InputError(f"line {number} is not valid JSON ({error.msg})", path) from None
+        except RecursionError:  # json's parser recurses once per nesting level
+            raise InputError(f"line {number} is not valid JSON (nested too deeply)", path) from None
         if not isinstance(record, dict):
             raise InputError(f"line {number} is not a JSON object", path)
         yield record

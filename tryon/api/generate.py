@@ -19,6 +19,7 @@ from tryon.api.options import out_of_memory_is_a_failure, resolve_run
 from tryon.api.specs import GarmentSpec
 from tryon.checkpoint import LoadedModel
 from tryon.errors import InputError
+from tryon.limits import check_frames_fit_in_memory
 from tryon.media import (
     VideoWriter,
     choose_output_size,
@@ -28,7 +29,7 @@ from tryon.media import (
 )
 from tryon.model.distributed import Processes, enable_context_parallel, start_processes
 from tryon.modes import RunOptions
-from tryon.pipelines.runtime import Runtime
+from tryon.pipelines.runtime import Runtime, runtime_notices
 from tryon.pipelines.shapes import frame_count
 from tryon.progress import Notice, Notices, Progress, no_progress
 
@@ -77,6 +78,11 @@ class OutputPlan:
     fps: float
     num_frames: int
     size_notice: str | None = None
+    reach_notice: str | None = None  # the size differs from the one the model was trained at
+
+    @property
+    def notices(self) -> list[str]:
+        return [message for message in (self.size_notice, self.reach_notice) if message]
 
 
 def plan_output(request: GenerateRequest, model: LoadedModel, user_size: tuple[int, int]) -> OutputPlan:
@@ -86,7 +92,12 @@ def plan_output(request: GenerateRequest, model: LoadedModel, user_size: tuple[i
     seconds = preset.default_seconds if request.seconds is None else request.seconds
     size = choose_output_size(user_size, request.size, default=preset.default_size,
                               multiple=model.pipeline.size_multiple)
-    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), size.notice)
+    trained = model.info.training_size
+    reach = None
+    if trained and (size.width, size.height) != trained:
+        reach = (f"note: this model was trained at {trained[0]}x{trained[1]} only; at {size.width}x{size.height} "
+                 "it may draw the figure more than once or smear it")
+    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), size.notice, reach)
 
 
 def _generate(
@@ -107,6 +118,8 @@ def _generate(
     garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
     check_motion(request.motion)
     check_options(request.seconds, request.fps, request.steps, request.guidance, request.seed)
+    for message in runtime_notices(runtime):
+        tell(message)
 
     # 2. The model, and the shapes it implies.
     processes = _context_parallel_processes(runtime)
@@ -118,8 +131,9 @@ def _generate(
         enable_context_parallel(model.pipeline.transformer, processes)
     pipeline, preset = model.pipeline, model.preset
     plan = plan_output(request, model, user.size)
-    if plan.size_notice:
-        tell(plan.size_notice)
+    for message in plan.notices:
+        tell(message)
+    check_frames_fit_in_memory(plan.num_frames, plan.width, plan.height, "the video")
     fps = plan.fps
 
     # 3. Inputs fitted to the output.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tryon.api.specs import GarmentSpec
 from tryon.errors import InputError
+from tryon.limits import MAX_GUIDANCE, MAX_STEPS, check_int, check_number, check_seed
 from tryon.media import VideoInfo, probe_video
 from tryon.media.atomic import create_temp_beside, release_temp
 from tryon.model.roles import MAX_GARMENTS
@@ -32,14 +33,6 @@ def check_output(path: Path, overwrite: bool) -> None:
     release_temp(create_temp_beside(path, ".tmp.check"), delete=True)
 
 
-SEED_MAX = 2**64 - 1  # what torch.Generator.manual_seed takes
-
-
-def check_seed(seed: int) -> None:
-    if not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise InputError(f"--seed must be a whole number from 0 to 2^64-1, not {seed}")
-
-
 def check_options(
     seconds: float | None = None,
     fps: float | None = None,
@@ -47,17 +40,17 @@ def check_options(
     guidance: float | None = None,
     seed: int | None = None,
 ) -> None:
-    """The timing and sampling options a request sets (None: the model's default)."""
-    if seed is not None:
-        check_seed(seed)
+    """The timing and sampling options a request sets (None: the model's default); ranges in tryon.limits."""
     if seconds is not None:
         check_seconds(seconds)
     if fps is not None:
         check_fps(fps)
-    if steps is not None and steps < 1:
-        raise InputError(f"must be at least 1, not {steps}", option="steps")
-    if guidance is not None and guidance < 0:
-        raise InputError(f"must be 0 or more, not {guidance:g}", option="guidance")
+    if steps is not None:
+        check_int(steps, "steps", 1, MAX_STEPS)
+    if guidance is not None:
+        check_number(guidance, "guidance", 0, MAX_GUIDANCE)
+    if seed is not None:
+        check_seed(seed)
 
 
 def check_motion(path: Path | None) -> VideoInfo | None:

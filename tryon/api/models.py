@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tryon.api.loading import DEMO_MODEL
+from tryon.api.loading import DEMO_MODEL, DEMO_STUDENT
 from tryon.checkpoint import (
     PRESETS,
     CheckpointInfo,
@@ -15,6 +15,7 @@ from tryon.checkpoint import (
     save_checkpoint,
 )
 from tryon.errors import InputError
+from tryon.limits import check_seed
 from tryon.paths import make_folder
 
 
@@ -32,7 +33,11 @@ def list_models() -> list[ModelEntry]:
 
     entries = [ModelEntry(p.name, "preset", f"{p.description}; needs {p.hardware}") for p in PRESETS.values()]
     if DEMO_MODEL.is_dir():
-        entries.append(ModelEntry(str(DEMO_MODEL), "default", "the demo model shipped with tryon"))
+        entries.append(ModelEntry(str(DEMO_MODEL), "default", "the demo model shipped with tryon "
+                                  "(dress, dance, batch; trained at 96x160 on the synthetic world)"))
+    if DEMO_STUDENT.is_dir():
+        entries.append(ModelEntry(str(DEMO_STUDENT), "default", "the demo streaming student shipped with tryon "
+                                  "(swap, extend; trained at 96x160 on the synthetic world)"))
     try:
         cache = scan_cache_dir()
     except CacheNotFound:
@@ -50,6 +55,7 @@ def list_models() -> list[ModelEntry]:
 def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
     """Write a random-weight checkpoint of `preset` to `folder`, marked untrained."""
     spec = get_preset(preset)
+    check_seed(seed)
     folder = Path(folder)
     if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
         raise InputError("already exists (use --overwrite to replace it)", folder)

@@ -63,6 +63,7 @@ from tryon.media import (
 )
 from tryon.modes import RunOptions
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
+from tryon.pipelines.runtime import runtime_notices
 from tryon.pipelines.shapes import frame_count
 from tryon.progress import Notice, Notices, Progress, no_progress
 
@@ -371,7 +372,9 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     user = load_image(request.user)
     outfit, switches = plan_switches(request.garments, worn_from_start=True)
     motion_info = check_motion(request.motion)
-    check_options(request.seconds, request.fps, request.steps)
+    check_options(request.seconds, request.fps, request.steps, seed=request.seed)
+    for message in runtime_notices(runtime):
+        tell(message)
     if request.seconds is not None:
         check_switch_times(switches, request.seconds)
 
@@ -379,8 +382,8 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     source = request.run.model or default_model(streaming=True)
     model = get_model(source, request.run.revision, runtime, tell)
     plan = plan_output(request, model, user.size)
-    if plan.size_notice:
-        tell(plan.size_notice)
+    for message in plan.notices:
+        tell(message)
     check_switch_times(switches, plan.num_frames / plan.fps)
     size = (plan.width, plan.height)
 
@@ -428,7 +431,9 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     num_new = frame_count(request.seconds, info.fps)
     _, switches = plan_switches(request.garments, worn_from_start=False)
     check_switch_times(switches, request.seconds)
-    check_options(steps=request.steps)
+    check_options(steps=request.steps, seed=request.seed)
+    for message in runtime_notices(runtime):
+        tell(message)
 
     # 2. The model, and the size it generates at.
     source = request.run.model or default_model(streaming=True)

@@ -105,6 +105,17 @@ class CheckpointInfo:
             raise InputError(f"unknown preset '{info.preset}' (known: {', '.join(PRESETS)})", path)
         return info
 
+    @property
+    def training_size(self) -> tuple[int, int] | None:
+        """(width, height) of the last training stage with a size, as the training summary records it."""
+        config = self.training.get("config") if isinstance(self.training, dict) else None
+        stages = config.get("stages") if isinstance(config, dict) else None
+        for stage in reversed(stages if isinstance(stages, list) else []):
+            size = stage.get("size") if isinstance(stage, dict) else None
+            if isinstance(size, list) and len(size) == 2 and all(isinstance(side, int) for side in size):
+                return size[0], size[1]
+        return None
+
     def write(self, folder: Path) -> None:
         (folder / INFO_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
@@ -442,7 +453,7 @@ def load_model(
     if not info.condnet_trained:
         warnings.warn(
             f"{source}: CondNet in this checkpoint is untrained (random or zero weights): "
-            "the output will not show the garments. Use it for smoke tests and speed only.",
+            "its output will not follow what it is given. Use it for smoke tests and speed only.",
             CondNetUntrainedWarning,
             stacklevel=2,
         )

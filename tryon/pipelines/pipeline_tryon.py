@@ -21,10 +21,18 @@ from diffusers import (
 from diffusers.utils import BaseOutput
 from PIL import Image
 
+from tryon.errors import RuntimeFailure
 from tryon.model.roles import MAX_GARMENTS
 from tryon.model.transformer_condnet import Condition, CondNetTransformer
 from tryon.pipelines.shapes import VideoShape
 from tryon.progress import Progress, no_progress
+
+
+def check_finite(latents: torch.Tensor) -> None:
+    """Refuse to decode NaN or inf: it would be written as a black video that looks like a result."""
+    if not torch.isfinite(latents).all():
+        raise RuntimeFailure("the model produced non-finite values (NaN or inf), so no video was written: "
+                             "its weights may be broken, or try --dtype fp32")
 
 
 def frames_to_pixels(frames: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -132,6 +140,7 @@ class TryOnPipeline(DiffusionPipeline):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Normalised latents (1, C, F, h, w) → uint8 frames (4F-3, H, W, 3)."""
+        check_finite(latents)
         latents = latents.to(self.vae.dtype)
         mean, std = self._latent_stats(latents)
         pixels = self.vae.decode(latents * std + mean).sample

@@ -40,7 +40,7 @@ from tryon.model.causal_vae import CausalDecoder, CausalEncoder
 from tryon.model.kv_cache import KVCache
 from tryon.model.transformer_condnet import Condition
 from tryon.pipelines.block_causal import BlockCausalRunner
-from tryon.pipelines.pipeline_tryon import TryOnPipeline
+from tryon.pipelines.pipeline_tryon import TryOnPipeline, check_finite
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,7 @@ class TryOnStream:
         return latents
 
     def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        check_finite(latents)
         mean, std = self.pipeline._latent_stats(latents)
         pixels = self.decoder.decode((latents * std + mean).to(self.pipeline.vae.dtype))
         pixels = ((pixels[0] + 1) * 127.5).round().to(torch.uint8)

@@ -80,6 +80,17 @@ def resolve_runtime(
                    acceleration or Acceleration())
 
 
+def runtime_notices(runtime: Runtime) -> list[str]:
+    """What the user should know about modes that cannot help on this device."""
+    notices = []
+    if runtime.device.type == "cpu":
+        if runtime.acceleration.offload != "none":
+            notices.append("note: --offload changes nothing on a CPU: the weights are in CPU memory already")
+        if runtime.acceleration.fp8:
+            notices.append("note: --fp8 on a CPU only stores the weights smaller; it makes nothing faster")
+    return notices
+
+
 def apply_runtime(pipeline, runtime: Runtime) -> None:
     """Set the attention backend and apply the speed and memory modes to a `TryOnPipeline`.
 

@@ -32,6 +32,7 @@ from tryon.media import parse_size
 
 TRAINABLE = ("all", "attention", "lora")
 MIXED_PRECISION = ("auto", "bf16", "no")
+PARALLEL = ("ddp", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ class TrainConfig:
     synthetic_examples: int = 1000  # data "synthetic": make_sample seeds seed*SEED_STRIDE + 0..n-1
     cache_latents: bool = True  # keep each example's VAE/text encodings in CPU memory (off for huge datasets)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    # Under torchrun: "ddp" replicates the transformer on every process; "fsdp" shards its weights,
+    # gradients and optimizer state over them (FSDP2; tryon.train.fsdp), as a 5B full fine-tune needs.
+    parallel: str = "ddp"
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -103,6 +107,9 @@ class TrainConfig:
             raise InputError(f"stage names must be distinct, got {names}")
         _require_choice(self.trainable, "trainable", TRAINABLE)
         _require_choice(self.mixed_precision, "mixed_precision", MIXED_PRECISION)
+        _require_choice(self.parallel, "parallel", PARALLEL)
+        if self.parallel == "fsdp" and self.trainable == "lora":
+            raise InputError("parallel fsdp is for full or attention fine-tuning, not trainable lora")
         for key in ("lora_rank", "grad_accum", "checkpoint_every", "log_every", "synthetic_examples"):
             _require_int(getattr(self, key), key, minimum=1)
         _require_int(self.seed, "seed", minimum=0)

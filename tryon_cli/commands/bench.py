@@ -45,15 +45,15 @@ def bench(
     guidance: options.Guidance = None,
     garments: Annotated[int, typer.Option(help="Garment images to condition on (1 to 4).")] = 1,
     motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Condition on a motion video.")] = True,
-    chunk_frames: Annotated[int, typer.Option(help="stream: latent frames per chunk.")] = 3,
-    window: Annotated[int, typer.Option(help="stream: history chunks the cache keeps besides the sink.")] = 6,
+    chunk_frames: Annotated[int, typer.Option(help="stream: latent frames per chunk, 1 to 16.")] = 3,
+    window: Annotated[int, typer.Option(help="stream: history chunks the cache keeps besides the sink, 1 to 64.")] = 6,
     switch_at: Annotated[
         Optional[float], typer.Option(help="stream: seconds at which to switch garments (default: half way).")
     ] = None,
     warmup: Annotated[
-        Optional[int], typer.Option(help="Untimed runs first (default: 1 on CUDA, 0 on the CPU).")
+        Optional[int], typer.Option(help="Untimed runs first, 0 to 100 (default: 1 on CUDA, 0 on the CPU).")
     ] = None,
-    repeat: Annotated[int, typer.Option(help="Timed runs; mean and min are reported.")] = 1,
+    repeat: Annotated[int, typer.Option(help="Timed runs, 1 to 100; mean and min are reported.")] = 1,
     seed: options.Seed = 0,
     vae_tiling: Annotated[
         bool, typer.Option("--vae-tiling", help="Tile the VAE (less memory at large sizes).")

@@ -36,7 +36,7 @@ def list_models(json_output: options.Json = False) -> None:
 def init(
     preset: Annotated[str, typer.Argument(help="Preset name (see `tryon models list`).")],
     folder: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
-    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights, 0 to 4294967295.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing folder.")] = False,
 ) -> None:
     """Write a random-weight checkpoint (marked untrained), for smoke tests and speed tests.

@@ -407,7 +407,7 @@ def test_every_row_is_checked_before_anything_renders(folder, tmp_path, monkeypa
                           (7, "failed")]
     reasons = [o.reason for o in summary.outcomes]
     assert "notes.png: not an image" in reasons[1] and "dance.mp4: not an image" in reasons[2]
-    assert "shirt.png: not a video" in reasons[3] and "--seed" in reasons[4] and "--seed" in reasons[6]
+    assert "shirt.png: not a video" in reasons[3] and "seed must be an integer" in reasons[4] and "seed must be" in reasons[6]
     assert renderer.rendered == ["job_1_user.mp4"]
 
 
@@ -434,3 +434,10 @@ def test_a_disk_that_stays_full_stops_the_batch_and_keeps_the_report(folder, tmp
     assert summary.stopped and "disk full" in summary.stopped and str(tmp_path) in summary.stopped
     assert renderer.rendered == ["out_1.mp4", "out_2.mp4"] and not summary.ok
     assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [(1, "ok"), (2, "failed")]
+
+
+def test_a_jsonl_line_nested_thousands_deep_is_one_input_error_not_a_recursion_error(folder):
+    deep = '{"user": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = manifest(folder, json.dumps({"user": "user.png"}) + "\n" + deep + "\n", "deep.jsonl")
+    with pytest.raises(InputError, match="line 2 is not valid JSON"):
+        eb.read_manifest(path)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from tryon.api.inputs import check_options
 from tryon.checkpoint.presets import PRESETS, Preset, get_preset
 from tryon.errors import InputError
+from tryon.limits import check_int
 from tryon.media.geometry import round_to_multiple
 from tryon.model.roles import MAX_GARMENTS
 from tryon.modes import RunOptions
@@ -15,6 +16,10 @@ from tryon.pipelines.pipeline_tryon_streaming import StreamConfig
 from tryon.pipelines.shapes import frame_count
 
 MODES = ("dress", "stream")
+DEFAULT_CHUNK_FRAMES, DEFAULT_WINDOW = StreamConfig.chunk_frames, StreamConfig.window
+MAX_CHUNK_FRAMES = 16
+MAX_WINDOW = 64
+MAX_RUNS = 100  # --warmup and --repeat
 STAGES = ("text_encoding", "vae_encode", "transformer", "vae_decode", "writing")
 MODEL_STAGES = ("text_encoding", "vae_encode", "transformer", "vae_decode")
 PROMPT = "a woman wearing a striped top dances and turns slowly"
@@ -61,22 +66,25 @@ def check_request(request: BenchRequest) -> None:
         get_preset(request.preset)
     if request.guidance is not None and request.mode == "stream":
         raise InputError("stream mode takes no --guidance: the streaming student runs without it")
-    check_options(request.seconds, request.fps, request.steps, request.guidance)
+    check_options(request.seconds, request.fps, request.steps, request.guidance, request.seed)
     if not 1 <= request.garments <= MAX_GARMENTS:
         raise InputError(f"must be 1 to {MAX_GARMENTS}, not {request.garments}", option="garments")
-    if request.chunk_frames < 1:
-        raise InputError(f"must be at least 1, not {request.chunk_frames}", option="chunk_frames")
-    if request.window < 1:
-        raise InputError(f"must be at least 1, not {request.window}", option="window")
+    check_int(request.chunk_frames, "chunk_frames", 1, MAX_CHUNK_FRAMES)
+    check_int(request.window, "window", 1, MAX_WINDOW)
+    if request.mode != "stream" and (request.window, request.chunk_frames) != (DEFAULT_WINDOW, DEFAULT_CHUNK_FRAMES):
+        raise InputError("and --chunk-frames are for stream mode", option="window")
     if request.switch_at is not None:
         if request.mode != "stream":
             raise InputError("is for stream mode", option="switch_at")
         if not math.isfinite(request.switch_at) or request.switch_at <= 0:
             raise InputError(f"must be a positive number of seconds, not {request.switch_at:g}", option="switch_at")
-    if request.warmup is not None and request.warmup < 0:
-        raise InputError(f"must be 0 or more, not {request.warmup}", option="warmup")
-    if request.repeat < 1:
-        raise InputError(f"must be at least 1, not {request.repeat}", option="repeat")
+    if request.warmup is not None:
+        check_int(request.warmup, "warmup", 0, MAX_RUNS)
+    check_int(request.repeat, "repeat", 1, MAX_RUNS)
+
+
+def size_multiple(preset: Preset) -> int:
+    return preset.vae.get("scale_factor_spatial", 16) * preset.transformer["patch_size"][1]
 
 
 def _size(request: BenchRequest, preset: Preset, multiple: int) -> tuple[int, int]:
