@@ -61,3 +61,11 @@ def from_os_error(error: OSError) -> TryonError | None:
     if path is None:
         return None
     return InputError(reason[:1].lower() + reason[1:], path)
+
+
+class DiskFull(RuntimeFailure):
+    """The disk filled up while writing: one line naming the folder or file."""
+
+    def __init__(self, path: str | Path, while_doing: str = "") -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: disk full{' while ' + while_doing if while_doing else ''}")

@@ -56,7 +56,8 @@ def test_bad_rows_are_reported_and_the_rest_rendered_then_nothing_is_redone(tiny
         (1, "ok"), (2, "failed"), (3, "ok"), (4, "ok"), (5, "failed"), (6, "ok")]
     assert "unknown category 'hat'" in report[1]["reason"] and "'..'" in report[4]["reason"]
     assert [line["attempts"] for line in report] == [1, 0, 1, 1, 0, 1]  # a bad row is never handed to a worker
-    assert "failed jobs" in run.stderr and "hat" in run.stderr and "4 rendered" in run.stderr
+    assert "2 bad rows, not rendered" in run.stderr and "hat" in run.stderr and "4 rendered" in run.stderr
+    assert run.stderr.index("2 bad rows") < run.stderr.index("row 1: ok")  # listed before anything renders
     assert not (tmp_path / "escape.mp4").exists()
 
     before = mtimes(outdir)
@@ -129,18 +130,43 @@ def test_bad_shard_is_exit_2(tmp_path, tryon, shard):
 
 
 def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, tryon, monkeypatch):
-    real_dress, calls = api_batch.dress, []
+    real_dance, calls = api_batch.dance, []
 
-    def dress(request, **kwargs):
+    def dance(request, **kwargs):
         calls.append(request)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_dress(request, **kwargs)
+        return real_dance(request, **kwargs)
 
-    monkeypatch.setattr(api_batch, "dress", dress)
+    monkeypatch.setattr(api_batch, "dance", dance)
     path = write_manifest(jobs, ["user.png,,,,,," for _ in range(4)])
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST)
     assert run.code == 130
     assert "interrupted: 2 of 4 jobs finished" in run.stderr and "Traceback" not in run.stderr
     assert sorted(mtimes(tmp_path / "out")) == ["job_1_user.mp4", "job_2_user.mp4"]
     assert len(read_report(tmp_path / "out" / "report.jsonl")) == 2
+
+
+def test_a_row_whose_seed_overflows_fails_alone(tiny_checkpoint, jobs, tmp_path, tryon):
+    path = write_manifest(jobs, ["user.png,,,,,99999999999999999999999,", "user.png,,,,,,"])
+    run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST)
+    assert run.code == 1 and "Traceback" not in run.stderr
+    report = read_report(tmp_path / "out" / "report.jsonl")
+    assert [line["status"] for line in report] == ["failed", "ok"] and "seed must be an integer" in report[0]["reason"]
+
+
+def test_a_disk_that_stays_full_ends_the_batch_with_one_line(tiny_checkpoint, jobs, tmp_path, tryon, monkeypatch):
+    from tryon.errors import DiskFull
+
+    def no_space(request, **kwargs):
+        raise DiskFull(request.output, "writing the video")
+
+    monkeypatch.setattr(api_batch, "render", no_space)
+    monkeypatch.setattr(api_batch, "disk_is_full", lambda folder: True)
+    path = write_manifest(jobs, ["user.png,,,,,," for _ in range(3)])
+    outdir = tmp_path / "out"
+    run = tryon("batch", path, "-o", outdir, "--model", tiny_checkpoint, *FAST, "--quiet")
+    assert run.code == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "disk full" in lines[0] and str(outdir) in lines[0] and "1 of 3 jobs" in lines[0]
+    assert [line["status"] for line in read_report(outdir / "report.jsonl")] == ["failed"]

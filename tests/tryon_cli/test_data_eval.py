@@ -33,3 +33,17 @@ def test_eval_of_a_missing_prediction_is_exit_2(tmp_path, tryon):
 def test_synth_rejects_a_bad_count(tmp_path, tryon):
     run = tryon("data", "synth", tmp_path / "d", "--count", "0")
     assert run.code == 2 and "count" in run.stderr
+
+
+def test_eval_table_shows_whole_sample_names(tmp_path, tryon):
+    import numpy as np
+
+    from tryon.media import write_video
+
+    name = "catalogue_2026_summer_collection_model_0042_linen_shirt_and_wide_trousers"
+    frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    write_video(tmp_path / f"{name}.mp4", frames, 8)
+    write_video(tmp_path / "reference.mp4", frames, 8)
+    run = tryon("eval", tmp_path / f"{name}.mp4", "--reference", tmp_path / "reference.mp4")
+    assert run.code == 0, run.stderr
+    assert name in run.stdout

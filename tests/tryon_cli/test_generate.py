@@ -154,7 +154,7 @@ def test_pickled_checkpoint_is_refused(tiny_checkpoint, inputs, tmp_path, tryon)
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_leaves_nothing(tiny_checkpoint, inputs, tmp_path):
     process = subprocess.Popen(
-        [tryon_program(), "dance", inputs / "user.png", "--model", tiny_checkpoint, "--steps", "100000",
+        [tryon_program(), "dance", inputs / "user.png", "--model", tiny_checkpoint, "--steps", "1000",
          "--seconds", "0.5", "--size", "64x96", "-o", "out.mp4"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True,
         # A shell's background job starts with SIGINT ignored, and so would the child: a user's Ctrl-C is not.
@@ -164,12 +164,49 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tiny_checkpoint, inputs, tmp_path):
     seen = ""
     while "untrained" not in seen and time.monotonic() < deadline:  # the model is loaded: generation starts
         seen += process.stderr.readline()
-    time.sleep(0.5)  # 100000 steps cannot finish first, even on a fast machine
+    time.sleep(0.5)  # 1000 steps (the most --steps allows) cannot finish first
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, seen + rest
     assert "interrupted" in rest and "Traceback" not in rest
     assert files_in(tmp_path) == []
+
+
+def _ctrl_c_after(function, on_call: int = 1):
+    """`function`, with a real SIGINT (a Ctrl-C) as its `on_call`-th call returns."""
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        result = function(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == on_call:
+            signal.raise_signal(signal.SIGINT)
+        return result
+    return wrapped
+
+
+@pytest.mark.parametrize("moment", ["encoder starts", "frames sent", "ffmpeg finishes", "rename"])
+def test_ctrl_c_while_the_mp4_is_written_is_exit_130_and_leaves_no_temp_file(
+        moment, tiny_checkpoint, inputs, tmp_path, tryon, monkeypatch):
+    from tryon.media import video
+
+    if moment == "encoder starts":
+        monkeypatch.setattr(video.subprocess, "Popen", _ctrl_c_after(subprocess.Popen))
+    elif moment == "frames sent":
+        monkeypatch.setattr(video._Encoder, "send", _ctrl_c_after(video._Encoder.send, on_call=2))
+    elif moment == "ffmpeg finishes":
+        monkeypatch.setattr(video._Encoder, "finish", _ctrl_c_after(video._Encoder.finish))
+    else:
+        monkeypatch.setattr(video.os, "replace", _ctrl_c_after(os.replace))
+    run = tryon("dance", inputs / "user.png", "--model", tiny_checkpoint, *FAST, "-o", tmp_path / "out.mp4")
+    monkeypatch.undo()
+    assert run.code == 130 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("tryon: interrupted")
+    time.sleep(0.2)  # an encoder left running would create its file again by now
+    left = files_in(tmp_path)
+    assert left == (["out.mp4"] if moment == "rename" else [])  # renamed before the Ctrl-C: complete
+    if left:
+        assert probe_video(tmp_path / "out.mp4").frame_count == 6
 
 
 def test_real_cases_portrait_and_three_by_four_at_25_fps(real_cases, tiny_checkpoint, tmp_path, tryon):

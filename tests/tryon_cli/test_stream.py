@@ -83,6 +83,19 @@ def test_ctrl_c_keeps_a_playable_video_of_the_chunks_made(tiny_checkpoint, input
     assert files_in(tmp_path) == ["out.mp4"]
 
 
+def test_ctrl_c_during_extend_counts_the_generated_frames_apart(tiny_checkpoint, inputs, tmp_path, tryon,
+                                                                monkeypatch):
+    def interrupted(self, max_frames=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TryOnStream, "next_chunk", interrupted)  # Ctrl-C before the first new frame
+    run = tryon("extend", inputs / "dance.mp4", "--seconds", "0.5", "--steps", "1", "--model", tiny_checkpoint,
+                "-o", tmp_path / "longer.mp4")
+    assert run.code == 130
+    assert "kept 20 frames" in run.stderr and "the input's 20 and 0 generated" in run.stderr
+    assert probe_video(tmp_path / "longer.mp4").frame_count == 20
+
+
 BAD_SCHEDULES = {
     "negative time": (["-g", "{in}/shirt.png@-1"], "0 or more"),
     "first garment not at 0": (["-g", "{in}/shirt.png@1", "-g", "{in}/pants.png"], "cannot start at 1 s"),

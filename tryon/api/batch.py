@@ -10,41 +10,52 @@ prompt, seconds, seed, output`; only `user` is required.
 - `output` is a relative `.mp4` path inside OUTDIR; empty: `job_<row>_<user stem>.mp4`.
 - Rows are numbered from 1, header not counted; blank lines are skipped and not counted.
 
-A row that is wrong (bad cell, missing file, unknown category, too many garments, an output
-that leads outside OUTDIR or repeats an earlier row's) becomes a `BadRow`: it is reported
-and the rest of the batch still runs. Only a manifest that cannot be read at all raises
-InputError.
+- An empty `garments` cell makes the row a `dance` job: the person in their own clothes.
 
-Re-running is safe: a job whose output already exists and is complete (it decodes, with
-the frame count and size this job would produce) is skipped and its file left untouched;
-anything else is rendered again. `tryon.api` writes every video atomically, so an
+A row that is wrong (bad cell, missing file, unknown category, too many garments, an output
+that leads outside OUTDIR or repeats an earlier row's) becomes a `BadRow`; before anything
+renders, every other row is checked as the CLI checks a `dress` (its values, and its files
+decode as photos and a video), so all bad rows are known at once. Bad rows are reported and
+the rest of the batch still runs; so is a job that fails. Only a manifest that cannot be
+read at all raises InputError.
+
+Re-running is safe: a job whose output is complete is skipped and its file left untouched;
+anything else is rendered again. "Complete" is known from the completion record in the
+report (the job's fingerprint and the file's size and mtime: one `stat`, no decoding), or,
+without one or with `verify`, by decoding the file (frame count and size). `tryon.api`
+writes every video atomically and the next run removes what a killed one left, so an
 interrupted batch loses no finished job.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import json
 import math
+import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any, Literal, Protocol
 
 import torch
 
-from tryon.api.generate import GenerateRequest, dress, plan_output
-from tryon.api.inputs import check_garments
+from tryon.api.generate import GenerateRequest, GenerateResult, dance, dress, plan_output
+from tryon.api.inputs import check_garments, check_motion, check_options
 from tryon.api.loading import default_model, get_model
 from tryon.api.options import resolve_run
 from tryon.api.specs import GarmentSpec, parse_garment
 from tryon.checkpoint import LoadedModel
-from tryon.errors import InputError, TryonError
+from tryon.errors import DiskFull, InputError, TryonError
 from tryon.media import load_image, probe_video
+from tryon.media.atomic import create_temp_beside, deferred_interrupt, disk_is_full, release_temp, remove_stale_temps
 from tryon.media.image import require_file
 from tryon.modes import RunOptions
-from tryon.progress import Notice
+from tryon.progress import Notice, Progress
 
 FIELDS = ("user", "garments", "motion", "prompt", "seconds", "seed", "output")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -122,11 +133,16 @@ class JobOutcome:
     output: str | None
     reason: str | None = None
     seconds: float = 0.0
+    record: Completion | None = None  # for a done job: what a re-run checks instead of decoding it
+    disk_full: bool = False  # failed on a full disk: the driver stops the batch if it stays full
     attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "status": self.status, "output": self.output, "reason": self.reason,
+        line = {"row": self.row, "status": self.status, "output": self.output, "reason": self.reason,
                 "seconds": self.seconds, "attempts": self.attempts}
+        if self.record is not None:
+            line["record"] = asdict(self.record)
+        return line
 
 
 @dataclass
@@ -138,6 +154,7 @@ class BatchSummary:
     outcomes: list[JobOutcome] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    stopped: str | None = None  # why the batch stopped before its end (a disk that stays full)
 
     def count(self, status: Status) -> int:
         return sum(outcome.status == status for outcome in self.outcomes)
@@ -149,7 +166,7 @@ class BatchSummary:
     @property
     def ok(self) -> bool:
         """Every job done: rendered now or complete from an earlier run."""
-        return not self.interrupted and not self.failures
+        return not self.interrupted and not self.stopped and not self.failures
 
     def to_dict(self) -> dict[str, Any]:
         return {"jobs": self.total, "succeeded": self.count("ok"), "skipped": self.count("skipped"),
@@ -161,7 +178,9 @@ class BatchListener:
 
     def batch_started(self, total: int) -> None: ...
 
-    def job_started(self, entry: PlannedJob | BadRow) -> None: ...
+    def rows_checked(self, bad: list[BadRow]) -> None: ...
+
+    def job_started(self, entry: ReadyJob | BadRow) -> None: ...
 
     def stage(self, stage: str, done: int, total: int) -> None: ...
 
@@ -427,6 +446,200 @@ def _claim(entry: Job | BadRow, root: Path, claimed: dict[str, int]) -> PlannedJ
     return PlannedJob(entry, target)
 
 
+# -- completion records -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a finished job left: its fingerprint, and its output's size and modification time.
+
+    Kept in the report, it lets a re-run find finished jobs with one `stat` each, instead
+    of decoding every video: the output is taken as complete when the job is the same (same
+    fingerprint) and the file has not changed since it was written (same size and mtime).
+    """
+
+    job: str
+    bytes: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path, fingerprint: str) -> Completion:
+        stat = path.stat()
+        return cls(fingerprint, stat.st_size, stat.st_mtime_ns)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Completion | None:
+        try:
+            return cls(str(data["job"]), int(data["bytes"]), int(data["mtime_ns"]))
+        except (TypeError, KeyError, ValueError):
+            return None
+
+    def holds_for(self, path: Path, fingerprint: str) -> bool:
+        if fingerprint != self.job:
+            return False
+        try:
+            stat = path.stat()
+        except OSError:
+            return False
+        return (stat.st_size, stat.st_mtime_ns) == (self.bytes, self.mtime_ns)
+
+
+def file_stamp(path: Path) -> list:
+    """[path, size, mtime]: what tells that a file is still the one it was."""
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def job_fingerprint(request: GenerateRequest, stamp_of: Callable[[Path], list] = file_stamp) -> str:
+    """A digest of what decides a job's video: its input files (path, size, mtime), text and settings.
+
+    Speed and memory modes (device, dtype, attention, acceleration) are left out: they do not
+    change what the video shows. Raises OSError when an input file has gone. `stamp_of` may
+    be a cached `file_stamp`, for files that many jobs share.
+    """
+
+    def stamp(path: Path | None) -> list | None:
+        return None if path is None else stamp_of(path)
+
+    content = {
+        "user": stamp(request.user),
+        "garments": [[stamp(spec.path), spec.category] for spec in request.garments],
+        "motion": stamp(request.motion),
+        "prompt": request.prompt,
+        "model": request.run.model, "revision": request.run.revision, "size": request.size, "seconds": request.seconds,
+        "fps": request.fps, "seed": request.seed, "steps": request.steps, "guidance": request.guidance,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def read_report_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a report, skipping lines that are not (a kill can cut the last one)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = []
+    for line in text.splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            lines.append(data)
+    return lines
+
+
+def completion_records(outdir: Path) -> dict[str, list[Completion]]:
+    """Every completion record in OUTDIR's reports (`report*.jsonl`, every shard's), by output name."""
+    records: dict[str, list[Completion]] = {}
+    for report in sorted(Path(outdir).glob("report*.jsonl")):
+        for line in read_report_lines(report):
+            record = Completion.from_dict(line.get("record"))
+            if record is not None and isinstance(line.get("output"), str):
+                records.setdefault(line["output"], []).append(record)
+    return records
+
+
+# -- checking every row before rendering ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadyJob:
+    """A planned job whose values and input files passed every check (or that is already done).
+
+    `finished`: the completion record showing its output is done, when one does.
+    """
+
+    planned: PlannedJob
+    request: GenerateRequest
+    fingerprint: str
+    finished: Completion | None = None
+
+    @property
+    def row(self) -> int:
+        return self.planned.row
+
+    @property
+    def job(self) -> Job:
+        return self.planned.job
+
+    @property
+    def target(self) -> Path:
+        return self.planned.target
+
+
+class _FileChecks:
+    """The generate commands' checks of input files, each file checked once however many rows name it."""
+
+    def __init__(self) -> None:
+        self.done: dict[tuple, InputError | None] = {}
+
+    def image(self, path: Path) -> None:
+        self._check(path, load_image)
+
+    def video(self, path: Path | None) -> None:
+        if path is not None:
+            self._check(path, check_motion)
+
+    def _check(self, path: Path, check) -> None:
+        try:
+            stat = path.stat()
+            key = (check, str(path), stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            key = (check, str(path))
+        if key not in self.done:
+            try:
+                check(path)
+                self.done[key] = None
+            except InputError as error:
+                self.done[key] = error
+        if self.done[key] is not None:
+            raise self.done[key]
+
+
+def check_jobs(
+    planned: Sequence[PlannedJob | BadRow],
+    defaults: GenerateRequest,
+    records: Mapping[str, Sequence[Completion]] | None = None,
+    verify: bool = False,
+) -> list[ReadyJob | BadRow]:
+    """Check every planned row before anything renders: a ReadyJob, or a BadRow saying why not.
+
+    A job whose completion record holds (see `Completion`) is ready and finished: nothing of
+    it is checked or decoded, unless `verify`. Every other job is checked as the CLI checks a
+    `dress`, by the same functions (tryon.api.inputs: garments, seed, seconds, fps, steps,
+    guidance; photos decode as images, the motion as a video of 2+ frames); its output was
+    checked by `plan`.
+    """
+    records = records or {}
+    files = _FileChecks()
+    stamps = functools.lru_cache(maxsize=None)(file_stamp)
+    return [_check_entry(entry, defaults, records, verify, files, stamps) for entry in planned]
+
+
+def _check_entry(entry, defaults, records, verify, files, stamps) -> ReadyJob | BadRow:
+    if isinstance(entry, BadRow):
+        return entry
+    request = job_request(entry, defaults)
+    try:
+        fingerprint = job_fingerprint(request, stamps)
+    except OSError as error:
+        return BadRow(entry.row, f"{error.filename}: {error.strerror}", entry.job.output)
+    if not verify:
+        done = next((r for r in records.get(entry.job.output, ()) if r.holds_for(entry.target, fingerprint)), None)
+        if done is not None:
+            return ReadyJob(entry, request, fingerprint, done)
+    try:
+        check_garments(request.garments)
+        check_options(request.seconds, request.fps, request.steps, request.guidance, request.seed)
+        for path in [request.user, *(spec.path for spec in request.garments)]:
+            files.image(path)
+        files.video(request.motion)
+    except InputError as error:
+        return BadRow(entry.row, str(error), entry.job.output)
+    return ReadyJob(entry, request, fingerprint)
+
+
 # -- running ----------------------------------------------------------------------------------
 
 
@@ -469,18 +682,26 @@ def load_batch_model(run: RunOptions, notice: Notice | None = None) -> LoadedMod
     return get_model(run.model or default_model(), run.revision, resolve_run(run), notice or (lambda message: None))
 
 
+def render(request: GenerateRequest, progress: Progress | None = None,
+           notice: Notice | None = None) -> GenerateResult:
+    """A job with garments is a `dress`; a row whose `garments` cell is empty is a `dance`."""
+    command = dress if request.garments else dance
+    return command(request, progress=progress, notice=notice)
+
+
 class JobExecutor(Protocol):
     """Where a batch's jobs run: here (`LocalExecutor`) or on a cluster (`tryon.api.batch_ray`).
 
-    The driver (`run_batch`) reads and checks the manifest, reports bad rows and writes the
-    report; an executor only runs the good jobs, each with `run_job`, and yields their
-    outcomes as they end (in any order).
+    The driver (`run_batch`) reads and checks the manifest, reports bad rows and alone writes
+    the report; an executor only runs the checked jobs that need rendering, each with
+    `run_job`, and yields their outcomes (completion record and disk-full flag included) as
+    they end (in any order).
     """
 
     def start(self, defaults: GenerateRequest, listener: BatchListener) -> None:
         """Get ready to run jobs (load the model); InputError when it cannot be loaded."""
 
-    def run(self, jobs: Sequence[PlannedJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
+    def run(self, jobs: Sequence[ReadyJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
         """Run every job once (retries included), yielding each outcome as the job ends."""
 
     def close(self) -> None:
@@ -496,11 +717,11 @@ class LocalExecutor:
     def start(self, defaults: GenerateRequest, listener: BatchListener) -> None:
         self.model = load_batch_model(defaults.run, listener.notice)
 
-    def run(self, jobs: Sequence[PlannedJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
+    def run(self, jobs: Sequence[ReadyJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
         assert self.model is not None, "start() loads the model before the first job"
         for job in jobs:
             listener.job_started(job)
-            yield run_job(job, self.model, defaults, listener)
+            yield run_job(job, self.model, listener)
 
     def close(self) -> None:
         self.model = None
@@ -513,50 +734,129 @@ def run_batch(
     shard: Shard | None = None,
     listener: BatchListener | None = None,
     executor: JobExecutor | None = None,
+    verify: bool = False,
 ) -> BatchSummary:
-    """Report the bad rows, run the jobs on `executor` (here, one by one, by default) and
-    write the report; return the summary.
+    """Check every row, report the bad ones, run the good ones on `executor` (here, one by one,
+    by default), keeping the report; return the summary.
 
-    Bad rows and jobs that fail (any engine error) are reported as failed and the batch goes
-    on. The model is loaded once, before the first job; a model that cannot be loaded is the
-    whole batch's problem and raises InputError. The report (`shard.report_name` in OUTDIR)
-    gets one JSON line per row as it finishes (the bad rows first), so it is complete up to
-    the last finished job even after a crash. Ctrl-C stops the batch: the summary says
-    `interrupted`.
+    First, stale temp files of killed runs are removed from OUTDIR and every row is checked
+    (`check_jobs`); the bad rows go to `listener.rows_checked` at once and are the report's
+    first lines (`attempts` 0: never handed to a worker). Jobs whose completion record holds
+    are skipped here; the others go to the executor. Bad rows and jobs that fail (a bad
+    value, out of memory, a full disk for that file, any error of that job) are reported as
+    failed and the batch goes on; a disk that is still full after a job failed on it stops
+    the batch (`summary.stopped`). The model is loaded (`executor.start`) once, after the
+    checks, and only when a job needs rendering; one that cannot be loaded is the whole
+    batch's problem and raises InputError.
+
+    The report (`shard.report_name` in OUTDIR) is kept across runs: each outcome is appended
+    as the job ends, so it survives a kill, and when the run ends (done, stopped, Ctrl-C) the
+    report is rewritten atomically with one line per row, the latest. The summary's outcomes
+    are in row order. Ctrl-C stops the batch: the summary says `interrupted`.
     """
     listener = listener or BatchListener()
     executor = executor or LocalExecutor()
     shard = shard or Shard(1, 1)
-    summary = BatchSummary(total=len(planned), report=Path(outdir) / shard.report_name)
-    jobs = [entry for entry in planned if isinstance(entry, PlannedJob)]
+    outdir = Path(outdir)
+    summary = BatchSummary(total=len(planned), report=outdir / shard.report_name)
     started = time.perf_counter()
     listener.batch_started(len(planned))
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError("the output folder is a file", outdir)
+    previous = read_report_lines(summary.report)
     try:
+        remove_stale_temps(outdir, recursive=True)
+        checked = check_jobs(planned, defaults, completion_records(outdir), verify)
+        bad = [entry for entry in checked if isinstance(entry, BadRow)]
+        listener.rows_checked(bad)
+        done = [entry for entry in checked if isinstance(entry, ReadyJob) and entry.finished is not None]
+        jobs = [entry for entry in checked if isinstance(entry, ReadyJob) and entry.finished is None]
         if jobs:
             listener.stage("loading model", 0, 1)
-            executor.start(defaults, listener)
+            executor.start(defaults, listener)  # before any output: a model that cannot load stops the batch here
             listener.stage("loading model", 1, 1)
-        _prepare_outdir(Path(outdir))
-        with summary.report.open("w", encoding="utf-8") as report:
+        _prepare_outdir(outdir)
+        with _append_to(summary.report) as report:
+            # The bad rows are the report's first lines; the listener hears of them (and of the
+            # jobs finished earlier) in row order among the rendered jobs.
+            unheard: list[tuple[ReadyJob | BadRow, JobOutcome]] = []
 
-            def record(outcome: JobOutcome) -> None:
+            def write(outcome: JobOutcome) -> None:
                 summary.outcomes.append(outcome)
                 report.write(json.dumps(outcome.to_dict()) + "\n")
                 report.flush()
-                listener.job_finished(outcome)
 
-            for entry in planned:
-                if isinstance(entry, BadRow):
+            def hear(before: int | None = None) -> None:
+                while unheard and (before is None or unheard[0][0].row < before):
+                    entry, outcome = unheard.pop(0)
                     listener.job_started(entry)
-                    record(JobOutcome(entry.row, "failed", entry.output, entry.reason, attempts=0))
-            for outcome in executor.run(jobs, defaults, listener):
-                record(outcome)
+                    listener.job_finished(outcome)
+
+            for entry in bad:
+                outcome = JobOutcome(entry.row, "failed", entry.output, entry.reason, attempts=0)
+                write(outcome)
+                unheard.append((entry, outcome))
+            for entry in done:
+                outcome = JobOutcome(entry.row, "skipped", entry.job.output, "complete output already there", 0.0,
+                                     entry.finished, attempts=0)
+                write(outcome)
+                unheard.append((entry, outcome))
+            unheard.sort(key=lambda pair: pair[0].row)
+            try:
+                for outcome in executor.run(jobs, defaults, listener) if jobs else ():  # started only for jobs
+                    hear(before=outcome.row)
+                    write(outcome)
+                    listener.job_finished(outcome)
+                    if outcome.disk_full and disk_is_full(outdir):
+                        summary.stopped = f"{outdir}: disk full (row {outcome.row} could not be written); stopped"
+                        break
+            finally:
+                hear()
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
         executor.close()
+        summary.outcomes.sort(key=lambda outcome: outcome.row)
+        with deferred_interrupt():
+            _rewrite_report(summary.report, planned, previous, summary.outcomes)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+def run_job(entry: ReadyJob, model: LoadedModel, listener: BatchListener) -> JobOutcome:
+    """One checked job, here or on a Ray worker: skipped when its output is already complete,
+    else rendered; any error of the job (a bad value, out of memory, a full disk for its file)
+    is this job's failure. A done job's outcome carries its completion record; a disk-full
+    failure says so (`disk_full`), for the driver to decide whether to stop."""
+    started = time.perf_counter()
+
+    def outcome(status: Status, reason: str | None = None, disk_full: bool = False) -> JobOutcome:
+        record = Completion.of(entry.target, entry.fingerprint) if status != "failed" else None
+        return JobOutcome(entry.row, status, entry.job.output, reason, round(time.perf_counter() - started, 3),
+                          record, disk_full)
+
+    if entry.finished is not None:
+        return JobOutcome(entry.row, "skipped", entry.job.output, "complete output already there", 0.0,
+                          entry.finished)
+    try:
+        request = entry.request
+        if request.output.exists() and is_complete(request.output, *expected_video(request, model)):
+            return outcome("skipped", "complete output already there")
+        request.output.parent.mkdir(parents=True, exist_ok=True)  # inside OUTDIR: plan() checked
+        render(request, progress=listener.stage, notice=listener.notice)
+        return outcome("ok")
+    except DiskFull as error:
+        return outcome("failed", str(error), disk_full=True)
+    except InputError as error:
+        return outcome("failed", str(error))
+    except TryonError as error:
+        return outcome("failed", str(error))
+    except MemoryError:
+        return outcome("failed", "out of memory: lower --size or --seconds")
+    except OSError as error:  # e.g. a file where the output's subfolder should be
+        return outcome("failed", f"{error.filename or entry.target.parent}: {error.strerror or error}")
+    except Exception as error:  # noqa: BLE001 - one job's failure, whatever it is, is that row's
+        return outcome("failed", f"internal error: {type(error).__name__}: {error}")
 
 
 def _prepare_outdir(outdir: Path) -> None:
@@ -568,22 +868,45 @@ def _prepare_outdir(outdir: Path) -> None:
         raise InputError(f"cannot create the output folder ({error.strerror})", outdir) from None
 
 
-def run_job(entry: PlannedJob, model: LoadedModel, defaults: GenerateRequest, listener: BatchListener) -> JobOutcome:
-    """One job: skipped when its output is already complete, else rendered; any engine error
-    is this job's failure."""
-    started = time.perf_counter()
+@contextmanager
+def _append_to(report: Path) -> Iterator[Any]:
+    """The report, opened to append on a line of its own (a kill may have cut the last line)."""
+    with report.open("a+", encoding="utf-8") as stream:
+        if stream.tell() > 0:
+            stream.seek(stream.tell() - 1)
+            last = stream.read(1)
+            stream.seek(0, os.SEEK_END)
+            if last != "\n":
+                stream.write("\n")
+        yield stream
 
-    def outcome(status: Status, reason: str | None = None) -> JobOutcome:
-        return JobOutcome(entry.row, status, entry.job.output, reason, round(time.perf_counter() - started, 3))
 
-    request = job_request(entry, defaults)
+def _report_key(line: Mapping[str, Any]) -> str:
+    output = line.get("output")
+    return f"output:{output}" if isinstance(output, str) else f"row:{line.get('row')}"
+
+
+def _rewrite_report(
+    report: Path, planned: Sequence[PlannedJob | BadRow], previous: list[dict[str, Any]], outcomes: list[JobOutcome]
+) -> None:
+    """One line per planned row, in row order: this run's outcome, else the latest earlier line.
+
+    Written to a temp file and renamed; when that fails (a full disk), the appended report stays.
+    """
+    latest = {_report_key(line): line for line in previous}
+    latest.update({_report_key(line): line for line in (outcome.to_dict() for outcome in outcomes)})
+    keys = [_report_key({"output": entry.output if isinstance(entry, BadRow) else entry.job.output,
+                         "row": entry.row}) for entry in planned]
+    lines = [json.dumps(latest[key]) + "\n" for key in keys if key in latest]
+    if not report.parent.is_dir():
+        return
     try:
-        if request.output.exists() and is_complete(request.output, *expected_video(request, model)):
-            return outcome("skipped", "complete output already there")
-        request.output.parent.mkdir(parents=True, exist_ok=True)  # inside OUTDIR: plan() checked
-        dress(request, progress=listener.stage, notice=listener.notice)
-    except TryonError as error:
-        return outcome("failed", str(error))
-    except OSError as error:  # e.g. a file where the output's subfolder should be
-        return outcome("failed", f"{request.output.parent}: {error.strerror or error}")
-    return outcome("ok")
+        temp = create_temp_beside(report, ".tmp")
+    except TryonError:
+        return
+    try:
+        temp.write_text("".join(lines), encoding="utf-8")
+        os.replace(temp, report)
+        release_temp(temp, delete=False)
+    except OSError:
+        release_temp(temp, delete=True)

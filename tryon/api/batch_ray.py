@@ -5,7 +5,9 @@ checks the manifest, reports bad rows and writes the one report as jobs end. Thi
 only runs the good jobs: one long-lived worker per GPU of the cluster (per CPU when it has
 no GPU), each loading the model once, jobs handed out as workers free up, a job whose worker
 dies retried on another at most twice (`attempts` in the report). Each job is `run_job`, as
-in the local batch, so a job whose output is already complete is skipped, not redone.
+in the local batch, so a job whose output is already complete is skipped, not redone, and
+its outcome (a plain dataclass) carries the completion record and the disk-full flag back to
+the driver, which alone writes the report and decides whether a full disk stops the batch.
 
 Every node reads the inputs and writes the outputs at the same paths, so OUT (and the
 manifest's files) must be on storage every node sees; on a cluster of several nodes an OUT
@@ -19,7 +21,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from tryon.api.batch import BatchListener, JobOutcome, PlannedJob, load_batch_model, run_job
+from tryon.api.batch import BatchListener, JobOutcome, ReadyJob, load_batch_model, run_job
 from tryon.api.generate import GenerateRequest
 from tryon.api.ray_pool import WorkerPool, alive_nodes, connect, disconnect, import_ray, require_shared_storage, worker_slots
 
@@ -47,9 +49,9 @@ class RenderWorker:
         self.defaults = defaults
         self.model = load_batch_model(defaults.run)
 
-    def __call__(self, job: PlannedJob) -> Rendered:
+    def __call__(self, job: ReadyJob) -> Rendered:
         listener = _Notices()
-        outcome = run_job(job, self.model, self.defaults, listener)
+        outcome = run_job(job, self.model, listener)
         return Rendered(outcome, tuple(listener.messages))
 
 
@@ -65,7 +67,7 @@ class RayExecutor:
         self.outdir = Path(outdir)
         self.workers = workers
         self.max_retries = max_retries
-        self.pool: WorkerPool[PlannedJob, Rendered] | None = None
+        self.pool: WorkerPool[ReadyJob, Rendered] | None = None
         self.connected = False
 
     def start(self, defaults: GenerateRequest, listener: BatchListener) -> None:
@@ -76,7 +78,7 @@ class RayExecutor:
                                self.max_retries)
         self.pool.start()
 
-    def run(self, jobs: Sequence[PlannedJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
+    def run(self, jobs: Sequence[ReadyJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
         assert self.pool is not None, "start() comes first"
         for finished in self.pool.run(jobs, on_start=listener.job_started):
             if finished.result is None:

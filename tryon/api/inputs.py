@@ -12,7 +12,7 @@ from tryon.api.specs import GarmentSpec
 from tryon.errors import InputError
 from tryon.limits import MAX_GUIDANCE, MAX_STEPS, check_int, check_number, check_seed
 from tryon.media import VideoInfo, probe_video
-from tryon.media.image import create_temp_beside
+from tryon.media.atomic import create_temp_beside, release_temp
 from tryon.model.roles import MAX_GARMENTS
 from tryon.pipelines.shapes import check_fps, check_seconds
 
@@ -29,7 +29,8 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise InputError("the output folder does not exist", folder)
     if not os.access(folder, os.W_OK):
         raise InputError("the output folder is not writable", folder)
-    create_temp_beside(path, ".check").unlink()  # the one sure test (root, /proc, a read-only mount, a long name)
+    # the one sure test (root, /proc, a read-only mount, a long name)
+    release_temp(create_temp_beside(path, ".tmp.check"), delete=True)
 
 
 def check_options(

@@ -115,12 +115,18 @@ class StreamResult(GenerateResult):
 
 
 class StreamInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a stream: `frames` frames were kept in `output` (0: nothing was written)."""
+    """Ctrl-C during a stream: `frames` frames were kept in `output` (0: nothing was written),
+    of which `copied` were the input's (extend) and the rest generated."""
 
-    def __init__(self, output: Path, frames: int) -> None:
+    def __init__(self, output: Path, frames: int, copied: int = 0) -> None:
         super().__init__(f"{output}: {frames} frames kept")
         self.output = output
         self.frames = frames
+        self.copied = min(copied, frames)
+
+    @property
+    def generated(self) -> int:
+        return self.frames - self.copied
 
 
 # -- garments over time -----------------------------------------------------------------------
@@ -315,15 +321,25 @@ class SwitchingStream:
         return SwitchReport(describe(switch.garments), None, frame, round(latency, 3))
 
 
+class StreamWriter(VideoWriter):
+    """A VideoWriter that counts the frames copied from an input apart from those generated."""
+
+    copied = 0
+
+    def copy(self, frames: np.ndarray) -> None:
+        self.write(frames)
+        self.copied += len(frames)
+
+
 @contextmanager
-def streaming_writer(path: Path, fps: float, size: tuple[int, int], device: torch.device) -> Iterator[VideoWriter]:
-    """A VideoWriter that keeps what was written on Ctrl-C (as StreamInterrupted)."""
-    writer = VideoWriter(path, fps, size, keep_partial_on_interrupt=True)
+def streaming_writer(path: Path, fps: float, size: tuple[int, int], device: torch.device) -> Iterator[StreamWriter]:
+    """A StreamWriter that keeps what was written on Ctrl-C (as StreamInterrupted)."""
+    writer = StreamWriter(path, fps, size, keep_partial_on_interrupt=True)
     try:
         with writer, out_of_memory_is_a_failure(device, "lower --size, use --dtype bf16, or --device cpu"):
             yield writer
     except KeyboardInterrupt:
-        raise StreamInterrupted(path, writer.frames_written) from None
+        raise StreamInterrupted(path, writer.frames_written, writer.copied) from None
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -450,8 +466,9 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
         tail = []
         for start in range(0, count, COPY_BATCH):
             frames = video[np.arange(start, min(start + COPY_BATCH, count))]
-            writer.write(frames)
+            writer.copy(frames)
             tail.append(frames[max(0, tail_start - start) :])
+            report("copying", writer.copied, count)
         context = fit_frames(np.concatenate(tail), decision.size, "cover")
         stream = TryOnStream(
             model.pipeline,

@@ -345,6 +345,7 @@ def validate_checkpoint(folder: Path) -> dict[str, str]:
     Returns component → class name. Raises InputError naming the offending file.
     """
     index = _read_index(folder)
+    _refuse_pickles(folder)
     classes: dict[str, str] = {}
     for component in COMPONENTS:
         entry = index.get(component)
@@ -359,9 +360,6 @@ def validate_checkpoint(folder: Path) -> dict[str, str]:
         sub = folder / component
         if not sub.is_dir():
             raise InputError(f"the {component}/ folder is missing", folder)
-        for file in sorted(sub.rglob("*")):
-            if file.suffix in PICKLE_SUFFIXES:
-                raise InputError("pickled weights are refused; only .safetensors checkpoints are loaded", file)
         if component in ("transformer", "vae", "text_encoder"):
             _check_config(sub / "config.json", CONFIG_LIMITS[component])
             weights = sorted(sub.glob("*.safetensors"))
@@ -374,6 +372,14 @@ def validate_checkpoint(folder: Path) -> dict[str, str]:
                 read_json_object(file)  # scheduler and tokenizer configs: JSON objects, UTF-8
         classes[component] = class_name
     return classes
+
+
+def _refuse_pickles(folder: Path) -> None:
+    """A pickled file anywhere in the folder, not only in a component, is refused: nothing
+    we load reads one, and a folder that holds one is not a checkpoint this tool made."""
+    for file in sorted(folder.rglob("*")):
+        if file.suffix.lower() in PICKLE_SUFFIXES:
+            raise InputError("pickled weights are refused; only .safetensors checkpoints are loaded", file)
 
 
 def _load_component(loader, folder: Path, component: str, **kwargs):

@@ -16,6 +16,7 @@ from tryon.media.video import (
     probe_video,
     read_video,
     resample_indices,
+    video_fps,
     write_video,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "round_to_multiple",
     "save_image",
     "to_rgb",
+    "video_fps",
     "write_video",
 ]

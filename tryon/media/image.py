@@ -11,14 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import re
-import secrets
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tryon.errors import DISK_FULL, InputError, RuntimeFailure
+from tryon.errors import DISK_FULL, DiskFull, InputError
+from tryon.media.atomic import create_temp_beside, deferred_interrupt, disk_is_full, release_temp
 
 # Larger images are refused before their pixels are decoded (a 9000x9000 photo is already
 # 81 M pixels; nothing we make needs more). Below PIL's own warning threshold on purpose.
@@ -97,11 +97,13 @@ def save_image(path: str | Path, image: Image.Image) -> None:
     temp = create_temp_beside(path, ".tmp" + path.suffix)
     try:
         image.save(temp, format=image_format)
-        os.replace(temp, path)
+        with deferred_interrupt():
+            os.replace(temp, path)
+            release_temp(temp, delete=False)
     except BaseException as err:
-        temp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and (err.errno == errno.ENOSPC or disk_is_full(path.parent)):
-            raise RuntimeFailure(f"{path}: disk full while writing the image") from err
+        release_temp(temp, delete=True)
+        if isinstance(err, OSError) and (err.errno in DISK_FULL or disk_is_full(path.parent)):
+            raise DiskFull(path, "writing the image") from err
         raise
 
 
@@ -122,44 +124,6 @@ def require_file(path: str | Path) -> Path:
     if size == 0:
         raise InputError("file is empty", path)
     return path
-
-
-def create_temp_beside(path: Path, suffix: str) -> Path:
-    """Create an empty hidden file `.<name>.<random><suffix>` in `path`'s folder.
-
-    The file is created (not just named) so that a missing or read-only folder is
-    reported now, as an InputError naming the folder. Unlike tempfile.mkstemp, it gets
-    the usual permissions (0666 minus umask), which the final file keeps after the rename.
-    """
-    folder = path.parent
-    if path.is_dir():
-        raise InputError("is a folder; give a file name", path)
-    if not folder.is_dir():
-        problem = "is not a folder" if folder.exists() else "folder does not exist"
-        raise InputError(problem, folder)
-    while True:
-        temp = folder / f".{path.name}.{secrets.token_hex(4)}{suffix}"
-        try:
-            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return temp
-        except FileExistsError:
-            continue
-        except OSError as err:
-            if err.errno in DISK_FULL:
-                raise RuntimeFailure(f"{folder}: disk full") from err
-            raise InputError(f"cannot write to this folder ({err.strerror})", folder) from err
-
-
-def disk_is_full(folder: Path, margin: int = 16 * 2**20) -> bool:
-    """True when `folder` is on a real file system with less than `margin` bytes free.
-
-    Pseudo file systems (/proc, /sys) report no blocks at all: they are not full, just unwritable.
-    """
-    try:
-        stats = os.statvfs(folder)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False
-    return stats.f_blocks > 0 and stats.f_bavail * stats.f_frsize < margin
 
 
 # ---- private helpers ----

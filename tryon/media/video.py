@@ -4,19 +4,26 @@ Reading: `probe_video` tells a video's size, frame rate and frame count; `read_v
 decodes it as a stream, keeps only the frames the output needs (resampled to a frame rate,
 trimmed or looped to a frame count, fitted to a size) and returns them as one uint8 array;
 `VideoFrames` gives the same frames lazily, decoded as a stream asks for them.
-Writing: `VideoWriter` encodes H.264 (yuv420p, BT.709, crf 18, faststart) to a hidden temp
-file beside the destination and renames it into place only when the video is complete.
+Writing: `VideoWriter` encodes H.264 (yuv420p, BT.709, crf 18, faststart) with an ffmpeg that dies
+with us, to a hidden temp file beside the destination, renamed into place only when the
+video is complete.
 
 Every problem with an input file becomes an `InputError` naming the file.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import logging
 import math
 import os
+import re
+import signal
 import subprocess
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -28,9 +35,10 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from tryon.errors import InputError, RuntimeFailure
+from tryon.errors import DISK_FULL, DiskFull, InputError, RuntimeFailure
+from tryon.media.atomic import create_temp_beside, deferred_interrupt, disk_is_full, release_temp, remove_stale_temps
 from tryon.media.geometry import fit_image
-from tryon.media.image import create_temp_beside, disk_is_full, require_file
+from tryon.media.image import require_file
 
 # Encoder settings: H.264 that every player and browser opens, visually lossless (crf 18),
 # index at the front (faststart) so playback can start before the download ends, and the
@@ -87,6 +95,13 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise InputError("has no frames", path)
     _check_complete(meta, frame_count, path)
     return VideoInfo(width, height, fps, frame_count)
+
+
+def video_fps(path: str | Path) -> float:
+    """A video's frame rate, from its header (nothing is decoded)."""
+    path = _require_video_file(path)
+    with _decoder(path) as (meta, _frames):
+        return _source_fps(meta, path)
 
 
 def resample_indices(
@@ -250,15 +265,18 @@ class VideoWriter:
         with VideoWriter("out.mp4", fps=24, size=(1152, 704)) as writer:
             writer.write(frames)  # (H, W, 3) or (T, H, W, 3) uint8
 
-    Frames go to a hidden temp file `.<name>.<random>.tmp.mp4` in the destination folder,
-    which replaces `path` only when the `with` block ends cleanly. On any exception the
-    temp file is deleted, so nothing partial is ever left; except that with
-    keep_partial_on_interrupt=True a KeyboardInterrupt finishes the file properly and
-    keeps it (a playable video of everything written so far).
+    Frames go to a hidden temp file `.<name>.<pid>-<random>.tmp.mp4` in the destination
+    folder (see tryon.media.atomic), which replaces `path` only when the `with` block ends
+    cleanly. On any exception, Ctrl-C included, the encoder is killed and the temp file
+    deleted, so nothing partial is ever left; except that with keep_partial_on_interrupt=True
+    a KeyboardInterrupt finishes the file properly and keeps it (a playable video of
+    everything written so far). Entering the block deletes the stale temp files of this
+    output that killed runs left behind. The encoder dies with this process, even by SIGKILL.
 
     Raises InputError when the folder is missing or not writable (on entering the block),
-    RuntimeFailure when the disk fills up or the encoder fails, ValueError for an odd size
-    (yuv420p needs even sides), for frames of the wrong shape, or when no frame was written.
+    DiskFull (a RuntimeFailure) when the disk fills up, RuntimeFailure when the encoder
+    fails, ValueError for an odd size (yuv420p needs even sides), for frames of the wrong
+    shape, or when no frame was written.
     """
 
     def __init__(
@@ -286,6 +304,7 @@ class VideoWriter:
         self._failed = False
 
     def __enter__(self) -> VideoWriter:
+        remove_stale_temps(self.path.parent, name=self.path.name)
         self._temp = create_temp_beside(self.path, ".tmp.mp4")
         return self
 
@@ -308,7 +327,7 @@ class VideoWriter:
         for frame in self._as_batch(frames):
             try:
                 self._send(np.ascontiguousarray(frame))
-            except (OSError, RuntimeError) as err:  # RuntimeError: imageio finds no ffmpeg
+            except OSError as err:  # also: no ffmpeg found, or it cannot start
                 self._failed = True
                 raise self._failure(err) from err
             except BaseException:
@@ -318,7 +337,8 @@ class VideoWriter:
 
     def _send(self, frame: np.ndarray) -> None:
         if self._encoder is None:
-            self._encoder = _Encoder(self._temp, self.fps, self.size, self.crf)
+            with deferred_interrupt():  # an encoder we do not know of would outlive the clean-up
+                self._encoder = _Encoder(self._temp, self.fps, self.size, self.crf)
         self._encoder.send(frame)
 
     def _as_batch(self, frames: np.ndarray) -> np.ndarray:
@@ -341,29 +361,32 @@ class VideoWriter:
             self._discard()
             raise ValueError(f"{self.path}: no frames were written")
         try:
-            self._encoder.finish()
-            os.replace(self._temp, self.path)
+            self._encoder.finish()  # a Ctrl-C while ffmpeg finishes discards the file
+            with deferred_interrupt():  # renamed and released, or neither
+                os.replace(self._temp, self.path)
+                release_temp(self._temp, delete=False)
+                self._temp = None
         except BaseException as err:
             self._discard()
             if isinstance(err, OSError):
                 raise self._failure(err) from err
             raise
         self._encoder = None
-        self._temp = None
 
     def _discard(self) -> None:
-        if self._encoder is not None:
-            self._encoder.kill()
-            self._encoder = None
-        if self._temp is not None:
-            self._temp.unlink(missing_ok=True)
-            self._temp = None
+        with deferred_interrupt():  # a second Ctrl-C must not leave the temp file behind
+            if self._encoder is not None:
+                self._encoder.kill()
+                self._encoder = None
+            if self._temp is not None:
+                release_temp(self._temp, delete=True)
+                self._temp = None
 
     def _failure(self, err: Exception) -> RuntimeFailure:
         # When ffmpeg hits a full disk it dies and we only see a broken pipe, hence the
         # free-space check besides the errno.
-        if getattr(err, "errno", None) == errno.ENOSPC or disk_is_full(self.path.parent):
-            return RuntimeFailure(f"{self.path}: disk full while writing the video")
+        if getattr(err, "errno", None) in DISK_FULL or disk_is_full(self.path.parent):
+            return DiskFull(self.path, "writing the video")
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return RuntimeFailure(f"{self.path}: the video encoder failed ({reason})")
 
@@ -381,39 +404,97 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, crf: int = DEF
 
 
 class _Encoder:
-    """One ffmpeg process turning raw RGB frames into an H.264 MP4 file."""
+    """One ffmpeg process turning raw RGB frames (on its stdin) into an H.264 MP4 file.
+
+    Started here rather than by imageio-ffmpeg's write_frames, which lets ffmpeg outlive a
+    killed tryon (it goes on writing the temp file) and prints ffmpeg's log on our stderr.
+    Here ffmpeg gets SIGKILL when this process dies (Linux), runs in its own process group
+    (so a Ctrl-C in the terminal reaches only us, and we decide whether it finishes the file),
+    and its log goes to an unnamed temporary file, quoted when it fails.
+    """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], crf: int) -> None:
-        self._frames = imageio_ffmpeg.write_frames(
-            str(path),
-            size,
-            fps=fps if isinstance(fps, Fraction) else float(fps),  # it refuses numpy floats
-            codec="libx264",
-            quality=None,
-            macro_block_size=1,  # sizes are checked to be even; never let it rescale
-            ffmpeg_log_level="error",
-            output_params=["-crf", str(crf), *_H264_OUTPUT_PARAMS],
-        )
-        self._frames.send(None)  # starts ffmpeg
-        # write_frames never says how ffmpeg exited; its process object (a local of the
-        # generator) does, and lets us kill ffmpeg instead of waiting when we discard.
-        process = self._frames.gi_frame.f_locals.get("p") if self._frames.gi_frame else None
-        self._process = process if isinstance(process, subprocess.Popen) else None
+        rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator()
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", str(rate), "-i", "-",
+            "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), *_H264_OUTPUT_PARAMS, str(path),
+        ]  # fmt: skip
+        self._log = tempfile.TemporaryFile()
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
+                preexec_fn=_child_setup(), close_fds=True,
+            )
+        except BaseException:
+            self._log.close()
+            raise
 
     def send(self, frame: np.ndarray) -> None:
-        self._frames.send(frame)
+        try:
+            self._process.stdin.write(memoryview(frame).cast("B"))
+        except BrokenPipeError:
+            self._process.wait()
+            raise OSError(errno.EPIPE, f"ffmpeg stopped: {self._first_log_line()}") from None
 
     def finish(self) -> None:
         """Let ffmpeg flush and finalise the file; OSError if it failed."""
-        self._frames.close()
-        code = self._process.returncode if self._process is not None else 0
+        try:
+            self._process.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self._process.wait()
+        message = self._first_log_line()
+        self._log.close()
         if code:
-            raise OSError(f"ffmpeg exited with code {code}")
+            raise OSError(f"ffmpeg exited with code {code}: {message}")
 
     def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
+        if self._process.poll() is None:
             self._process.kill()
-        self._frames.close()
+        try:
+            self._process.stdin.close()
+        except OSError:
+            pass
+        self._process.wait()
+        self._log.close()
+
+    def _first_log_line(self) -> str:
+        """ffmpeg's first complaint (the cause; later lines are consequences), without its `[codec @ 0x...]` tag."""
+        self._log.seek(0)
+        lines = self._log.read(65536).decode("utf-8", "replace").strip().splitlines()
+        return re.sub(r"^(\[[^]]*\]\s*)+", "", lines[0]) if lines else "no message"
+
+
+def _child_setup() -> Callable[[], None] | None:
+    """What the encoder's child process runs before ffmpeg: its own process group, and on Linux
+    SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG), checked against a parent that died first."""
+    if os.name != "posix":
+        return None
+    prctl = _libc_prctl()
+    parent = os.getpid()
+
+    def setup() -> None:
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before the line above
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return setup
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _libc_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 # ---- decoding ----
@@ -491,10 +572,27 @@ def _unreadable_problem(ffmpeg_log: str) -> str:
 
 
 def _source_fps(meta: dict, path: Path) -> float:
-    fps = float(meta.get("fps") or 0)
+    fps = float(meta.get("fps") or 0) or _header_fps(path)
     if fps <= 0:
         raise InputError("not a usable video (its frame rate is unknown)", path)
     return fps
+
+
+def _header_fps(path: Path) -> float:
+    """The frame rate in ffmpeg's description of the video stream, 0 if none.
+
+    For rates imageio-ffmpeg cannot parse: from 1000 fps up, ffmpeg writes `1k fps`.
+    """
+    try:
+        done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                              capture_output=True, text=True, errors="replace", timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0.0
+    for line in done.stderr.splitlines():
+        match = re.search(r"Stream #.*Video:.* (\d+(?:\.\d+)?)(k?) fps", line)
+        if match:
+            return float(match[1]) * (1000 if match[2] else 1)
+    return 0.0
 
 
 def _check_complete(meta: dict, decoded: int, path: Path) -> None:

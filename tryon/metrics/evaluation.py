@@ -14,6 +14,7 @@ Per-frame math lives in `tryon.metrics.frames`; this module aligns frame counts 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from tryon.errors import InputError
-from tryon.media import read_video
+from tryon.media import read_video, resample_indices, video_fps
 from tryon.metrics import frames as fm
 from tryon.metrics.perceptual import lpips_distance
 
@@ -285,7 +286,25 @@ def _score_file_pair(name: str, pred_path: Path, ref: _Reference, notices: list[
                     f"{ref_frames.shape[:3]} (T, H, W)",
                     ref.masks,
                 )
-    return score_videos(read_video(pred_path), ref_frames, masks, name, notices=notices)
+    pred_frames = read_video(pred_path)
+    pred_fps, ref_fps = video_fps(pred_path), video_fps(ref.video)
+    if abs(pred_fps - ref_fps) > 1e-3 * ref_fps:
+        # Compared by time, at the lower rate: each frame of the slower video meets the frame
+        # of the faster one shown at the same moment (frame by frame, an 8 fps render would
+        # meet a 25 fps reference's frame 3i at its frame i).
+        rate = min(pred_fps, ref_fps)
+        notices.append(f"{name}: prediction is {pred_fps:g} fps, reference {ref_fps:g} fps; "
+                       f"compared by time, at {rate:g} fps")
+        pred_frames = pred_frames[_at_rate(len(pred_frames), pred_fps, rate)]
+        kept = _at_rate(len(ref_frames), ref_fps, rate)
+        ref_frames = ref_frames[kept]
+        masks = None if masks is None else {key: mask[kept] for key, mask in masks.items()}
+    return score_videos(pred_frames, ref_frames, masks, name, notices=notices)
+
+
+def _at_rate(count: int, fps: float, rate: float) -> list[int]:
+    """Which of `count` frames at `fps` show the moments of a video at `rate` (see resample_indices)."""
+    return resample_indices(count, fps, rate, math.ceil(count * rate / fps - 1e-9), loop=False)
 
 
 def evaluate(pred: Path, reference: Path) -> EvalReport:

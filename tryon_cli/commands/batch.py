@@ -23,7 +23,7 @@ from tryon_cli import options
 from tryon_cli.console import print_json, stderr
 
 if TYPE_CHECKING:
-    from tryon.api.batch import BadRow, BatchSummary, JobOutcome, PlannedJob
+    from tryon.api.batch import BadRow, BatchSummary, JobOutcome, ReadyJob
 
 ShardOption = Annotated[
     Optional[str],
@@ -39,6 +39,9 @@ Workers = Annotated[
     typer.Option("--workers", min=1, help="With --ray: at most this many workers (default: one per GPU, or per CPU "
                  "without GPUs), each loading the model once."),
 ]
+Verify = Annotated[bool, typer.Option(
+    "--verify", help="Decode every existing output to check it is complete, instead of trusting the report's "
+    "completion record (the file's size and modification time).")]
 OutDir = Annotated[
     Path, typer.Option("--output", "-o", help="Folder for the videos and the report (created if missing).")
 ]
@@ -66,6 +69,7 @@ class BatchDisplay:  # a tryon.api.batch.BatchListener (not subclassed: the engi
         self.row: int | None = None
         self.render_times: list[float] = []
         self.seen_notices: set[str] = set()
+        self.bad_rows: set[int] = set()
 
     def __enter__(self) -> BatchDisplay:
         self.display.__enter__()
@@ -80,7 +84,14 @@ class BatchDisplay:  # a tryon.api.batch.BatchListener (not subclassed: the engi
     def batch_started(self, total: int) -> None:
         self.display.update(self.task, total=total)
 
-    def job_started(self, entry: PlannedJob | BadRow) -> None:
+    def rows_checked(self, bad: list[BadRow]) -> None:
+        """All bad rows at once, before anything renders (even with --quiet: they are errors)."""
+        self.bad_rows = {row.row for row in bad}
+        if bad:
+            self.display.console.print(_rows_table(f"{len(bad)} bad rows, not rendered",
+                                                   [(row.row, row.output, row.reason) for row in bad]))
+
+    def job_started(self, entry: ReadyJob | BadRow) -> None:
         self.row = entry.row
         self.display.update(self.task, description=f"row {entry.row}")
 
@@ -114,14 +125,18 @@ def _job_line(outcome: JobOutcome) -> str:
     return f"{line} ({outcome.reason})" if outcome.status == "failed" else line
 
 
-def show_summary(summary: BatchSummary) -> None:
-    """The failed rows in a table, then the totals, on stderr."""
-    failures = summary.failures
+def _rows_table(title: str, rows: list[tuple[int, str | None, str | None]]) -> Table:
+    table = Table("row", "output", "reason", title=title, title_justify="left")
+    for row, output, reason in rows:
+        table.add_row(str(row), output or "—", reason or "")
+    return table
+
+
+def show_summary(summary: BatchSummary, listed: set[int] = frozenset()) -> None:
+    """The failed rows not `listed` already (as bad rows) in a table, then the totals, on stderr."""
+    failures = [outcome for outcome in summary.failures if outcome.row not in listed]
     if failures:
-        table = Table("row", "output", "reason", title="failed jobs", title_justify="left")
-        for outcome in failures:
-            table.add_row(str(outcome.row), outcome.output or "—", outcome.reason or "")
-        stderr.print(table)
+        stderr.print(_rows_table("failed jobs", [(o.row, o.output, o.reason) for o in failures]))
     counts = summary.to_dict()
     stderr.print(
         f"{counts['jobs']} jobs: {counts['succeeded']} rendered, {counts['skipped']} already complete, "
@@ -160,6 +175,7 @@ def batch(
     shard: ShardOption = None,
     ray: RayAddress = None,
     workers: Workers = None,
+    verify: Verify = False,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
     run: RunOptions = RunOptions(),
@@ -170,7 +186,9 @@ def batch(
 
     garments: `shirt.png:top;pants.png:bottom` in CSV, a list of strings in JSONL. Relative paths: from the manifest.
 
-    output: an .mp4 name inside OUTDIR (default job_<row>_<user>.mp4). Bad rows are reported, not run.
+    output: an .mp4 name inside OUTDIR (default job_<row>_<user>.mp4). A row without garments is a `dance` job.
+
+    Every row is checked before anything renders; bad rows are listed at once and not run.
 
     Report: OUTDIR/report.jsonl (report.KofN.jsonl for a shard). Exit 1 when any job failed.
 
@@ -179,6 +197,7 @@ def batch(
     On a Ray cluster: tryon batch jobs.csv -o /shared/renders --ray auto
     """
     from tryon.api import batch as api_batch
+    from tryon.errors import RuntimeFailure
     from tryon.media import parse_size
 
     executor = _executor(ray, workers, shard, outdir)
@@ -190,14 +209,17 @@ def batch(
     chosen = api_batch.choose_shard(shard, {} if ray else os.environ)  # Ray: one driver, the whole batch
     planned = api_batch.plan(api_batch.read_manifest(manifest), outdir, chosen)
     with BatchDisplay(enabled=not quiet and not json_output) as display:
-        summary = api_batch.run_batch(planned, outdir, defaults, chosen, display, executor)
+        summary = api_batch.run_batch(planned, outdir, defaults, chosen, display, executor, verify=verify)
         if not summary.interrupted:
             display.finish()
     if summary.interrupted:
         stderr.print(f"interrupted: {len(summary.outcomes)} of {summary.total} jobs finished "
                      f"(report: {summary.report}); run again to go on", markup=False, soft_wrap=True)
         raise typer.Exit(130)
-    show_summary(summary)
+    if summary.stopped:
+        raise RuntimeFailure(f"{summary.stopped} after {len(summary.outcomes)} of {summary.total} jobs "
+                             f"(report: {summary.report}); free some space and run again to go on")
+    show_summary(summary, display.bad_rows)
     if json_output:
         print_json(summary.to_dict())
     if not summary.ok:

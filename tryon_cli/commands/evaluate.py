@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from tryon.errors import InputError
 from tryon_cli.console import notice, print_json, stdout
@@ -63,7 +63,8 @@ def evaluate(
         return
     for message in report.notices:
         notice(message)
-    table = Table("sample", *COLUMNS.values())
+    names = [sample.name for sample in report.samples]
+    table = Table(Column("sample", no_wrap=True, min_width=max(map(len, names), default=6)), *COLUMNS.values())
     for sample in report.samples:
         table.add_row(sample.name, *(_cell(getattr(sample, c)) for c in COLUMNS))
     table.add_row("mean", *(_cell(report.mean.get(c)) for c in COLUMNS), style="bold")

@@ -33,9 +33,18 @@ def run_stream(request, command, json_output: bool, quiet: bool) -> None:
     try:
         run_generation(request, command, json_output, quiet)
     except api.StreamInterrupted as stop:
-        kept = f"kept the {stop.frames} frames made so far in {stop.output}" if stop.frames else "nothing was written"
-        notice(f"tryon: interrupted; {kept}")
+        notice(f"tryon: interrupted; {_kept(stop)}")
         sys.exit(130)
+
+
+def _kept(stop) -> str:
+    """What an interrupted stream left: the frames generated, apart from those copied (extend)."""
+    if not stop.frames:
+        return "nothing was written"
+    if not stop.copied:
+        return f"kept the {stop.frames} frames made so far in {stop.output}"
+    return (f"kept {stop.frames} frames in {stop.output}: the input's {stop.copied} and "
+            f"{stop.generated} generated")
 
 
 @options.run_options()

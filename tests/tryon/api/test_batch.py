@@ -14,7 +14,7 @@ from tryon.api import loading
 from tryon.api.batch import BadRow, Job, PlannedJob, Shard, job_defaults
 from tryon.api.generate import GenerateRequest
 from tryon.api.specs import GarmentSpec
-from tryon.errors import InputError
+from tryon.errors import DiskFull, InputError
 from tryon.media import probe_video, write_video
 from tryon.modes import RunOptions
 
@@ -262,8 +262,8 @@ def test_the_model_is_loaded_once_and_engine_errors_fail_only_their_job(folder, 
     assert "notes.png" in summary.outcomes[1].reason
     report = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     assert [line["status"] for line in report] == ["ok", "failed", "ok"]
-    assert set(report[0]) == {"row", "status", "output", "reason", "seconds", "attempts"}
-    assert [line["attempts"] for line in report] == [1, 1, 1]
+    assert set(report[0]) == {"row", "status", "output", "reason", "seconds", "attempts", "record"}
+    assert [line["attempts"] for line in report] == [1, 0, 1]  # notes.png is a bad row, found by check_jobs
     assert summary.to_dict() == {"jobs": 3, "succeeded": 2, "skipped": 0, "failed": 1,
                                  "seconds": summary.seconds, "report": str(tmp_path / "report.jsonl")}
 
@@ -275,19 +275,166 @@ def test_a_model_that_cannot_load_stops_the_batch(folder, tmp_path):
 
 
 def test_interrupt_keeps_the_finished_jobs(folder, tiny_checkpoint, tmp_path, monkeypatch):
-    real_dress, calls = eb.dress, []
+    real_dance, calls = eb.dance, []
 
-    def dress(request, **kwargs):
+    def dance(request, **kwargs):
         calls.append(request)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_dress(request, **kwargs)
+        return real_dance(request, **kwargs)
 
-    monkeypatch.setattr(eb, "dress", dress)
+    monkeypatch.setattr(eb, "dance", dance)
     summary = run(folder, tmp_path, "user.png,,,,,,\nuser.png,,,,,,\nuser.png,,,,,,\n", fast(tiny_checkpoint))
     assert summary.interrupted and not summary.ok and len(summary.outcomes) == 1
     assert len((tmp_path / "report.jsonl").read_text().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job_1_user.mp4", "report.jsonl"]
+
+
+# -- resuming, reports and failures of one job (no model: a stand-in renderer) ---------------
+
+
+class FakeRenderer:
+    """Stands in for the model: writes a 2-frame 64x64 video per job, and records what it rendered."""
+
+    def __init__(self, monkeypatch, fail: dict[int, BaseException] | None = None):
+        self.rendered: list[str] = []
+        self.commands: list[str] = []
+        self.fail = fail or {}
+        monkeypatch.setattr(eb, "load_batch_model", lambda run, notice=None: "model")
+        monkeypatch.setattr(eb, "expected_video", lambda request, model: (2, (64, 64)))
+        monkeypatch.setattr(eb, "render", self)
+
+    def __call__(self, request, progress=None, notice=None):
+        self.commands.append("dress" if request.garments else "dance")
+        failure = self.fail.get(len(self.rendered) + 1)
+        self.rendered.append(request.output.name)
+        if failure is not None:
+            raise failure
+        write_video(request.output, np.zeros((2, 64, 64, 3), np.uint8), 24)
+
+
+def rows_of(count: int) -> str:
+    return "".join(f"user.png,,,,,,out_{row}.mp4\n" for row in range(1, count + 1))
+
+
+def report_lines(outdir: Path, name: str = "report.jsonl") -> list[dict]:
+    return [json.loads(line) for line in (outdir / name).read_text().splitlines()]
+
+
+def test_a_restart_finds_finished_jobs_by_their_record_without_decoding_them(folder, tmp_path, monkeypatch):
+    renderer = FakeRenderer(monkeypatch)
+    outdir = tmp_path / "out"
+    run(folder, outdir, rows_of(57), job_defaults(seconds=1))  # 57 of the 64 jobs done, as after a kill
+    decoded = []
+    monkeypatch.setattr(eb, "probe_video", lambda path: decoded.append(path) or probe_video(path))
+    renderer.rendered.clear()
+    summary = run(folder, outdir, rows_of(64), job_defaults(seconds=1))
+    assert decoded == [] and renderer.rendered == [f"out_{row}.mp4" for row in range(58, 65)]
+    assert [o.status for o in summary.outcomes] == ["skipped"] * 57 + ["ok"] * 7
+
+    entries = eb.plan(eb.read_manifest(folder / "jobs.csv"), outdir)
+    renderer.rendered.clear()
+    verified = eb.run_batch(entries, outdir, job_defaults(seconds=1), verify=True)  # the full check, on demand
+    assert len(decoded) == 64 and renderer.rendered == [] and verified.count("skipped") == 64
+
+
+def test_a_record_is_trusted_only_for_the_same_job_and_an_unchanged_file(folder, tmp_path, monkeypatch):
+    renderer = FakeRenderer(monkeypatch)
+    run(folder, tmp_path, rows_of(3), job_defaults(seconds=1))
+    (tmp_path / "out_1.mp4").write_bytes(b"not a video any more")
+    os.utime(tmp_path / "out_2.mp4", ns=(1_000_000_000, 1_000_000_000))  # same content, new mtime: decoded
+    renderer.rendered.clear()
+    summary = run(folder, tmp_path, rows_of(3), job_defaults(seconds=1))
+    assert [o.status for o in summary.outcomes] == ["ok", "skipped", "skipped"]
+    renderer.rendered.clear()
+    changed = run(folder, tmp_path, rows_of(3), job_defaults(seconds=1, seed=5))  # another job: not the record's
+    assert [o.status for o in changed.outcomes] == ["skipped"] * 3  # decoded, and complete
+    assert all(line["record"]["job"] != old["record"]["job"]
+               for line, old in zip(report_lines(tmp_path), [o.to_dict() for o in summary.outcomes]))
+
+
+def test_the_report_is_kept_across_runs_and_ends_with_one_line_per_row(folder, tmp_path, monkeypatch):
+    FakeRenderer(monkeypatch, fail={3: KeyboardInterrupt()})
+    first = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
+    assert first.interrupted and [line["row"] for line in report_lines(tmp_path)] == [1, 2]
+    with (tmp_path / "report.jsonl").open("a") as report:
+        report.write('{"row": 3, "status": "ok", "out')  # what a SIGKILL mid-line leaves
+    FakeRenderer(monkeypatch, fail={1: KeyboardInterrupt()})  # the restart is interrupted at once
+    second = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
+    assert second.interrupted
+    assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [(1, "skipped"), (2, "skipped")]
+    FakeRenderer(monkeypatch)
+    third = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
+    assert third.ok
+    assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [
+        (1, "skipped"), (2, "skipped"), (3, "ok"), (4, "ok")]
+
+
+def test_stale_temp_files_in_outdir_are_removed_when_a_batch_starts(folder, tmp_path, monkeypatch):
+    FakeRenderer(monkeypatch)
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / ".out_1.mp4.999999-0123abcd.tmp.mp4", tmp_path / "sub" / ".x.mp4.999999-0123abcd.tmp.mp4",
+             tmp_path / ".report.jsonl.999999-0123abcd.tmp"]
+    for path in stale:
+        path.write_bytes(b"left by a killed run")
+    run(folder, tmp_path, rows_of(1), job_defaults(seconds=1))
+    assert not any(path.exists() for path in stale)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["out_1.mp4", "report.jsonl", "sub"]
+
+
+def test_every_row_is_checked_before_anything_renders(folder, tmp_path, monkeypatch):
+    renderer = FakeRenderer(monkeypatch)
+    events = []
+
+    class Listener(eb.BatchListener):
+        def rows_checked(self, bad):
+            events.append(("checked", [row.row for row in bad]))
+
+        def job_finished(self, outcome):
+            events.append((outcome.row, outcome.status))
+
+    rows = ("user.png,shirt.png:top,,,,,\n"
+            "notes.png,,,,,,\n"  # text, not a photo
+            "user.png,dance.mp4,,,,,\n"  # a video where a garment photo belongs
+            "user.png,,shirt.png,,,,\n"  # a photo where the motion video belongs
+            "user.png,,,,,99999999999999999999999,\n"  # a seed out of range
+            "dance.mp4,,,,,,\n"  # a video as the user photo
+            "user.png,,dance.mp4,,,-1,\n")
+    entries = eb.read_manifest(manifest(folder, HEADER + rows))
+    summary = eb.run_batch(eb.plan(entries, tmp_path / "out"), tmp_path / "out", job_defaults(seconds=1),
+                           listener=Listener())
+    assert events[0] == ("checked", [2, 3, 4, 5, 6, 7])
+    assert events[1:] == [(1, "ok"), (2, "failed"), (3, "failed"), (4, "failed"), (5, "failed"), (6, "failed"),
+                          (7, "failed")]
+    reasons = [o.reason for o in summary.outcomes]
+    assert "notes.png: not an image" in reasons[1] and "dance.mp4: not an image" in reasons[2]
+    assert "shirt.png: not a video" in reasons[3] and "seed must be an integer" in reasons[4] and "seed must be" in reasons[6]
+    assert renderer.rendered == ["job_1_user.mp4"]
+
+
+def test_a_row_without_garments_is_a_dance_job(folder, tmp_path, monkeypatch):
+    renderer = FakeRenderer(monkeypatch)
+    run(folder, tmp_path, "user.png,,,,,,\nuser.png,shirt.png,,,,,\n", job_defaults(seconds=1))
+    assert renderer.commands == ["dance", "dress"]
+
+
+def test_any_failure_of_one_job_is_that_rows_failure(folder, tmp_path, monkeypatch):
+    FakeRenderer(monkeypatch, fail={1: MemoryError(), 2: RuntimeError("Overflow when unpacking long"),
+                                    3: DiskFull(tmp_path / "out_3.mp4", "writing the video")})
+    monkeypatch.setattr(eb, "disk_is_full", lambda folder: False)  # one big file failed; space is left
+    summary = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
+    assert [o.status for o in summary.outcomes] == ["failed", "failed", "failed", "ok"] and not summary.stopped
+    reasons = [o.reason for o in summary.outcomes]
+    assert "out of memory" in reasons[0] and "Overflow" in reasons[1] and "disk full" in reasons[2]
+
+
+def test_a_disk_that_stays_full_stops_the_batch_and_keeps_the_report(folder, tmp_path, monkeypatch):
+    renderer = FakeRenderer(monkeypatch, fail={2: DiskFull(tmp_path / "out_2.mp4", "writing the video")})
+    monkeypatch.setattr(eb, "disk_is_full", lambda folder: True)
+    summary = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
+    assert summary.stopped and "disk full" in summary.stopped and str(tmp_path) in summary.stopped
+    assert renderer.rendered == ["out_1.mp4", "out_2.mp4"] and not summary.ok
+    assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [(1, "ok"), (2, "failed")]
 
 
 def test_a_jsonl_line_nested_thousands_deep_is_one_input_error_not_a_recursion_error(folder):

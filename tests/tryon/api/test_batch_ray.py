@@ -89,10 +89,16 @@ def run_on_ray(manifest: Path, outdir: Path, defaults: GenerateRequest, listener
 
 
 def report(outdir: Path) -> dict[int, dict]:
-    """The report's lines by row, each row once; `seconds` dropped (it is a measurement)."""
+    """The report's lines by row, each row once; `seconds` dropped (it is a measurement), and a
+    completion record's size and mtime checked against the output they describe, then dropped
+    (they are this folder's file's), its job fingerprint kept."""
     lines = [json.loads(line) for line in (outdir / "report.jsonl").read_text().splitlines()]
     for line in lines:
         del line["seconds"]
+        if "record" in line:
+            stat = (outdir / line["output"]).stat()
+            assert (line["record"]["bytes"], line["record"]["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns)
+            line["record"] = line["record"]["job"]
     by_row = {line.pop("row"): line for line in lines}
     assert len(by_row) == len(lines), "a row is reported twice"
     return by_row

@@ -54,6 +54,16 @@ def test_pickled_weights_are_refused(checkpoint_copy):
     assert "diffusion_pytorch_model.bin" in str(error.value)
 
 
+@pytest.mark.parametrize("where", ["optimizer.pt", "training_state/EMA.PTH", "extra/weights.CKPT"])
+def test_pickled_files_anywhere_in_the_folder_are_refused(checkpoint_copy, where):
+    pickled = checkpoint_copy / where
+    pickled.parent.mkdir(exist_ok=True)
+    torch.save({"x": torch.zeros(1)}, pickled)
+    with pytest.raises(InputError, match="pickled weights are refused") as error:
+        validate_checkpoint(checkpoint_copy)
+    assert str(error.value).startswith(f"{pickled}: ")
+
+
 def test_missing_weights_are_named(checkpoint_copy):
     (checkpoint_copy / "vae" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(InputError, match="no .safetensors weights for the vae"):

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -324,6 +326,14 @@ def test_truncated_videos_are_input_errors_not_hangs(tmp_path, reader):
         assert "\n" not in str(caught.value)
 
 
+def test_a_1000_fps_video_is_read_at_its_rate(tmp_path, make_frames, read_numbers):
+    path = tmp_path / "fast.mp4"
+    write_video(path, make_frames(30), 1000)  # ffmpeg describes it as "1k fps"
+    info = probe_video(path)
+    assert (info.fps, info.frame_count) == (1000, 30)
+    assert read_numbers(read_video(path, fps=100, num_frames=3)) == [0, 10, 20]
+
+
 def test_a_video_whose_sound_outlasts_the_picture_is_not_called_truncated(tmp_path):
     path = tmp_path / "long sound.mp4"
     _ffmpeg("-f", "lavfi", "-i", "sine=d=3", "-f", "lavfi", "-i", "testsrc=d=1:s=64x64:r=24",
@@ -408,6 +418,99 @@ def test_a_failing_encoder_is_a_runtime_failure_and_leaves_nothing(
         with VideoWriter(tmp_path / "out.mp4", fps=24, size=(64, 64)) as writer:
             writer.write(make_frames(1))
     assert _folder_listing(tmp_path) == []
+
+
+ENCODE_THEN_HANG = """
+import sys, time
+import numpy as np
+from tryon.media import VideoWriter
+writer = VideoWriter(sys.argv[1], fps=24, size=(64, 64)).__enter__()
+writer.write(np.zeros((3, 64, 64, 3), np.uint8))
+print(writer._encoder._process.pid, writer._temp, flush=True)
+time.sleep(60)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Whether a process (not our child) has exited: no /proc entry, or a zombie awaiting its reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_the_encoder_dies_with_a_killed_writer_and_the_next_writer_removes_its_temp(tmp_path):
+    path = tmp_path / "out.mp4"
+    writer = subprocess.Popen([sys.executable, "-c", ENCODE_THEN_HANG, str(path)], stdout=subprocess.PIPE, text=True)
+    encoder_pid, temp = writer.stdout.readline().split()
+    writer.kill()
+    writer.wait()
+    deadline = time.monotonic() + 10
+    while not _gone(int(encoder_pid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _gone(int(encoder_pid))
+    # Killed with us, ffmpeg never finished the file: had it outlived us, it would have
+    # written a complete video from the frames it had.
+    with pytest.raises(InputError):
+        probe_video(temp)
+    assert _folder_listing(tmp_path) == [Path(temp).name]
+    write_video(path, np.zeros((2, 64, 64, 3), np.uint8), 24)
+    assert _folder_listing(tmp_path) == ["out.mp4"]
+
+
+def test_ffmpegs_own_log_never_reaches_stderr(tmp_path, capfd):
+    with pytest.raises(RuntimeFailure, match="invalid width x height") as caught:
+        with VideoWriter(tmp_path / "wide.mp4", fps=24, size=(16400, 2)) as writer:  # too wide for libx264
+            writer.write(np.zeros((2, 2, 16400, 3), np.uint8))
+    assert "\n" not in str(caught.value)
+    assert capfd.readouterr().err == ""
+    assert _folder_listing(tmp_path) == []
+
+
+def _interrupt_after(function):
+    """`function`, followed by a real SIGINT (a Ctrl-C) as soon as it returns."""
+    def wrapped(*args, **kwargs):
+        result = function(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return result
+    return wrapped
+
+
+def test_ctrl_c_as_the_encoder_starts_leaves_no_temp_file(tmp_path, make_frames, monkeypatch):
+    started = []
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", _interrupt_after(popen))
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(tmp_path / "out.mp4", fps=24, size=(64, 64)) as writer:
+            writer.write(make_frames(3))
+    monkeypatch.undo()
+    started[0].wait(timeout=10)  # an encoder left running could still create the file
+    assert _folder_listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("moment", ["finish", "replace", "kill"])
+def test_ctrl_c_while_the_file_is_finished_leaves_no_temp_file(tmp_path, make_frames, monkeypatch, moment):
+    if moment == "finish":
+        monkeypatch.setattr(video_module._Encoder, "finish", _interrupt_after(video_module._Encoder.finish))
+    elif moment == "replace":
+        monkeypatch.setattr(video_module.os, "replace", _interrupt_after(os.replace))
+    else:  # a second Ctrl-C while the first one's clean-up kills the encoder
+        monkeypatch.setattr(video_module._Encoder, "kill", _interrupt_after(video_module._Encoder.kill))
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(tmp_path / "out.mp4", fps=24, size=(64, 64)) as writer:
+            writer.write(make_frames(3))
+            if moment == "kill":
+                raise KeyboardInterrupt
+    listing = _folder_listing(tmp_path)
+    assert listing == (["out.mp4"] if moment == "replace" else [])  # renamed before the Ctrl-C: complete
+    if listing:
+        assert probe_video(tmp_path / "out.mp4").frame_count == 3
 
 
 def test_closing_without_frames_is_an_error_and_leaves_nothing(tmp_path):

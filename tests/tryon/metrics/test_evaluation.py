@@ -128,6 +128,20 @@ def test_evaluate_single_file_against_plain_video(tmp_path, rng, write_video):
     assert report.mean["garment_color_error"] is None
 
 
+def test_evaluate_compares_videos_of_different_fps_by_time(tmp_path, write_video):
+    # 48 frames of 2 s at 24 fps, each a different flat colour; the prediction is the same
+    # clip at 8 fps (every third frame). Frame by frame, frame i would meet frame 3i.
+    colours = np.linspace(0, 255, 48).astype(np.uint8)
+    reference = np.broadcast_to(colours[:, None, None, None], (48, 32, 32, 3)).copy()
+    report = evaluate(write_video(tmp_path / "pred.mp4", reference[::3], fps=8),
+                      write_video(tmp_path / "gt.mp4", reference, fps=24))
+    (s,) = report.samples
+    assert s.psnr == 100.0 and s.frames == 16  # at 8 fps: reference frames 0, 3, 6, ...
+    assert any("8 fps, reference 24 fps; compared by time, at 8 fps" in notice for notice in report.notices)
+    frame_by_frame = score_videos(reference[::3], reference[:16])
+    assert frame_by_frame.psnr < 40
+
+
 def test_evaluate_single_file_against_sample_folder(tmp_path, rng, write_video, write_sample):
     x = _video(rng)
     sample = write_sample(tmp_path / "ref" / "s1", x, _garment_masks())
