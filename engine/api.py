@@ -28,7 +28,7 @@ from engine.checkpoint import (
 )
 from engine.distributed import Processes, enable_context_parallel, start_processes
 from engine.errors import InputError, RuntimeFailure
-from engine.media import VideoInfo, VideoWriter, choose_output_size, fit_image, load_image, probe_video, read_video
+from engine.media import VideoInfo, VideoWriter, choose_output_size, crop_center, fit_image, load_image, probe_video, read_video
 from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import check_fps, check_seconds, frame_count
 from engine.pipelines.teacher import TryOnInputs
@@ -173,13 +173,27 @@ def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notic
 
 @dataclass(frozen=True)
 class OutputPlan:
-    """What a request will produce with a given model: size, fps and exact frame count."""
+    """What a request will produce with a given model: size, fps and exact frame count, and the
+    size the model generates at (the smallest it accepts that covers the output)."""
 
     width: int
     height: int
     fps: float
     num_frames: int
-    size_notice: str | None = None
+    generate_width: int
+    generate_height: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+    @property
+    def generate_size(self) -> tuple[int, int]:
+        return (self.generate_width, self.generate_height)
+
+    def crop(self, frames: np.ndarray) -> np.ndarray:
+        """Frames made at the generation size, centre-cropped to the output size."""
+        return crop_center(frames, self.size)
 
 
 def plan_output(request: GenerateRequest, model: LoadedModel, user_size: tuple[int, int]) -> OutputPlan:
@@ -189,7 +203,7 @@ def plan_output(request: GenerateRequest, model: LoadedModel, user_size: tuple[i
     seconds = preset.default_seconds if request.seconds is None else request.seconds
     size = choose_output_size(user_size, request.size, default=preset.default_size,
                               multiple=model.pipeline.size_multiple)
-    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), size.notice)
+    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), *size.generate_size)
 
 
 def _generate(
@@ -227,13 +241,11 @@ def _generate(
         enable_context_parallel(model.pipeline.transformer, processes)
     pipeline, preset = model.pipeline, model.preset
     plan = plan_output(request, model, user.size)
-    if plan.size_notice:
-        tell(plan.size_notice)
     fps = plan.fps
-    shape = pipeline.video_shape(plan.width, plan.height, plan.num_frames)
+    shape = pipeline.video_shape(plan.generate_width, plan.generate_height, plan.num_frames)
 
-    # 3. Inputs fitted to the output.
-    target = (plan.width, plan.height)
+    # 3. Inputs fitted to the generation size (the output is its centre).
+    target = plan.generate_size
     motion = None
     if request.motion is not None:
         motion = read_video(request.motion, fps=fps, num_frames=plan.num_frames, size=target, fit="cover", min_frames=2)
@@ -262,7 +274,7 @@ def _generate(
         ) from None
     if processes.is_main:
         report("writing", 0, 1)
-        write_frames(request.output, frames, fps)
+        write_frames(request.output, plan.crop(frames), fps)
         report("writing", 1, 1)
     return GenerateResult(
         output=str(request.output),

@@ -64,7 +64,7 @@ from engine.api import check_options
 from engine.checkpoint.presets import PRESETS, TINY_VOCABULARY, Preset, get_preset
 from engine.errors import InputError, RuntimeFailure
 from engine.media import VideoWriter
-from engine.media.geometry import round_to_multiple
+from engine.media.geometry import SizeDecision, choose_output_size, crop_center
 from engine.model.condnet import MAX_GARMENTS
 from engine.pipelines.shapes import frame_count
 from engine.pipelines.streaming import StreamConfig, StreamingGenerator
@@ -407,14 +407,11 @@ def size_multiple(preset: Preset) -> int:
     return preset.vae.get("scale_factor_spatial", 16) * preset.transformer["patch_size"][1]
 
 
-def _size(request: BenchRequest, preset: Preset, multiple: int) -> tuple[int, int]:
-    if request.size is None:
-        return tuple(round_to_multiple(side, multiple) for side in preset.default_size)
-    width, height = request.size
-    if width % multiple or height % multiple:
-        raise InputError(f"--size {width}x{height}: both sides must be multiples of {multiple} for this model "
-                         f"(e.g. {round_to_multiple(width, multiple)}x{round_to_multiple(height, multiple)})")
-    return width, height
+def _size(request: BenchRequest, preset: Preset, multiple: int) -> SizeDecision:
+    """The output size (the request, else the preset's landscape default) and the size the
+    model generates at, as tryon dress and swap choose them."""
+    landscape = (max(preset.default_size), min(preset.default_size))
+    return choose_output_size(landscape, request.size, default=preset.default_size, multiple=multiple)
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -450,7 +447,8 @@ def _inputs(request: BenchRequest, size: tuple[int, int], num_frames: int) -> _I
 
 @dataclass
 class _Plan:
-    size: tuple[int, int]
+    size: tuple[int, int]  # the output's
+    generate_size: tuple[int, int]  # the model's, which covers it (the output is its centre)
     fps: float
     num_frames: int
     steps: int
@@ -468,14 +466,14 @@ def make_plan(request: BenchRequest, preset: Preset, multiple: int) -> _Plan:
     if request.mode == "dress":
         steps = preset.default_steps if request.steps is None else request.steps
         guidance = preset.default_guidance if request.guidance is None else request.guidance
-        return _Plan(size, fps, num_frames, steps, guidance, None, None)
+        return _Plan(size.size, size.generate_size, fps, num_frames, steps, guidance, None, None)
     steps = StreamConfig.steps if request.steps is None else request.steps
     config = StreamConfig(chunk_frames=request.chunk_frames, steps=steps, window=request.window)
     switch_at = seconds / 2 if request.switch_at is None else request.switch_at
     if switch_at >= seconds:
         raise InputError(f"--switch-at {switch_at:g} is at or after the end of the {seconds:g} s video")
     switch_frame = max(1, math.ceil(switch_at * fps - 1e-6))  # as tryon swap: the first chunk starting then or later
-    return _Plan(size, fps, num_frames, steps, None, config, switch_frame)
+    return _Plan(size.size, size.generate_size, fps, num_frames, steps, None, config, switch_frame)
 
 
 def _writer(folder: Path, run: int, plan: _Plan) -> VideoWriter:
@@ -485,12 +483,13 @@ def _writer(folder: Path, run: int, plan: _Plan) -> VideoWriter:
 def _run_dress(model: _Model, plan: _Plan, inputs: _Inputs, clock: StageClock, folder: Path, run: int,
                seed: int) -> dict[str, Any]:
     pipeline = model.pipeline
-    shape = pipeline.video_shape(*plan.size, plan.num_frames)
+    shape = pipeline.video_shape(*plan.generate_size, plan.num_frames)
     tryon_inputs = TryOnInputs(user=inputs.user, garments=inputs.garments, motion=inputs.motion, prompt=PROMPT)
     device = pipeline._execution_device
     start = clock.now()
     frames = pipeline(tryon_inputs, shape, steps=plan.steps, guidance=plan.guidance,
                       generator=torch.Generator(device=device).manual_seed(seed))
+    frames = crop_center(frames, plan.size)
     with _writer(folder, run, plan) as writer:
         clock.wrap(writer, "write", "writing")
         writer.write(frames[:1])
@@ -536,7 +535,7 @@ def _run_stream(model: _Model, plan: _Plan, inputs: _Inputs, clock: StageClock, 
                 stream.switch(inputs.switch_to)
                 switch = {"frame": made, "ops_s": clock.now() - switched_at}
             context = stream.cache.tokens
-            frames = stream.next_chunk(plan.num_frames - made)
+            frames = crop_center(stream.next_chunk(plan.num_frames - made), plan.size)
             writer.write(frames)
             done = clock.now()
             if first_frame is None:
@@ -647,7 +646,7 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
     size, fps, num_frames, steps, guidance = plan.size, plan.fps, plan.num_frames, plan.steps, plan.guidance
     stream = request.mode == "stream"
     warmup = request.warmup if request.warmup is not None else (1 if runtime.device.type == "cuda" else 0)
-    inputs = _inputs(request, size, num_frames)
+    inputs = _inputs(request, plan.generate_size, num_frames)
     run_once = _run_stream if stream else _run_dress
 
     if request.vae_tiling:

@@ -142,3 +142,15 @@ def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, try
     assert "interrupted: 2 of 4 jobs finished" in run.stderr and "Traceback" not in run.stderr
     assert sorted(mtimes(tmp_path / "out")) == ["job_1_user.mp4", "job_2_user.mp4"]
     assert len(read_report(tmp_path / "out" / "report.jsonl")) == 2
+
+
+def test_batch_delivers_the_exact_size_and_a_rerun_finds_it_complete(jobs, tiny_checkpoint, tmp_path, tryon):
+    manifest = write_manifest(jobs, ["user.png,shirt.png:top,,,,,exact.mp4"])
+    args = ("batch", manifest, "-o", tmp_path / "out", "--model", tiny_checkpoint, "--size", "80x48",
+            "--seconds", "0.25", "--fps", "24", "--steps", "1")
+    assert tryon(*args).code == 0
+    info = probe_video(tmp_path / "out" / "exact.mp4")
+    assert (info.width, info.height) == (80, 48)
+    before = (tmp_path / "out" / "exact.mp4").stat().st_mtime_ns
+    assert tryon(*args).code == 0
+    assert (tmp_path / "out" / "exact.mp4").stat().st_mtime_ns == before  # complete at 80x48: skipped
