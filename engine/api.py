@@ -359,6 +359,24 @@ def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False
                                                             training={"note": f"random init, seed {seed}"}))
 
 
+def convert_model(source: Path, folder: Path, base: str = "wan2.2-ti2v-5b", kind: str = "student",
+                  overwrite: bool = False) -> Path:
+    """Write a tryon checkpoint from a FashionChameleon checkpoint (Wan2.2's original key layout)
+    to `folder`; the VAE, text encoder and tokenizer come from `base`."""
+    from engine.checkpoint.convert import convert_checkpoint, read_original
+
+    if kind not in ("teacher", "student"):
+        raise InputError(f"--kind must be teacher or student, not '{kind}'")
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
+    original = read_original(source)
+    dtype = next(iter(original.values())).dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CondNetUntrainedWarning)  # the base's CondNet is replaced
+        model = load_model(base, dtype=dtype)
+    return convert_checkpoint(original, folder, model, kind, source_name=Path(source).name)
+
+
 # -- data and evaluation ----------------------------------------------------------------------
 
 
