@@ -157,7 +157,7 @@ class CondNetTransformer(WanTransformer3DModel):
     def from_base(cls, base: WanTransformer3DModel, **condnet_config) -> "CondNetTransformer":
         """Wrap a plain Wan transformer (e.g. the Wan2.2 base weights) in a fresh CondNet."""
         config = {k: v for k, v in base.config.items() if not k.startswith("_")}
-        model = cls(**config, **condnet_config)
+        model = cls(**{**config, **condnet_config})
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
         fresh = {name for name, _ in model.named_parameters()
                  if name.startswith(("role_embedding", "motion_embedding", "motion_role"))}

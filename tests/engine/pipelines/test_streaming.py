@@ -171,3 +171,22 @@ def test_a_motion_video_decoded_as_the_stream_goes_gives_the_same_video(tiny_mod
         generator = stream(tiny_model.pipeline, motion=motion)
         outputs.append(np.concatenate([generator.next_chunk() for _ in range(3)]))
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_attended_motion_streams_only_the_current_chunks_tokens(tiny_model):
+    """With motion as attended tokens, a chunk's motion tokens are attended but never cached."""
+    from engine.model.condnet import CondNetTransformer
+
+    pipeline = tiny_model.pipeline
+    original = pipeline.transformer
+    pipeline.transformer = CondNetTransformer.from_base(original, motion_conditioning="attention").eval()
+    try:
+        frames = np.random.default_rng(0).integers(0, 255, (13, H, W, 3), dtype=np.uint8)
+        moving = stream(pipeline, motion=frames)
+        still = stream(pipeline)
+        first = moving.next_chunk()
+        assert not np.array_equal(first, still.next_chunk())  # the motion is attended
+        frame_tokens = (H // 16 // 2) * (W // 16 // 2)
+        assert moving.cache.tokens == still.cache.tokens == (2 + 2) * frame_tokens  # reference, garment, sink
+    finally:
+        pipeline.transformer = original
