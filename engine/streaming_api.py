@@ -337,6 +337,7 @@ def _config(request: SwapRequest | ExtendRequest, model: LoadedModel) -> StreamC
         chunk_frames=trained.get("chunk_frames", defaults.chunk_frames),
         steps=trained.get("steps_per_chunk", defaults.steps) if request.steps is None else request.steps,
         window=trained.get("window", defaults.window),
+        sampler=trained.get("sampler", defaults.sampler),
         refresh=request.refresh,
         withdraw=request.withdraw,
         disentangle=request.disentangle,

@@ -190,3 +190,16 @@ def test_attended_motion_streams_only_the_current_chunks_tokens(tiny_model):
         assert moving.cache.tokens == still.cache.tokens == (2 + 2) * frame_tokens  # reference, garment, sink
     finally:
         pipeline.transformer = original
+
+
+def test_the_official_sampler_steps_at_the_warped_timesteps_and_renoises(tiny_model):
+    from engine.pipelines.streaming import renoise_sigmas, renoise_step
+
+    sigmas = renoise_sigmas(4, 5.0)  # timesteps 1000/750/500/250 warped by shift 5
+    assert sigmas == pytest.approx([1.0, 0.9375, 0.8333, 0.625], abs=1e-4)
+    x, v, eps = torch.ones(1, 2), torch.full((1, 2), 0.5), torch.zeros(1, 2)
+    torch.testing.assert_close(renoise_step(x, v, 0.8, None, None), torch.full((1, 2), 0.6))  # x0 = x - sigma v
+    torch.testing.assert_close(renoise_step(x, v, 0.8, 0.5, eps), torch.full((1, 2), 0.3))  # (1 - 0.5) x0 + 0.5 eps
+    euler = stream(tiny_model.pipeline, config=StreamConfig(chunk_frames=2, steps=2, window=1)).next_chunk()
+    renoised = stream(tiny_model.pipeline, config=StreamConfig(chunk_frames=2, steps=2, window=1, sampler="renoise"))
+    assert renoised.next_chunk().shape == euler.shape and not np.array_equal(renoised.next_chunk(), euler)
