@@ -150,8 +150,10 @@ def test_teacher_forcing_overfits_two_examples(unit_latent_checkpoint, tmp_path)
 # -- phase 2: DMD -----------------------------------------------------------------------------
 
 
-def test_one_dmd_step_changes_the_student_and_the_critic_but_never_the_teacher(tiny_checkpoint, tmp_path):
-    trainer = StudentTrainer("synthetic", str(tiny_checkpoint), tmp_path / "out", config(dmd=1), False, CPU)
+@pytest.mark.parametrize("sampling", [{}, {"sampler": "renoise", "random_exit": True}], ids=["euler", "official"])
+def test_one_dmd_step_changes_the_student_and_the_critic_but_never_the_teacher(tiny_checkpoint, tmp_path, sampling):
+    trainer = StudentTrainer("synthetic", str(tiny_checkpoint), tmp_path / "out", config(dmd=1, **sampling), False,
+                             CPU)
     teacher, critic = weights_of(trainer.teacher), weights_of(trainer.critic)
     student = weights_of(trainer.pipeline.transformer)
     assert not changed(teacher, critic) and not changed(teacher, student)  # all three start as the teacher
