@@ -13,14 +13,14 @@ REAL_CASES = Path(__file__).resolve().parents[2] / "shared" / "real-cases"
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-weight tiny checkpoint, saved through the project's own writer."""
-    from engine.api import init_model
+    from tryon.api import init_model
 
     return init_model("tiny", tmp_path_factory.mktemp("models") / "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
-    from engine.checkpoint import load_model
+    from tryon.checkpoint import load_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -35,15 +35,19 @@ class StageProgress:
             transient=False,
         )
         self.tasks: dict[str, TaskID] = {}
+        self.started = False
 
     def __enter__(self) -> "StageProgress":
-        self.display.__enter__()
-        return self
+        return self  # the display starts with the first stage: an error before it is one line, no blank one
 
     def __exit__(self, *exc) -> None:
-        self.display.__exit__(*exc)
+        if self.started:
+            self.display.__exit__(*exc)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.started:
+            self.display.__enter__()
+            self.started = True
         if stage not in self.tasks:
             self.tasks[stage] = self.display.add_task(stage, total=total)
         self.display.update(self.tasks[stage], completed=done, total=total)

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
-import typer
+INTERRUPTED = "interrupted; no partial output was left"
 
-from engine.errors import TryonError
-from tryon_cli.commands import batch, data, evaluate, generate, models, stream, train
-from tryon_cli.commands import bench
-from tryon_cli.console import stderr
+try:  # Ctrl-C while the CLI itself loads is the same clean line as later, not a traceback
+    import functools
+    import warnings
+
+    import typer
+
+    from tryon.errors import TryonError, from_os_error
+    from tryon_cli.commands import batch, bench, data, evaluate, generate, models, stream, train
+    from tryon_cli.console import stderr
+except KeyboardInterrupt:
+    sys.stderr.write(f"tryon: {INTERRUPTED}\n")
+    sys.exit(130)
 
 cli = typer.Typer(
     name="tryon",
@@ -37,7 +44,11 @@ cli.command()(bench.bench)
 
 
 def _quiet_libraries() -> None:
-    """Library progress bars and chatter would garble ours; errors still surface."""
+    """Library progress bars and chatter would garble ours; errors still surface.
+
+    Called as a command starts running: importing diffusers and transformers (seconds) is
+    left to the commands that use them, so --help and usage errors answer at once.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", module="diffusers")
     warnings.filterwarnings("ignore", module="transformers")
@@ -49,18 +60,41 @@ def _quiet_libraries() -> None:
         logging.disable_progress_bar()
 
 
+def _quietly(command):
+    """`command`, preceded by `_quiet_libraries()` (Typer reads the signature through functools.wraps)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        _quiet_libraries()
+        return command(*args, **kwargs)
+
+    return run
+
+
+for _group in (cli, models.app, data.app, train.app):
+    for _command in _group.registered_commands:
+        _command.callback = _quietly(_command.callback)
+
+
 def _fail(message: str, code: int) -> None:
+    message = " ".join(message.split())  # one line, whatever the message held
     stderr.print(f"tryon: {message}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
+def _internal_error(error: Exception) -> None:
+    if os.environ.get("TRYON_DEBUG"):
+        raise error
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    _fail(f"internal error: {type(error).__name__}: {first_line} (set TRYON_DEBUG=1 for the traceback)", 1)
+
+
 def app() -> None:
     """Console-script entry point."""
-    _quiet_libraries()
     try:
         code = cli(standalone_mode=False)  # Typer returns 130 for Ctrl-C, or a command's exit code
     except typer.Abort:
-        _fail("interrupted; no partial output was left", 130)
+        _fail(INTERRUPTED, 130)
     except typer.TyperException as error:  # Typer's (vendored click's) usage errors
         if type(error).__name__ == "NoArgsIsHelpError":
             error.show()  # a bare command group: its help, with click's usage-error code
@@ -69,15 +103,18 @@ def app() -> None:
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
         _fail(f"error: {error.format_message()}{hint}", error.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted; no partial output was left", 130)
+        _fail(INTERRUPTED, 130)
     except TryonError as error:
         _fail(f"error: {error}", error.exit_code)
+    except OSError as error:  # a path the user gave that cannot be used, or a full disk
+        meaning = from_os_error(error)
+        if meaning is None:
+            _internal_error(error)
+        _fail(f"error: {meaning}", meaning.exit_code)
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1
-        if os.environ.get("TRYON_DEBUG"):
-            raise
-        _fail(f"internal error: {type(error).__name__}: {error} (set TRYON_DEBUG=1 for the traceback)", 1)
+        _internal_error(error)
     if code == 130:
-        _fail("interrupted; no partial output was left", 130)
+        _fail(INTERRUPTED, 130)
     if isinstance(code, int) and code:
         sys.exit(code)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.runtime import Acceleration
+from tryon.modes import Acceleration
 
 Model = Annotated[
     Optional[str],

@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from engine import api
-from engine.media import probe_video
+from tryon.api import batch as api_batch
+from tryon.media import probe_video
 
 FAST = ("--size", "64x64", "--seconds", "0.25", "--fps", "24", "--steps", "1")
 
@@ -127,7 +127,7 @@ def test_bad_shard_is_exit_2(tmp_path, tryon, shard):
 
 
 def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, tryon, monkeypatch):
-    real_dress, calls = api.dress, []
+    real_dress, calls = api_batch.dress, []
 
     def dress(request, **kwargs):
         calls.append(request)
@@ -135,7 +135,7 @@ def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, try
             raise KeyboardInterrupt
         return real_dress(request, **kwargs)
 
-    monkeypatch.setattr(api, "dress", dress)
+    monkeypatch.setattr(api_batch, "dress", dress)
     path = write_manifest(jobs, ["user.png,,,,,," for _ in range(4)])
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST)
     assert run.code == 130

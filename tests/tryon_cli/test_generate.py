@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.media import probe_video
+from tryon.media import probe_video
 
 from .conftest import run_program, tryon_program
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.media import probe_video, read_video, write_video
-from engine.pipelines.streaming import StreamingGenerator
+from tryon.media import probe_video, read_video, write_video
+from tryon.pipelines.pipeline_tryon_streaming import TryOnStream
 
 # 24 frames: chunks start at frames 0, 9 (1.125 s) and 21 (2.625 s)
 FAST = ("--steps", "1", "--seconds", "3", "--fps", "8", "--size", "64x64")
@@ -87,7 +87,7 @@ def test_extend_copies_a_long_video_a_batch_at_a_time(tiny_checkpoint, tmp_path,
 
 
 def test_ctrl_c_keeps_a_playable_video_of_the_chunks_made(tiny_checkpoint, inputs, tmp_path, tryon, monkeypatch):
-    original = StreamingGenerator.next_chunk
+    original = TryOnStream.next_chunk
     calls = []
 
     def interrupted_after_one_chunk(self, max_frames=None):
@@ -96,7 +96,7 @@ def test_ctrl_c_keeps_a_playable_video_of_the_chunks_made(tiny_checkpoint, input
             raise KeyboardInterrupt
         return original(self, max_frames)
 
-    monkeypatch.setattr(StreamingGenerator, "next_chunk", interrupted_after_one_chunk)
+    monkeypatch.setattr(TryOnStream, "next_chunk", interrupted_after_one_chunk)
     run = tryon("swap", inputs / "user.png", "-g", inputs / "shirt.png", "--model", tiny_checkpoint, *FAST,
                 "-o", tmp_path / "out.mp4")
     assert run.code == 130 and "kept the 9 frames" in run.stderr

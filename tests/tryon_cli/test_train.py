@@ -1,6 +1,6 @@
 import json
 
-from engine.checkpoint import load_model
+from tryon.checkpoint import load_model
 
 
 def test_train_teacher_from_the_command_line_writes_a_loadable_trained_checkpoint(tiny_checkpoint, tmp_path, tryon):
@@ -28,7 +28,7 @@ def test_train_rejects_a_bad_config_with_one_line(tiny_checkpoint, tmp_path, try
 
 
 def test_builtin_training_recipes_parse():
-    from engine.api import load_train_config
+    from tryon.api import load_train_config
 
     for name in ("default", "demo"):
         assert load_train_config(name).total_steps > 0

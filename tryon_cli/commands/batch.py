@@ -1,4 +1,4 @@
-"""`tryon batch`: render every job of a manifest; the rules live in engine.batch."""
+"""`tryon batch`: render every job of a manifest; the rules live in tryon.api.batch."""
 
 from __future__ import annotations
 
@@ -8,14 +8,22 @@ from statistics import mean
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from engine import batch as engine_batch
-from engine.batch import BadRow, BatchListener, BatchSummary, Defaults, JobOutcome, PlannedJob
-from engine.media import parse_size
+from typing import TYPE_CHECKING
+
 from tryon_cli import options
 from tryon_cli.console import print_json, stderr
+
+if TYPE_CHECKING:
+    from tryon.api.batch import BadRow, BatchSummary, JobOutcome, PlannedJob
 
 ShardOption = Annotated[
     Optional[str],
@@ -26,7 +34,7 @@ OutDir = Annotated[
 ]
 
 
-class BatchDisplay(BatchListener):
+class BatchDisplay:  # a tryon.api.batch.BatchListener (not subclassed: the engine loads when the command runs)
     """One progress bar for the batch (stderr): the current row and stage, per-job times, an ETA.
 
     The ETA is the mean time of the jobs rendered so far times the jobs left; rich's own
@@ -148,16 +156,20 @@ def batch(
 
     Example: tryon batch jobs.csv -o renders/ --model ./ck --size 256x448 --seconds 2
     """
+    from tryon.api import batch as api_batch
+    from tryon.api.batch import Defaults
+    from tryon.media import parse_size
+
     defaults = Defaults(
         model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds, fps=fps,
-        seed=seed, steps=steps, guidance=guidance, device=engine_batch.rank_device(device, os.environ),
+        seed=seed, steps=steps, guidance=guidance, device=api_batch.rank_device(device, os.environ),
         dtype=dtype, attention=attention,
         acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), motion=motion, prompt=prompt,
     )
-    chosen = engine_batch.choose_shard(shard, os.environ)
-    planned = engine_batch.plan(engine_batch.read_manifest(manifest), outdir, chosen)
+    chosen = api_batch.choose_shard(shard, os.environ)
+    planned = api_batch.plan(api_batch.read_manifest(manifest), outdir, chosen)
     with BatchDisplay(enabled=not quiet and not json_output) as display:
-        summary = engine_batch.run_batch(planned, outdir, defaults, chosen, display)
+        summary = api_batch.run_batch(planned, outdir, defaults, chosen, display)
         if not summary.interrupted:
             display.finish()
     if summary.interrupted:

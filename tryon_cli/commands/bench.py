@@ -1,18 +1,18 @@
-"""`tryon bench`: end-to-end speed of the real pipeline (see engine.bench)."""
+"""`tryon bench`: end-to-end speed of the real pipeline (see tryon.api.bench)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from engine import api
-from engine.bench import COMPARABLE, STAGES, BenchRequest, BenchResult
-from engine.media import parse_size
-from engine.runtime import Acceleration
+from tryon.modes import COMPARABLE, Acceleration
 from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
+
+if TYPE_CHECKING:
+    from tryon.api.bench import BenchResult
 
 STAGE_NAMES = {
     "text_encoding": "text encoding",
@@ -79,6 +79,10 @@ def bench(
 
     Example: tryon bench --preset tiny --random-weights --mode stream --size 256x448 --seconds 10 --json
     """
+    from tryon import api
+    from tryon.api.bench import BenchRequest
+    from tryon.media import parse_size
+
     request = BenchRequest(
         preset=preset, model=model, revision=revision, random_weights=random_weights, mode=mode,
         size=parse_size(size) if size else None, seconds=seconds, fps=fps, steps=steps, guidance=guidance,
@@ -87,7 +91,7 @@ def bench(
         acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), warmup=warmup, repeat=repeat, seed=seed,
         vae_tiling=vae_tiling, compare=tuple(name.strip() for name in compare.split(",")) if compare else (),
     )
-    result = api.bench(request, notice=None if quiet else notice)
+    result = api.bench_and_compare(request, notice=None if quiet else notice)
     if json_output:
         print_json(result.to_dict())
     else:
@@ -103,6 +107,8 @@ def _fps(value: float | None) -> str:
 
 
 def print_tables(result: BenchResult) -> None:
+    from tryon.api.bench import STAGES
+
     runs = f"mean of {result.repeat}" if result.repeat > 1 else "1 run"
     title = (f"tryon bench: {result.mode}, {result.model}, {result.size[0]}x{result.size[1]}, "
              f"{result.frames} frames at {result.video_fps:g} fps, {result.steps} steps"

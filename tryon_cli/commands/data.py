@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from engine import api
-from engine.media import parse_size
 from tryon_cli.console import StageProgress, notice
 
 app = typer.Typer(help="Make training and test data.", no_args_is_help=True)
@@ -28,6 +26,9 @@ def synth(
 
     Example: tryon data synth ./data --count 200 --seed 1
     """
+    from tryon import api
+    from tryon.media import parse_size
+
     with StageProgress(enabled=not quiet) as progress:
         folders = api.synthesize(out, count, seed, size=parse_size(size), num_frames=frames, fps=fps,
                                  progress=progress)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine import api
 from tryon_cli.console import notice, print_json, stdout
 
 COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "garment_color_error": "garment ΔE", "garment_mae": "garment MAE", "smoothness": "smooth", "motion_magnitude": "motion"}
@@ -27,6 +26,8 @@ def evaluate(
 
     Example: tryon eval results/ --reference data/
     """
+    from tryon import api
+
     report = api.evaluate(prediction, reference)
     if json_output:
         print_json(report.to_dict())

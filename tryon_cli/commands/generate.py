@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine import api
-from engine.distributed import is_main_process
-from engine.media import parse_size
-from engine.specs import GarmentSpec, parse_garment
 from tryon_cli import options
 from tryon_cli.console import StageProgress, notice, print_json
+
+if TYPE_CHECKING:
+    from tryon import api
+    from tryon.api.specs import GarmentSpec
+
+# The engine (torch, diffusers) is imported when a command runs, so that --help and usage
+# errors answer at once.
 
 
 def default_output(user: Path, garments: list[GarmentSpec], command: str) -> Path:
@@ -22,6 +25,8 @@ def default_output(user: Path, garments: list[GarmentSpec], command: str) -> Pat
 
 
 def run_generation(request: api.GenerateRequest, command, json_output: bool, quiet: bool) -> None:
+    from tryon.model.distributed import is_main_process
+
     if request.acceleration.context_parallel and not is_main_process():
         command(request)  # one render split across torchrun's processes: the first speaks for all
         return
@@ -35,6 +40,9 @@ def run_generation(request: api.GenerateRequest, command, json_output: bool, qui
 
 
 def build_request(user: Path, garments: list[GarmentSpec], output: Path | None, command: str, **fields) -> api.GenerateRequest:
+    from tryon import api
+    from tryon.media import parse_size
+
     size = fields.pop("size")
     return api.GenerateRequest(
         user=user,
@@ -75,6 +83,8 @@ def dress(
 
     Example: tryon dress user.png shirt.png:top pants.png:bottom --motion dance.mp4 -o out.mp4
     """
+    from tryon.api.specs import parse_garment
+
     specs = [parse_garment(text) for text in garments]
     request = build_request(
         user, specs, output, "dress", motion=motion, prompt=prompt, model=model, revision=revision, size=size,
@@ -82,6 +92,8 @@ def dress(
         attention=attention,
         acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv, context_parallel), overwrite=overwrite,
     )
+    from tryon import api
+
     run_generation(request, api.dress, json_output, quiet)
 
 
@@ -120,4 +132,6 @@ def dance(
         attention=attention,
         acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv, context_parallel), overwrite=overwrite,
     )
+    from tryon import api
+
     run_generation(request, api.dance, json_output, quiet)

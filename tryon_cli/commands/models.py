@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine import api
 from tryon_cli.console import notice, print_json, stdout
 
 app = typer.Typer(help="List and create model checkpoints.", no_args_is_help=True)
@@ -20,6 +19,8 @@ def list_models(json_output: Annotated[bool, typer.Option("--json", help="Print 
 
     Example: tryon models list
     """
+    from tryon import api
+
     entries = api.list_models()
     if json_output:
         print_json({"models": [vars(e) for e in entries]})
@@ -41,6 +42,8 @@ def init(
 
     Example: tryon models init tiny ./ck
     """
+    from tryon import api
+
     path = api.init_model(preset, folder, seed=seed, overwrite=overwrite)
     notice(f"wrote a random-weight '{preset}' checkpoint to {path} (untrained: for smoke and speed tests)")
 
@@ -58,5 +61,7 @@ def convert(
 
     Example: tryon models convert fc_student.safetensors ./fc-student --kind student
     """
+    from tryon import api
+
     path = api.convert_model(source, folder, base=base, kind=kind, overwrite=overwrite)
     notice(f"wrote a FashionChameleon {kind} to {path} (conditions in its layout: reference, garment, then video)")

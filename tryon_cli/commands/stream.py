@@ -8,9 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine import streaming_api
-from engine.media import parse_size
-from engine.specs import parse_garment
 from tryon_cli import options
 from tryon_cli.commands.generate import default_output, run_generation
 from tryon_cli.console import notice
@@ -30,9 +27,11 @@ NoDisentangle = Annotated[
 
 def run_stream(request, command, json_output: bool, quiet: bool) -> None:
     """Run like any generation; on Ctrl-C say what was kept and exit 130."""
+    from tryon import api
+
     try:
         run_generation(request, command, json_output, quiet)
-    except streaming_api.StreamInterrupted as stop:
+    except api.StreamInterrupted as stop:
         kept = f"kept the {stop.frames} frames made so far in {stop.output}" if stop.frames else "nothing was written"
         notice(f"tryon: interrupted; {kept}")
         sys.exit(130)
@@ -75,8 +74,12 @@ def swap(
 
     Example: tryon swap user.png -g shirt.png:top -g dress.png:dress@2.5 --motion dance.mp4 -o out.mp4
     """
+    from tryon import api
+    from tryon.api.specs import parse_garment
+    from tryon.media import parse_size
+
     specs = [parse_garment(text, allow_time=True) for text in garment]
-    request = streaming_api.SwapRequest(
+    request = api.SwapRequest(
         user=user, garments=specs, output=output or default_output(user, specs, "swap"), motion=motion,
         prompt=prompt, model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds,
         fps=fps, seed=seed, steps=steps, device=device, dtype=dtype, attention=attention,
@@ -84,7 +87,7 @@ def swap(
         refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
         live=sys.stdin if live else None,
     )
-    run_stream(request, streaming_api.swap, json_output, quiet)
+    run_stream(request, api.swap, json_output, quiet)
 
 
 def extend(
@@ -118,11 +121,14 @@ def extend(
 
     Example: tryon extend clip.mp4 --seconds 3 --prompt "she keeps dancing" -o longer.mp4
     """
-    request = streaming_api.ExtendRequest(
+    from tryon import api
+    from tryon.api.specs import parse_garment
+
+    request = api.ExtendRequest(
         video=video, output=output or Path(f"{video.stem}_extended.mp4"), seconds=seconds,
         garments=[parse_garment(text, allow_time=True) for text in garment or []], prompt=prompt, model=model,
         revision=revision, seed=seed, steps=steps, device=device, dtype=dtype, attention=attention,
         acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv),
         overwrite=overwrite, refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
     )
-    run_stream(request, streaming_api.extend, json_output, quiet)
+    run_stream(request, api.extend, json_output, quiet)

@@ -7,8 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine import api
-from engine.media import parse_size
 from tryon_cli.console import StageProgress, notice
 
 app = typer.Typer(help="Train models.", no_args_is_help=True)
@@ -27,6 +25,8 @@ def teacher(
 
     Example: tryon train teacher --data ./data --base ./ck --output ./teacher --config demo
     """
+    from tryon import api
+
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_teacher(data, base, output, config=config, resume=resume, progress=progress, notice=notice)
     notice(f"wrote the trained teacher to {path} (metrics in {path / 'metrics.jsonl'})")
@@ -48,6 +48,9 @@ def vae(
 
     Example: tryon train vae --base ./ck --output ./ck-vae --steps 1500
     """
+    from tryon import api
+    from tryon.media import parse_size
+
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_vae(base, output, steps, parse_size(size), frames, lr, examples, batch_size,
                              progress=progress)
@@ -67,6 +70,8 @@ def student(
 
     Example: tryon train student --teacher ./teacher --data synthetic --output ./student --config student
     """
+    from tryon import api
+
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_student(teacher, data, output, config=config, resume=resume, progress=progress,
                                  notice=notice)

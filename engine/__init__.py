@@ -1,1 +1,0 @@
-"""tryon engine: checkpoints, models, pipelines, media, training. No CLI code here."""

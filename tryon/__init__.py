@@ -1,0 +1,1 @@
+"""The tryon engine: checkpoints, models, pipelines, media, training. No CLI code here."""

@@ -1,0 +1,35 @@
+"""The entry layer: what the CLI, batch jobs and scripts call, one module per command family.
+
+Each call checks every input before loading a model (`inputs`), so bad input fails in
+milliseconds with one clear line, and writes its output atomically, so a failure leaves
+nothing behind. Models are loaded once per process (`loading`).
+"""
+
+from tryon.api.batch import run_batch
+from tryon.api.bench import BenchRequest, BenchResult, bench_and_compare
+from tryon.api.data import evaluate, synthesize
+from tryon.api.generate import GenerateRequest, GenerateResult, dance, dress
+from tryon.api.loading import default_model
+from tryon.api.models import ModelEntry, convert_model, init_model, list_models
+from tryon.api.stream import (
+    ExtendRequest,
+    StreamInterrupted,
+    StreamResult,
+    SwapRequest,
+    extend,
+    swap,
+)
+from tryon.api.train import (
+    load_student_config,
+    load_train_config,
+    train_student,
+    train_teacher,
+    train_vae,
+)
+
+__all__ = [
+    "BenchRequest", "BenchResult", "ExtendRequest", "GenerateRequest", "GenerateResult", "ModelEntry",
+    "StreamInterrupted", "StreamResult", "SwapRequest", "bench_and_compare", "convert_model", "dance", "default_model", "dress",
+    "evaluate", "extend", "init_model", "list_models", "load_student_config", "load_train_config", "run_batch",
+    "swap", "synthesize", "train_student", "train_teacher", "train_vae",
+]

@@ -1,0 +1,228 @@
+"""`tryon dress` and `tryon dance`: one try-on video from the teacher pipeline.
+
+Each call checks every input before loading a model, so bad input fails in milliseconds
+with one clear line, and writes its output atomically, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tryon.api.inputs import check_garments, check_motion, check_options, check_output
+from tryon.api.loading import default_model, get_model
+from tryon.api.specs import GarmentSpec
+from tryon.checkpoint import LoadedModel
+from tryon.errors import InputError, RuntimeFailure
+from tryon.media import (
+    VideoWriter,
+    choose_output_size,
+    crop_center,
+    fit_image,
+    load_image,
+    read_video,
+)
+from tryon.model.distributed import Processes, enable_context_parallel, start_processes
+from tryon.pipelines.pipeline_tryon import TryOnInputs
+from tryon.pipelines.runtime import Acceleration, Runtime, resolve_runtime
+from tryon.pipelines.shapes import frame_count
+from tryon.progress import Notice, Progress
+
+
+@dataclass
+class GenerateRequest:
+    """One try-on render. None means: the model preset's default."""
+
+    user: Path
+    output: Path
+    garments: list[GarmentSpec] = field(default_factory=list)
+    motion: Path | None = None
+    prompt: str = ""
+    model: str | None = None
+    revision: str | None = None
+    size: tuple[int, int] | None = None
+    seconds: float | None = None
+    fps: float | None = None
+    seed: int = 0
+    steps: int | None = None
+    guidance: float | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "auto"
+    acceleration: Acceleration = field(default_factory=Acceleration)
+    overwrite: bool = False
+
+
+@dataclass
+class GenerateResult:
+    output: str
+    frames: int
+    fps: float
+    size: list[int]
+    seconds_taken: float
+    model: str
+    seed: int
+    notices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+
+
+
+
+
+
+
+# -- generation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """What a request will produce with a given model: size, fps and exact frame count, and the
+    size the model generates at (the smallest it accepts that covers the output)."""
+
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    generate_width: int
+    generate_height: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+    @property
+    def generate_size(self) -> tuple[int, int]:
+        return (self.generate_width, self.generate_height)
+
+    def crop(self, frames: np.ndarray) -> np.ndarray:
+        """Frames made at the generation size, centre-cropped to the output size."""
+        return crop_center(frames, self.size)
+
+
+def plan_output(request: GenerateRequest, model: LoadedModel, user_size: tuple[int, int]) -> OutputPlan:
+    """The model preset's defaults for what the request leaves open; the size rule of tryon.media."""
+    preset = model.preset
+    fps = preset.default_fps if request.fps is None else request.fps
+    seconds = preset.default_seconds if request.seconds is None else request.seconds
+    size = choose_output_size(user_size, request.size, default=preset.default_size,
+                              multiple=model.pipeline.size_multiple)
+    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), *size.generate_size)
+
+
+def _generate(
+    request: GenerateRequest,
+    anchor_first_frame: bool,
+    progress: Progress | None,
+    notice: Notice | None,
+) -> GenerateResult:
+    started = time.perf_counter()
+    notices: list[str] = []
+
+    def tell(message: str) -> None:
+        notices.append(message)
+        if notice:
+            notice(message)
+
+    report = progress or (lambda stage, done, total: None)
+
+    # 1. Everything the user gave us, checked before any model is loaded.
+    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
+    check_output(request.output, request.overwrite)
+    check_garments(request.garments)
+    user = load_image(request.user)
+    garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
+    check_motion(request.motion)
+    check_options(request.seconds, request.fps, request.steps, request.guidance)
+
+    # 2. The model, and the shapes it implies.
+    processes = _context_parallel_processes(runtime)
+    if processes.distributed:
+        runtime = replace(runtime, device=processes.device)
+    source = request.model or default_model()
+    model = get_model(source, request.revision, runtime, tell)
+    if processes.distributed and getattr(model.pipeline.transformer, "_parallel_config", None) is None:
+        enable_context_parallel(model.pipeline.transformer, processes)
+    pipeline, preset = model.pipeline, model.preset
+    plan = plan_output(request, model, user.size)
+    fps = plan.fps
+    shape = pipeline.video_shape(plan.generate_width, plan.generate_height, plan.num_frames)
+
+    # 3. Inputs fitted to the generation size (the output is its centre).
+    target = plan.generate_size
+    motion = None
+    if request.motion is not None:
+        motion = read_video(request.motion, fps=fps, num_frames=plan.num_frames, size=target, fit="cover", min_frames=2)
+    inputs = TryOnInputs(
+        user=fit_image(user, target, "cover"),
+        garments=[(role, fit_image(image, target, "contain")) for role, image in garments],
+        motion=motion,
+        prompt=request.prompt,
+        anchor_first_frame=anchor_first_frame,
+    )
+
+    # 4. Generate and write.
+    generator = torch.Generator(device=runtime.device).manual_seed(request.seed)
+    try:
+        frames = pipeline(
+            inputs,
+            shape,
+            steps=preset.default_steps if request.steps is None else request.steps,
+            guidance=preset.default_guidance if request.guidance is None else request.guidance,
+            generator=generator,
+            progress=report,
+        )
+    except torch.OutOfMemoryError:
+        raise RuntimeFailure(
+            f"out of memory on {runtime.device}: lower --size or --seconds, use --dtype bf16, or --device cpu"
+        ) from None
+    if processes.is_main:
+        report("writing", 0, 1)
+        write_frames(request.output, plan.crop(frames), fps)
+        report("writing", 1, 1)
+    return GenerateResult(
+        output=str(request.output),
+        frames=len(frames),
+        fps=fps,
+        size=[plan.width, plan.height],
+        seconds_taken=round(time.perf_counter() - started, 3),
+        model=source,
+        seed=request.seed,
+        notices=notices,
+    )
+
+
+def _context_parallel_processes(runtime: Runtime) -> Processes:
+    """This process's place in a context-parallel render (rank 0 of 1 when it is not asked for)."""
+    if not runtime.acceleration.context_parallel:
+        return Processes(0, 1, runtime.device, owns_group=False)
+    processes = start_processes()
+    if not processes.distributed:
+        raise InputError("--context-parallel splits one render across processes: launch it with "
+                         "torchrun --nproc-per-node N -m tryon_cli ...")
+    return processes
+
+
+def write_frames(path: Path, frames: np.ndarray, fps: float) -> None:
+    height, width = frames.shape[1:3]
+    with VideoWriter(path, fps, (width, height)) as writer:
+        writer.write(frames)
+
+
+def dress(request: GenerateRequest, progress: Progress | None = None, notice: Notice | None = None) -> GenerateResult:
+    """The user wearing the given garments (0 to 4), moving as the motion video and/or prompt say."""
+    return _generate(request, anchor_first_frame=False, progress=progress, notice=notice)
+
+
+def dance(request: GenerateRequest, progress: Progress | None = None, notice: Notice | None = None) -> GenerateResult:
+    """The user in their own clothes, moving; the first frame is their photo."""
+    if request.garments:
+        raise InputError("dance takes no garments (use dress)")
+    return _generate(request, anchor_first_frame=True, progress=progress, notice=notice)

@@ -1,0 +1,66 @@
+"""Checks of a request's inputs that need no model: each fails with one clear InputError.
+
+Every entry point runs them before it loads a model, so bad input fails in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tryon.api.specs import GarmentSpec
+from tryon.errors import InputError
+from tryon.media import VideoInfo, probe_video
+from tryon.media.image import create_temp_beside
+from tryon.model.roles import MAX_GARMENTS
+from tryon.pipelines.shapes import check_fps, check_seconds
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    if path.suffix.lower() != ".mp4":
+        raise InputError("the output must be an .mp4 file", path)
+    if path.is_dir():
+        raise InputError("the output is a folder; give a file name ending in .mp4", path)
+    if path.exists() and not overwrite:
+        raise InputError("already exists (use --overwrite to replace it)", path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError("the output folder does not exist", folder)
+    if not os.access(folder, os.W_OK):
+        raise InputError("the output folder is not writable", folder)
+    create_temp_beside(path, ".check").unlink()  # the one sure test (root, /proc, a read-only mount, a long name)
+
+
+def check_options(
+    seconds: float | None = None,
+    fps: float | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+) -> None:
+    """The timing and sampling options a request sets (None: the model's default)."""
+    if seconds is not None:
+        check_seconds(seconds)
+    if fps is not None:
+        check_fps(fps)
+    if steps is not None and steps < 1:
+        raise InputError(f"--steps must be at least 1, not {steps}")
+    if guidance is not None and guidance < 0:
+        raise InputError(f"--guidance must be 0 or more, not {guidance:g}")
+
+
+def check_motion(path: Path | None) -> VideoInfo | None:
+    """A motion video, when given, must be readable and have at least two frames. Returns what it is."""
+    if path is None:
+        return None
+    info = probe_video(path)
+    if info.frame_count < 2:
+        raise InputError("has 1 frame; a motion video needs at least 2", path)
+    return info
+
+
+def check_garments(garments: list[GarmentSpec]) -> None:
+    if len(garments) > MAX_GARMENTS:
+        raise InputError(f"{len(garments)} garments given; at most {MAX_GARMENTS} at once")
+    categories = [g.category for g in garments if g.category]
+    if "dress" in categories and ({"top", "bottom"} & set(categories)):
+        raise InputError("a dress is one piece: it cannot be worn with a top or a bottom")

@@ -1,0 +1,49 @@
+"""The two kinds of failure the engine reports to its callers.
+
+`InputError` is the user's to fix (a bad file, a bad option): the CLI prints its one-line
+message and exits with code 2. `RuntimeFailure` is ours or the machine's (out of memory, a
+broken install): exit code 1.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+
+class TryonError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(TryonError):
+    """Bad input. The message is one line: `<path>: <problem>` when a file is to blame."""
+
+    exit_code = 2
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.problem = problem
+        self.path = None if path is None else Path(path)
+        super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+class RuntimeFailure(TryonError):
+    """The run could not finish for a reason that is not the input's fault."""
+
+    exit_code = 1
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def from_os_error(error: OSError) -> TryonError | None:
+    """What an OSError that reached the top means: a full disk (exit 1, naming the folder), a
+    path the user gave that cannot be used (exit 2, naming it), or None when it names no path."""
+    path = Path(error.filename) if error.filename else None
+    reason = error.strerror or type(error).__name__
+    if error.errno in DISK_FULL:
+        return RuntimeFailure(f"{path.parent if path else 'the output folder'}: disk full ({reason})")
+    if path is None:
+        return None
+    return InputError(reason[:1].lower() + reason[1:], path)

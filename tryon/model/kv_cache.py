@@ -1,0 +1,165 @@
+"""A streaming KV cache: named regions of fixed capacity, for every transformer layer.
+
+Regions (what a chunk's video tokens attend to, in this order):
+
+- `conditions`: the clean condition tokens, the reference (user photo, or a frame taken from
+  the stream) then the garments. `read("reference")` and `read("garments")` address the two
+  slices. They are written together by one condition pass, because conditions attend among
+  themselves: past the first layer each one's keys depend on all the others.
+- `sink`: the first chunk written after the cache was empty, kept until it is cleared.
+- `history`: a ring buffer of the last `window` chunks after the sink; a new chunk replaces
+  the oldest.
+
+Keys are stored after RoPE, at the positions they were computed for. Positions keep counting
+as the stream grows (`frame_offset`), so sliding the window never re-rotates anything.
+
+A write is two steps: during a forward pass every layer `write`s its keys and values into the
+region's current entry, and `commit` then makes the entry visible. Until the commit each layer
+still reads the entry that is being replaced, so a pass sees the same context at every layer.
+Capacity is allocated up front: memory never grows with the length of the stream.
+The cache holds one sequence (batch size 1).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tryon.model.roles import MAX_GARMENTS
+
+REGIONS = ("conditions", "sink", "history")
+
+
+class Region:
+    """`slots` entries of at most `entry_tokens` tokens each, for every layer; a ring if slots > 1."""
+
+    def __init__(self, slots: int, entry_tokens: int, layers: int, heads: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        shape = (layers, slots, entry_tokens, heads, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.lengths = [0] * slots  # valid tokens in each entry; 0: empty
+        self.cursor = 0  # the entry the next write goes to: the oldest one
+        self.pending = 0
+
+    @property
+    def entry_tokens(self) -> int:
+        return self.keys.shape[2]
+
+    @property
+    def capacity(self) -> int:
+        return self.keys.shape[1] * self.entry_tokens
+
+    def write(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
+        tokens = key.shape[1]
+        if key.shape[0] != 1 or tokens > self.entry_tokens:
+            raise ValueError(f"a cache entry holds one sequence of at most {self.entry_tokens} tokens, "
+                             f"got {tuple(key.shape[:2])}")
+        self.keys[layer, self.cursor, :tokens] = key[0]
+        self.values[layer, self.cursor, :tokens] = value[0]
+        self.pending = tokens
+
+    def commit(self) -> None:
+        self.lengths[self.cursor] = self.pending
+        self.cursor = (self.cursor + 1) % len(self.lengths)
+        self.pending = 0
+
+    def clear(self) -> None:
+        self.lengths = [0] * len(self.lengths)
+        self.cursor = 0
+        self.pending = 0
+
+    def entries(self) -> list[int]:
+        """The valid entries, oldest first."""
+        order = [(self.cursor + i) % len(self.lengths) for i in range(len(self.lengths))]
+        return [slot for slot in order if self.lengths[slot]]
+
+    def valid(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (tokens, heads, head_dim) of the valid entries at one layer."""
+        slots = self.entries()
+        keys = [self.keys[layer, slot, : self.lengths[slot]] for slot in slots]
+        values = [self.values[layer, slot, : self.lengths[slot]] for slot in slots]
+        if not keys:
+            return self.keys[layer, 0, :0], self.values[layer, 0, :0]
+        return torch.cat(keys), torch.cat(values)
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.lengths)
+
+
+class KVCache:
+    """The regions `conditions`, `sink` and `history` (see the module docstring)."""
+
+    def __init__(self, *, layers: int, heads: int, head_dim: int, frame_tokens: int, chunk_frames: int,
+                 window: int, dtype: torch.dtype, device: torch.device) -> None:
+        if window < 1:
+            raise ValueError(f"the history window must hold at least one chunk, got {window}")
+        shape = dict(layers=layers, heads=heads, head_dim=head_dim, dtype=dtype, device=device)
+        chunk_tokens = chunk_frames * frame_tokens
+        self.regions = {
+            "conditions": Region(1, (1 + MAX_GARMENTS) * frame_tokens, **shape),
+            "sink": Region(1, chunk_tokens, **shape),
+            "history": Region(window, chunk_tokens, **shape),
+        }
+        self.layers = layers
+        self.reference_tokens = frame_tokens  # the reference is one image of the output size
+
+    @classmethod
+    def for_transformer(cls, transformer, frame_tokens: int, chunk_frames: int, window: int,
+                        device: torch.device | None = None) -> KVCache:
+        """A cache shaped for `transformer` (a CondNetTransformer) and chunks of `chunk_frames` frames.
+
+        `device`: where the transformer runs, when its weights are elsewhere (offloaded).
+        """
+        config = transformer.config
+        return cls(layers=config.num_layers, heads=config.num_attention_heads, head_dim=config.attention_head_dim,
+                   frame_tokens=frame_tokens, chunk_frames=chunk_frames, window=window,
+                   dtype=transformer.dtype, device=device or transformer.device)
+
+    # -- region operations --------------------------------------------------------------------
+
+    def write(self, region: str, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Write one layer's keys and values (1, tokens, heads, head_dim) into `region`'s current entry."""
+        self.regions[region].write(layer, key, value)
+
+    def commit(self, region: str) -> None:
+        """Make the entry just written visible; in the ring, the next write replaces the oldest entry."""
+        self.regions[region].commit()
+
+    def clear(self, region: str) -> None:
+        self.regions[region].clear()
+
+    def is_empty(self, region: str) -> bool:
+        return self.regions[region].tokens == 0
+
+    def keys_values(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything cached at `layer`, (1, tokens, heads, head_dim): conditions, sink, history."""
+        parts = [self.regions[name].valid(layer) for name in REGIONS]
+        keys = torch.cat([k for k, _ in parts])
+        values = torch.cat([v for _, v in parts])
+        return keys[None], values[None]
+
+    def read(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A region, or the `reference` / `garments` slice of `conditions`: (layers, tokens, heads, head_dim)."""
+        region = self.regions["conditions" if name in ("reference", "garments") else name]
+        per_layer = [region.valid(layer) for layer in range(self.layers)]
+        keys = torch.stack([k for k, _ in per_layer])
+        values = torch.stack([v for _, v in per_layer])
+        if name == "reference":
+            return keys[:, : self.reference_tokens], values[:, : self.reference_tokens]
+        if name == "garments":
+            return keys[:, self.reference_tokens :], values[:, self.reference_tokens :]
+        return keys, values
+
+    @property
+    def tokens(self) -> int:
+        """Tokens cached now, in all regions."""
+        return sum(region.tokens for region in self.regions.values())
+
+    @property
+    def capacity(self) -> int:
+        """The most tokens this cache can ever hold."""
+        return sum(region.capacity for region in self.regions.values())
+
+    def history_chunks(self) -> int:
+        return len(self.regions["history"].entries())

@@ -1,0 +1,355 @@
+"""Streaming distillation: the teacher becomes a block-causal, few-step student (FashionChameleon §2).
+
+The student starts as a copy of the teacher's weights and learns in two phases, each a list
+of stages of the config (tryon.train.student_config); the shared loop (tryon.train.loop)
+gives both the data stream, stages, checkpoints, metrics, resume and DDP.
+
+1. Teacher forcing. Flow matching (tryon.train.flow: one σ per example) under the
+   block-causal in-context mask: the sequence is [conditions | chunk_1 | … | chunk_n];
+   conditions attend among themselves; chunk i's noisy tokens attend to the conditions, the
+   CLEAN ground-truth latents of the chunks before it (sink + `window` history chunks) and
+   themselves. It runs on the streaming engine's own code path, the KV cache
+   (tryon.train.causal). Metric: `loss`.
+2. DMD with self-rollout, one step:
+   a. the student rolls each example out chunk by chunk from noise with its own few-step
+      sampler, as TryOnStream does, recording gradients only in the denoising step
+      each chunk ends on: the last, or with `random_exit` a step drawn per rollout, the same
+      for all its chunks (Self-Forcing);
+   b. on every `critic_ratio`-th DMD step the student learns: the clip x is re-noised to
+      x_t (σ from [dmd_min_t, dmd_max_t], shifted), s_real = the frozen teacher with CFG,
+      s_fake = the critic, and the DMD gradient g = (x0_fake − x0_real)/mean|x − x0_real|,
+      reweighted per latent frame by A_i·f, A = softmax(−R/τ) of the frame-quality scores of
+      the decoded clip (GR-DMD; `reweight` false: plain DMD) is back-propagated through x
+      (tryon.train.distill);
+   c. every step the critic (a copy of the teacher, trained with every weight the config
+      makes trainable) learns flow matching on the step's rollouts, detached, each at a
+      fresh σ and noise.
+   Metrics: `critic_loss`; on student steps also `dmd_loss` (the surrogate, 0.5·mean g²),
+   and with reweighting `reward` (mean R) and `weight_max` (max_i A_i·f; 1 = uniform).
+
+The student and the critic are two parameter groups of one optimizer (the stage's lr, and
+`critic_lr`); the teacher never learns. Checkpoints are kind "student" (load_model reads
+them; TryOnStream samples them) with the training summary; `training_state/` also
+holds the critic's trainable weights (as `critic.<name>` tensors, once DMD has begun).
+Every random draw of a DMD step comes from the example's own seeded stream.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tryon.checkpoint import PRESETS, CheckpointInfo, LoadedModel
+from tryon.errors import InputError
+from tryon.model.distributed import Processes
+from tryon.model.transformer_condnet import CondNetTransformer
+from tryon.train.causal import ChunkedClip, rollout, teacher_forcing_flow
+from tryon.train.config import Stage
+from tryon.train.distill import (
+    chunk_scores,
+    dmd_gradient,
+    dmd_loss,
+    frame_weights,
+    latent_frame_scores,
+    predicted_x0,
+    reweight,
+)
+from tryon.train.flow import (
+    Draw,
+    Encoded,
+    FlowBatch,
+    flow_example,
+    flow_loss,
+    shift_sigma,
+)
+from tryon.train.loop import (
+    DISTILL_STREAM,
+    Log,
+    Metrics,
+    Progress,
+    Trainer,
+    load_quietly,
+    mean_of,
+    predict_flow,
+    synced,
+    train,
+)
+from tryon.train.scorer import FrameScorer, make_scorer
+from tryon.train.student_config import StudentConfig
+
+CRITIC = "critic."  # prefix of the critic's tensors in the optimizer and the training state
+
+
+def train_student(
+    teacher: str,
+    data: Path | str,
+    output: Path,
+    config: StudentConfig,
+    resume: bool = False,
+    progress: Progress | None = None,
+    log: Log | None = None,
+    scorer: FrameScorer | None = None,
+) -> Path:
+    """Distill the teacher checkpoint `teacher` (folder or Hub id) into a streaming student in `output/`.
+
+    `data` is a folder of sample folders, or "synthetic". With `resume` the run in `output/`
+    is continued (the teacher is still needed for DMD). `scorer` replaces the config's frame
+    scorer (GR-DMD's R). `progress(stage, steps done, total)` and `log(message)` are called
+    on the main process only. Returns `output`.
+    """
+    def make(processes: Processes) -> StudentTrainer:
+        return StudentTrainer(data, teacher, Path(output), config, resume, processes, scorer)
+
+    return train(make, data, output, resume, progress, log)
+
+
+@dataclass(frozen=True)
+class DistillDraw:
+    """The random choices of one example in a DMD step, drawn in this order from its stream."""
+
+    rollout_seed: int  # the rollout's noise
+    dmd_sigma: float  # the re-noising of the clip for s_real and s_fake
+    dmd_seed: int
+    critic_sigma: float  # the critic's flow-matching example on the clip
+    critic_seed: int
+    exit_step: int | None = None  # the rollout's random exit (config.random_exit), else None: the last step
+
+
+def distill_draw(rng: np.random.Generator, config: StudentConfig, shift: float) -> DistillDraw:
+    """σ for DMD: u uniform in [dmd_min_t, dmd_max_t], shifted; σ for the critic: as in flow matching."""
+    rollout_seed, dmd_seed, critic_seed = (int(seed) for seed in rng.integers(2**63, size=3))
+    u_dmd, u_critic = rng.random(2)
+    dmd_u = config.dmd_min_t + (config.dmd_max_t - config.dmd_min_t) * float(u_dmd)
+    exit_step = int(rng.integers(config.steps_per_chunk)) if config.random_exit else None
+    return DistillDraw(rollout_seed, shift_sigma(dmd_u, shift), dmd_seed, shift_sigma(float(u_critic), shift),
+                       critic_seed, exit_step)
+
+
+@dataclass
+class Sample:
+    """One example's generated clip (detached) and what it was conditioned on."""
+
+    encoded: Encoded
+    choice: Draw
+    choices: DistillDraw
+    clip: torch.Tensor
+
+
+class StudentTrainer(Trainer):
+    """One distillation run (`source` is the teacher checkpoint): student and critic (trained), teacher
+    (frozen), optimizer, step, stage."""
+
+    config: StudentConfig
+
+    def __init__(self, data: Path | str, teacher: str, output: Path, config: StudentConfig, resume: bool,
+                 processes: Processes, scorer: FrameScorer | None = None) -> None:
+        self.teacher: CondNetTransformer | None = None  # frozen; DMD only
+        self.critic: CondNetTransformer | None = None  # DMD only
+        super().__init__(data, teacher, output, config, resume, processes)
+        self.critic_model = None if self.critic is None else self.distributed(self.critic)
+        self.scheduler = copy.deepcopy(self.pipeline.scheduler)  # rollouts must not move the pipeline's
+        preset_guidance = PRESETS[self.preset].default_guidance
+        self.guidance = preset_guidance if config.guidance is None else config.guidance
+        self.scorer = scorer
+        if scorer is None and config.has_dmd and config.reweight:
+            self.scorer = make_scorer(config.scorer, config.aesthetic_weights, self.notices.append)
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def check_loaded(self, loaded: LoadedModel) -> None:
+        if not self.resume:
+            check_teacher(loaded, self.source)
+
+    def trainable_groups(self) -> list[list[tuple[str, torch.nn.Parameter]]]:
+        """The student's trainable weights; with DMD stages, also the critic's (made before any LoRA)."""
+        if self.config.has_dmd:
+            self.teacher = self.frozen_teacher()
+            self.critic = copy.deepcopy(self.teacher)
+        groups = [self.prepare_transformer(self.pipeline.transformer, seed=self.config.seed)]
+        if self.critic is not None:
+            critic = self.prepare_transformer(self.critic, seed=self.config.seed + 1)
+            groups.append([(CRITIC + name, param) for name, param in critic])
+        return groups
+
+    @property
+    def student_params(self) -> list[torch.nn.Parameter]:
+        return self.optimizer.param_groups[0]["params"]
+
+    @property
+    def critic_params(self) -> list[torch.nn.Parameter]:
+        return self.optimizer.param_groups[1]["params"]
+
+    def frozen_teacher(self) -> CondNetTransformer:
+        """A copy of the loaded teacher (a new run), or the teacher checkpoint read again (resume)."""
+        if self.resume:
+            loaded = load_quietly(self.source, self.device)
+            check_teacher(loaded, self.source)
+            teacher = loaded.pipeline.transformer
+        else:
+            teacher = copy.deepcopy(self.pipeline.transformer)
+        return teacher.requires_grad_(False).eval()
+
+    def set_learning_rate(self, stage: Stage) -> None:
+        super().set_learning_rate(stage)
+        if self.critic is not None and self.config.critic_lr is not None:
+            self.optimizer.param_groups[1]["lr"] = self.config.critic_lr
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Besides LoRA adapters, the critic's trainable weights once it has learned (DMD has begun)."""
+        tensors = super().state_tensors()
+        if self.critic is not None and self.step > self.config.dmd_start:
+            names = [name for name in self.names if name.startswith(CRITIC)]
+            tensors.update({name: param.detach() for name, param in zip(names, self.critic_params)})
+        return tensors
+
+    def restore_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        critic = {name.removeprefix(CRITIC): value for name, value in tensors.items() if name.startswith(CRITIC)}
+        super().restore_tensors({name: value for name, value in tensors.items() if not name.startswith(CRITIC)})
+        if critic:
+            params = dict(self.critic.named_parameters())
+            with torch.no_grad():
+                for name, value in critic.items():
+                    params[name].copy_(value)
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def optimizer_step(self, stage: Stage) -> Metrics:
+        if self.config.phases[self.stage_index] == "teacher_forcing":
+            return self.teacher_forcing_step(stage)
+        return self.dmd_step(stage)
+
+    def positions(self, stage: Stage) -> Iterator[tuple[int, bool]]:
+        """(stream position, is the step's last example on this process) of each example of the step."""
+        count = stage.batch_size * self.config.grad_accum
+        for number in range(count):
+            micro, slot = divmod(number, stage.batch_size)
+            yield self.stream_position(stage, micro, slot), number == count - 1
+
+    def chunked(self, batch: FlowBatch) -> ChunkedClip:
+        """The student's chunked passes for one example's conditioning."""
+        return ChunkedClip(self.model, self.pipeline.transformer, text=batch.text, conditions=batch.conditions,
+                           motion=batch.motion, latent_size=tuple(batch.noisy.shape[-2:]),
+                           chunk_frames=self.config.chunk_frames, window=self.config.window)
+
+    def teacher_forcing_step(self, stage: Stage) -> Metrics:
+        """Phase 1: flow matching of every chunk given the clean ground truth before it; mean loss."""
+        per_process = stage.batch_size * self.config.grad_accum
+        loss_sum = 0.0
+        for position, last in self.positions(stage):
+            encoded = self.encoded_example(position)
+            batch = flow_example(encoded, self.draw_for(position, encoded), self.empty_prompt)
+            with synced(self.model, last):
+                with self.autocast():
+                    flow = teacher_forcing_flow(self.chunked(batch), batch.noisy, batch.timestep, encoded.target)
+                loss = flow_loss(flow, batch).sum()
+                (loss / per_process).backward()
+            loss_sum += loss.item()
+        self.take_step(self.student_params)
+        return {"loss": loss_sum / per_process}
+
+    def dmd_step(self, stage: Stage) -> Metrics:
+        """Phase 2: rollouts; on every `critic_ratio`-th step a (GR-)DMD student update; a critic update."""
+        learns = (self.step - self.config.dmd_start) % self.config.critic_ratio == 0
+        per_process = stage.batch_size * self.config.grad_accum
+        samples, student_metrics = [], []
+        for position, last in self.positions(stage):
+            encoded = self.encoded_example(position)
+            choice = self.draw_for(position, encoded)
+            choices = distill_draw(self.rng(position, DISTILL_STREAM), self.config, self.shift)
+            batch = flow_example(encoded, choice, self.empty_prompt)
+            with synced(self.model, last):
+                with torch.set_grad_enabled(learns), self.autocast():
+                    clip = rollout(self.chunked(batch), self.noise(encoded.target, choices.rollout_seed),
+                                   self.scheduler, self.config.steps_per_chunk, grad=learns,
+                                   sampler=self.config.sampler, exit_step=choices.exit_step,
+                                   renoise_generator=torch.Generator().manual_seed(choices.rollout_seed + 1))
+                if learns:
+                    student_metrics.append(self.distribution_matching(clip, encoded, choice, choices, per_process))
+            samples.append(Sample(encoded, choice, choices, clip.detach()))
+        if learns:
+            self.take_step(self.student_params)
+        return {"critic_loss": self.critic_step(samples, per_process), **mean_of(student_metrics)}
+
+    def noise(self, like: torch.Tensor, seed: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(like.shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
+
+    def renoised(self, clip: torch.Tensor, encoded: Encoded, choice: Draw, sigma: float, seed: int) -> FlowBatch:
+        """The clip as a flow-matching example at σ, conditioned as its rollout was (flow.flow_example)."""
+        return flow_example(replace(encoded, target=clip), replace(choice, sigma=sigma, noise_seed=seed),
+                            self.empty_prompt)
+
+    def distribution_matching(self, clip: torch.Tensor, encoded: Encoded, choice: Draw, choices: DistillDraw,
+                              per_process: int) -> Metrics:
+        """Back-propagate the (reweighted) DMD gradient of one rollout into the student (tryon.train.distill)."""
+        noisy = self.renoised(clip.detach(), encoded, choice, choices.dmd_sigma, choices.dmd_seed)
+        with torch.no_grad(), self.autocast():
+            x0_real = predicted_x0(self.teacher, noisy, self.guidance, self.empty_prompt)
+            x0_fake = predicted_x0(self.critic, noisy)
+        grad = dmd_gradient(clip.detach(), x0_real.float(), x0_fake.float())
+        metrics = {}
+        if self.config.reweight:
+            scores = self.frame_scores(clip)
+            weights = frame_weights(scores, self.config.tau)
+            grad = reweight(grad, weights)
+            metrics = {"reward": scores.mean().item(), "weight_max": (weights.max() * len(weights)).item()}
+        loss = dmd_loss(clip, grad)
+        (loss / per_process).backward()
+        return {"dmd_loss": loss.item(), **metrics}
+
+    def frame_scores(self, clip: torch.Tensor) -> torch.Tensor:
+        """R per latent frame: the scorer on the decoded clip, averaged over each latent frame's video
+        frames, then over each chunk (FashionChameleon's gr_dmd_ic.py)."""
+        frames = self.pipeline.decode(clip.detach())
+        temporal = self.pipeline.vae.config.scale_factor_temporal
+        per_frame = latent_frame_scores(self.scorer(frames).float().cpu(), clip.shape[2], temporal)
+        return chunk_scores(per_frame, self.config.chunk_frames)
+
+    def critic_step(self, samples: list[Sample], per_process: int) -> float:
+        """Flow matching of the critic on this step's rollouts (the generator's current samples); mean loss."""
+        loss_sum = 0.0
+        for number, sample in enumerate(samples):
+            batch = self.renoised(sample.clip, sample.encoded, sample.choice, sample.choices.critic_sigma,
+                                  sample.choices.critic_seed)
+            with synced(self.critic_model, number == len(samples) - 1):
+                with self.autocast():
+                    predicted = predict_flow(self.critic_model, batch)
+                loss = flow_loss(predicted, batch).sum()
+                (loss / per_process).backward()
+            loss_sum += loss.item()
+        self.take_step(self.critic_params)
+        return loss_sum / per_process
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def stage_fields(self, stage: Stage) -> dict:
+        return {"phase": self.config.phases[self.stage_index]}
+
+    def checkpoint_info(self, seconds: float) -> CheckpointInfo:
+        config = self.config
+        return CheckpointInfo(kind="student", preset=self.preset, condnet_trained=True, training={
+            **self.summary(seconds),
+            "teacher": self.source,
+            "phases": [{"name": stage.name, "phase": phase, "steps": stage.steps}
+                       for stage, phase in zip(config.stages, config.phases)],
+            "metrics": self.last_metrics,
+            "chunk_frames": config.chunk_frames,
+            "steps_per_chunk": config.steps_per_chunk,
+            "window": config.window,
+            "sampler": config.sampler,
+            "guidance": self.guidance,
+            "reweight": config.reweight,
+            "tau": config.tau,
+            "scorer": None if self.scorer is None else self.scorer.name,
+        })
+
+
+def check_teacher(loaded: LoadedModel, source: str) -> None:
+    """Distillation starts from a (bidirectional) teacher checkpoint."""
+    if loaded.info.kind != "teacher":
+        raise InputError(f"--teacher must be a teacher checkpoint, not a {loaded.info.kind}", source)

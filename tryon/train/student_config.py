@@ -1,0 +1,168 @@
+"""Student distillation configuration: a JSON file, read into `StudentConfig`.
+
+A student config is a teacher config (tryon.train.config: stages, trainable, dropouts,
+checkpointing, seed, ...) in which every stage also names its `phase`, plus the keys of
+streaming distillation. Example (`tryon/train/configs/student.json` is a full recipe)::
+
+    {
+      "stages": [
+        {"name": "teacher_forcing", "phase": "teacher_forcing", "steps": 400, "size": [96, 160],
+         "num_frames": 17, "fps": 8, "batch_size": 2, "lr": 1e-4},
+        {"name": "dmd", "phase": "dmd", "steps": 400, "size": [96, 160],
+         "num_frames": 17, "fps": 8, "batch_size": 1, "lr": 1e-5}
+      ],
+      "chunk_frames": 3, "steps_per_chunk": 4, "window": 6,
+      "guidance": 2.0, "critic_ratio": 1, "critic_lr": null,
+      "reweight": true, "tau": 0.2, "scorer": "auto", "aesthetic_weights": null
+    }
+
+Keys beyond the teacher config's (each also commented at its field below):
+
+- stage `phase`: "teacher_forcing" (flow matching under the block-causal mask, clean
+  ground-truth history) or "dmd" (self-rollout + distribution matching). All teacher-forcing
+  stages come before all DMD stages. The stage's `lr` is the student's learning rate.
+- `chunk_frames`, `steps_per_chunk`, `window`: the streaming shape the student is trained
+  for, StreamConfig's `chunk_frames`, `steps` and `window`; stream it with the same values.
+- `guidance`: the teacher's classifier-free guidance in s_real; null: the teacher preset's
+  default guidance; 1 or less: none.
+- `critic_ratio`: critic (fake score) updates per student update in DMD stages: the critic
+  learns every step, the student on every `critic_ratio`-th step (Self-Forcing's
+  dfake_gen_update_ratio; DMD2 uses 5).
+- `critic_lr`: the critic's learning rate; null: the stage's `lr`.
+- `dmd_min_t`, `dmd_max_t`: the DMD re-noising level is drawn as training noise levels are
+  (u uniform, then the timestep shift) with u in [dmd_min_t, dmd_max_t] (DMD2: 0.02–0.98).
+- `reweight`: GR-DMD's per-frame gradient weights on (true) or plain DMD (false, the ablation).
+- `tau`: the temperature τ of A = softmax(−R/τ) (FashionChameleon: 0.2).
+- `scorer`: the frame-quality score R: "auto" (the aesthetic model when its weights are in
+  `aesthetic_weights`, else "sharpness_colour", with a notice), "sharpness_colour" or
+  "aesthetic"; see tryon.train.scorer.
+- `aesthetic_weights`: a folder with the aesthetic model (clip/ and head.safetensors), or null.
+- `sampler`: the student's few-step sampler in rollouts, recorded in the checkpoint for
+  streaming: "euler" or "renoise" (FashionChameleon's: x0 at timesteps 1000/750/500/250
+  warped by the shift, re-noised in between; tryon.pipelines.pipeline_tryon_streaming).
+- `random_exit`: Self-Forcing's random exit (FashionChameleon's `last_step_only: false`): each
+  rollout stops at a denoising step drawn uniformly per update, the same for all its chunks,
+  and the student's gradient is taken there; false: always the last step. "renoise" only.
+
+The built-in recipe follows FashionChameleon's configs (configs/gr_dmd_wan22_ic.yaml,
+default_config.yaml) where they apply at this size: critic ratio 5, Adam β1 0 (β2 0.999),
+gradient clipping at 10, teacher guidance 3.0 (its unconditional branch keeps the reference
+and the garment), τ 0.2, chunks of 3 latent frames, 4 steps, the renoise sampler with a
+random exit, 5 history chunks besides the sink (its 23-frame window: 5 history chunks, the
+current one and the conditions). Its learning rates (2e-6 student, 4e-7 critic, for the 5B
+model) and its generator EMA (0.99 from step 200) are not used: the demo model is a random-
+init toy that needs larger steps, and EMA is not implemented here.
+
+Defaults that differ from the teacher's: `condition_dropout` 0 (the streaming student never
+runs unconditioned) and `p_dance` 0, which must stay 0 (streaming has no anchored first frame).
+`gradient_checkpointing` must stay false: a block recomputed in the backward pass would not
+see the KV cache its chunk attended to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tryon.errors import InputError
+from tryon.pipelines.pipeline_tryon_streaming import SAMPLERS
+from tryon.train.config import (
+    TrainConfig,
+    _is_number,
+    _require_choice,
+    _require_int,
+    _require_positive,
+)
+
+PHASES = ("teacher_forcing", "dmd")
+SCORERS = ("auto", "sharpness_colour", "aesthetic")
+
+
+@dataclass(frozen=True)
+class StudentConfig(TrainConfig):
+    """A teacher config plus streaming distillation (see the module docstring for each key)."""
+
+    condition_dropout: float = 0.0  # the student never runs unconditioned
+    p_dance: float = 0.0  # must be 0: streaming has no anchored first frame
+    phases: tuple[str, ...] = ()  # one per stage, from each stage's "phase"
+    chunk_frames: int = 3  # latent frames per chunk (StreamConfig.chunk_frames)
+    steps_per_chunk: int = 4  # the student's denoising steps per chunk in a rollout (StreamConfig.steps)
+    window: int = 6  # history chunks kept besides the sink (StreamConfig.window)
+    guidance: float | None = None  # teacher CFG in s_real; None: the teacher preset's; <= 1: none
+    critic_ratio: int = 1  # critic updates per student update (the student learns every n-th DMD step)
+    critic_lr: float | None = None  # the critic's learning rate; None: the stage's lr
+    dmd_min_t: float = 0.02  # DMD re-noising: u uniform in [dmd_min_t, dmd_max_t], then shifted
+    dmd_max_t: float = 0.98
+    reweight: bool = True  # GR-DMD frame weights (false: plain DMD)
+    tau: float = 0.2  # temperature of A = softmax(-R / tau)
+    scorer: str = "auto"  # auto | sharpness_colour | aesthetic
+    aesthetic_weights: str | None = None  # folder with clip/ and head.safetensors
+    sampler: str = "euler"  # euler | renoise (see tryon.pipelines.pipeline_tryon_streaming)
+    random_exit: bool = False  # Self-Forcing's random exit step (renoise only)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.phases) != len(self.stages):
+            raise InputError(f"every stage needs a phase ({' or '.join(PHASES)})")
+        for stage, phase in zip(self.stages, self.phases):
+            if phase is None:
+                raise InputError(f"stage '{stage.name}' needs a phase ({' or '.join(PHASES)})")
+            if phase not in PHASES:
+                raise InputError(f"stage '{stage.name}': phase must be one of {', '.join(PHASES)}, not {phase!r}")
+        if list(self.phases) != sorted(self.phases, key=PHASES.index):
+            raise InputError("all teacher_forcing stages must come before the dmd stages")
+        if self.p_dance != 0:
+            raise InputError("p_dance must be 0 for the student: streaming has no anchored first frame")
+        if self.gradient_checkpointing:
+            # A recomputed block would not see the KV cache its chunk attended to.
+            raise InputError("gradient_checkpointing must be false for the student (its chunks attend to a KV cache)")
+        for key in ("chunk_frames", "steps_per_chunk", "window", "critic_ratio"):
+            _require_int(getattr(self, key), key, minimum=1)
+        for key in ("guidance", "critic_lr"):
+            if getattr(self, key) is not None:
+                _require_positive(getattr(self, key), key)
+        _require_positive(self.tau, "tau")
+        if not (_is_number(self.dmd_min_t) and _is_number(self.dmd_max_t)
+                and 0.0 <= self.dmd_min_t < self.dmd_max_t <= 1.0):
+            raise InputError(f"need 0 <= dmd_min_t < dmd_max_t <= 1, not {self.dmd_min_t!r}, {self.dmd_max_t!r}")
+        if not isinstance(self.reweight, bool):
+            raise InputError(f"reweight must be true or false, not {self.reweight!r}")
+        _require_choice(self.scorer, "scorer", SCORERS)
+        _require_choice(self.sampler, "sampler", SAMPLERS)
+        if not isinstance(self.random_exit, bool):
+            raise InputError(f"random_exit must be true or false, not {self.random_exit!r}")
+        if self.random_exit and self.sampler != "renoise":
+            raise InputError("random_exit needs the renoise sampler")
+        if self.aesthetic_weights is not None and not isinstance(self.aesthetic_weights, str):
+            raise InputError(f"aesthetic_weights must be a folder path or null, not {self.aesthetic_weights!r}")
+
+    @property
+    def has_dmd(self) -> bool:
+        return "dmd" in self.phases
+
+    @property
+    def dmd_start(self) -> int:
+        """The first optimizer step of the first DMD stage (total_steps if there is none)."""
+        return self.stage_start(self.phases.index("dmd")) if self.has_dmd else self.total_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (each stage with its phase); `from_dict(to_dict())` gives back an equal config."""
+        data = super().to_dict()
+        phases = data.pop("phases")
+        data["stages"] = [{**stage, "phase": phase} for stage, phase in zip(data["stages"], phases)]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "StudentConfig":
+        """Build from parsed JSON: each stage's "phase" is taken out, the rest read as a teacher config."""
+        if not isinstance(data, dict):
+            raise InputError("the config must be a JSON object")
+        if "phases" in data:
+            raise InputError("unknown key(s) in config: phases (give each stage a \"phase\" instead)")
+        stages = data.get("stages")
+        if isinstance(stages, list):
+            phases = tuple(stage.get("phase") if isinstance(stage, dict) else None for stage in stages)
+            stages = [{k: v for k, v in stage.items() if k != "phase"} if isinstance(stage, dict) else stage
+                      for stage in stages]
+            data = {**data, "stages": stages, "phases": phases}
+        return super().from_dict(data)
