@@ -77,7 +77,7 @@ def test_stream_reports_chunks_and_the_switch(stream):
 
 
 def test_a_size_the_model_cannot_generate_is_benched_at_that_size():
-    result = api.bench(BenchRequest(**{**FAST, "size": (80, 48)}))
+    result = api.bench_and_compare(BenchRequest(**{**FAST, "size": (80, 48)}))
     assert result.size == [80, 48]
 
 
