@@ -27,6 +27,14 @@ def tiny_model(tiny_checkpoint):
         return load_model(str(tiny_checkpoint))
 
 
+@pytest.fixture(scope="session")
+def tiny_route(tmp_path_factory) -> Path:
+    """The public route at toy size (`tryon models init public-tiny`), written once per session."""
+    from tryon.api import init_model
+
+    return init_model("public-tiny", tmp_path_factory.mktemp("models") / "public-tiny", seed=0)
+
+
 @pytest.fixture
 def real_cases() -> Path:
     if not REAL_CASES.is_dir():

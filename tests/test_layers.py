@@ -15,12 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ["tryon_cli"],
     ["tryon.api"],
+    ["tryon.curate"],
     ["tryon.train"],
     ["tryon.checkpoint"],
     ["tryon.pipelines"],
     ["tryon.model"],
-    ["tryon.media", "tryon.synth", "tryon.metrics"],
-    ["tryon.errors", "tryon.progress", "tryon.paths", "tryon.jsonfiles", "tryon.modes"],
+    ["tryon.media", "tryon.synth", "tryon.metrics", "tryon.vision"],
+    ["tryon.errors", "tryon.progress", "tryon.paths", "tryon.jsonfiles", "tryon.modes", "tryon.limits"],
 ]
 
 

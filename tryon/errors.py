@@ -18,14 +18,28 @@ class TryonError(Exception):
 
 
 class InputError(TryonError):
-    """Bad input. The message is one line: `<path>: <problem>` when a file is to blame."""
+    """Bad input. The message is one line: `<path>: <problem>` when a file is to blame,
+    `<option> <problem>` when an option is.
+
+    `option` is the request field at fault (`"size"`, `"switch_at"`): the engine names options
+    by their field, and the CLI shows them as its flags (`describe("--size")`).
+    """
 
     exit_code = 2
 
-    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+    def __init__(self, problem: str, path: str | Path | None = None, option: str | None = None) -> None:
         self.problem = problem
         self.path = None if path is None else Path(path)
-        super().__init__(f"{path}: {problem}" if path is not None else problem)
+        self.option = option
+        super().__init__(self.describe())
+
+    def describe(self, option_name: str | None = None) -> str:
+        """The one-line message, the option called `option_name` (default: its field name)."""
+        if self.path is not None:
+            return f"{self.path}: {self.problem}"
+        if self.option is not None:
+            return f"{option_name or self.option} {self.problem}"
+        return self.problem
 
 
 class RuntimeFailure(TryonError):

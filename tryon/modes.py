@@ -1,11 +1,13 @@
-"""The speed and memory modes, as plain data: no torch here, so the CLI can describe them instantly.
+"""The run options, as plain data: no torch here, so the CLI can describe them instantly.
 
-They are applied to a loaded pipeline by `tryon.pipelines.runtime.apply_runtime`.
+`RunOptions` (which model, where, how) is nested in every request; its speed and memory modes
+(`Acceleration`) are applied to a loaded pipeline by `tryon.pipelines.runtime.apply_runtime`,
+and the rest resolved by `tryon.api.options.resolve_run`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tryon.errors import InputError
@@ -21,11 +23,11 @@ class Acceleration:
     fp8: bool = False
     compile: bool = False
     fuse_qkv: bool = False
-    context_parallel: bool = False  # the teacher's sequence split across torchrun's processes (engine.distributed)
+    context_parallel: bool = False  # the teacher's sequence split across torchrun's processes (tryon.model.distributed)
 
     def __post_init__(self) -> None:
         if self.offload not in OFFLOAD_CHOICES:
-            raise InputError(f"--offload must be one of {', '.join(OFFLOAD_CHOICES)}, not '{self.offload}'")
+            raise InputError(f"must be one of {', '.join(OFFLOAD_CHOICES)}, not '{self.offload}'", option="offload")
 
     def describe(self) -> str:
         """The modes that are on, e.g. 'fp8, offload group' ('' when none is)."""
@@ -34,6 +36,19 @@ class Acceleration:
         if self.offload != "none":
             named.append(f"offload {self.offload}")
         return ", ".join(named)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Which model (None: the default one), on which device, in which dtype, with which attention
+    backend and speed and memory modes. Nested in every request."""
+
+    model: str | None = None  # a checkpoint folder, a Hub repo id or a preset name
+    revision: str | None = None  # a Hub branch, tag or commit
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "auto"
+    acceleration: Acceleration = field(default_factory=Acceleration)
 
 
 # `--compare` names -> the change each makes to the request's modes.

@@ -17,8 +17,18 @@ try:  # Ctrl-C while the CLI itself loads is the same clean line as later, not a
 
     import typer
 
-    from tryon.errors import TryonError, from_os_error
-    from tryon_cli.commands import batch, bench, data, evaluate, generate, models, stream, train
+    from tryon.errors import InputError, TryonError, from_os_error
+    from tryon_cli.commands import (
+        batch,
+        bench,
+        data,
+        evaluate,
+        generate,
+        models,
+        stream,
+        studio,
+        train,
+    )
     from tryon_cli.console import stderr
 except KeyboardInterrupt:
     sys.stderr.write(f"tryon: {INTERRUPTED}\n")
@@ -41,6 +51,7 @@ cli.add_typer(data.app, name="data")
 cli.command("eval")(evaluate.evaluate)
 cli.add_typer(train.app, name="train")
 cli.command()(bench.bench)
+cli.command()(studio.studio)
 
 
 def _quiet_libraries() -> None:
@@ -58,6 +69,11 @@ def _quiet_libraries() -> None:
     for logging in (diffusers_logging, transformers_logging):
         logging.set_verbosity_error()
         logging.disable_progress_bar()
+
+
+def _flag(option: str | None) -> str | None:
+    """The command-line flag of a request field: `switch_at` → `--switch-at`."""
+    return None if option is None else "--" + option.replace("_", "-")
 
 
 def _quietly(command):
@@ -104,6 +120,8 @@ def app() -> None:
         _fail(f"error: {error.format_message()}{hint}", error.exit_code)
     except KeyboardInterrupt:
         _fail(INTERRUPTED, 130)
+    except InputError as error:
+        _fail(f"error: {error.describe(_flag(error.option))}", error.exit_code)
     except TryonError as error:
         _fail(f"error: {error}", error.exit_code)
     except OSError as error:  # a path the user gave that cannot be used, or a full disk

@@ -1,49 +1,112 @@
-"""Options shared by the generating commands, declared once."""
+"""Options shared by the commands, declared once.
+
+The runtime options (which model, device, dtype, attention backend, speed and memory modes)
+are added to a command by `run_options` and reach it as one `RunOptions`; `--help` shows
+them in their own panel.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from tryon.modes import Acceleration
+from tryon.modes import Acceleration, RunOptions
 
-Model = Annotated[
-    Optional[str],
-    typer.Option("--model", "-m", help="Checkpoint folder, Hub repo id, or preset name. "
-                 "Default: the demo model in weights/ (its student for swap and extend)."),
-]
-Revision = Annotated[Optional[str], typer.Option(help="Hub branch, tag or commit to pin.")]
+RUNTIME_PANEL = "Runtime"
+
 Motion = Annotated[Optional[Path], typer.Option("--motion", help="Reference video whose motion to follow.")]
 Prompt = Annotated[str, typer.Option("--prompt", "-p", help="Text describing the motion and the scene.")]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .mp4 (default: named after the inputs).")]
 Size = Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT (even sides), delivered exactly. Default: the model's, in the photo's orientation.")]
-Seconds = Annotated[Optional[float], typer.Option(help="Video length in seconds (default: the model's).")]
-Fps = Annotated[Optional[float], typer.Option(help="Frames per second (default: the model's).")]
-Seed = Annotated[int, typer.Option(help="Random seed; the same seed on the same device gives the same video.")]
-Steps = Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's).")]
-Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale; 1 turns it off.")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Dtype = Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32 (auto: bf16 on CUDA, fp32 on CPU).")]
-Attention = Annotated[str, typer.Option(help="auto, sdpa, flash or xformers (auto: the fastest installed on CUDA).")]
+Seconds = Annotated[Optional[float], typer.Option(help="Video length in seconds, up to 600 (default: the model's).")]
+Fps = Annotated[Optional[float], typer.Option(help="Frames per second, 1 to 120 (default: the model's).")]
+Seed = Annotated[int, typer.Option(help="Random seed, 0 to 4294967295; the same seed on the same device gives the same video.")]
+Steps = Annotated[Optional[int], typer.Option(help="Denoising steps, 1 to 1000 (default: the model's).")]
+Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale, 0 to 100; 1 turns it off.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-Offload = Annotated[str, typer.Option(help="none, model or group: keep the weights in CPU memory and move them to the GPU "
-                                      "as they run (less GPU memory, slower); group overlaps the moves with compute.")]
-Fp8 = Annotated[bool, typer.Option("--fp8", help="Store the transformer's and text encoder's weights in float8: "
-                                   "half the memory of bf16, computed in --dtype.")]
-Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the transformer's blocks (the first call is slow).")]
-FuseQkv = Annotated[bool, typer.Option("--fuse-qkv", help="One matmul for attention queries, keys and values.")]
 
 
-ContextParallel = Annotated[bool, typer.Option(
-    "--context-parallel", help="Split the render's token sequence across the processes of a torchrun launch "
-    "(Ulysses): torchrun --nproc-per-node N -m tryon_cli dress ... --context-parallel")]
+MODEL_HELP = ("Checkpoint folder, Hub repo id, or preset name. "
+              "Default: the demo model in weights/ (its student for swap and extend).")
 
 
-def acceleration(offload: str, fp8: bool, compile_: bool, fuse_qkv: bool, context_parallel: bool = False) -> Acceleration:
-    """The speed and memory modes, from their options."""
-    return Acceleration(offload=offload, fp8=fp8, compile=compile_, fuse_qkv=fuse_qkv,
-                        context_parallel=context_parallel)
+def _runtime_option(*names: str, help: str) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=RUNTIME_PANEL)
+
+
+def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect.Parameter]:
+    """The runtime options as Typer reads them: (name, type with its typer.Option, default)."""
+    shared = [
+        ("model", Annotated[Optional[str], _runtime_option("--model", "-m", help=model_help)], None),
+        ("revision", Annotated[Optional[str], _runtime_option("--revision", help="Hub branch, tag or commit to pin.")],
+         None),
+        ("device", Annotated[str, _runtime_option("--device", help="auto, cpu, cuda or cuda:N.")], "auto"),
+        ("dtype", Annotated[str, _runtime_option(
+            "--dtype", help="auto, bf16, fp16 or fp32 (auto: bf16 on CUDA, fp32 on CPU).")], "auto"),
+        ("attention", Annotated[str, _runtime_option(
+            "--attention", help="auto, sdpa, flash or xformers (auto: the fastest installed on CUDA).")], "auto"),
+        ("offload", Annotated[str, _runtime_option(
+            "--offload", help="none, model or group: keep the weights in CPU memory and move them to the GPU as "
+            "they run (less GPU memory, slower); group overlaps the moves with compute.")], "none"),
+        ("fp8", Annotated[bool, _runtime_option(
+            "--fp8", help="Store the transformer's and text encoder's weights in float8: half the memory of bf16, "
+            "computed in --dtype.")], False),
+        ("compile_", Annotated[bool, _runtime_option(
+            "--compile", help="torch.compile the transformer's blocks (the first call is slow).")], False),
+        ("fuse_qkv", Annotated[bool, _runtime_option(
+            "--fuse-qkv", help="One matmul for attention queries, keys and values.")], False),
+    ]
+    if context_parallel:
+        shared.append(("context_parallel", Annotated[bool, _runtime_option(
+            "--context-parallel", help="Split the render's token sequence across the processes of a torchrun "
+            "launch (Ulysses): torchrun --nproc-per-node N -m tryon_cli dress ... --context-parallel")], False))
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for name, annotation, default in shared]
+
+
+def build_run_options(model: str | None, revision: str | None, device: str, dtype: str, attention: str,
+                      offload: str, fp8: bool, compile_: bool, fuse_qkv: bool,
+                      context_parallel: bool = False) -> RunOptions:
+    """The one place the runtime options become a `RunOptions`."""
+    acceleration = Acceleration(offload=offload, fp8=fp8, compile=compile_, fuse_qkv=fuse_qkv,
+                                context_parallel=context_parallel)
+    return RunOptions(model=model, revision=revision, device=device, dtype=dtype, attention=attention,
+                      acceleration=acceleration)
+
+
+def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False) -> Callable[[Callable], Callable]:
+    """Give a Typer command the runtime options in place of its `run: RunOptions` parameter.
+
+    Typer builds a command from its signature, and an option's default must sit in the
+    signature; this writes the runtime options into it once, for every command, and hands the
+    command one `RunOptions` built from them.
+    """
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        added = _runtime_parameters(model_help, context_parallel)
+        names = [parameter.name for parameter in added]
+        parameters = []
+        for parameter in signature.parameters.values():
+            if parameter.name == "run":
+                parameters += added
+            else:
+                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+        @functools.wraps(command)
+        def with_run_options(**values: Any) -> Any:
+            shared = {name: values.pop(name) for name in names}
+            return command(**values, run=build_run_options(**shared))
+
+        with_run_options.__signature__ = signature.replace(parameters=parameters)
+        with_run_options.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_run_options
+
+    return decorate

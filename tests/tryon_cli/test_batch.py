@@ -34,7 +34,8 @@ SIX_JOBS = [
 
 
 def read_report(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The report's lines in row order (bad rows are reported first, then jobs as they end)."""
+    return sorted((json.loads(line) for line in path.read_text().splitlines()), key=lambda line: line["row"])
 
 
 def mtimes(outdir):
@@ -54,6 +55,7 @@ def test_bad_rows_are_reported_and_the_rest_rendered_then_nothing_is_redone(tiny
     assert [(line["row"], line["status"]) for line in report] == [
         (1, "ok"), (2, "failed"), (3, "ok"), (4, "ok"), (5, "failed"), (6, "ok")]
     assert "unknown category 'hat'" in report[1]["reason"] and "'..'" in report[4]["reason"]
+    assert [line["attempts"] for line in report] == [1, 0, 1, 1, 0, 1]  # a bad row is never handed to a worker
     assert "failed jobs" in run.stderr and "hat" in run.stderr and "4 rendered" in run.stderr
     assert not (tmp_path / "escape.mp4").exists()
 

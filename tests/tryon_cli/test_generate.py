@@ -21,6 +21,7 @@ def files_in(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
+@pytest.mark.slow
 def test_dress_end_to_end_through_the_installed_program(tiny_checkpoint, inputs, tmp_path):
     run = run_program(
         "dress", inputs / "user.png", f"{inputs / 'shirt.png'}:top", f"{inputs / 'pants.png'}:bottom",
@@ -85,6 +86,7 @@ def test_speed_and_memory_modes_render_the_same_length(tiny_checkpoint, inputs, 
     assert probe_video(out).frame_count == 6
 
 
+@pytest.mark.slow
 def test_torchrun_splits_one_render_across_two_processes(tiny_checkpoint, inputs, tmp_path):
     port = socket.socket()
     port.bind(("127.0.0.1", 0))
@@ -150,6 +152,7 @@ def test_pickled_checkpoint_is_refused(tiny_checkpoint, inputs, tmp_path, tryon)
     assert not (tmp_path / "out.mp4").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_leaves_nothing(tiny_checkpoint, inputs, tmp_path):
     process = subprocess.Popen(
         [tryon_program(), "dance", inputs / "user.png", "--model", tiny_checkpoint, "--steps", "100000",

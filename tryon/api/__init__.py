@@ -7,7 +7,7 @@ nothing behind. Models are loaded once per process (`loading`).
 
 from tryon.api.batch import run_batch
 from tryon.api.bench import BenchRequest, BenchResult, bench_and_compare
-from tryon.api.data import evaluate, synthesize
+from tryon.api.data import curate, evaluate, evaluate_hgc, load_editor, synthesize
 from tryon.api.generate import GenerateRequest, GenerateResult, dance, dress
 from tryon.api.loading import default_model
 from tryon.api.models import ModelEntry, convert_model, init_model, list_models
@@ -22,6 +22,7 @@ from tryon.api.stream import (
 from tryon.api.train import (
     load_student_config,
     load_train_config,
+    plan_training,
     train_student,
     train_teacher,
     train_vae,
@@ -30,6 +31,6 @@ from tryon.api.train import (
 __all__ = [
     "BenchRequest", "BenchResult", "ExtendRequest", "GenerateRequest", "GenerateResult", "ModelEntry",
     "StreamInterrupted", "StreamResult", "SwapRequest", "bench_and_compare", "convert_model", "dance", "default_model", "dress",
-    "evaluate", "extend", "init_model", "list_models", "load_student_config", "load_train_config", "run_batch",
+    "curate", "evaluate", "evaluate_hgc", "extend", "init_model", "list_models", "load_editor", "load_student_config", "load_train_config", "plan_training", "run_batch",
     "swap", "synthesize", "train_student", "train_teacher", "train_vae",
 ]

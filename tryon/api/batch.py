@@ -6,7 +6,7 @@ prompt, seconds, seed, output`; only `user` is required.
 
 - `garments`: in CSV `;`-separated `PATH[:CATEGORY]`; in JSONL a list of such strings.
 - Relative input paths are relative to the manifest's folder.
-- An empty cell (or a missing or null key) takes the command-line default (`Defaults`).
+- An empty cell (or a missing or null key) takes the command-line option (`job_defaults`).
 - `output` is a relative `.mp4` path inside OUTDIR; empty: `job_<row>_<user stem>.mp4`.
 - Rows are numbered from 1, header not counted; blank lines are skipped and not counted.
 
@@ -28,21 +28,22 @@ import json
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
 from tryon.api.generate import GenerateRequest, dress, plan_output
 from tryon.api.inputs import check_garments
 from tryon.api.loading import default_model, get_model
+from tryon.api.options import resolve_run
 from tryon.api.specs import GarmentSpec, parse_garment
 from tryon.checkpoint import LoadedModel
 from tryon.errors import InputError, TryonError
 from tryon.media import load_image, probe_video
 from tryon.media.image import require_file
-from tryon.pipelines.runtime import Acceleration, resolve_runtime
+from tryon.modes import RunOptions
 from tryon.progress import Notice
 
 FIELDS = ("user", "garments", "motion", "prompt", "seconds", "seed", "output")
@@ -54,24 +55,10 @@ Status = Literal["ok", "skipped", "failed"]
 # -- what a batch is made of ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Defaults:
-    """The command-line options: every job's settings where its row leaves a cell empty."""
-
-    model: str | None = None
-    revision: str | None = None
-    size: tuple[int, int] | None = None
-    seconds: float | None = None
-    fps: float | None = None
-    seed: int = 0
-    steps: int | None = None
-    guidance: float | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
-    acceleration: Acceleration = field(default_factory=Acceleration)
-    motion: Path | None = None
-    prompt: str = ""
+def job_defaults(**settings) -> GenerateRequest:
+    """The command-line options as a request template: every job's settings where its row leaves a
+    cell empty. Its `user` and `output` are placeholders: each job has its own."""
+    return GenerateRequest(user=Path(), output=Path(), **settings)
 
 
 @dataclass(frozen=True)
@@ -127,17 +114,19 @@ class Shard:
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """One line of the report: how a row went, and how long it took."""
+    """One line of the report: how a row went, how long it took, and how many times it was
+    handed to a worker (0 for a bad row; more than 1 when a worker died under it)."""
 
     row: int
     status: Status
     output: str | None
     reason: str | None = None
     seconds: float = 0.0
+    attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"row": self.row, "status": self.status, "output": self.output, "reason": self.reason,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "attempts": self.attempts}
 
 
 @dataclass
@@ -245,6 +234,8 @@ def _jsonl_records(stream, path: Path) -> Iterator[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise InputError(f"line {number} is not valid JSON ({error.msg})", path) from None
+        except RecursionError:  # json's parser recurses once per nesting level
+            raise InputError(f"line {number} is not valid JSON (nested too deeply)", path) from None
         if not isinstance(record, dict):
             raise InputError(f"line {number} is not a JSON object", path)
         yield record
@@ -439,30 +430,21 @@ def _claim(entry: Job | BadRow, root: Path, claimed: dict[str, int]) -> PlannedJ
 # -- running ----------------------------------------------------------------------------------
 
 
-def job_request(planned: PlannedJob, defaults: Defaults) -> GenerateRequest:
+def job_request(planned: PlannedJob, defaults: GenerateRequest) -> GenerateRequest:
     """The job's GenerateRequest: its own cells, the defaults for the empty ones.
 
     overwrite=True: an output that exists here was found incomplete, and is replaced.
     """
     job = planned.job
-    return GenerateRequest(
+    return replace(
+        defaults,
         user=job.user,
         output=planned.target,
         garments=list(job.garments),
         motion=job.motion or defaults.motion,
         prompt=defaults.prompt if job.prompt is None else job.prompt,
-        model=defaults.model,
-        revision=defaults.revision,
-        size=defaults.size,
         seconds=defaults.seconds if job.seconds is None else job.seconds,
-        fps=defaults.fps,
         seed=defaults.seed if job.seed is None else job.seed,
-        steps=defaults.steps,
-        guidance=defaults.guidance,
-        device=defaults.device,
-        dtype=defaults.dtype,
-        attention=defaults.attention,
-        acceleration=defaults.acceleration,
         overwrite=True,
     )
 
@@ -482,50 +464,97 @@ def is_complete(path: Path, frames: int, size: tuple[int, int]) -> bool:
     return info.frame_count == frames and (info.width, info.height) == tuple(size)
 
 
-def load_batch_model(defaults: Defaults, notice: Notice | None = None) -> LoadedModel:
+def load_batch_model(run: RunOptions, notice: Notice | None = None) -> LoadedModel:
     """The model every job uses, through get_model's cache, so dress() finds it loaded."""
-    runtime = resolve_runtime(defaults.device, defaults.dtype, defaults.attention, defaults.acceleration)
-    return get_model(defaults.model or default_model(), defaults.revision, runtime,
-                         notice or (lambda message: None))
+    return get_model(run.model or default_model(), run.revision, resolve_run(run), notice or (lambda message: None))
+
+
+class JobExecutor(Protocol):
+    """Where a batch's jobs run: here (`LocalExecutor`) or on a cluster (`tryon.api.batch_ray`).
+
+    The driver (`run_batch`) reads and checks the manifest, reports bad rows and writes the
+    report; an executor only runs the good jobs, each with `run_job`, and yields their
+    outcomes as they end (in any order).
+    """
+
+    def start(self, defaults: GenerateRequest, listener: BatchListener) -> None:
+        """Get ready to run jobs (load the model); InputError when it cannot be loaded."""
+
+    def run(self, jobs: Sequence[PlannedJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
+        """Run every job once (retries included), yielding each outcome as the job ends."""
+
+    def close(self) -> None:
+        """Let go of whatever start() took, also after an error or Ctrl-C."""
+
+
+class LocalExecutor:
+    """The jobs one after another in this process, with the model loaded once."""
+
+    def __init__(self) -> None:
+        self.model: LoadedModel | None = None
+
+    def start(self, defaults: GenerateRequest, listener: BatchListener) -> None:
+        self.model = load_batch_model(defaults.run, listener.notice)
+
+    def run(self, jobs: Sequence[PlannedJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
+        assert self.model is not None, "start() loads the model before the first job"
+        for job in jobs:
+            listener.job_started(job)
+            yield run_job(job, self.model, defaults, listener)
+
+    def close(self) -> None:
+        self.model = None
 
 
 def run_batch(
     planned: Sequence[PlannedJob | BadRow],
     outdir: Path,
-    defaults: Defaults,
+    defaults: GenerateRequest,
     shard: Shard | None = None,
     listener: BatchListener | None = None,
+    executor: JobExecutor | None = None,
 ) -> BatchSummary:
-    """Run the planned rows in order and write the report; return the summary.
+    """Report the bad rows, run the jobs on `executor` (here, one by one, by default) and
+    write the report; return the summary.
 
     Bad rows and jobs that fail (any engine error) are reported as failed and the batch goes
     on. The model is loaded once, before the first job; a model that cannot be loaded is the
     whole batch's problem and raises InputError. The report (`shard.report_name` in OUTDIR)
-    gets one JSON line per row as it finishes, so it is complete up to the last finished job
-    even after a crash. Ctrl-C stops the batch: the summary says `interrupted`.
+    gets one JSON line per row as it finishes (the bad rows first), so it is complete up to
+    the last finished job even after a crash. Ctrl-C stops the batch: the summary says
+    `interrupted`.
     """
     listener = listener or BatchListener()
+    executor = executor or LocalExecutor()
     shard = shard or Shard(1, 1)
     summary = BatchSummary(total=len(planned), report=Path(outdir) / shard.report_name)
+    jobs = [entry for entry in planned if isinstance(entry, PlannedJob)]
     started = time.perf_counter()
     listener.batch_started(len(planned))
     try:
-        model = None
-        if any(isinstance(entry, PlannedJob) for entry in planned):
+        if jobs:
             listener.stage("loading model", 0, 1)
-            model = load_batch_model(defaults, listener.notice)
+            executor.start(defaults, listener)
             listener.stage("loading model", 1, 1)
         _prepare_outdir(Path(outdir))
         with summary.report.open("w", encoding="utf-8") as report:
-            for entry in planned:
-                listener.job_started(entry)
-                outcome = _run_entry(entry, model, defaults, listener)
+
+            def record(outcome: JobOutcome) -> None:
                 summary.outcomes.append(outcome)
                 report.write(json.dumps(outcome.to_dict()) + "\n")
                 report.flush()
                 listener.job_finished(outcome)
+
+            for entry in planned:
+                if isinstance(entry, BadRow):
+                    listener.job_started(entry)
+                    record(JobOutcome(entry.row, "failed", entry.output, entry.reason, attempts=0))
+            for outcome in executor.run(jobs, defaults, listener):
+                record(outcome)
     except KeyboardInterrupt:
         summary.interrupted = True
+    finally:
+        executor.close()
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 
@@ -539,17 +568,14 @@ def _prepare_outdir(outdir: Path) -> None:
         raise InputError(f"cannot create the output folder ({error.strerror})", outdir) from None
 
 
-def _run_entry(
-    entry: PlannedJob | BadRow, model: LoadedModel | None, defaults: Defaults, listener: BatchListener
-) -> JobOutcome:
-    if isinstance(entry, BadRow):
-        return JobOutcome(entry.row, "failed", entry.output, entry.reason)
+def run_job(entry: PlannedJob, model: LoadedModel, defaults: GenerateRequest, listener: BatchListener) -> JobOutcome:
+    """One job: skipped when its output is already complete, else rendered; any engine error
+    is this job's failure."""
     started = time.perf_counter()
 
     def outcome(status: Status, reason: str | None = None) -> JobOutcome:
         return JobOutcome(entry.row, status, entry.job.output, reason, round(time.perf_counter() - started, 3))
 
-    assert model is not None, "run_batch loads the model before the first job"
     request = job_request(entry, defaults)
     try:
         if request.output.exists() and is_complete(request.output, *expected_video(request, model)):

@@ -1,10 +1,16 @@
-"""`tryon data` and `tryon eval`: synthetic try-on samples, and scores against ground truth."""
+"""`tryon data` and `tryon eval`: synthetic try-on samples, curation of real videos, scores against ground
+truth, and HGC-Bench."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tryon.progress import Progress
+from tryon.progress import Notice, Progress
+
+if TYPE_CHECKING:
+    from tryon.metrics.hgc import MetricSet
 
 
 def synthesize(
@@ -29,3 +35,107 @@ def evaluate(prediction: Path, reference: Path):
     from tryon.metrics import evaluate as evaluate_videos
 
     return evaluate_videos(Path(prediction), Path(reference))
+
+
+def curate(videos: Path, out: Path, detector: Path, vlm: Path, editor, config: str | Path | None = None,
+           shard: str | None = None, device: str = "cpu", progress: Progress | None = None,
+           notice: Notice | None = None):
+    """`tryon data curate`: the four curation stages (tryon.curate) with models loaded from folders.
+
+    `editor` is a GarmentEditor (`load_editor`). `shard` "K/N", or under torchrun RANK+1 of
+    WORLD_SIZE: the rule `tryon batch` splits its jobs by.
+    """
+    import os
+
+    from tryon.api.batch import choose_shard
+    from tryon.curate import CurateConfig, CurationModels, curate as run
+    from tryon.curate.models import RTDetrPersonDetector
+    from tryon.train.scorer import make_scorer
+    from tryon.vision.vlm import LocalVLM
+
+    settings = CurateConfig.from_file(config) if config else CurateConfig()
+    chosen = choose_shard(shard, os.environ)
+    models = CurationModels(RTDetrPersonDetector(detector, device), LocalVLM(vlm, device), editor,
+                            make_scorer(settings.scorer, settings.aesthetic_weights, notice or (lambda m: None)))
+    return run(videos, out, models, settings, shard=chosen, progress=progress)
+
+
+def load_editor(folder: Path, steps: int = 40, device: str = "cpu"):
+    """The image edit model for curation: a QwenImageEditPlusPipeline folder (diffusers layout, .safetensors)."""
+    from diffusers import QwenImageEditPlusPipeline
+
+    from tryon.curate.models import QwenImageEditor
+    from tryon.errors import InputError
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise InputError("not an image edit model folder (no model_index.json)", folder)
+    pipeline = QwenImageEditPlusPipeline.from_pretrained(folder, use_safetensors=True).to(device)
+    return QwenImageEditor(pipeline, steps=steps, name=f"Qwen-Image-Edit {folder.name}")
+
+
+@dataclass(frozen=True)
+class BenchModels:
+    """Local folders of the metric models; None: that metric is skipped (and says why)."""
+
+    vlm: Path | None = None  # HGC, LGC, NTP: a Qwen2.5-VL-class model (tryon.vision.vlm)
+    identity: Path | None = None  # Cur: a CLIP-style vision model (tryon.vision.embedders)
+    text: Path | None = None  # GME: a CLIPModel (text and vision towers)
+    quality: Path | None = None  # VQ: the aesthetic model folder (clip/ + head.safetensors)
+    device: str = "cpu"
+
+
+def bench_metrics(models: BenchModels) -> MetricSet:
+    """The metrics that can run with `models`, and the reason for each that cannot."""
+    from tryon.metrics.hgc import (JUDGED, AmplitudeMetric, IdentityMetric, JudgeMetric, MetricSet, QualityMetric,
+                                   SmoothnessMetric, TextAlignmentMetric)
+    from tryon.train.scorer import AestheticScorer, aesthetic_weights_present
+    from tryon.vision.embedders import ClipEmbedder
+    from tryon.vision.vlm import LocalVLM
+
+    metrics = MetricSet()
+    metrics.add(("Amp",), AmplitudeMetric, "")
+    metrics.add(("Smoo",), SmoothnessMetric, "")
+    identity, text, vlm, quality = models.identity, models.text, models.vlm, models.quality
+    metrics.add(("Cur",), identity and (lambda: IdentityMetric(ClipEmbedder(identity, models.device))),
+                "no identity model (--identity-model DIR: an image-embedding model; the paper uses CurricularFace)")
+    metrics.add(("GME",), text and (lambda: TextAlignmentMetric(ClipEmbedder(text, models.device))),
+                "no text-video model (--text-model DIR: a CLIP-style model; the paper uses GME-Qwen2-VL)")
+    metrics.add(("VQ",), quality and (lambda: QualityMetric(_aesthetic(quality, AestheticScorer,
+                                                                        aesthetic_weights_present))),
+                "no visual-quality model (--quality-model DIR: clip/ and head.safetensors, GR-DMD's aesthetic model)")
+    metrics.add(JUDGED, vlm and (lambda: JudgeMetric(LocalVLM(vlm, models.device))),
+                "no VLM judge (--vlm DIR: a Qwen2.5-VL-class model; the paper asks Gemini)")
+    return metrics
+
+
+def _aesthetic(folder: Path, scorer_class, present) -> object:
+    from tryon.errors import InputError
+
+    if not present(folder):
+        raise InputError("needs clip/ and head.safetensors", folder)
+    return scorer_class(Path(folder))
+
+
+def evaluate_hgc(bench: Path, predictions: Path, models, render=None, listener=None, log: Notice | None = None):
+    """HGC-Bench (tryon.metrics.hgc): render the missing predictions with `render` (batch Defaults
+    naming the model; None: score what is there), then score them. Returns (BenchReport, BatchSummary | None)."""
+    from tryon.api.batch import Job, plan as plan_jobs, run_batch
+    from tryon.api.specs import GarmentSpec
+    from tryon.errors import InputError
+    from tryon.media import read_video
+    from tryon.metrics import hgc
+
+    samples = hgc.read_bench(bench)
+    summary = None
+    if render is not None:
+        jobs = [Job(row=sample.index + 1, user=sample.source, output=sample.prediction_name,
+                    garments=(GarmentSpec(sample.garment, None if sample.category == "unknown" else sample.category),),
+                    prompt=sample.prompt)
+                for sample in samples]
+        summary = run_batch(plan_jobs(jobs, predictions), predictions, render, listener=listener)
+    elif not Path(predictions).is_dir():
+        raise InputError("no predictions folder (give one holding output_<i>.mp4, or --model to render them)",
+                         predictions)
+    report = hgc.score_bench(samples, predictions, bench_metrics(models), read_video, log)
+    return report, summary

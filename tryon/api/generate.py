@@ -15,9 +15,13 @@ import torch
 
 from tryon.api.inputs import check_garments, check_motion, check_options, check_output
 from tryon.api.loading import default_model, get_model
+from tryon.api.options import out_of_memory_is_a_failure, resolve_run
 from tryon.api.specs import GarmentSpec
+from tryon.api.route import render_request
 from tryon.checkpoint import LoadedModel
-from tryon.errors import InputError, RuntimeFailure
+from tryon.checkpoint.public import LoadedRoute
+from tryon.errors import InputError
+from tryon.limits import check_frames_fit_in_memory
 from tryon.media import (
     VideoWriter,
     choose_output_size,
@@ -27,10 +31,15 @@ from tryon.media import (
     read_video,
 )
 from tryon.model.distributed import Processes, enable_context_parallel, start_processes
-from tryon.pipelines.pipeline_tryon import TryOnInputs
-from tryon.pipelines.runtime import Acceleration, Runtime, resolve_runtime
+from tryon.modes import RunOptions
+from tryon.pipelines.runtime import Runtime, runtime_notices
 from tryon.pipelines.shapes import frame_count
-from tryon.progress import Notice, Progress
+from tryon.progress import Notice, Notices, Progress, no_progress
+from tryon.synth.recognise import looks_synthetic
+
+DEMO_ON_REAL_PHOTO = ("notice: the demo model knows only tryon's synthetic world (flat 2D figures); on a camera "
+                      "photo it makes a smear of colour. For real people use the public route: --model public "
+                      "(README: 'Which model')")
 
 
 @dataclass
@@ -42,19 +51,14 @@ class GenerateRequest:
     garments: list[GarmentSpec] = field(default_factory=list)
     motion: Path | None = None
     prompt: str = ""
-    model: str | None = None
-    revision: str | None = None
     size: tuple[int, int] | None = None
     seconds: float | None = None
     fps: float | None = None
     seed: int = 0
     steps: int | None = None
     guidance: float | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
-    acceleration: Acceleration = field(default_factory=Acceleration)
     overwrite: bool = False
+    run: RunOptions = RunOptions()
 
 
 @dataclass
@@ -67,19 +71,11 @@ class GenerateResult:
     model: str
     seed: int
     notices: list[str] = field(default_factory=list)
+    stages: list[dict] = field(default_factory=list)  # the public route's stages: stage, repo, revision
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-
-
-
-
-
-
-
-# -- generation -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -93,6 +89,7 @@ class OutputPlan:
     num_frames: int
     generate_width: int
     generate_height: int
+    reach_notice: str | None = None  # the model generates at a size other than the one it was trained at
 
     @property
     def size(self) -> tuple[int, int]:
@@ -102,19 +99,29 @@ class OutputPlan:
     def generate_size(self) -> tuple[int, int]:
         return (self.generate_width, self.generate_height)
 
+    @property
+    def notices(self) -> list[str]:
+        return [self.reach_notice] if self.reach_notice else []
+
     def crop(self, frames: np.ndarray) -> np.ndarray:
         """Frames made at the generation size, centre-cropped to the output size."""
         return crop_center(frames, self.size)
 
 
-def plan_output(request: GenerateRequest, model: LoadedModel, user_size: tuple[int, int]) -> OutputPlan:
+def plan_output(request: GenerateRequest, model: LoadedModel | LoadedRoute, user_size: tuple[int, int]) -> OutputPlan:
     """The model preset's defaults for what the request leaves open; the size rule of tryon.media."""
     preset = model.preset
     fps = preset.default_fps if request.fps is None else request.fps
     seconds = preset.default_seconds if request.seconds is None else request.seconds
     size = choose_output_size(user_size, request.size, default=preset.default_size,
                               multiple=model.pipeline.size_multiple)
-    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), *size.generate_size)
+    trained = model.info.training_size if isinstance(model, LoadedModel) else None
+    reach = None
+    if trained and size.generate_size != trained:
+        width, height = size.generate_size
+        reach = (f"note: this model was trained at {trained[0]}x{trained[1]} only; at {width}x{height} "
+                 "it may draw the figure more than once or smear it")
+    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), *size.generate_size, reach)
 
 
 def _generate(
@@ -124,78 +131,84 @@ def _generate(
     notice: Notice | None,
 ) -> GenerateResult:
     started = time.perf_counter()
-    notices: list[str] = []
-
-    def tell(message: str) -> None:
-        notices.append(message)
-        if notice:
-            notice(message)
-
-    report = progress or (lambda stage, done, total: None)
+    tell = Notices(notice)
+    report = progress or no_progress
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
+    runtime = resolve_run(request.run)
     check_output(request.output, request.overwrite)
     check_garments(request.garments)
     user = load_image(request.user)
     garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
     check_motion(request.motion)
-    check_options(request.seconds, request.fps, request.steps, request.guidance)
+    check_options(request.seconds, request.fps, request.steps, request.guidance, request.seed)
+    for message in runtime_notices(runtime):
+        tell(message)
 
     # 2. The model, and the shapes it implies.
     processes = _context_parallel_processes(runtime)
     if processes.distributed:
         runtime = replace(runtime, device=processes.device)
-    source = request.model or default_model()
-    model = get_model(source, request.revision, runtime, tell)
+    source = request.run.model or default_model()
+    model = get_model(source, request.run.revision, runtime, tell)
     if processes.distributed and getattr(model.pipeline.transformer, "_parallel_config", None) is None:
         enable_context_parallel(model.pipeline.transformer, processes)
     pipeline, preset = model.pipeline, model.preset
     plan = plan_output(request, model, user.size)
+    for message in plan.notices:
+        tell(message)
+    check_frames_fit_in_memory(plan.num_frames, plan.generate_width, plan.generate_height, "the video")
+    if isinstance(model, LoadedModel) and model.info.preset == "demo" and not looks_synthetic(user):
+        tell(DEMO_ON_REAL_PHOTO)
+    if isinstance(model, LoadedRoute):  # the public route runs its own stages
+        frames = render_request(model, request, user, garments, plan, anchor_first_frame, report)
+        stages = [model.pipeline.stage_record(stage) for stage in model.pipeline.used]
+        return _finish(request, frames, plan, source, list(tell), started, report, processes.is_main, stages)
     fps = plan.fps
-    shape = pipeline.video_shape(plan.generate_width, plan.generate_height, plan.num_frames)
 
     # 3. Inputs fitted to the generation size (the output is its centre).
     target = plan.generate_size
     motion = None
     if request.motion is not None:
         motion = read_video(request.motion, fps=fps, num_frames=plan.num_frames, size=target, fit="cover", min_frames=2)
-    inputs = TryOnInputs(
-        user=fit_image(user, target, "cover"),
-        garments=[(role, fit_image(image, target, "contain")) for role, image in garments],
-        motion=motion,
-        prompt=request.prompt,
-        anchor_first_frame=anchor_first_frame,
-    )
 
     # 4. Generate and write.
     generator = torch.Generator(device=runtime.device).manual_seed(request.seed)
-    try:
+    with out_of_memory_is_a_failure(runtime.device, "lower --size or --seconds, use --dtype bf16, or --device cpu"):
         frames = pipeline(
-            inputs,
-            shape,
-            steps=preset.default_steps if request.steps is None else request.steps,
-            guidance=preset.default_guidance if request.guidance is None else request.guidance,
+            fit_image(user, target, "cover"),
+            garments=[(role, fit_image(image, target, "contain")) for role, image in garments],
+            motion=motion,
+            prompt=request.prompt,
+            height=plan.generate_height,
+            width=plan.generate_width,
+            num_frames=plan.num_frames,
+            num_inference_steps=preset.default_steps if request.steps is None else request.steps,
+            guidance_scale=preset.default_guidance if request.guidance is None else request.guidance,
+            anchor_first_frame=anchor_first_frame,
             generator=generator,
             progress=report,
-        )
-    except torch.OutOfMemoryError:
-        raise RuntimeFailure(
-            f"out of memory on {runtime.device}: lower --size or --seconds, use --dtype bf16, or --device cpu"
-        ) from None
-    if processes.is_main:
+        ).frames
+    return _finish(request, frames, plan, source, list(tell), started, report, processes.is_main)
+
+
+def _finish(request: GenerateRequest, frames: np.ndarray, plan: OutputPlan, source: str, notices: list[str],
+            started: float, report: Progress, is_main: bool = True, stages: list[dict] | None = None) -> GenerateResult:
+    """Write the video (the first process only) and say what was made."""
+    if is_main:
         report("writing", 0, 1)
-        write_frames(request.output, plan.crop(frames), fps)
+        write_frames(request.output, plan.crop(frames), plan.fps)
         report("writing", 1, 1)
     return GenerateResult(
         output=str(request.output),
         frames=len(frames),
-        fps=fps,
+        fps=plan.fps,
         size=[plan.width, plan.height],
         seconds_taken=round(time.perf_counter() - started, 3),
         model=source,
         seed=request.seed,
         notices=notices,
+        stages=stages or [],
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tryon.api.specs import GarmentSpec
 from tryon.errors import InputError
+from tryon.limits import MAX_GUIDANCE, MAX_STEPS, check_int, check_number, check_seed
 from tryon.media import VideoInfo, probe_video
 from tryon.media.image import create_temp_beside
 from tryon.model.roles import MAX_GARMENTS
@@ -36,16 +37,19 @@ def check_options(
     fps: float | None = None,
     steps: int | None = None,
     guidance: float | None = None,
+    seed: int | None = None,
 ) -> None:
-    """The timing and sampling options a request sets (None: the model's default)."""
+    """The timing and sampling options a request sets (None: the model's default); ranges in tryon.limits."""
     if seconds is not None:
         check_seconds(seconds)
     if fps is not None:
         check_fps(fps)
-    if steps is not None and steps < 1:
-        raise InputError(f"--steps must be at least 1, not {steps}")
-    if guidance is not None and guidance < 0:
-        raise InputError(f"--guidance must be 0 or more, not {guidance:g}")
+    if steps is not None:
+        check_int(steps, "steps", 1, MAX_STEPS)
+    if guidance is not None:
+        check_number(guidance, "guidance", 0, MAX_GUIDANCE)
+    if seed is not None:
+        check_seed(seed)
 
 
 def check_motion(path: Path | None) -> VideoInfo | None:

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from tryon.checkpoint import CondNetUntrainedWarning, LoadedModel, load_model
+from tryon.checkpoint.public import LoadedRoute, is_route_source, load_route
 from tryon.errors import InputError
 from tryon.pipelines.runtime import Runtime, apply_runtime
 from tryon.progress import Notice
@@ -29,12 +30,18 @@ def default_model(streaming: bool = False) -> str:
     raise InputError("no --model given and no default model in weights/demo (make one: tryon models init tiny ./ck)")
 
 
-_loaded: dict[tuple, LoadedModel] = {}
+_loaded: dict[tuple, LoadedModel | LoadedRoute] = {}
 
 
-def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notice) -> LoadedModel:
+def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notice) -> LoadedModel | LoadedRoute:
     """Load (once per process) the checkpoint on the runtime's device, dtype and backend."""
     key = (source, revision, runtime)
+    if key not in _loaded and is_route_source(source):  # the public-weights route (tryon.checkpoint.public)
+        route = load_route(source, runtime)
+        if route.preset.name != "public":
+            notice(f"warning: {source} is the '{route.preset.name}' route: random weights, for tests and smoke runs")
+        _loaded.clear()
+        _loaded[key] = route
     if key not in _loaded:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CondNetUntrainedWarning)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tryon.api.loading import DEMO_MODEL
+from tryon.api.loading import DEMO_MODEL, DEMO_STUDENT
 from tryon.checkpoint import (
     PRESETS,
     CheckpointInfo,
@@ -14,14 +14,16 @@ from tryon.checkpoint import (
     get_preset,
     save_checkpoint,
 )
+from tryon.checkpoint.public import ROUTE_PRESETS, save_tiny_route
 from tryon.errors import InputError
+from tryon.limits import check_seed
 from tryon.paths import make_folder
 
 
 @dataclass
 class ModelEntry:
     name: str
-    kind: str  # preset | cached | default
+    kind: str  # preset | route | route stage | cached | default
     description: str
 
 
@@ -31,8 +33,14 @@ def list_models() -> list[ModelEntry]:
     from huggingface_hub.errors import CacheNotFound
 
     entries = [ModelEntry(p.name, "preset", f"{p.description}; needs {p.hardware}") for p in PRESETS.values()]
+    entries += route_entries()
     if DEMO_MODEL.is_dir():
-        entries.append(ModelEntry(str(DEMO_MODEL), "default", "the demo model shipped with tryon"))
+        entries.append(ModelEntry(str(DEMO_MODEL), "default", "the demo model shipped with tryon "
+                                  "(dress, dance, batch; trained at 96x160 on the synthetic world only: "
+                                  "for real photos use --model public)"))
+    if DEMO_STUDENT.is_dir():
+        entries.append(ModelEntry(str(DEMO_STUDENT), "default", "the demo streaming student shipped with tryon "
+                                  "(swap, extend; trained at 96x160 on the synthetic world)"))
     try:
         cache = scan_cache_dir()
     except CacheNotFound:
@@ -47,9 +55,32 @@ def list_models() -> list[ModelEntry]:
     return entries
 
 
+def route_entries() -> list[ModelEntry]:
+    """The public route and its stages: repos, licences, sizes computed from parameter counts."""
+    from tryon.checkpoint.public.presets import PART_STAGE, PUBLIC, PUBLIC_TINY, overridden
+    from tryon.checkpoint.public.sizes import stage_sizes
+
+    parts = overridden(PUBLIC.parts)
+    entries = [ModelEntry(PUBLIC.name, "route", f"{PUBLIC.description}; needs {PUBLIC.hardware}; "
+                          "sizes below are computed from parameter counts (weights only), not measured")]
+    for size in stage_sizes():
+        used = [p for name, p in parts.items() if PART_STAGE[name] == size.stage]
+        repos = ", ".join(f"{p.repo}@{p.revision} ({p.licence})" for p in used)
+        entries.append(ModelEntry(f"{PUBLIC.name}: {size.stage}", "route stage", f"{repos}; {size.describe()}"))
+    entries.append(ModelEntry(PUBLIC_TINY.name, "preset", f"{PUBLIC_TINY.description}; "
+                              "make it with `tryon models init public-tiny DIR`"))
+    return entries
+
+
 def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
     """Write a random-weight checkpoint of `preset` to `folder`, marked untrained."""
+    if preset in ROUTE_PRESETS:
+        if preset != "public-tiny":
+            raise InputError(f"'{preset}' is made of Hub weights: use it with --model {preset}; "
+                             "`tryon models init public-tiny DIR` writes its tiny random-weight copy")
+        return save_tiny_route(Path(folder), seed=seed, overwrite=overwrite)
     spec = get_preset(preset)
+    check_seed(seed)
     folder = Path(folder)
     if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
         raise InputError("already exists (use --overwrite to replace it)", folder)

@@ -49,9 +49,10 @@ from PIL import Image
 from tryon.api.generate import GenerateRequest, GenerateResult, plan_output
 from tryon.api.inputs import check_garments, check_motion, check_options, check_output
 from tryon.api.loading import default_model, get_model
+from tryon.api.options import out_of_memory_is_a_failure, resolve_run
 from tryon.api.specs import GarmentSpec, parse_garment
 from tryon.checkpoint import LoadedModel
-from tryon.errors import InputError, RuntimeFailure
+from tryon.errors import InputError
 from tryon.media import (
     VideoFrames,
     VideoWriter,
@@ -61,10 +62,11 @@ from tryon.media import (
     pad_edges,
     probe_video,
 )
+from tryon.modes import RunOptions
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
-from tryon.pipelines.runtime import Acceleration, resolve_runtime
+from tryon.pipelines.runtime import runtime_notices
 from tryon.pipelines.shapes import frame_count
-from tryon.progress import Notice, Progress
+from tryon.progress import Notice, Notices, Progress, no_progress
 
 Worn = tuple[GarmentSpec, Image.Image]
 COPY_BATCH = 64  # frames of the input video `extend` decodes and copies at a time
@@ -78,6 +80,8 @@ class SwapRequest(GenerateRequest):
     withdraw: bool = True
     disentangle: bool = True
     live: Iterable[str] | None = None  # lines of garment specs read while generating (e.g. sys.stdin)
+    on_chunk: Callable[[ChunkWritten], None] | None = None  # hears about each chunk written (module docstring)
+    should_stop: Callable[[], bool] | None = None  # asked before each chunk; True ends the video there
 
 
 @dataclass
@@ -89,18 +93,13 @@ class ExtendRequest:
     seconds: float
     garments: list[GarmentSpec] = field(default_factory=list)
     prompt: str = ""
-    model: str | None = None
-    revision: str | None = None
     seed: int = 0
     steps: int | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
-    acceleration: Acceleration = field(default_factory=Acceleration)
     overwrite: bool = False
     refresh: bool = True
     withdraw: bool = True
     disentangle: bool = True
+    run: RunOptions = RunOptions()
 
 
 @dataclass
@@ -222,10 +221,25 @@ class LiveSwitches:
 
 
 @dataclass
-class SwitchingStream:
-    """A streaming generator, what it wears, and the switches to come."""
+class ChunkWritten:
+    """What `SwitchingStream.write` tells `on_chunk` about each chunk, times by its clock."""
 
-    generator: TryOnStream
+    frames: int
+    context_tokens: int  # tokens in the KV cache the chunk attended to (before its own)
+    switches: list[Switch]  # applied just before the chunk
+    started: float  # before the switches
+    switched: float  # after the switches, as the chunk began
+    written: float  # its frames handed to the writer
+    start: int  # the output index of its first frame
+    images: np.ndarray  # its frames as written, uint8 (T, H, W, 3)
+    worn: list[SwitchReport]  # the switches first worn in it
+
+
+@dataclass
+class SwitchingStream:
+    """A try-on stream, what it wears, and the switches to come."""
+
+    stream: TryOnStream
     outfit: list[Worn]
     switches: list[Switch]
     live: LiveSwitches | None
@@ -234,19 +248,37 @@ class SwitchingStream:
     tell: Notice
     output_start: int = 0  # the output frame index of the first frame made (extend: after the input)
 
-    def write(self, writer: VideoWriter, num_frames: int, progress: Progress,
-              to_output: Callable[[np.ndarray], np.ndarray] = lambda frames: frames) -> list[SwitchReport]:
-        """Generate `num_frames` frames chunk by chunk into `writer`, switching garments on time."""
+    def write(self, writer: VideoWriter, num_frames: int, progress: Progress = no_progress,
+              to_output: Callable[[np.ndarray], np.ndarray] = lambda frames: frames,
+              on_chunk: Callable[[ChunkWritten], None] | None = None,
+              clock: Callable[[], float] = time.perf_counter,
+              should_stop: Callable[[], bool] | None = None) -> list[SwitchReport]:
+        """Generate `num_frames` frames chunk by chunk into `writer`, switching garments on time.
+
+        `on_chunk` hears about every chunk once it is written (the benchmark times them by its
+        `clock`, which waits for the GPU; the studio sends its frames to the browser).
+        `should_stop`, asked before each chunk, ends the video early: with the frames made, or,
+        before the first chunk, with nothing kept (`StreamInterrupted`).
+        """
         reports = []
         made = 0
-        while made < num_frames:
+        while made < num_frames and not (should_stop and should_stop()):
+            started = clock()
             taken = self._take_switches()
-            frames = self.generator.next_chunk(num_frames - made)
-            writer.write(to_output(frames))
-            written_at = time.perf_counter()
-            reports += [self._report(switch, self.output_start + made, written_at) for switch in taken]
+            switched = clock() if taken else started
+            context_tokens = self.stream.cache.tokens
+            frames = to_output(self.stream.next_chunk(num_frames - made))
+            writer.write(frames)
+            written_at = clock()
+            worn = [self._report(switch, self.output_start + made, written_at) for switch in taken]
+            if on_chunk is not None:
+                on_chunk(ChunkWritten(len(frames), context_tokens, taken, started, switched, written_at,
+                                      self.output_start + made, frames, worn))
+            reports += worn
             made += len(frames)
             progress("frames", made, num_frames)
+        if made == 0:  # told to stop before the first chunk: like Ctrl-C, nothing is kept
+            raise StreamInterrupted(writer.path, 0)
         for switch in self.switches:
             self.tell(f"garments at {switch.at:g} s start after the last chunk has begun; not applied")
             reports.append(SwitchReport(describe(switch.garments), switch.at, None))
@@ -254,7 +286,7 @@ class SwitchingStream:
 
     def _take_switches(self) -> list[Switch]:
         """Apply the switches due at the chunk about to start; return them."""
-        start = self.generator.frames_made
+        start = self.stream.frames_made
         due = []
         while self.switches and start >= self.switches[0].at * self.fps - 1e-6:  # they are in time order
             due.append(self.switches.pop(0))
@@ -270,7 +302,7 @@ class SwitchingStream:
         except InputError as error:  # only live lines can get here: the schedule was checked
             self.tell(f"live: ignored {' '.join(describe(switch.garments))}: {error}")
             return False
-        self.generator.switch([(spec.role, fit_image(image, self.size, "contain")) for spec, image in outfit])
+        self.stream.switch([(spec.role, fit_image(image, self.size, "contain")) for spec, image in outfit])
         self.outfit = outfit
         return True
 
@@ -289,26 +321,13 @@ def streaming_writer(path: Path, fps: float, size: tuple[int, int], device: torc
     """A VideoWriter that keeps what was written on Ctrl-C (as StreamInterrupted)."""
     writer = VideoWriter(path, fps, size, keep_partial_on_interrupt=True)
     try:
-        with writer:
+        with writer, out_of_memory_is_a_failure(device, "lower --size, use --dtype bf16, or --device cpu"):
             yield writer
     except KeyboardInterrupt:
         raise StreamInterrupted(path, writer.frames_written) from None
-    except torch.OutOfMemoryError:
-        raise RuntimeFailure(f"out of memory on {device}: lower --size, use --dtype bf16, or --device cpu") from None
 
 
 # -- the commands -----------------------------------------------------------------------------
-
-
-class _Notices(list):
-    def __init__(self, notice: Notice | None) -> None:
-        super().__init__()
-        self.notice = notice
-
-    def __call__(self, message: str) -> None:
-        self.append(message)
-        if self.notice:
-            self.notice(message)
 
 
 def context_length(available: int, config: StreamConfig, pipeline) -> int:
@@ -338,11 +357,11 @@ def _config(request: SwapRequest | ExtendRequest, model: LoadedModel) -> StreamC
 def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice | None = None) -> StreamResult:
     """The user wearing each garment from its start time on, made and written chunk by chunk."""
     started = time.perf_counter()
-    tell = _Notices(notice)
-    report = progress or (lambda stage, done, total: None)
+    tell = Notices(notice)
+    report = progress or no_progress
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
+    runtime = resolve_run(request.run)
     check_output(request.output, request.overwrite)
     if not request.garments:
         raise InputError("swap needs at least one garment (--garment PATH[:CATEGORY][@SECONDS])")
@@ -351,14 +370,18 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     user = load_image(request.user)
     outfit, switches = plan_switches(request.garments, worn_from_start=True)
     motion_info = check_motion(request.motion)
-    check_options(request.seconds, request.fps, request.steps)
+    check_options(request.seconds, request.fps, request.steps, seed=request.seed)
+    for message in runtime_notices(runtime):
+        tell(message)
     if request.seconds is not None:
         check_switch_times(switches, request.seconds)
 
     # 2. The model and the output it implies.
-    source = request.model or default_model(streaming=True)
-    model = get_model(source, request.revision, runtime, tell)
+    source = request.run.model or default_model(streaming=True)
+    model = get_model(source, request.run.revision, runtime, tell)
     plan = plan_output(request, model, user.size)
+    for message in plan.notices:
+        tell(message)
     check_switch_times(switches, plan.num_frames / plan.fps)
     size = plan.generate_size  # the output is its centre
 
@@ -369,7 +392,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
             motion = resources.enter_context(VideoFrames(request.motion, fps=plan.fps, num_frames=plan.num_frames,
                                                          size=size, fit="cover", info=motion_info))
         writer = resources.enter_context(streaming_writer(request.output, plan.fps, plan.size, runtime.device))
-        generator = TryOnStream(
+        stream = TryOnStream(
             model.pipeline,
             reference=fit_image(user, size, "cover"),
             garments=[(spec.role, fit_image(image, size, "contain")) for spec, image in outfit],
@@ -379,10 +402,11 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
             config=_config(request, model),
         )
         live = None if request.live is None else LiveSwitches(request.live)
-        stream = SwitchingStream(generator, outfit, switches, live, size, plan.fps, tell)
-        reports = stream.write(writer, plan.num_frames, report, plan.crop)
+        switching = SwitchingStream(stream, outfit, switches, live, size, plan.fps, tell)
+        reports = switching.write(writer, plan.num_frames, report, plan.crop, on_chunk=request.on_chunk,
+                                  should_stop=request.should_stop)
     return StreamResult(
-        output=str(request.output), frames=plan.num_frames, fps=plan.fps, size=list(plan.size),
+        output=str(request.output), frames=stream.frames_made, fps=plan.fps, size=list(plan.size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
         notices=list(tell), switches=reports,
     )
@@ -391,11 +415,11 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
 def extend(request: ExtendRequest, progress: Progress | None = None, notice: Notice | None = None) -> StreamResult:
     """The video followed by `seconds` more of it: its last frames are the stream's memory."""
     started = time.perf_counter()
-    tell = _Notices(notice)
-    report = progress or (lambda stage, done, total: None)
+    tell = Notices(notice)
+    report = progress or no_progress
 
     # 1. Everything the user gave us, checked before any model is loaded.
-    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
+    runtime = resolve_run(request.run)
     check_output(request.output, request.overwrite)
     info = probe_video(request.video)
     if info.width % 2 or info.height % 2:
@@ -406,11 +430,13 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     num_new = frame_count(request.seconds, info.fps)
     _, switches = plan_switches(request.garments, worn_from_start=False)
     check_switch_times(switches, request.seconds)
-    check_options(steps=request.steps)
+    check_options(steps=request.steps, seed=request.seed)
+    for message in runtime_notices(runtime):
+        tell(message)
 
     # 2. The model, and the size it generates at.
-    source = request.model or default_model(streaming=True)
-    model = get_model(source, request.revision, runtime, tell)
+    source = request.run.model or default_model(streaming=True)
+    model = get_model(source, request.run.revision, runtime, tell)
     output_size = (info.width, info.height)
     decision = choose_output_size(output_size, output_size, multiple=model.pipeline.size_multiple)
     config = _config(request, model)
@@ -427,7 +453,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             writer.write(frames)
             tail.append(frames[max(0, tail_start - start) :])
         context = pad_edges(np.concatenate(tail), decision.generate_size)
-        generator = TryOnStream(
+        stream = TryOnStream(
             model.pipeline,
             reference=Image.fromarray(context[-1]),
             garments=[],
@@ -436,8 +462,8 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             context=context,
             config=config,
         )
-        stream = SwitchingStream(generator, [], switches, None, decision.generate_size, info.fps, tell, count)
-        reports = stream.write(writer, num_new, report, decision.crop)
+        switching = SwitchingStream(stream, [], switches, None, decision.generate_size, info.fps, tell, count)
+        reports = switching.write(writer, num_new, report, decision.crop)
     return StreamResult(
         output=str(request.output), frames=count + num_new, fps=info.fps, size=list(output_size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,

@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from tryon.progress import Notice, Progress
+from tryon.limits import check_frames_fit_in_memory, check_int, check_number
+
+MAX_TRAIN_STEPS = 10**7
+MAX_BATCH_SIZE = 1024
+MAX_CLIP_FRAMES = 257
+MAX_EXAMPLES = 100_003  # the synthetic world's samples per seed
 
 TRAIN_CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
@@ -82,5 +88,20 @@ def train_vae(
     """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips."""
     from tryon.train import train_vae as run
 
+    check_int(steps, "steps", 1, MAX_TRAIN_STEPS)
+    check_int(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
+    check_int(num_frames, "frames", 1, MAX_CLIP_FRAMES)
+    check_int(examples, "examples", 1, MAX_EXAMPLES)
+    check_number(lr, "lr", 1e-12, 1.0)
+    check_frames_fit_in_memory(2 * batch_size * num_frames, size[0], size[1], "train vae")
+
     return run(base, output, steps=steps, size=size, num_frames=num_frames, lr=lr, seeds=range(examples),
                batch_size=batch_size, progress=progress)
+
+
+def plan_training(config: str | Path | None, preset: str, gpus: int, gpu_memory: float, kind: str = "teacher"):
+    """Per-GPU memory of each stage of a teacher or student run (tryon.train.plan), on the meta device."""
+    from tryon.train.plan import plan_training as plan
+
+    loaded = load_train_config(config) if kind == "teacher" else load_student_config(config)
+    return plan(loaded, preset, gpus, gpu_memory, kind=kind)

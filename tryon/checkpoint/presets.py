@@ -67,6 +67,11 @@ class Preset:
     hardware: str = ""
     tokenizer_vocabulary: list[str] = field(default_factory=list)
 
+    @property
+    def size_multiple(self) -> int:
+        """Output sides must be multiples of this: VAE compression × transformer patch (as TryOnPipeline's)."""
+        return self.vae.get("scale_factor_spatial", 16) * self.transformer["patch_size"][1]
+
 
 WAN22_TI2V_5B = Preset(
     name="wan2.2-ti2v-5b",

@@ -105,6 +105,17 @@ class CheckpointInfo:
             raise InputError(f"unknown preset '{info.preset}' (known: {', '.join(PRESETS)})", path)
         return info
 
+    @property
+    def training_size(self) -> tuple[int, int] | None:
+        """(width, height) of the last training stage with a size, as the training summary records it."""
+        config = self.training.get("config") if isinstance(self.training, dict) else None
+        stages = config.get("stages") if isinstance(config, dict) else None
+        for stage in reversed(stages if isinstance(stages, list) else []):
+            size = stage.get("size") if isinstance(stage, dict) else None
+            if isinstance(size, list) and len(size) == 2 and all(isinstance(side, int) for side in size):
+                return size[0], size[1]
+        return None
+
     def write(self, folder: Path) -> None:
         (folder / INFO_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
@@ -149,8 +160,8 @@ def build_random(preset: Preset | str, seed: int = 0) -> TryOnPipeline:
         text_encoder=UMT5EncoderModel(text_config),
         tokenizer=tokenizer,
         scheduler=FlowMatchEulerDiscreteScheduler(**preset.scheduler),
+        max_text_tokens=preset.max_text_tokens,
     )
-    pipeline.max_text_tokens = preset.max_text_tokens
     return pipeline
 
 
@@ -186,10 +197,9 @@ def build_random_on(preset: Preset, device: torch.device, dtype: torch.dtype, se
         vae = AutoencoderKLWan(**preset.vae)
     _keep_in_float32(transformer, dtype, when=(torch.float16, torch.bfloat16))  # as diffusers' loader does
     _keep_in_float32(text_encoder, dtype, when=(torch.float16,))  # as transformers' loader does
-    pipeline = TryOnPipeline(transformer=transformer.eval(), vae=vae.eval(), text_encoder=text_encoder.eval(),
-                             tokenizer=tokenizer, scheduler=FlowMatchEulerDiscreteScheduler(**preset.scheduler))
-    pipeline.max_text_tokens = preset.max_text_tokens
-    return pipeline
+    return TryOnPipeline(transformer=transformer.eval(), vae=vae.eval(), text_encoder=text_encoder.eval(),
+                         tokenizer=tokenizer, scheduler=FlowMatchEulerDiscreteScheduler(**preset.scheduler),
+                         max_text_tokens=preset.max_text_tokens)
 
 
 def _keep_in_float32(model: torch.nn.Module, dtype: torch.dtype, when: tuple[torch.dtype, ...]) -> None:
@@ -432,13 +442,12 @@ def load_model(
     scheduler = _scheduler(folder, classes["scheduler"], preset)
 
     pipeline = TryOnPipeline(transformer=transformer, vae=vae, text_encoder=text_encoder,
-                             tokenizer=tokenizer, scheduler=scheduler)
-    pipeline.max_text_tokens = info.max_text_tokens
+                             tokenizer=tokenizer, scheduler=scheduler, max_text_tokens=info.max_text_tokens)
     pipeline.to(device)
     if not info.condnet_trained:
         warnings.warn(
             f"{source}: CondNet in this checkpoint is untrained (random or zero weights): "
-            "the output will not show the garments. Use it for smoke tests and speed only.",
+            "its output will not follow what it is given. Use it for smoke tests and speed only.",
             CondNetUntrainedWarning,
             stacklevel=2,
         )

@@ -136,9 +136,9 @@ def installed_backends() -> list[str]:
 
 
 def resolve_attention(choice: str, device: torch.device) -> str:
-    """Turn `--attention` into a backend we can run: `auto` picks the fastest installed on CUDA."""
+    """Turn the `attention` option into a backend we can run: `auto` picks the fastest installed on CUDA."""
     if choice not in ATTENTION_CHOICES:
-        raise InputError(f"--attention must be one of {', '.join(ATTENTION_CHOICES)}, not '{choice}'")
+        raise InputError(f"must be one of {', '.join(ATTENTION_CHOICES)}, not '{choice}'", option="attention")
     if choice == "auto":
         if device.type != "cuda":
             return "sdpa"
@@ -149,9 +149,9 @@ def resolve_attention(choice: str, device: torch.device) -> str:
     if choice == "flash" and "flash3" in installed_backends():
         return "flash3"
     if choice != "sdpa" and choice not in installed_backends():
-        raise InputError(f"--attention {choice}: the {choice} package is not installed (try --attention sdpa)")
+        raise InputError(f"{choice}: the {choice} package is not installed (try sdpa)", option="attention")
     if choice != "sdpa" and device.type != "cuda":
-        raise InputError(f"--attention {choice} needs a CUDA device (try --attention sdpa)")
+        raise InputError(f"{choice} needs a CUDA device (try sdpa)", option="attention")
     return choice
 
 

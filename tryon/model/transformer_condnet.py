@@ -427,8 +427,9 @@ class _ContextShards:
         parts = x[:, : self.condition_tokens], x[:, self.condition_tokens :]
         for part in parts:
             if part.shape[1] % self.world_size:
-                raise InputError(f"context parallelism over {self.world_size} processes needs condition and video "
-                                 f"token counts divisible by it, not {part.shape[1]}: try another --size")
+                raise InputError(f"gives {part.shape[1]} condition or video tokens; context parallelism over "
+                                 f"{self.world_size} processes needs a count divisible by it: try another size",
+                                 option="size")
         return torch.cat([part.chunk(self.world_size, dim=1)[self.rank] for part in parts], dim=1)
 
     def gather(self, local: torch.Tensor) -> torch.Tensor:

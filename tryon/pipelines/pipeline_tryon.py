@@ -1,8 +1,15 @@
-"""Bidirectional (teacher) try-on generation: flow matching with CondNet conditioning."""
+"""Bidirectional (teacher) try-on generation: flow matching with CondNet conditioning.
+
+`TryOnPipeline` is a diffusers `DiffusionPipeline`: called with the person's photo, the
+garments, a motion video and/or a prompt, and diffusers' sampling arguments
+(`num_inference_steps`, `guidance_scale`, `height`, `width`, `num_frames`, `latents`,
+`output_type`, `return_dict`, `callback_on_step_end`), it returns a `TryOnPipelineOutput`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,16 +18,21 @@ from diffusers import (
     DiffusionPipeline,
     FlowMatchEulerDiscreteScheduler,
 )
+from diffusers.utils import BaseOutput
 from PIL import Image
 
+from tryon.errors import RuntimeFailure
 from tryon.model.roles import MAX_GARMENTS
 from tryon.model.transformer_condnet import Condition, CondNetTransformer
 from tryon.pipelines.shapes import VideoShape
-from tryon.progress import Progress
+from tryon.progress import Progress, no_progress
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
-    return None
+def check_finite(latents: torch.Tensor) -> None:
+    """Refuse to decode NaN or inf: it would be written as a black video that looks like a result."""
+    if not torch.isfinite(latents).all():
+        raise RuntimeFailure("the model produced non-finite values (NaN or inf), so no video was written: "
+                             "its weights may be broken, or try --dtype fp32")
 
 
 def frames_to_pixels(frames: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -30,14 +42,10 @@ def frames_to_pixels(frames: np.ndarray, device: torch.device, dtype: torch.dtyp
 
 
 @dataclass
-class TryOnInputs:
-    """What one generation is conditioned on, already fitted to the output size."""
+class TryOnPipelineOutput(BaseOutput):
+    """`frames`: uint8 (T, H, W, 3) for output_type "np"; the normalised latents (1, C, F, h, w) for "latent"."""
 
-    user: Image.Image
-    garments: list[tuple[str, Image.Image]] = field(default_factory=list)  # (role, image)
-    motion: np.ndarray | None = None  # (T, H, W, 3) uint8, T == shape.num_frames
-    prompt: str = ""
-    anchor_first_frame: bool = False  # the first frame IS the user photo (dance: own clothes)
+    frames: np.ndarray | torch.Tensor
 
 
 class TryOnPipeline(DiffusionPipeline):
@@ -52,12 +60,18 @@ class TryOnPipeline(DiffusionPipeline):
         text_encoder,
         tokenizer,
         scheduler: FlowMatchEulerDiscreteScheduler,
+        max_text_tokens: int = 512,
     ) -> None:
         super().__init__()
         self.register_modules(
             transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler
         )
-        self.max_text_tokens = 512
+        self.register_to_config(max_text_tokens=max_text_tokens)
+
+    @property
+    def max_text_tokens(self) -> int:
+        """Prompts are padded or cut to this many tokens."""
+        return self.config.max_text_tokens
 
     # -- shapes -------------------------------------------------------------------------------
 
@@ -126,17 +140,17 @@ class TryOnPipeline(DiffusionPipeline):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Normalised latents (1, C, F, h, w) → uint8 frames (4F-3, H, W, 3)."""
+        check_finite(latents)
         latents = latents.to(self.vae.dtype)
         mean, std = self._latent_stats(latents)
         pixels = self.vae.decode(latents * std + mean).sample
         pixels = ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return pixels.permute(1, 2, 3, 0).cpu().numpy()
 
-    def encode_conditions(self, inputs: TryOnInputs) -> list[Condition]:
-        if len(inputs.garments) > MAX_GARMENTS:
-            raise ValueError(f"at most {MAX_GARMENTS} garments, got {len(inputs.garments)}")
-        conditions = [Condition("user", self.encode_image(inputs.user))]
-        conditions += [Condition(role, self.encode_image(image)) for role, image in inputs.garments]
+    def encode_conditions(self, image: Image.Image, garments: list[tuple[str, Image.Image]]) -> list[Condition]:
+        """The person's photo, then each (role, garment image), as CondNet conditions."""
+        conditions = [Condition("user", self.encode_image(image))]
+        conditions += [Condition(role, self.encode_image(garment)) for role, garment in garments]
         return conditions
 
     # -- sampling -----------------------------------------------------------------------------
@@ -152,9 +166,10 @@ class TryOnPipeline(DiffusionPipeline):
         self.scheduler.set_begin_index(0)
         return self.scheduler.timesteps
 
-    def prepare_latents(self, shape: VideoShape, generator: torch.Generator) -> torch.Tensor:
+    def prepare_latents(self, shape: VideoShape, generator: torch.Generator | None) -> torch.Tensor:
         size = (1, self.vae.config.z_dim, shape.latent_frames, shape.latent_height, shape.latent_width)
-        noise = torch.randn(size, generator=generator, device=generator.device, dtype=torch.float32)
+        device = generator.device if generator is not None else torch.device("cpu")
+        noise = torch.randn(size, generator=generator, device=device, dtype=torch.float32)
         return noise.to(self._execution_device, self.transformer.dtype)
 
     def predict_flow(
@@ -169,24 +184,75 @@ class TryOnPipeline(DiffusionPipeline):
             latents, timestep, text, conditions=conditions, motion_latents=motion, return_dict=False
         )[0]
 
+    def check_inputs(self, image: Image.Image, garments: list[tuple[str, Image.Image]], motion: np.ndarray | None,
+                     height: int, width: int, num_frames: int, output_type: str) -> None:
+        if len(garments) > MAX_GARMENTS:
+            raise ValueError(f"`garments`: at most {MAX_GARMENTS}, got {len(garments)}")
+        if image.size != (width, height):
+            raise ValueError(f"`image` is {image.size[0]}x{image.size[1]}; fit it to `width` x `height` ({width}x{height})")
+        if motion is not None and motion.shape[:3] != (num_frames, height, width):
+            raise ValueError(f"`motion` has shape {motion.shape[:3]}; expected (num_frames, height, width) = "
+                             f"{(num_frames, height, width)}")
+        if output_type not in ("np", "latent"):
+            raise ValueError(f"`output_type` must be 'np' or 'latent', not '{output_type}'")
+
     @torch.no_grad()
     def __call__(
         self,
-        inputs: TryOnInputs,
-        shape: VideoShape,
-        *,
-        steps: int,
-        guidance: float,
-        generator: torch.Generator,
-        progress: Progress = _no_progress,
-    ) -> np.ndarray:
-        """Generate `shape.num_frames` uint8 frames (T, H, W, 3)."""
+        image: Image.Image,
+        garments: list[tuple[str, Image.Image]] | None = None,
+        motion: np.ndarray | None = None,
+        prompt: str = "",
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int = 40,
+        guidance_scale: float = 5.0,
+        anchor_first_frame: bool = False,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[..., dict] | None = None,
+        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
+        progress: Progress = no_progress,
+    ) -> TryOnPipelineOutput | tuple:
+        """Generate a try-on video.
+
+        Args:
+            image: the person's photo, already fitted to `width` x `height`.
+            garments: (role, image) pairs, roles from tryon.model.roles, fitted to the output size.
+            motion: uint8 (num_frames, height, width, 3): the motion video to follow.
+            prompt: text describing the motion and the scene.
+            height, width: the output size (default: the photo's).
+            num_frames: frames to make (default: the motion video's, else 1 + the VAE's temporal factor x 4).
+            num_inference_steps: denoising steps.
+            guidance_scale: classifier-free guidance; 1 or less turns it off (the unconditional
+                branch drops the prompt and the garments, and keeps the person and the motion).
+            anchor_first_frame: the first frame IS the photo (dance: the person in their own clothes).
+            generator: the noise's random numbers (on its device).
+            latents: the starting noise (1, C, F, h, w), instead of drawing it from `generator`.
+            output_type: "np" (uint8 frames) or "latent".
+            return_dict: a `TryOnPipelineOutput` (True) or a tuple `(frames,)`.
+            callback_on_step_end: called as `callback(pipeline, step, t, tensors)` after each
+                step with the tensors named in `callback_on_step_end_tensor_inputs` ("latents",
+                "flow"); a "latents" it returns replaces the latents.
+            progress: the engine's progress callback, by stage (encoding, denoising, decoding).
+        """
+        garments = list(garments or [])
+        width = image.size[0] if width is None else width
+        height = image.size[1] if height is None else height
+        if num_frames is None:
+            num_frames = len(motion) if motion is not None else 1 + 4 * self.vae.config.scale_factor_temporal
+        self.check_inputs(image, garments, motion, height, width, num_frames, output_type)
+        shape = self.video_shape(width, height, num_frames)
+
         # 1. Conditions: text, user + garments, motion.
         progress("encoding", 0, 1)
-        text = self.encode_prompt(inputs.prompt)
-        conditions = self.encode_conditions(inputs)
-        motion = None if inputs.motion is None else self.encode_frames(inputs.motion)
-        use_guidance = guidance > 1.0
+        text = self.encode_prompt(prompt)
+        conditions = self.encode_conditions(image, garments)
+        motion_latents = None if motion is None else self.encode_frames(motion)
+        use_guidance = guidance_scale > 1.0
         if use_guidance:
             # Unconditional branch: no prompt, no garments; the person and the motion stay.
             uncond_text = self.encode_prompt("")
@@ -194,29 +260,37 @@ class TryOnPipeline(DiffusionPipeline):
         progress("encoding", 1, 1)
 
         # 2. Noise, and the anchored first frame.
-        latents = self.prepare_latents(shape, generator)
-        anchor = conditions[0].latent if inputs.anchor_first_frame else None
+        latents = self.prepare_latents(shape, generator) if latents is None else latents.to(
+            self._execution_device, self.transformer.dtype)
+        anchor = conditions[0].latent if anchor_first_frame else None
         frame_is_clean = torch.zeros(shape.latent_frames, dtype=torch.bool, device=self._execution_device)
         if anchor is not None:
             frame_is_clean[0] = True
 
         # 3. Denoise.
-        timesteps = self.start_schedule(steps)
+        timesteps = self.start_schedule(num_inference_steps)
         for i, t in enumerate(timesteps):
             if anchor is not None:
                 latents[:, :, :1] = anchor
             per_frame_t = torch.where(frame_is_clean, torch.zeros_like(t), t.expand(shape.latent_frames))[None]
-            flow = self.predict_flow(latents, per_frame_t, text, conditions, motion)
+            flow = self.predict_flow(latents, per_frame_t, text, conditions, motion_latents)
             if use_guidance:
-                uncond = self.predict_flow(latents, per_frame_t, uncond_text, uncond_conditions, motion)
-                flow = uncond + guidance * (flow - uncond)
+                uncond = self.predict_flow(latents, per_frame_t, uncond_text, uncond_conditions, motion_latents)
+                flow = uncond + guidance_scale * (flow - uncond)
             latents = self.scheduler.step(flow, t, latents, return_dict=False)[0]
+            if callback_on_step_end is not None:
+                named = {"latents": latents, "flow": flow}
+                tensors = {name: named[name] for name in callback_on_step_end_tensor_inputs}
+                latents = callback_on_step_end(self, i, t, tensors).get("latents", latents)
             progress("denoising", i + 1, len(timesteps))
         if anchor is not None:
             latents[:, :, :1] = anchor
 
         # 4. Decode and keep exactly the frames asked for.
-        progress("decoding", 0, 1)
-        frames = self.decode(latents)[: shape.num_frames]
-        progress("decoding", 1, 1)
-        return frames
+        if output_type == "latent":
+            frames = latents
+        else:
+            progress("decoding", 0, 1)
+            frames = self.decode(latents)[: shape.num_frames]
+            progress("decoding", 1, 1)
+        return TryOnPipelineOutput(frames=frames) if return_dict else (frames,)

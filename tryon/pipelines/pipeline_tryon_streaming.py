@@ -39,7 +39,8 @@ from tryon.media import VideoFrames
 from tryon.model.causal_vae import CausalDecoder, CausalEncoder
 from tryon.model.kv_cache import KVCache
 from tryon.model.transformer_condnet import Condition
-from tryon.pipelines.pipeline_tryon import TryOnPipeline
+from tryon.pipelines.block_causal import BlockCausalRunner
+from tryon.pipelines.pipeline_tryon import TryOnPipeline, check_finite
 
 
 SAMPLERS = ("euler", "renoise")
@@ -115,14 +116,12 @@ class TryOnStream:
         self.generator = generator
         width, height = reference.size
         self.shape = pipeline.video_shape(width, height, 1)
-        _, p_h, p_w = self.transformer.config.patch_size
-        frame_tokens = (self.shape.latent_height // p_h) * (self.shape.latent_width // p_w)
         # diffusers' `_execution_device` looks through every module for offload hooks: once per stream.
         self.device = pipeline._execution_device
-        self.cache = KVCache.for_transformer(self.transformer, frame_tokens, config.chunk_frames, config.window,
-                                             device=self.device)
         self.decoder = CausalDecoder(pipeline.vae)
-        self.text = pipeline.encode_prompt(prompt)
+        self.runner = BlockCausalRunner(self.transformer, self.transformer, text=pipeline.encode_prompt(prompt),
+                                        latent_size=(self.shape.latent_height, self.shape.latent_width),
+                                        chunk_frames=config.chunk_frames, window=config.window, device=self.device)
         self.position = 0  # RoPE slot of the next latent frame
         self.frames_made = 0  # frames returned by next_chunk so far
         self.last_frame: np.ndarray | None = None
@@ -138,6 +137,10 @@ class TryOnStream:
         self.motion = None if motion is None else MotionLatents(pipeline, motion, self.device)
         self.motion_start = self.position
 
+    @property
+    def cache(self) -> KVCache:
+        return self.runner.cache
+
     # -- generation ---------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -151,7 +154,7 @@ class TryOnStream:
             latent_frames = min(latent_frames, self._latent_frames_for(max_frames))
         motion = self._motion(latent_frames)
         latents = self._denoise(self._noise(latent_frames), motion)
-        self._cache_chunk(latents, motion)
+        self.runner.write_chunk(latents, self.position, motion)
         frames = self._decode(latents)[:max_frames]
         self.position += latent_frames
         self.frames_made += len(frames)
@@ -175,39 +178,27 @@ class TryOnStream:
         start = self.position - self.motion_start
         return self.motion.latents(start, start + latent_frames)
 
-    def _predict(self, latents: torch.Tensor, t: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
-        timestep = t.expand(1, latents.shape[2])
-        return self.transformer(latents, timestep, self.text, motion_latents=motion, frame_offset=self.position,
-                                return_dict=False)[0]
-
     def _denoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
         if self.config.sampler == "renoise":
             return self._denoise_renoise(latents, motion)
         scheduler = self.pipeline.scheduler
-        timesteps = self.pipeline.start_schedule(self.config.steps, self.device)
-        with self.transformer.attend_to(self.cache):
-            for t in timesteps:
-                flow = self._predict(latents, t, motion)
-                latents = scheduler.step(flow, t, latents, return_dict=False)[0]
+        for t in self.pipeline.start_schedule(self.config.steps, self.device):
+            flow = self.runner.predict(latents, t.expand(1, latents.shape[2]), self.position, motion)
+            latents = scheduler.step(flow, t, latents, return_dict=False)[0]
         return latents
 
     def _denoise_renoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
         sigmas = renoise_sigmas(self.config.steps, float(self.pipeline.scheduler.config.shift))
-        with self.transformer.attend_to(self.cache):
-            for index, sigma in enumerate(sigmas):
-                flow = self._predict(latents, torch.tensor(1000.0 * sigma, device=latents.device), motion)
-                following = sigmas[index + 1] if index + 1 < len(sigmas) else None
-                noise = None if following is None else self._noise(latents.shape[2])
-                latents = renoise_step(latents, flow, sigma, following, noise)
+        for index, sigma in enumerate(sigmas):
+            timestep = torch.full((1, latents.shape[2]), 1000.0 * sigma, device=latents.device)
+            flow = self.runner.predict(latents, timestep, self.position, motion)
+            following = sigmas[index + 1] if index + 1 < len(sigmas) else None
+            noise = None if following is None else self._noise(latents.shape[2])
+            latents = renoise_step(latents, flow, sigma, following, noise)
         return latents
 
-    def _cache_chunk(self, latents: torch.Tensor, motion: torch.Tensor | None) -> None:
-        """One pass at t=0 on a finished chunk writes its keys and values: the sink if empty, else history."""
-        region = "sink" if self.cache.is_empty("sink") else "history"
-        with self.transformer.attend_to(self.cache, write=region):
-            self._predict(latents, torch.zeros((), device=latents.device), motion)
-
     def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        check_finite(latents)
         mean, std = self.pipeline._latent_stats(latents)
         pixels = self.decoder.decode((latents * std + mean).to(self.pipeline.vae.dtype))
         pixels = ((pixels[0] + 1) * 127.5).round().to(torch.uint8)
@@ -218,7 +209,7 @@ class TryOnStream:
         """Cache a clean video chunk by chunk as if generated, and run it through the decoder."""
         for start in range(0, latents.shape[2], self.config.chunk_frames):
             chunk = latents[:, :, start : start + self.config.chunk_frames]
-            self._cache_chunk(chunk, None)
+            self.runner.write_chunk(chunk, self.position, None)
             self.position += chunk.shape[2]
         self._decode(latents)
 
@@ -229,8 +220,7 @@ class TryOnStream:
 
     @torch.no_grad()
     def _write_conditions(self) -> None:
-        with self.transformer.attend_to(self.cache, write="conditions"):
-            self.transformer.condition_pass([self.reference, *self.garments], self.text, self.user_slot)
+        self.runner.write_conditions([self.reference, *self.garments], self.user_slot)
 
     def refresh_garments(self, garments: list[tuple[str, Image.Image]]) -> None:
         """Garment-KV refresh: the condition region is recomputed with these garments."""

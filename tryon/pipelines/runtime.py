@@ -52,14 +52,14 @@ def resolve_device(choice: str) -> torch.device:
     try:
         device = torch.device(choice)
     except RuntimeError:
-        raise InputError(f"--device must be auto, cpu, cuda or cuda:N, not '{choice}'") from None
+        raise InputError(f"must be auto, cpu, cuda or cuda:N, not '{choice}'", option="device") from None
     if device.type not in ("cpu", "cuda"):
-        raise InputError(f"--device must be auto, cpu, cuda or cuda:N, not '{choice}'")
+        raise InputError(f"must be auto, cpu, cuda or cuda:N, not '{choice}'", option="device")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"--device {choice}: no CUDA GPU is available here (try --device cpu)")
+            raise InputError(f"{choice}: no CUDA GPU is available here (try cpu)", option="device")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"--device {choice}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise InputError(f"{choice}: only {torch.cuda.device_count()} CUDA device(s) here", option="device")
     return device
 
 
@@ -68,7 +68,7 @@ def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
     if choice == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if choice not in DTYPES:
-        raise InputError(f"--dtype must be auto, bf16, fp16 or fp32, not '{choice}'")
+        raise InputError(f"must be auto, bf16, fp16 or fp32, not '{choice}'", option="dtype")
     return DTYPES[choice]
 
 
@@ -78,6 +78,17 @@ def resolve_runtime(
     resolved = resolve_device(device)
     return Runtime(resolved, resolve_dtype(dtype, resolved), resolve_attention(attention, resolved),
                    acceleration or Acceleration())
+
+
+def runtime_notices(runtime: Runtime) -> list[str]:
+    """What the user should know about modes that cannot help on this device."""
+    notices = []
+    if runtime.device.type == "cpu":
+        if runtime.acceleration.offload != "none":
+            notices.append("note: --offload changes nothing on a CPU: the weights are in CPU memory already")
+        if runtime.acceleration.fp8:
+            notices.append("note: --fp8 on a CPU only stores the weights smaller; it makes nothing faster")
+    return notices
 
 
 def apply_runtime(pipeline, runtime: Runtime) -> None:

@@ -12,15 +12,15 @@ MAX_SECONDS = 600.0
 
 def check_seconds(seconds: float) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
-        raise InputError(f"--seconds must be a positive number, not {seconds:g}")
+        raise InputError(f"must be a positive number, not {seconds:g}", option="seconds")
     if seconds > MAX_SECONDS:
-        raise InputError(f"--seconds {seconds:g} is too long (at most {MAX_SECONDS:g})")
+        raise InputError(f"{seconds:g} is too long (at most {MAX_SECONDS:g})", option="seconds")
     return seconds
 
 
 def check_fps(fps: float) -> float:
     if not math.isfinite(fps) or not 1 <= fps <= 120:
-        raise InputError(f"--fps must be between 1 and 120, not {fps:g}")
+        raise InputError(f"must be between 1 and 120, not {fps:g}", option="fps")
     return fps
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from tryon.errors import DISK_FULL, InputError, RuntimeFailure
+from tryon.limits import check_frames_fit_in_memory, check_int, check_seed
 from tryon.media import VideoWriter
 from tryon.media.image import disk_is_full
 from tryon.paths import check_replaceable, holds_only, make_folder
@@ -62,9 +63,12 @@ from tryon.synth.render import Scene, background, label_masks, rasterise, shade
 from tryon.synth.shapes import Worn, dress_figure, garment_alone
 
 MIN_SIDE = 32
+MAX_SIDE = 2048  # the synthetic world is drawn on the CPU: larger takes minutes a sample
 SEED_STRIDE = 100_003  # dataset seed s, sample i -> make_sample seed s * SEED_STRIDE + i
 FILES = ("user.png", "motion.mp4", "target.mp4", "caption.txt", "masks.npz", "meta.json")
 WHITE = (255, 255, 255)
+MAX_FRAMES = 1000  # per video
+MAX_FPS = 1000.0
 PRODUCT_FILL = 0.84  # a product shot's garment spans this much of the frame's width or height
 _PERFORMER = "performer:"  # mask label prefix of the motion person's clothes
 
@@ -100,14 +104,16 @@ def check_size(size: tuple[int, int]) -> tuple[int, int]:
         raise InputError(f"size must be (width, height), got {size!r}") from None
     if width < MIN_SIDE or height < MIN_SIDE or width % 2 or height % 2:
         raise InputError(f"size must be even and at least {MIN_SIDE}x{MIN_SIDE}, got {width}x{height}")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise InputError(f"size {width}x{height}: a side may be at most {MAX_SIDE} pixels")
     return width, height
 
 
 def _check_args(num_frames: int, fps: float) -> None:
-    if int(num_frames) != num_frames or num_frames < 1:
-        raise InputError(f"num_frames must be a positive integer, got {num_frames!r}")
-    if not (fps > 0 and np.isfinite(fps)):
-        raise InputError(f"fps must be positive, got {fps!r}")
+    if int(num_frames) != num_frames or not 1 <= num_frames <= MAX_FRAMES:
+        raise InputError(f"must be an integer from 1 to {MAX_FRAMES}, not {num_frames!r}", option="frames")
+    if not (0 < fps <= MAX_FPS and np.isfinite(fps)):
+        raise InputError(f"must be above 0 and at most {MAX_FPS:g}, not {fps!r}", option="fps")
 
 
 def _check_categories(categories: tuple[str, ...]) -> tuple[str, ...]:
@@ -387,12 +393,11 @@ def write_dataset(
     kept as they are (a killed run resumes). `progress(n)` is called after each sample
     with the number done so far.
     """
-    if int(count) != count or count < 1:
-        raise InputError(f"count must be a positive integer, got {count!r}")
-    if int(seed) != seed:
-        raise InputError(f"seed must be an integer, got {seed!r}")
+    check_int(count, "count", 1, SEED_STRIDE)
+    check_seed(seed)
     size = check_size(size)
     _check_args(num_frames, fps)
+    check_frames_fit_in_memory(int(num_frames), size[0], size[1], "data synth")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("not a folder", out_dir)

@@ -1,8 +1,8 @@
 """The student's block-causal passes over one clip, for training, on the streaming engine's code path.
 
 A clip of F latent frames is cut into chunks of `chunk_frames` (the last may be shorter),
-exactly as TryOnStream cuts a stream. Everything runs through the model's own
-attention processor and a KVCache (tryon.model.kv_cache), as in streaming:
+exactly as TryOnStream cuts a stream, and runs through the same `BlockCausalRunner`
+(tryon.pipelines.block_causal) as streaming:
 
 1. the condition tokens (user photo, garments) run alone and write the `conditions` region;
 2. chunk i is predicted while attending to the cache (conditions, sink, history);
@@ -23,16 +23,12 @@ into the condition and history tokens too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from tryon.model.kv_cache import KVCache
 from tryon.model.transformer_condnet import Condition, CondNetTransformer
+from tryon.pipelines.block_causal import BlockCausalRunner, FlowModel
 from tryon.pipelines.pipeline_tryon_streaming import renoise_sigmas, renoise_step
-
-FlowModel = Callable[..., tuple[torch.Tensor, ...]]  # the transformer, or its DDP wrapper
 
 
 def chunk_spans(frames: int, chunk_frames: int) -> list[slice]:
@@ -41,43 +37,35 @@ def chunk_spans(frames: int, chunk_frames: int) -> list[slice]:
 
 
 class ChunkedClip:
-    """One clip's conditions and KV cache; runs the student chunk by chunk (see the module docstring).
+    """One clip's conditions, motion and block-causal runner (see the module docstring).
 
     `model` is what is called (the transformer or its DDP wrapper), `transformer` the module
-    itself (its attention layout and condition pass). Batch size 1, as the cache holds one
-    sequence. `text` (1, L, D); `motion` (1, C, F, h, w) or None, sliced per chunk.
+    itself. Batch size 1, as the cache holds one sequence. `text` (1, L, D); `motion`
+    (1, C, F, h, w) or None, sliced per chunk.
     """
 
     def __init__(self, model: FlowModel, transformer: CondNetTransformer, *, text: torch.Tensor,
                  conditions: list[Condition], motion: torch.Tensor | None, latent_size: tuple[int, int],
                  chunk_frames: int, window: int) -> None:
-        self.model, self.transformer = model, transformer
-        self.text, self.conditions, self.motion = text, conditions, motion
-        _, p_h, p_w = transformer.config.patch_size
-        frame_tokens = (latent_size[0] // p_h) * (latent_size[1] // p_w)
-        self.cache = KVCache.for_transformer(transformer, frame_tokens, chunk_frames, window)
-        self.chunk_frames = chunk_frames
+        self.runner = BlockCausalRunner(model, transformer, text=text, latent_size=latent_size,
+                                        chunk_frames=chunk_frames, window=window)
+        self.transformer, self.cache, self.chunk_frames = transformer, self.runner.cache, chunk_frames
+        self.conditions, self.motion = conditions, motion
 
     def write_conditions(self) -> None:
         """Step 1: the conditions' keys and values into the `conditions` region."""
-        with self.transformer.attend_to(self.cache, write="conditions"):
-            self.transformer.condition_pass(self.conditions, self.text)
+        self.runner.write_conditions(self.conditions)
 
     def predict(self, latents: torch.Tensor, timestep: torch.Tensor, span: slice) -> torch.Tensor:
         """Step 2: the flow of chunk `span` (latents (1, C, n, h, w), timestep (1, n)) given the cache."""
-        with self.transformer.attend_to(self.cache):
-            return self._forward(latents, timestep, span)
+        return self.runner.predict(latents, timestep, span.start, self._motion(span))
 
     def write_chunk(self, clean: torch.Tensor, span: slice) -> None:
         """Step 3: a t=0 pass on the clean chunk writes its keys and values (sink if empty, else history)."""
-        region = "sink" if self.cache.is_empty("sink") else "history"
-        with self.transformer.attend_to(self.cache, write=region):
-            self._forward(clean, torch.zeros(1, clean.shape[2], device=clean.device), span)
+        self.runner.write_chunk(clean, span.start, self._motion(span))
 
-    def _forward(self, latents: torch.Tensor, timestep: torch.Tensor, span: slice) -> torch.Tensor:
-        motion = None if self.motion is None else self.motion[:, :, span]
-        return self.model(latents, timestep, self.text, motion_latents=motion, frame_offset=span.start,
-                          return_dict=False)[0]
+    def _motion(self, span: slice) -> torch.Tensor | None:
+        return None if self.motion is None else self.motion[:, :, span]
 
 
 def teacher_forcing_flow(clip: ChunkedClip, noisy: torch.Tensor, timestep: torch.Tensor,

@@ -32,6 +32,7 @@ from tryon.media import parse_size
 
 TRAINABLE = ("all", "attention", "lora")
 MIXED_PRECISION = ("auto", "bf16", "no")
+PARALLEL = ("ddp", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ class TrainConfig:
     synthetic_examples: int = 1000  # data "synthetic": make_sample seeds seed*SEED_STRIDE + 0..n-1
     cache_latents: bool = True  # keep each example's VAE/text encodings in CPU memory (off for huge datasets)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    # Under torchrun: "ddp" replicates the transformer on every process; "fsdp" shards its weights,
+    # gradients and optimizer state over them (FSDP2; tryon.train.fsdp), as a 5B full fine-tune needs.
+    parallel: str = "ddp"
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -106,6 +110,9 @@ class TrainConfig:
             raise InputError(f"stage names must be distinct, got {names}")
         _require_choice(self.trainable, "trainable", TRAINABLE)
         _require_choice(self.mixed_precision, "mixed_precision", MIXED_PRECISION)
+        _require_choice(self.parallel, "parallel", PARALLEL)
+        if self.parallel == "fsdp" and self.trainable == "lora":
+            raise InputError("parallel fsdp is for full or attention fine-tuning, not trainable lora")
         for key in ("lora_rank", "grad_accum", "checkpoint_every", "log_every", "synthetic_examples"):
             _require_int(getattr(self, key), key, minimum=1)
         _require_int(self.seed, "seed", minimum=0)
@@ -177,7 +184,7 @@ class TrainConfig:
         try:
             return cls.from_dict(data)
         except InputError as error:
-            raise InputError(error.problem, path) from None
+            raise InputError(str(error), path) from None
 
 
 def _stage_from_dict(item: Any, index: int) -> Stage:
@@ -197,7 +204,7 @@ def _parse_stage_size(value: Any, index: int) -> tuple[int, int]:
         try:
             return parse_size(value)
         except InputError as error:
-            raise InputError(f"{where}: {error.problem}") from None
+            raise InputError(f"{where}: {error}") from None
     if isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value):
         return int(value[0]), int(value[1])
     raise InputError(f"{where} must be [width, height] or \"WxH\", not {value!r}")

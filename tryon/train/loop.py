@@ -20,7 +20,8 @@ Rules:
   at the step it saved; with the same config it ends where an uninterrupted run ends.
 - metrics.jsonl: every `log_every` steps, one line: step, stage, the mean of each metric the
   steps returned since the last line (over all processes), lr, examples_per_s, seconds.
-- Under torchrun the trained networks are wrapped in DDP and only rank 0 writes.
+- Under torchrun the trained networks are wrapped in DDP, or with `parallel` "fsdp" the
+  transformer is sharded by FSDP2 (tryon.train.fsdp); only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -37,13 +38,19 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from tryon.checkpoint import CheckpointInfo, LoadedModel, check_checkpoint_target, load_model
+from tryon.checkpoint import (
+    CheckpointInfo,
+    LoadedModel,
+    check_checkpoint_target,
+    load_model,
+)
 from tryon.errors import InputError
 from tryon.model.distributed import Processes, start_processes
 from tryon.model.transformer_condnet import CondNetTransformer
 from tryon.paths import protected_reason
 from tryon.pipelines.pipeline_tryon import TryOnPipeline
 from tryon.progress import Progress
+from tryon.train import fsdp
 from tryon.train.config import Stage, TrainConfig
 from tryon.train.data import TrainingExample, open_dataset
 from tryon.train.flow import Draw, Encoded, Encoder, FlowBatch, draw
@@ -145,9 +152,21 @@ def predict_flow(model: torch.nn.Module, batch: FlowBatch) -> torch.Tensor:
 
 def synced(model: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager:
     """Around forward and backward: DDP averages gradients over processes only when `sync`."""
+    if fsdp.is_sharded(model):
+        fsdp.set_gradient_sync(model, sync)
+        return contextlib.nullcontext()
     if sync or not isinstance(model, DistributedDataParallel):
         return contextlib.nullcontext()
     return model.no_sync()
+
+
+def gathered_copy(sharded: CondNetTransformer, weights: dict[str, torch.Tensor]) -> CondNetTransformer:
+    """A plain transformer of `sharded`'s config holding the gathered `weights` (built on the meta device:
+    no second random initialisation of billions of weights)."""
+    with torch.device("meta"):
+        copy = type(sharded).from_config(sharded.config)
+    copy.load_state_dict(weights, assign=True)
+    return copy.eval()
 
 
 class Trainer:
@@ -175,6 +194,9 @@ class Trainer:
             module.eval()
 
         groups = self.trainable_groups()
+        self.fsdp = config.parallel == "fsdp" and processes.distributed
+        if self.fsdp:
+            groups = self.shard(groups)
         self.names = [name for group in groups for name, _ in group]
         self.params = [param for group in groups for _, param in group]
         self.optimizer = torch.optim.AdamW([{"params": [param for _, param in group]} for group in groups],
@@ -240,9 +262,15 @@ class Trainer:
         torch.manual_seed(seed)  # LoRA's A matrices
         return prepare_trainable(transformer, self.config.trainable, self.config.lora_rank)
 
+    def shard(self, groups: list[list[tuple[str, torch.nn.Parameter]]]) -> list[list[tuple[str, torch.nn.Parameter]]]:
+        """Shard the transformer with FSDP2; the same (name, parameter) groups, now of sharded parameters."""
+        transformer = fsdp.shard_transformer(self.pipeline.transformer, self.processes, self.bf16)
+        sharded = dict(transformer.named_parameters())
+        return [[(name, sharded[name]) for name, _ in group] for group in groups]
+
     def distributed(self, module: torch.nn.Module) -> torch.nn.Module:
-        """`module` itself, or wrapped in DDP under torchrun."""
-        if not self.processes.distributed:
+        """`module` itself (single process, or sharded by FSDP already), or wrapped in DDP under torchrun."""
+        if not self.processes.distributed or fsdp.is_sharded(module):
             return module
         device_ids = [self.device] if self.device.type == "cuda" else None
         # Some parameters sit out some steps (no motion video: motion_embedding).
@@ -261,7 +289,10 @@ class Trainer:
                 self.output / STATE_DIR,
             )
         self.restore_tensors(tensors)
-        self.optimizer.load_state_dict(optimizer_state)
+        if self.fsdp:
+            fsdp.load_optimizer_state(self.pipeline.transformer, self.optimizer, optimizer_state, self.names)
+        else:
+            self.optimizer.load_state_dict(optimizer_state)
         self.step, self.seconds_before = state.step, state.seconds
         self.notices.append(f"resuming at step {state.step} of {self.config.total_steps}")
 
@@ -364,15 +395,20 @@ class Trainer:
             file.write(json.dumps(line) + "\n")
 
     def save(self, seconds: float) -> None:
+        pipe = self.pipeline
+        optimizer: torch.optim.Optimizer | fsdp.FullOptimizerState = self.optimizer
+        if self.fsdp:  # every process takes part in gathering the shards
+            weights = fsdp.full_state_dict(pipe.transformer)
+            optimizer = fsdp.FullOptimizerState(fsdp.full_optimizer_state(pipe.transformer, self.optimizer, self.names))
         if not self.processes.is_main:
             return
-        pipe = self.pipeline
-        to_save = TryOnPipeline(transformer=plain_transformer(pipe.transformer), vae=pipe.vae,
-                                text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler)
-        to_save.max_text_tokens = pipe.max_text_tokens
+        transformer = gathered_copy(pipe.transformer, weights) if self.fsdp else plain_transformer(pipe.transformer)
+        to_save = TryOnPipeline(transformer=transformer, vae=pipe.vae,
+                                text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler,
+                                max_text_tokens=pipe.max_text_tokens)
         state = TrainingState(step=self.step, seconds=seconds, trainable=self.config.trainable,
                               parameter_names=self.names)
-        publish_checkpoint(to_save, self.output, self.checkpoint_info(seconds), state, self.optimizer,
+        publish_checkpoint(to_save, self.output, self.checkpoint_info(seconds), state, optimizer,
                            self.state_tensors())
 
     def summary(self, seconds: float) -> dict:

@@ -113,6 +113,8 @@ class StudentConfig(TrainConfig):
             raise InputError("all teacher_forcing stages must come before the dmd stages")
         if self.p_dance != 0:
             raise InputError("p_dance must be 0 for the student: streaming has no anchored first frame")
+        if self.parallel != "ddp":
+            raise InputError("parallel must be ddp for the student: its trainer shards nothing yet")
         if self.gradient_checkpointing:
             # A recomputed block would not see the KV cache its chunk attended to.
             raise InputError("gradient_checkpointing must be false for the student (its chunks attend to a KV cache)")

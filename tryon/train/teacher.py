@@ -17,6 +17,7 @@ import torch
 
 from tryon.checkpoint import CheckpointInfo
 from tryon.model.distributed import Processes
+from tryon.train import fsdp
 from tryon.train.config import Stage, TrainConfig
 from tryon.train.flow import FlowBatch, flow_example, flow_loss, group_by_layout
 from tryon.train.loop import (
@@ -70,6 +71,8 @@ class TeacherTrainer(Trainer):
                 last = micro == self.config.grad_accum - 1 and number == len(groups) - 1
                 losses = self.backward(batch, scale=1.0 / per_process, sync=last)
                 loss_sum += losses.sum().item()
+        if fsdp.is_sharded(self.model):
+            fsdp.drop_unused_gradients(self.model)
         self.take_step(self.params)
         return {"loss": loss_sum / per_process}
 
@@ -85,7 +88,10 @@ class TeacherTrainer(Trainer):
             with self.autocast():
                 predicted = predict_flow(self.model, batch)
             losses = flow_loss(predicted, batch)
-            (losses.sum() * scale).backward()
+            total = losses.sum() * scale
+            if fsdp.is_sharded(self.model):
+                total = total + fsdp.used_by_all(self.model)
+            total.backward()
         return losses.detach()
 
     # -- output ---------------------------------------------------------------------------------

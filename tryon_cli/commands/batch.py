@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from statistics import mean
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import (
@@ -17,8 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from typing import TYPE_CHECKING
-
+from tryon.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.console import print_json, stderr
 
@@ -28,6 +28,16 @@ if TYPE_CHECKING:
 ShardOption = Annotated[
     Optional[str],
     typer.Option(help="K/N: run only rows i (0-based) with i % N == K-1. Default under torchrun: RANK+1/WORLD_SIZE."),
+]
+RayAddress = Annotated[
+    Optional[str],
+    typer.Option("--ray", metavar="ADDRESS", help="Run the jobs on Ray: auto (the running cluster), local (a new one "
+                 "on this machine) or a cluster address. OUT must be storage every node sees. Needs tryon[ray]."),
+]
+Workers = Annotated[
+    Optional[int],
+    typer.Option("--workers", min=1, help="With --ray: at most this many workers (default: one per GPU, or per CPU "
+                 "without GPUs), each loading the model once."),
 ]
 OutDir = Annotated[
     Path, typer.Option("--output", "-o", help="Folder for the videos and the report (created if missing).")
@@ -120,29 +130,39 @@ def show_summary(summary: BatchSummary) -> None:
     )
 
 
+def _executor(ray: str | None, workers: int | None, shard: str | None, outdir: Path):
+    """The Ray executor for --ray (None: the local loop); its options checked first."""
+    from tryon.errors import InputError
+
+    if ray is None:
+        if workers is not None:
+            raise InputError("--workers needs --ray (the local batch runs one job at a time)")
+        return None
+    if shard is not None:
+        raise InputError("--shard and --ray do not go together: Ray hands the jobs out itself")
+    from tryon.api.batch_ray import RayExecutor  # Ray is optional: imported only for --ray
+
+    return RayExecutor(ray, outdir, workers)
+
+
+@options.run_options()
 def batch(
     manifest: Annotated[Path, typer.Argument(help="CSV or JSONL: user,garments,motion,prompt,seconds,seed,output.")],
     outdir: OutDir,
     motion: options.Motion = None,
     prompt: options.Prompt = "",
-    model: options.Model = None,
-    revision: options.Revision = None,
     size: options.Size = None,
     seconds: options.Seconds = None,
     fps: options.Fps = None,
     seed: options.Seed = 0,
     steps: options.Steps = None,
     guidance: options.Guidance = None,
-    device: options.Device = "auto",
-    dtype: options.Dtype = "auto",
-    attention: options.Attention = "auto",
-    offload: options.Offload = "none",
-    fp8: options.Fp8 = False,
-    compile_: options.Compile = False,
-    fuse_qkv: options.FuseQkv = False,
     shard: ShardOption = None,
+    ray: RayAddress = None,
+    workers: Workers = None,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """Render every row of a manifest into OUTDIR; re-running skips the jobs already complete.
 
@@ -155,21 +175,22 @@ def batch(
     Report: OUTDIR/report.jsonl (report.KofN.jsonl for a shard). Exit 1 when any job failed.
 
     Example: tryon batch jobs.csv -o renders/ --model ./ck --size 256x448 --seconds 2
+
+    On a Ray cluster: tryon batch jobs.csv -o /shared/renders --ray auto
     """
     from tryon.api import batch as api_batch
-    from tryon.api.batch import Defaults
     from tryon.media import parse_size
 
-    defaults = Defaults(
-        model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds, fps=fps,
-        seed=seed, steps=steps, guidance=guidance, device=api_batch.rank_device(device, os.environ),
-        dtype=dtype, attention=attention,
-        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), motion=motion, prompt=prompt,
+    executor = _executor(ray, workers, shard, outdir)
+    defaults = api_batch.job_defaults(
+        size=parse_size(size) if size else None, seconds=seconds, fps=fps, seed=seed, steps=steps,
+        guidance=guidance, motion=motion, prompt=prompt,
+        run=replace(run, device=api_batch.rank_device(run.device, os.environ)),
     )
-    chosen = api_batch.choose_shard(shard, os.environ)
+    chosen = api_batch.choose_shard(shard, {} if ray else os.environ)  # Ray: one driver, the whole batch
     planned = api_batch.plan(api_batch.read_manifest(manifest), outdir, chosen)
     with BatchDisplay(enabled=not quiet and not json_output) as display:
-        summary = api_batch.run_batch(planned, outdir, defaults, chosen, display)
+        summary = api_batch.run_batch(planned, outdir, defaults, chosen, display, executor)
         if not summary.interrupted:
             display.finish()
     if summary.interrupted:

@@ -7,13 +7,16 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from tryon.modes import COMPARABLE, Acceleration
+from tryon.modes import COMPARABLE, Acceleration, RunOptions
 from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
 
 if TYPE_CHECKING:
     from tryon.api.bench import BenchResult
 
+# The presets' size multiples (Preset.size_multiple; written out here so that --help loads no
+# engine; tests/tryon_cli/test_options.py checks them against the presets).
+MULTIPLES = "tiny 32, demo 16, wan2.2-ti2v-5b 32"
 STAGE_NAMES = {
     "text_encoding": "text encoding",
     "vae_encode": "VAE encode",
@@ -23,18 +26,16 @@ STAGE_NAMES = {
 }
 
 
+@options.run_options(model_help="A checkpoint folder or Hub repo id, instead of --preset.")
 def bench(
     preset: Annotated[Optional[str], typer.Option(help="Preset to bench: tiny, demo or wan2.2-ti2v-5b.")] = None,
-    model: Annotated[
-        Optional[str], typer.Option("--model", "-m", help="A checkpoint folder or Hub repo id, instead of --preset.")
-    ] = None,
-    revision: options.Revision = None,
     random_weights: Annotated[
         bool, typer.Option("--random-weights", help="Build --preset at random on the device: no download.")
     ] = False,
     mode: Annotated[str, typer.Option(help="dress (the whole video at once) or stream (chunk by chunk).")] = "dress",
     size: Annotated[
-        Optional[str], typer.Option(help="WIDTHxHEIGHT, multiples of the model's 32. Default: the model's.")
+        Optional[str], typer.Option(help=f"WIDTHxHEIGHT, multiples of the model's size multiple ({MULTIPLES}). "
+                                    "Default: the model's.")
     ] = None,
     seconds: options.Seconds = None,
     fps: options.Fps = None,
@@ -44,22 +45,15 @@ def bench(
     guidance: options.Guidance = None,
     garments: Annotated[int, typer.Option(help="Garment images to condition on (1 to 4).")] = 1,
     motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Condition on a motion video.")] = True,
-    chunk_frames: Annotated[int, typer.Option(help="stream: latent frames per chunk.")] = 3,
-    window: Annotated[int, typer.Option(help="stream: history chunks the cache keeps besides the sink.")] = 6,
+    chunk_frames: Annotated[int, typer.Option(help="stream: latent frames per chunk, 1 to 16.")] = 3,
+    window: Annotated[int, typer.Option(help="stream: history chunks the cache keeps besides the sink, 1 to 64.")] = 6,
     switch_at: Annotated[
         Optional[float], typer.Option(help="stream: seconds at which to switch garments (default: half way).")
     ] = None,
-    device: options.Device = "auto",
-    dtype: options.Dtype = "auto",
-    attention: options.Attention = "auto",
-    offload: options.Offload = "none",
-    fp8: options.Fp8 = False,
-    compile_: options.Compile = False,
-    fuse_qkv: options.FuseQkv = False,
     warmup: Annotated[
-        Optional[int], typer.Option(help="Untimed runs first (default: 1 on CUDA, 0 on the CPU).")
+        Optional[int], typer.Option(help="Untimed runs first, 0 to 100 (default: 1 on CUDA, 0 on the CPU).")
     ] = None,
-    repeat: Annotated[int, typer.Option(help="Timed runs; mean and min are reported.")] = 1,
+    repeat: Annotated[int, typer.Option(help="Timed runs, 1 to 100; mean and min are reported.")] = 1,
     seed: options.Seed = 0,
     vae_tiling: Annotated[
         bool, typer.Option("--vae-tiling", help="Tile the VAE (less memory at large sizes).")
@@ -70,6 +64,7 @@ def bench(
     ] = None,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """Measure generation speed end to end: FPS, time to first frame, per-stage times, peak memory.
 
@@ -84,12 +79,11 @@ def bench(
     from tryon.media import parse_size
 
     request = BenchRequest(
-        preset=preset, model=model, revision=revision, random_weights=random_weights, mode=mode,
+        preset=preset, random_weights=random_weights, mode=mode,
         size=parse_size(size) if size else None, seconds=seconds, fps=fps, steps=steps, guidance=guidance,
         garments=garments, motion=motion, chunk_frames=chunk_frames, window=window, switch_at=switch_at,
-        device=device, dtype=dtype, attention=attention,
-        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), warmup=warmup, repeat=repeat, seed=seed,
-        vae_tiling=vae_tiling, compare=tuple(name.strip() for name in compare.split(",")) if compare else (),
+        warmup=warmup, repeat=repeat, seed=seed, vae_tiling=vae_tiling,
+        compare=tuple(name.strip() for name in compare.split(",")) if compare else (), run=run,
     )
     result = api.bench_and_compare(request, notice=None if quiet else notice)
     if json_output:

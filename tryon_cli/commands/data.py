@@ -1,13 +1,13 @@
-"""`tryon data`: the synthetic try-on world."""
+"""`tryon data`: the synthetic try-on world, and curation of real videos into training samples."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from tryon_cli.console import StageProgress, notice
+from tryon_cli.console import StageProgress, notice, print_json
 
 app = typer.Typer(help="Make training and test data.", no_args_is_help=True)
 
@@ -15,11 +15,11 @@ app = typer.Typer(help="Make training and test data.", no_args_is_help=True)
 @app.command("synth")
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write sample folders into.")],
-    count: Annotated[int, typer.Option(help="How many samples.")] = 100,
-    seed: Annotated[int, typer.Option(help="Dataset seed; sample i uses seed*100003+i.")] = 0,
-    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of every image and video.")] = "64x112",
-    frames: Annotated[int, typer.Option(help="Frames per video.")] = 17,
-    fps: Annotated[float, typer.Option(help="Frames per second of the videos.")] = 8.0,
+    count: Annotated[int, typer.Option(help="How many samples, 1 to 100003.")] = 100,
+    seed: Annotated[int, typer.Option(help="Dataset seed, 0 to 4294967295; sample i uses seed*100003+i.")] = 0,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of every image and video: even sides, 32 to 2048.")] = "64x112",
+    frames: Annotated[int, typer.Option(help="Frames per video, 1 to 1000.")] = 17,
+    fps: Annotated[float, typer.Option(help="Frames per second of the videos, above 0 and up to 1000.")] = 8.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Write synthetic try-on samples: user.png, garment_<category>.png, motion.mp4, target.mp4, ...
@@ -33,3 +33,35 @@ def synth(
         folders = api.synthesize(out, count, seed, size=parse_size(size), num_frames=frames, fps=fps,
                                  progress=progress)
     notice(f"{len(folders)} samples in {out}")
+
+
+@app.command("curate")
+def curate(
+    videos: Annotated[Path, typer.Argument(help="A folder of raw videos (any depth).")],
+    out: Annotated[Path, typer.Argument(help="Where samples/, curation.jsonl and the resumable state go.")],
+    detector: Annotated[Path, typer.Option(help="A person detector folder (transformers RT-DETR).")],
+    vlm: Annotated[Path, typer.Option(help="A Qwen2.5-VL-class model folder: captions and validation.")],
+    editor: Annotated[Path, typer.Option(help="An image edit model folder (QwenImageEditPlus in diffusers layout).")],
+    config: Annotated[Optional[Path], typer.Option(help="A JSON file of curation thresholds (see tryon/curate/config.py).")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th video from the K-th, as tryon batch.")] = None,
+    edit_steps: Annotated[int, typer.Option(help="Denoising steps of each edit.")] = 40,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N] for every model.")] = "cpu",
+    json_output: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Curate raw videos into training samples: filter, caption, extract garments, build references.
+
+    Example: tryon data curate ./raw ./curated --detector ./rtdetr --vlm ./qwen2.5-vl --editor ./qwen-image-edit
+    """
+    from tryon import api
+
+    editor_model = api.load_editor(editor, steps=edit_steps, device=device)
+    with StageProgress(enabled=not quiet and not json_output) as progress:
+        summary = api.curate(videos, out, detector, vlm, editor_model, config=config, shard=shard, device=device,
+                             progress=progress, notice=notice)
+    if json_output:
+        print_json(summary.to_dict())
+        return
+    for stage, counts in summary.decisions.items():
+        notice(f"{stage}: {counts['kept']} kept, {counts['dropped']} dropped")
+    notice(f"{len(summary.samples)} samples in {summary.samples_dir}; every decision in {summary.log}")

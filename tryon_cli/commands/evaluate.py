@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
+from tryon.errors import InputError
 from tryon_cli.console import notice, print_json, stdout
 
 COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "garment_color_error": "garment ΔE", "garment_mae": "garment MAE", "smoothness": "smooth", "motion_magnitude": "motion"}
@@ -18,16 +19,44 @@ def _cell(value) -> str:
 
 
 def evaluate(
-    prediction: Annotated[Path, typer.Argument(help="A generated .mp4, or a folder of <name>.mp4.")],
-    reference: Annotated[Path, typer.Option("--reference", "-r", help="Ground truth: .mp4, sample folder, or a folder of them.")],
+    prediction: Annotated[Path, typer.Argument(help="A generated .mp4 or a folder of <name>.mp4; with --bench, "
+                                                    "the benchmark's folder.")],
+    reference: Annotated[Optional[Path], typer.Option("--reference", "-r", help="Ground truth: .mp4, sample folder, "
+                                                                               "or a folder of them.")] = None,
+    bench: Annotated[Optional[str], typer.Option("--bench", help="A benchmark layout: hgc (HGC-Bench).")] = None,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", "-p", help="With --bench: the folder of "
+                           "output_<i>.mp4 to score (and to render into with --model).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="With --bench: render the missing predictions with this "
+                                                      "model first (resumable, as tryon batch).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="With --model: WIDTHxHEIGHT of the renders.")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="With --model: seconds per render.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="With --model: frames per second.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="With --model: denoising steps.")] = None,
+    seed: Annotated[int, typer.Option(help="With --model: the seed of every render.")] = 42,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]: for rendering and the metric models.")] = "auto",
+    vlm: Annotated[Optional[Path], typer.Option(help="With --bench: a Qwen2.5-VL-class model folder, the judge "
+                                                     "of HGC, LGC and NTP.")] = None,
+    identity_model: Annotated[Optional[Path], typer.Option(help="With --bench: an image-embedding model folder "
+                                                                "for Cur.")] = None,
+    text_model: Annotated[Optional[Path], typer.Option(help="With --bench: a CLIP-style model folder for GME.")] = None,
+    quality_model: Annotated[Optional[Path], typer.Option(help="With --bench: the aesthetic model folder "
+                                                               "(clip/, head.safetensors) for VQ.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
-    """PSNR, SSIM, garment colour error, smoothness and motion magnitude, per sample and mean.
+    """PSNR, SSIM, garment colour error, smoothness and motion magnitude, per sample and mean;
+    or, with --bench hgc, HGC-Bench's metrics (Cur, GME, Amp, Smoo, VQ, HGC, LGC, NTP).
 
     Example: tryon eval results/ --reference data/
+    Bench:   tryon eval --bench hgc ./HGC-Bench --model ./teacher --predictions ./hgc-out --vlm ./qwen2.5-vl
     """
     from tryon import api
 
+    if bench is not None:
+        _evaluate_bench(bench, prediction, predictions, model, size, seconds, fps, steps, seed, device,
+                        api_models(vlm, identity_model, text_model, quality_model, device), json_output)
+        return
+    if reference is None:
+        raise InputError("--reference is required (or --bench hgc to score a benchmark)")
     report = api.evaluate(prediction, reference)
     if json_output:
         print_json(report.to_dict())
@@ -39,3 +68,54 @@ def evaluate(
         table.add_row(sample.name, *(_cell(getattr(sample, c)) for c in COLUMNS))
     table.add_row("mean", *(_cell(report.mean.get(c)) for c in COLUMNS), style="bold")
     stdout.print(table)
+
+
+def api_models(vlm, identity, text, quality, device: str):
+    from tryon.api.data import BenchModels
+
+    return BenchModels(vlm=vlm, identity=identity, text=text, quality=quality,
+                       device="cpu" if device == "auto" else device)
+
+
+def _evaluate_bench(bench, folder: Path, predictions: Path | None, model, size, seconds, fps, steps, seed, device,
+                    models, json_output: bool) -> None:
+    from tryon import api
+    from tryon.api import batch as api_batch
+    from tryon.modes import RunOptions
+    from tryon.media import parse_size
+    from tryon.metrics.hgc import METRICS
+    from tryon_cli.commands.batch import BatchDisplay
+
+    if bench != "hgc":
+        raise InputError(f"--bench must be hgc, not '{bench}'")
+    if predictions is None:
+        if model is None:
+            raise InputError("--predictions is required: the folder of output_<i>.mp4 to score (or --model to render)")
+        predictions = Path("hgc-predictions")
+    render = None
+    if model is not None:
+        render = api_batch.job_defaults(size=parse_size(size) if size else None, seconds=seconds, fps=fps, seed=seed,
+                                        steps=steps, run=RunOptions(model=model, device=device))
+    with BatchDisplay(enabled=render is not None and not json_output) as display:
+        report, summary = api.evaluate_hgc(folder, predictions, models, render=render, listener=display)
+    if summary is not None and summary.interrupted:
+        raise KeyboardInterrupt
+    if json_output:
+        data = report.to_dict()
+        if summary is not None:
+            data["render"] = {"ok": summary.count("ok"), "skipped": summary.count("skipped"),
+                              "failed": summary.count("failed"), "report": str(summary.report)}
+        print_json(data)
+        return
+    table = Table(title=f"HGC-Bench: {report.scored} of {report.samples} samples scored ({predictions})")
+    for key in METRICS:
+        table.add_column(f"{key} ↑", justify="right")
+    table.add_row(*(_cell(report.means.get(key)) for key in METRICS))
+    stdout.print(table)
+    for key in METRICS:
+        if key in report.skipped:
+            stdout.print(f"{key}: skipped: {report.skipped[key]}")
+        else:
+            stdout.print(f"{key}: {report.models.get(key)}")
+    if report.missing:
+        notice(f"{len(report.missing)} predictions missing (first: {report.missing[0]})")

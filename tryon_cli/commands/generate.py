@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tryon.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.console import StageProgress, notice, print_json
 
@@ -27,7 +28,7 @@ def default_output(user: Path, garments: list[GarmentSpec], command: str) -> Pat
 def run_generation(request: api.GenerateRequest, command, json_output: bool, quiet: bool) -> None:
     from tryon.model.distributed import is_main_process
 
-    if request.acceleration.context_parallel and not is_main_process():
+    if request.run.acceleration.context_parallel and not is_main_process():
         command(request)  # one render split across torchrun's processes: the first speaks for all
         return
     with StageProgress(enabled=not quiet and not json_output) as progress:
@@ -53,29 +54,21 @@ def build_request(user: Path, garments: list[GarmentSpec], output: Path | None, 
     )
 
 
+@options.run_options(context_parallel=True)
 def dress(
     user: Annotated[Path, typer.Argument(help="Photo of the person.")],
     garments: Annotated[list[str], typer.Argument(help="Garment photos: PATH or PATH:top|bottom|dress (up to 4).")],
     motion: options.Motion = None,
     prompt: options.Prompt = "",
     output: options.Output = None,
-    model: options.Model = None,
-    revision: options.Revision = None,
     size: options.Size = None,
     seconds: options.Seconds = None,
     fps: options.Fps = None,
     seed: options.Seed = 0,
     steps: options.Steps = None,
     guidance: options.Guidance = None,
-    device: options.Device = "auto",
-    dtype: options.Dtype = "auto",
-    attention: options.Attention = "auto",
-    offload: options.Offload = "none",
-    fp8: options.Fp8 = False,
-    compile_: options.Compile = False,
-    fuse_qkv: options.FuseQkv = False,
-    context_parallel: options.ContextParallel = False,
     overwrite: options.Overwrite = False,
+    run: RunOptions = RunOptions(),
     json_output: options.Json = False,
     quiet: options.Quiet = False,
 ) -> None:
@@ -87,38 +80,28 @@ def dress(
 
     specs = [parse_garment(text) for text in garments]
     request = build_request(
-        user, specs, output, "dress", motion=motion, prompt=prompt, model=model, revision=revision, size=size,
-        seconds=seconds, fps=fps, seed=seed, steps=steps, guidance=guidance, device=device, dtype=dtype,
-        attention=attention,
-        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv, context_parallel), overwrite=overwrite,
+        user, specs, output, "dress", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
+        seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,
     )
     from tryon import api
 
     run_generation(request, api.dress, json_output, quiet)
 
 
+@options.run_options(context_parallel=True)
 def dance(
     user: Annotated[Path, typer.Argument(help="Photo of the person.")],
     motion: options.Motion = None,
     prompt: options.Prompt = "",
     output: options.Output = None,
-    model: options.Model = None,
-    revision: options.Revision = None,
     size: options.Size = None,
     seconds: options.Seconds = None,
     fps: options.Fps = None,
     seed: options.Seed = 0,
     steps: options.Steps = None,
     guidance: options.Guidance = None,
-    device: options.Device = "auto",
-    dtype: options.Dtype = "auto",
-    attention: options.Attention = "auto",
-    offload: options.Offload = "none",
-    fp8: options.Fp8 = False,
-    compile_: options.Compile = False,
-    fuse_qkv: options.FuseQkv = False,
-    context_parallel: options.ContextParallel = False,
     overwrite: options.Overwrite = False,
+    run: RunOptions = RunOptions(),
     json_output: options.Json = False,
     quiet: options.Quiet = False,
 ) -> None:
@@ -127,10 +110,8 @@ def dance(
     Example: tryon dance user.png --motion dance.mp4 -o moves.mp4
     """
     request = build_request(
-        user, [], output, "dance", motion=motion, prompt=prompt, model=model, revision=revision, size=size,
-        seconds=seconds, fps=fps, seed=seed, steps=steps, guidance=guidance, device=device, dtype=dtype,
-        attention=attention,
-        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv, context_parallel), overwrite=overwrite,
+        user, [], output, "dance", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
+        seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,
     )
     from tryon import api
 

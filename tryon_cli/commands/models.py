@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
 
 app = typer.Typer(help="List and create model checkpoints.", no_args_is_help=True)
 
 
 @app.command("list")
-def list_models(json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+def list_models(json_output: options.Json = False) -> None:
     """Presets, the default model, and checkpoints in the local Hub cache.
 
     Example: tryon models list
@@ -35,7 +36,7 @@ def list_models(json_output: Annotated[bool, typer.Option("--json", help="Print 
 def init(
     preset: Annotated[str, typer.Argument(help="Preset name (see `tryon models list`).")],
     folder: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
-    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights, 0 to 4294967295.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing folder.")] = False,
 ) -> None:
     """Write a random-weight checkpoint (marked untrained), for smoke tests and speed tests.

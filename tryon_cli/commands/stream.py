@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tryon.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.commands.generate import default_output, run_generation
 from tryon_cli.console import notice
@@ -37,26 +38,18 @@ def run_stream(request, command, json_output: bool, quiet: bool) -> None:
         sys.exit(130)
 
 
+@options.run_options()
 def swap(
     user: Annotated[Path, typer.Argument(help="Photo of the person.")],
     garment: Garments,
     motion: options.Motion = None,
     prompt: options.Prompt = "",
     output: options.Output = None,
-    model: options.Model = None,
-    revision: options.Revision = None,
     size: options.Size = None,
     seconds: options.Seconds = None,
     fps: options.Fps = None,
     seed: options.Seed = 0,
     steps: StreamSteps = None,
-    device: options.Device = "auto",
-    dtype: options.Dtype = "auto",
-    attention: options.Attention = "auto",
-    offload: options.Offload = "none",
-    fp8: options.Fp8 = False,
-    compile_: options.Compile = False,
-    fuse_qkv: options.FuseQkv = False,
     overwrite: options.Overwrite = False,
     no_refresh: NoRefresh = False,
     no_withdraw: NoWithdraw = False,
@@ -64,6 +57,7 @@ def swap(
     live: Annotated[bool, typer.Option("--live", help="Also read garment lines from stdin while generating.")] = False,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """Dress the person and switch garments mid-video; frames are written as they are made.
 
@@ -81,15 +75,14 @@ def swap(
     specs = [parse_garment(text, allow_time=True) for text in garment]
     request = api.SwapRequest(
         user=user, garments=specs, output=output or default_output(user, specs, "swap"), motion=motion,
-        prompt=prompt, model=model, revision=revision, size=parse_size(size) if size else None, seconds=seconds,
-        fps=fps, seed=seed, steps=steps, device=device, dtype=dtype, attention=attention,
-        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv), overwrite=overwrite,
-        refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
-        live=sys.stdin if live else None,
+        prompt=prompt, size=parse_size(size) if size else None, seconds=seconds, fps=fps, seed=seed, steps=steps,
+        overwrite=overwrite, refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
+        live=sys.stdin if live else None, run=run,
     )
     run_stream(request, api.swap, json_output, quiet)
 
 
+@options.run_options()
 def extend(
     video: Annotated[Path, typer.Argument(help="The video to continue.")],
     seconds: Annotated[float, typer.Option(help="Seconds to add.")],
@@ -99,23 +92,15 @@ def extend(
     ] = None,
     prompt: options.Prompt = "",
     output: options.Output = None,
-    model: options.Model = None,
-    revision: options.Revision = None,
     seed: options.Seed = 0,
     steps: StreamSteps = None,
-    device: options.Device = "auto",
-    dtype: options.Dtype = "auto",
-    attention: options.Attention = "auto",
-    offload: options.Offload = "none",
-    fp8: options.Fp8 = False,
-    compile_: options.Compile = False,
-    fuse_qkv: options.FuseQkv = False,
     overwrite: options.Overwrite = False,
     no_refresh: NoRefresh = False,
     no_withdraw: NoWithdraw = False,
     no_disentangle: NoDisentangle = False,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """Continue a video: the output is the video followed by --seconds more, at its fps and size.
 
@@ -126,9 +111,8 @@ def extend(
 
     request = api.ExtendRequest(
         video=video, output=output or Path(f"{video.stem}_extended.mp4"), seconds=seconds,
-        garments=[parse_garment(text, allow_time=True) for text in garment or []], prompt=prompt, model=model,
-        revision=revision, seed=seed, steps=steps, device=device, dtype=dtype, attention=attention,
-        acceleration=options.acceleration(offload, fp8, compile_, fuse_qkv),
-        overwrite=overwrite, refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
+        garments=[parse_garment(text, allow_time=True) for text in garment or []], prompt=prompt, seed=seed,
+        steps=steps, overwrite=overwrite, refresh=not no_refresh, withdraw=not no_withdraw,
+        disentangle=not no_disentangle, run=run,
     )
     run_stream(request, api.extend, json_output, quiet)

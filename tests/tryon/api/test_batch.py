@@ -11,10 +11,12 @@ from PIL import Image
 
 from tryon.api import batch as eb
 from tryon.api import loading
-from tryon.api.batch import BadRow, Defaults, Job, PlannedJob, Shard
+from tryon.api.batch import BadRow, Job, PlannedJob, Shard, job_defaults
+from tryon.api.generate import GenerateRequest
 from tryon.api.specs import GarmentSpec
 from tryon.errors import InputError
 from tryon.media import probe_video, write_video
+from tryon.modes import RunOptions
 
 HEADER = "user,garments,motion,prompt,seconds,seed,output\n"
 
@@ -38,8 +40,8 @@ def manifest(folder: Path, text: str, name: str = "jobs.csv") -> Path:
     return path
 
 
-def fast(model: Path, **changes) -> Defaults:
-    return Defaults(**{"model": str(model), "size": (64, 64), "seconds": 0.25, "steps": 1, **changes})
+def fast(model: Path, **changes):
+    return job_defaults(**{"run": RunOptions(model=str(model)), "size": (64, 64), "seconds": 0.25, "steps": 1, **changes})
 
 
 def job(row: int, output: str | None = None) -> Job:
@@ -59,10 +61,11 @@ def test_csv_paths_are_relative_to_the_manifest_and_empty_cells_take_defaults(fo
                         motion=folder / "dance.mp4", prompt="she spins", seconds=0.5, seed=7)
     assert second == Job(row=2, user=folder / "user.png", output="job_2_user.mp4")
 
-    defaults = Defaults(model="m", seconds=2.0, seed=3, prompt="walks", motion=Path("cli.mp4"), steps=4, fps=12)
+    defaults = job_defaults(run=RunOptions(model="m"), seconds=2.0, seed=3, prompt="walks", motion=Path("cli.mp4"),
+                            steps=4, fps=12)
     request = eb.job_request(PlannedJob(second, folder / "out.mp4"), defaults)
     assert (request.seconds, request.seed, request.prompt, request.motion) == (2.0, 3, "walks", Path("cli.mp4"))
-    assert (request.model, request.steps, request.fps, request.overwrite) == ("m", 4, 12, True)
+    assert (request.run.model, request.steps, request.fps, request.overwrite) == ("m", 4, 12, True)
     request = eb.job_request(PlannedJob(first, folder / "out.mp4"), defaults)
     assert (request.seconds, request.seed, request.prompt) == (0.5, 7, "she spins")
     assert request.motion == folder / "dance.mp4"
@@ -208,7 +211,7 @@ def test_shard_from_option_or_torchrun():
 # -- running ----------------------------------------------------------------------------------
 
 
-def run(folder: Path, outdir: Path, rows: str, defaults: Defaults, shard: Shard | None = None):
+def run(folder: Path, outdir: Path, rows: str, defaults: GenerateRequest, shard: Shard | None = None):
     entries = eb.read_manifest(manifest(folder, HEADER + rows))
     return eb.run_batch(eb.plan(entries, outdir, shard), outdir, defaults, shard)
 
@@ -241,7 +244,7 @@ def test_expected_video_follows_the_engine_defaults(folder, tiny_checkpoint, tmp
     assert summary.ok
     planned = eb.plan(eb.read_manifest(folder / "jobs.csv"), tmp_path)[0]
     request = eb.job_request(planned, defaults)
-    frames, size = eb.expected_video(request, eb.load_batch_model(defaults))
+    frames, size = eb.expected_video(request, eb.load_batch_model(defaults.run))
     info = probe_video(tmp_path / "job_1_user.mp4")
     assert (frames, size) == (info.frame_count, (info.width, info.height)) == (2, (256, 448))  # portrait photo
 
@@ -259,14 +262,15 @@ def test_the_model_is_loaded_once_and_engine_errors_fail_only_their_job(folder, 
     assert "notes.png" in summary.outcomes[1].reason
     report = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     assert [line["status"] for line in report] == ["ok", "failed", "ok"]
-    assert set(report[0]) == {"row", "status", "output", "reason", "seconds"}
+    assert set(report[0]) == {"row", "status", "output", "reason", "seconds", "attempts"}
+    assert [line["attempts"] for line in report] == [1, 1, 1]
     assert summary.to_dict() == {"jobs": 3, "succeeded": 2, "skipped": 0, "failed": 1,
                                  "seconds": summary.seconds, "report": str(tmp_path / "report.jsonl")}
 
 
 def test_a_model_that_cannot_load_stops_the_batch(folder, tmp_path):
     with pytest.raises(InputError, match="no such checkpoint"):
-        run(folder, tmp_path / "out", "user.png,,,,,,\n", Defaults(model=str(tmp_path / "none")))
+        run(folder, tmp_path / "out", "user.png,,,,,,\n", job_defaults(run=RunOptions(model=str(tmp_path / "none"))))
     assert not (tmp_path / "out").exists()
 
 
@@ -284,3 +288,10 @@ def test_interrupt_keeps_the_finished_jobs(folder, tiny_checkpoint, tmp_path, mo
     assert summary.interrupted and not summary.ok and len(summary.outcomes) == 1
     assert len((tmp_path / "report.jsonl").read_text().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job_1_user.mp4", "report.jsonl"]
+
+
+def test_a_jsonl_line_nested_thousands_deep_is_one_input_error_not_a_recursion_error(folder):
+    deep = '{"user": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = manifest(folder, json.dumps({"user": "user.png"}) + "\n" + deep + "\n", "deep.jsonl")
+    with pytest.raises(InputError, match="line 2 is not valid JSON"):
+        eb.read_manifest(path)

@@ -1,7 +1,6 @@
 """tryon.api.bench at toy size. No timed assertions: speed targets live in the benchmark output."""
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from tryon.api.bench import STAGES, BenchRequest, StageClock
 from tryon.checkpoint import build_random_on
 from tryon.checkpoint.presets import TINY
 from tryon.errors import InputError
+from tryon.modes import RunOptions
 
 FAST = dict(preset="tiny", random_weights=True, size=(64, 64), seconds=0.5, steps=1)
 KEYS = ("fps", "first_frame_s", "peak_memory_mb", "total_s", "load_s", "weights_mb")
@@ -89,7 +89,7 @@ def test_warmup_and_repeat_report_mean_and_min():
 
 
 def test_a_checkpoint_is_benched_and_left_uninstrumented(tiny_checkpoint):
-    result = api.bench_and_compare(BenchRequest(model=str(tiny_checkpoint), mode="stream", size=(64, 64), seconds=0.5, steps=1))
+    result = api.bench_and_compare(BenchRequest(run=RunOptions(model=str(tiny_checkpoint)), mode="stream", size=(64, 64), seconds=0.5, steps=1))
     assert result.model == str(tiny_checkpoint) and result.preset == "tiny" and not result.random_weights
     pipeline = next(iter(loading._loaded.values())).pipeline  # get_model keeps it loaded
     for owner, name in ((pipeline.transformer, "forward"), (pipeline.transformer, "condition_pass"),
@@ -113,31 +113,6 @@ def test_stage_clock_times_nested_calls_once_and_restores():
     assert clock.calls == {"a": 1, "b": 1}  # inner inside outer is not counted again
     clock.restore()
     assert vars(model) == {}
-
-
-def test_random_build_without_a_vocabulary_uses_a_placeholder_tokenizer():
-    preset = replace(TINY, name="no-vocabulary", tokenizer_vocabulary=[], max_text_tokens=16,
-                     text_encoder={**TINY.text_encoder, "vocab_size": 1000})
-    pipeline = build_random_on(preset, torch.device("cpu"), torch.bfloat16)
-    assert torch.get_default_dtype() == torch.float32
-    assert pipeline.transformer.dtype == torch.bfloat16 and pipeline.text_encoder.dtype == torch.bfloat16
-    assert pipeline.vae.dtype == torch.float32
-    assert pipeline.text_encoder.config.vocab_size == 1000
-    assert pipeline.encode_prompt("she dances").shape == (1, 16, TINY.text_encoder["d_model"])
-
-
-def test_random_build_has_the_dtypes_of_a_loaded_checkpoint(tiny_checkpoint):
-    import warnings
-
-    from tryon.checkpoint import load_model
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loaded = load_model(str(tiny_checkpoint), dtype=torch.bfloat16).pipeline
-    built = build_random_on(TINY, torch.device("cpu"), torch.bfloat16)
-    for component in ("transformer", "text_encoder", "vae"):
-        dtypes = [{n: p.dtype for n, p in getattr(pipe, component).named_parameters()} for pipe in (loaded, built)]
-        assert dtypes[0] == dtypes[1], component
 
 
 def test_vae_tiling_keeps_the_output_shape():
@@ -167,10 +142,10 @@ def test_compare_runs_each_mode_alone_against_the_baseline():
     ("changes", "message"),
     [
         (dict(preset="nope"), "unknown preset"),
-        (dict(mode="fast"), "--mode must be dress or stream"),
+        (dict(mode="fast"), "^mode must be dress or stream"),
         (dict(size=(101, 64)), "even"),
-        (dict(model="somewhere"), "not both"),
-        (dict(repeat=0), "--repeat"),
+        (dict(run=RunOptions(model="somewhere")), "not both"),
+        (dict(repeat=0), "^repeat must be an integer from 1 to 100"),
         (dict(mode="stream", guidance=2.0), "no --guidance"),
         (dict(mode="stream", switch_at=0.5), "at or after the end"),
         (dict(compare=("warp",)), "unknown mode 'warp'"),

@@ -1,16 +1,19 @@
 import json
 import shutil
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
 
 from tryon.checkpoint import (
     CondNetUntrainedWarning,
+    build_random_on,
     load_model,
     resolve_source,
     validate_checkpoint,
 )
+from tryon.checkpoint.presets import TINY
 from tryon.errors import InputError
 
 
@@ -106,6 +109,25 @@ def test_hub_ids_load_through_the_hub_cache_offline(tiny_checkpoint, tmp_path, m
     assert "tryon/not-cached" in str(error.value)
 
 
+def test_random_build_without_a_vocabulary_uses_a_placeholder_tokenizer():
+    preset = replace(TINY, name="no-vocabulary", tokenizer_vocabulary=[], max_text_tokens=16,
+                     text_encoder={**TINY.text_encoder, "vocab_size": 1000})
+    pipeline = build_random_on(preset, torch.device("cpu"), torch.bfloat16)
+    assert torch.get_default_dtype() == torch.float32
+    assert pipeline.transformer.dtype == torch.bfloat16 and pipeline.text_encoder.dtype == torch.bfloat16
+    assert pipeline.vae.dtype == torch.float32
+    assert pipeline.text_encoder.config.vocab_size == 1000
+    assert pipeline.encode_prompt("she dances").shape == (1, 16, TINY.text_encoder["d_model"])
+
+
+def test_random_build_has_the_dtypes_of_a_loaded_checkpoint(tiny_checkpoint):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = load_model(str(tiny_checkpoint), dtype=torch.bfloat16).pipeline
+    built = build_random_on(TINY, torch.device("cpu"), torch.bfloat16)
+    for component in ("transformer", "text_encoder", "vae"):
+        dtypes = [{n: p.dtype for n, p in getattr(pipe, component).named_parameters()} for pipe in (loaded, built)]
+        assert dtypes[0] == dtypes[1], component
 def _edit_json(path, **changes):
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 

@@ -14,7 +14,6 @@ from PIL import Image
 
 from tryon.checkpoint import load_model
 from tryon.model.distributed import enable_context_parallel, start_processes
-from tryon.pipelines.pipeline_tryon import TryOnInputs
 from tryon.pipelines.pipeline_tryon_streaming import TryOnStream
 
 
@@ -36,10 +35,9 @@ def main(checkpoint: str, output: str) -> None:
             assert "KV-cached stream" in str(error)
         else:
             raise AssertionError("a stream accepted context parallelism")
-    inputs = TryOnInputs(user=image(0), garments=[("top", image(1)), ("bottom", image(2))], motion=None,
-                         prompt="she spins")
-    frames = pipeline(inputs, pipeline.video_shape(64, 64, 9), steps=2, guidance=2.0,
-                      generator=torch.Generator().manual_seed(0))
+    frames = pipeline(image(0), garments=[("top", image(1)), ("bottom", image(2))], prompt="she spins",
+                      height=64, width=64, num_frames=9, num_inference_steps=2, guidance_scale=2.0,
+                      generator=torch.Generator().manual_seed(0)).frames
     np.save(Path(output) / f"rank{processes.rank}-of-{processes.world_size}.npy", frames)
     processes.close()
 

@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from tryon.checkpoint import load_model
-from tryon.pipelines.pipeline_tryon import TryOnInputs
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
 from tryon.pipelines.runtime import Acceleration, Runtime, apply_runtime
 
@@ -38,9 +37,8 @@ def stream_frames(pipeline):
 
 
 def teacher_frames(pipeline):
-    inputs = TryOnInputs(user=image(0), garments=[("top", image(1))], motion=None, prompt="she spins")
-    return pipeline(inputs, pipeline.video_shape(W, H, 5), steps=2, guidance=2.0,
-                    generator=torch.Generator().manual_seed(0))
+    return pipeline(image(0), garments=[("top", image(1))], prompt="she spins", num_frames=5, num_inference_steps=2,
+                    guidance_scale=2.0, generator=torch.Generator().manual_seed(0)).frames
 
 
 @pytest.fixture(scope="module")

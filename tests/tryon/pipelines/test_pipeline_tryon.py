@@ -4,7 +4,6 @@ import torch
 from PIL import Image
 
 from tryon.errors import InputError
-from tryon.pipelines.pipeline_tryon import TryOnInputs
 from tryon.pipelines.shapes import VideoShape, frame_count
 
 W, H = 64, 64
@@ -15,10 +14,9 @@ def image(seed):
     return Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
 
 
-def generate(pipeline, num_frames=5, seed=0, **inputs):
-    inputs = {"user": image(0), **inputs}
-    return pipeline(TryOnInputs(**inputs), pipeline.video_shape(W, H, num_frames), steps=2, guidance=1.0,
-                    generator=torch.Generator().manual_seed(seed))
+def generate(pipeline, num_frames=5, seed=0, user=None, **inputs):
+    return pipeline(image(0) if user is None else user, num_frames=num_frames, num_inference_steps=2,
+                    guidance_scale=1.0, generator=torch.Generator().manual_seed(seed), **inputs).frames
 
 
 @pytest.mark.parametrize("num_frames", [1, 4, 5, 6, 9])
@@ -50,12 +48,41 @@ def test_garments_motion_and_guidance_all_reach_the_model(tiny_model):
     plain = generate(pipe)
     dressed = generate(pipe, garments=[("top", image(1)), ("bottom", image(2))], motion=motion, prompt="she spins")
     assert dressed.shape == plain.shape and not np.array_equal(plain, dressed)
-    shape = pipe.video_shape(W, H, 5)
-    guided = pipe(TryOnInputs(user=image(0), garments=[("top", image(1))], prompt="red top"), shape, steps=2,
-                  guidance=4.0, generator=torch.Generator().manual_seed(0))
-    unguided = pipe(TryOnInputs(user=image(0), garments=[("top", image(1))], prompt="red top"), shape, steps=2,
-                    guidance=1.0, generator=torch.Generator().manual_seed(0))
+    guided = pipe(image(0), garments=[("top", image(1))], prompt="red top", num_frames=5, num_inference_steps=2,
+                  guidance_scale=4.0, generator=torch.Generator().manual_seed(0)).frames
+    unguided = generate(pipe, garments=[("top", image(1))], prompt="red top")
     assert not np.array_equal(guided, unguided)
+
+
+def test_diffusers_call_conventions_latents_output_type_return_dict_and_step_callback(tiny_model):
+    pipe = tiny_model.pipeline
+    latents = generate(pipe, output_type="latent")
+    spatial = pipe.vae.config.scale_factor_spatial
+    assert latents.shape == (1, pipe.vae.config.z_dim, 2, H // spatial, W // spatial)
+    as_tuple = pipe(image(0), num_frames=5, num_inference_steps=2, guidance_scale=1.0, return_dict=False,
+                    generator=torch.Generator().manual_seed(0))
+    assert isinstance(as_tuple, tuple) and np.array_equal(as_tuple[0], generate(pipe))
+    noise = pipe.prepare_latents(pipe.video_shape(W, H, 5), torch.Generator().manual_seed(0))
+    assert np.array_equal(generate(pipe, seed=99, latents=noise), generate(pipe))  # given latents replace the draw
+    steps = []
+
+    def zero_after_the_last_step(pipeline, step, t, tensors):
+        steps.append(step)
+        return {"latents": torch.zeros_like(tensors["latents"])} if step == 1 else {}
+
+    zeroed = generate(pipe, output_type="latent", callback_on_step_end=zero_after_the_last_step)
+    assert steps == [0, 1] and not zeroed.any()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(garments=[("top", image(1))] * 5), "`garments`"),
+    (dict(height=96), "`image`"),
+    (dict(motion=np.zeros((4, H, W, 3), np.uint8)), "`motion`"),
+    (dict(output_type="pil"), "`output_type`"),
+])
+def test_inputs_that_do_not_fit_name_the_argument(tiny_model, change, message):
+    with pytest.raises(ValueError, match=message):
+        generate(tiny_model.pipeline, **change)
 
 
 def test_video_shape_maps_frames_to_4k_plus_1():
@@ -73,5 +100,5 @@ def test_frame_count(seconds, fps, frames):
 
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), 1e6])
 def test_absurd_seconds_are_refused(seconds):
-    with pytest.raises(InputError, match="--seconds"):
+    with pytest.raises(InputError, match="^seconds "):
         frame_count(seconds, 24)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -26,6 +27,7 @@ def config(batch_size: int) -> TrainConfig:
                                   "motion_dropout": 0.5, "log_every": 1, "checkpoint_every": 2})
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_end_with_the_same_weights_as_one_process(tiny_checkpoint, tmp_path):
     config_file = tmp_path / "train.json"
     config_file.write_text(json.dumps(config(batch_size=1).to_dict()))

@@ -87,7 +87,7 @@ def streaming_generator(pipeline, window: int, seed: int = 0) -> TryOnStream:
 
 def chunked_clip(pipeline, stream: TryOnStream) -> ChunkedClip:
     transformer = pipeline.transformer
-    return ChunkedClip(transformer, transformer, text=stream.text, conditions=[stream.reference, *stream.garments],
+    return ChunkedClip(transformer, transformer, text=stream.runner.text, conditions=[stream.reference, *stream.garments],
                        motion=pipeline.encode_frames(stream.motion.frames), latent_size=(stream.shape.latent_height, stream.shape.latent_width),
                        chunk_frames=stream.config.chunk_frames, window=stream.config.window)
 
@@ -106,9 +106,9 @@ def test_teacher_forcing_forward_equals_the_streaming_engines_cached_forward(con
     with torch.no_grad():
         for span in chunk_spans(5, 1):
             stream.position = span.start
-            with stream.transformer.attend_to(stream.cache):
-                expected.append(stream._predict(noisy[:, :, span], times[span.start], stream._motion(1)))
-            stream._cache_chunk(clean[:, :, span], stream._motion(1))
+            expected.append(stream.runner.predict(noisy[:, :, span], times[span.start].expand(1, 1), stream.position,
+                                                  stream._motion(1)))
+            stream.runner.write_chunk(clean[:, :, span], stream.position, stream._motion(1))
 
     transformer = conditioned.transformer
     transformer.zero_grad(set_to_none=True)
@@ -131,7 +131,7 @@ def test_a_rollout_is_the_streaming_generators_video(conditioned):
         for number, chunk_noise in enumerate(noise):
             stream.position = number
             expected.append(stream._denoise(chunk_noise, stream._motion(1)))
-            stream._cache_chunk(expected[-1], stream._motion(1))
+            stream.runner.write_chunk(expected[-1], stream.position, stream._motion(1))
         clip = rollout(chunked_clip(conditioned, stream), torch.cat(noise, dim=2), stream.pipeline.scheduler,
                        steps=2, grad=False)
     torch.testing.assert_close(clip, torch.cat(expected, dim=2), atol=1e-5, rtol=1e-5)
@@ -380,6 +380,7 @@ def ddp_config(batch_size: int) -> StudentConfig:
     return config(teacher_forcing=2, dmd=2, batch_size=batch_size, grad_accum=2, motion_dropout=0.5)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_distill_as_one_process_with_both_batches(tiny_checkpoint, tmp_path):
     """The shared loop's DDP, with the student's many forward passes per backward and a second model."""
     config_file = tmp_path / "run.json"

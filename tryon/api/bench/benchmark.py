@@ -44,9 +44,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -58,15 +58,17 @@ from tryon.api.bench.clock import (
     reset_peak_memory,
 )
 from tryon.api.bench.request import (
-    COMPARABLE,
     MODEL_STAGES,
     STAGES,
     BenchRequest,
+    RunPlan,
     check_request,
     make_plan,
-    size_multiple,
 )
 from tryon.api.bench.runs import (
+    BenchInputs,
+    BenchModel,
+    RunTiming,
     load_bench_model,
     make_inputs,
     run_dress,
@@ -74,26 +76,22 @@ from tryon.api.bench.runs import (
     weights_mb,
 )
 from tryon.api.bench.summary import BenchResult, mean, stream_summary
+from tryon.api.options import out_of_memory_is_a_failure, resolve_run
 from tryon.checkpoint.presets import get_preset
-from tryon.errors import InputError, RuntimeFailure
-from tryon.pipelines.runtime import resolve_runtime
-from tryon.progress import Notice
+from tryon.errors import InputError
+from tryon.modes import COMPARABLE
+from tryon.progress import Notice, Notices
 
 
 def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResult:
     """Build or load the model once, run `warmup` untimed and `repeat` timed videos; see the module docstring."""
-    notices: list[str] = []
-
-    def tell(message: str) -> None:
-        notices.append(message)
-        if notice:
-            notice(message)
+    tell = Notices(notice)
 
     check_request(request)
-    runtime = resolve_runtime(request.device, request.dtype, request.attention, request.acceleration)
+    runtime = resolve_run(request.run)
     if request.preset is not None:  # bad sizes and switch times fail before the model is built
         preset = get_preset(request.preset)
-        make_plan(request, preset, size_multiple(preset))
+        make_plan(request, preset, preset.size_multiple)
 
     load_start = time.perf_counter()
     model = load_bench_model(request, runtime, tell)
@@ -113,42 +111,21 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
         if stream:
             tell("--vae-tiling: streaming decodes chunk by chunk with the causal decoder, untiled; "
                  "only VAE encoding is tiled")
-    clock = StageClock(runtime.device)
-    runs: list[dict[str, Any]] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix=".tryon-bench-") as folder:
-            for i in range(warmup + request.repeat):
-                timed = i >= warmup
-                if i == warmup:
-                    reset_peak_memory(runtime.device)
-                label = f"run {i - warmup + 1}/{request.repeat}" if timed else f"warm-up {i + 1}/{warmup}"
-                clock.reset()
-                instrument(clock, pipeline)
-                try:
-                    result = run_once(model, plan, inputs, clock, Path(folder), i, request.seed)
-                finally:
-                    clock.restore()
-                if timed:
-                    result["stages"] = {stage: clock.totals.get(stage, 0.0) for stage in STAGES}
-                    result["calls"] = {stage: clock.calls.get(stage, 0) for stage in STAGES}
-                    runs.append(result)
-                if notice:
-                    notice(f"{label}: {result['frames']} frames in {result['total_s']:.2f} s "
-                           f"({result['frames'] / result['total_s']:.2f} fps)")
-    except torch.OutOfMemoryError:
-        raise RuntimeFailure(f"out of memory on {runtime.device}: lower --size or --seconds, "
-                             "use --dtype bf16, or --vae-tiling") from None
-    finally:
-        if request.vae_tiling:
-            pipeline.vae.disable_tiling()
+    remedy = "lower --size or --seconds, use --dtype bf16, or --vae-tiling"
+    with out_of_memory_is_a_failure(runtime.device, remedy):
+        try:
+            runs = _timed_runs(model, plan, inputs, run_once, warmup, request, runtime.device, notice)
+        finally:
+            if request.vae_tiling:
+                pipeline.vae.disable_tiling()
     peak, peak_kind = peak_memory_mb(runtime.device)
 
-    totals = [run["total_s"] for run in runs]
-    stages = {stage: mean([run["stages"][stage] for run in runs]) for stage in STAGES}
-    model_time = [sum(run["stages"][s] for s in MODEL_STAGES) for run in runs]
+    totals = [run.total_s for run in runs]
+    stages = {stage: mean([run.stages[stage] for run in runs]) for stage in STAGES}
+    model_time = [sum(run.stages[s] for s in MODEL_STAGES) for run in runs]
     overhead = mean([(t - m) / t for t, m in zip(totals, model_time)])
-    overhead_nw = mean([(t - m - run["stages"]["writing"]) / t for t, m, run in zip(totals, model_time, runs)])
-    frames = runs[0]["frames"]
+    overhead_nw = mean([(t - m - run.stages["writing"]) / t for t, m, run in zip(totals, model_time, runs)])
+    frames = runs[0].frames
     return BenchResult(
         mode=request.mode,
         model=model.name,
@@ -175,20 +152,47 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
         fps_best=frames / min(totals),
         total_s=mean(totals),
         total_s_min=min(totals),
-        first_frame_s=mean([run["first_frame_s"] for run in runs]),
-        first_frame_s_min=min(run["first_frame_s"] for run in runs),
+        first_frame_s=mean([run.first_frame_s for run in runs]),
+        first_frame_s_min=min(run.first_frame_s for run in runs),
         stages=stages,
-        stages_min={stage: min(run["stages"][stage] for run in runs) for stage in STAGES},
+        stages_min={stage: min(run.stages[stage] for run in runs) for stage in STAGES},
         other_s=mean(totals) - sum(stages.values()),
-        calls=runs[0]["calls"],
+        calls=runs[0].calls,
         overhead=overhead,
         overhead_without_writing=overhead_nw,
         peak_memory_mb=peak,
         peak_memory_kind=peak_kind,
-        runs=[{k: v for k, v in run.items() if k != "chunks"} for run in runs],
+        runs=[run.to_dict() for run in runs],
         stream=stream_summary(runs, plan) if stream else None,
-        notices=notices,
+        notices=list(tell),
     )
+
+
+def _timed_runs(model: BenchModel, plan: RunPlan, inputs: BenchInputs, run_once: Callable[..., RunTiming],
+                warmup: int, request: BenchRequest, device: torch.device, notice: Notice | None) -> list[RunTiming]:
+    """`warmup` untimed runs, then `request.repeat` timed ones with their stage times."""
+    clock = StageClock(device)
+    runs: list[RunTiming] = []
+    with tempfile.TemporaryDirectory(prefix=".tryon-bench-") as folder:
+        for i in range(warmup + request.repeat):
+            timed = i >= warmup
+            if i == warmup:
+                reset_peak_memory(device)
+            clock.reset()
+            instrument(clock, model.pipeline)
+            try:
+                result = run_once(model, plan, inputs, clock, Path(folder), i, request.seed)
+            finally:
+                clock.restore()
+            if timed:
+                result.stages = {stage: clock.totals.get(stage, 0.0) for stage in STAGES}
+                result.calls = {stage: clock.calls.get(stage, 0) for stage in STAGES}
+                runs.append(result)
+            if notice:
+                label = f"run {i - warmup + 1}/{request.repeat}" if timed else f"warm-up {i + 1}/{warmup}"
+                notice(f"{label}: {result.frames} frames in {result.total_s:.2f} s "
+                       f"({result.frames / result.total_s:.2f} fps)")
+    return runs
 
 
 def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> BenchResult:
@@ -206,8 +210,8 @@ def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> Be
     for name in request.compare:
         if notice:
             notice(f"--compare {name}")
-        modes = replace(request.acceleration, **COMPARABLE[name])
-        variant = run_bench(replace(request, compare=(), acceleration=modes), notice)
+        modes = replace(request.run.acceleration, **COMPARABLE[name])
+        variant = run_bench(replace(request, compare=(), run=replace(request.run, acceleration=modes)), notice)
         baseline.compare.append({
             "mode": name,
             "acceleration": variant.acceleration,

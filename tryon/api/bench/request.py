@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from tryon.api.inputs import check_options
 from tryon.checkpoint.presets import PRESETS, Preset, get_preset
 from tryon.errors import InputError
+from tryon.limits import check_int
 from tryon.media.geometry import SizeDecision, choose_output_size
 from tryon.model.roles import MAX_GARMENTS
+from tryon.modes import RunOptions
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig
-from tryon.modes import COMPARABLE, Acceleration  # noqa: F401 - COMPARABLE's home is tryon.modes
 from tryon.pipelines.shapes import frame_count
 
 MODES = ("dress", "stream")
+DEFAULT_CHUNK_FRAMES, DEFAULT_WINDOW = StreamConfig.chunk_frames, StreamConfig.window
+MAX_CHUNK_FRAMES = 16
+MAX_WINDOW = 64
+MAX_RUNS = 100  # --warmup and --repeat
 STAGES = ("text_encoding", "vae_encode", "transformer", "vae_decode", "writing")
 MODEL_STAGES = ("text_encoding", "vae_encode", "transformer", "vae_decode")
 PROMPT = "a woman wearing a striped top dances and turns slowly"
@@ -27,8 +31,6 @@ class BenchRequest:
     """What to benchmark. None means: the model preset's default (stream steps: StreamConfig's)."""
 
     preset: str | None = None
-    model: str | None = None  # a checkpoint folder or Hub id, instead of a preset
-    revision: str | None = None
     random_weights: bool = False
     mode: str = "dress"
     size: tuple[int, int] | None = None
@@ -41,25 +43,22 @@ class BenchRequest:
     chunk_frames: int = StreamConfig.chunk_frames  # stream: latent frames per chunk
     window: int = StreamConfig.window  # stream: history chunks kept
     switch_at: float | None = None  # stream: seconds; None: half the video
-    device: str = "auto"
-    dtype: str = "auto"
-    attention: str = "auto"
-    acceleration: Acceleration = field(default_factory=Acceleration)
     warmup: int | None = None  # untimed runs first; None: 1 on CUDA, 0 on the CPU
     repeat: int = 1
     seed: int = 0
     vae_tiling: bool = False
     compare: tuple[str, ...] = ()  # modes (COMPARABLE) to run one at a time after the baseline, in this process
+    run: RunOptions = RunOptions()  # its model: a checkpoint folder or Hub id, instead of a preset
 
 
 def check_request(request: BenchRequest) -> None:
     """Everything that needs no model; InputError with one line otherwise."""
     if request.mode not in MODES:
-        raise InputError(f"--mode must be dress or stream, not '{request.mode}'")
-    if request.model is not None and request.preset is not None:
+        raise InputError(f"must be dress or stream, not '{request.mode}'", option="mode")
+    if request.run.model is not None and request.preset is not None:
         raise InputError("give --preset or --model, not both")
     if request.random_weights:
-        if request.model is not None:
+        if request.run.model is not None:
             raise InputError("--random-weights builds a preset at random: give --preset, not --model")
         if request.preset is None:
             raise InputError("--random-weights needs --preset (one of: " + ", ".join(PRESETS) + ")")
@@ -67,22 +66,21 @@ def check_request(request: BenchRequest) -> None:
         get_preset(request.preset)
     if request.guidance is not None and request.mode == "stream":
         raise InputError("stream mode takes no --guidance: the streaming student runs without it")
-    check_options(request.seconds, request.fps, request.steps, request.guidance)
+    check_options(request.seconds, request.fps, request.steps, request.guidance, request.seed)
     if not 1 <= request.garments <= MAX_GARMENTS:
-        raise InputError(f"--garments must be 1 to {MAX_GARMENTS}, not {request.garments}")
-    if request.chunk_frames < 1:
-        raise InputError(f"--chunk-frames must be at least 1, not {request.chunk_frames}")
-    if request.window < 1:
-        raise InputError(f"--window must be at least 1, not {request.window}")
+        raise InputError(f"must be 1 to {MAX_GARMENTS}, not {request.garments}", option="garments")
+    check_int(request.chunk_frames, "chunk_frames", 1, MAX_CHUNK_FRAMES)
+    check_int(request.window, "window", 1, MAX_WINDOW)
+    if request.mode != "stream" and (request.window, request.chunk_frames) != (DEFAULT_WINDOW, DEFAULT_CHUNK_FRAMES):
+        raise InputError("and --chunk-frames are for stream mode", option="window")
     if request.switch_at is not None:
         if request.mode != "stream":
-            raise InputError("--switch-at is for stream mode")
+            raise InputError("is for stream mode", option="switch_at")
         if not math.isfinite(request.switch_at) or request.switch_at <= 0:
-            raise InputError(f"--switch-at must be a positive number of seconds, not {request.switch_at:g}")
-    if request.warmup is not None and request.warmup < 0:
-        raise InputError(f"--warmup must be 0 or more, not {request.warmup}")
-    if request.repeat < 1:
-        raise InputError(f"--repeat must be at least 1, not {request.repeat}")
+            raise InputError(f"must be a positive number of seconds, not {request.switch_at:g}", option="switch_at")
+    if request.warmup is not None:
+        check_int(request.warmup, "warmup", 0, MAX_RUNS)
+    check_int(request.repeat, "repeat", 1, MAX_RUNS)
 
 
 def size_multiple(preset: Preset) -> int:
@@ -124,6 +122,6 @@ def make_plan(request: BenchRequest, preset: Preset, multiple: int) -> RunPlan:
     config = StreamConfig(chunk_frames=request.chunk_frames, steps=steps, window=request.window)
     switch_at = seconds / 2 if request.switch_at is None else request.switch_at
     if switch_at >= seconds:
-        raise InputError(f"--switch-at {switch_at:g} is at or after the end of the {seconds:g} s video")
+        raise InputError(f"{switch_at:g} is at or after the end of the {seconds:g} s video", option="switch_at")
     switch_frame = max(1, math.ceil(switch_at * fps - 1e-6))  # as tryon swap: the first chunk starting then or later
     return RunPlan(size.size, size.generate_size, fps, num_frames, steps, None, config, switch_frame)

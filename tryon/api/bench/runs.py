@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +14,60 @@ from PIL import Image
 from tryon.api.bench.clock import StageClock
 from tryon.api.bench.request import GARMENT_ROLES, PROMPT, STAGES, BenchRequest, RunPlan
 from tryon.api.loading import default_model, get_model
+from tryon.api.options import out_of_memory_is_a_failure
+from tryon.api.specs import GarmentSpec
+from tryon.api.stream import ChunkWritten, Switch, SwitchingStream
 from tryon.checkpoint import build_random_on
 from tryon.checkpoint.presets import Preset, get_preset
-from tryon.errors import RuntimeFailure
 from tryon.media import VideoWriter, crop_center
-from tryon.pipelines.pipeline_tryon import TryOnInputs, TryOnPipeline
+from tryon.pipelines.pipeline_tryon import TryOnPipeline
 from tryon.pipelines.pipeline_tryon_streaming import TryOnStream
 from tryon.pipelines.runtime import Runtime, apply_runtime
-from tryon.progress import Notice
+from tryon.progress import Notice, no_progress
+
+
+@dataclass
+class ChunkTiming:
+    """One streamed chunk: its frames, wall seconds, the cache tokens it attended to, its stage seconds."""
+
+    index: int
+    frames: int
+    seconds: float
+    context_tokens: int
+    switch: bool  # the garment switch was applied just before it
+    stages: dict[str, float]
+
+
+@dataclass
+class SwitchTiming:
+    """The garment switch: the frame it applied from, the seconds of its cache operations, and
+    from its start until the first frame wearing it was written."""
+
+    frame: int
+    ops_s: float
+    latency_s: float
+
+
+@dataclass
+class RunTiming:
+    """One timed video. `stages` and `calls` are filled in by the benchmark's clock."""
+
+    total_s: float
+    first_frame_s: float
+    frames: int
+    setup_s: float | None = None  # stream: building the stream (text, conditions, cache)
+    chunks: list[ChunkTiming] = field(default_factory=list)  # stream
+    switch: SwitchTiming | None = None  # stream
+    stages: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as `--json` shows it: without its chunks (summarised apart), and without what dress runs lack."""
+        data = asdict(self)
+        del data["chunks"]
+        if self.setup_s is None:
+            del data["setup_s"], data["switch"]
+        return data
 
 
 def _noise_image(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
@@ -59,15 +105,12 @@ class BenchModel:
 def load_bench_model(request: BenchRequest, runtime: Runtime, tell: Notice) -> BenchModel:
     if request.random_weights:
         preset = get_preset(request.preset)
-        try:
+        with out_of_memory_is_a_failure(runtime.device, f"building '{preset.name}'; use --dtype bf16, or a smaller preset"):
             pipeline = build_random_on(preset, runtime.load_device, runtime.dtype, request.seed)
-        except torch.OutOfMemoryError:
-            raise RuntimeFailure(f"out of memory on {runtime.device} building '{preset.name}' "
-                                 "(use --dtype bf16, or a smaller preset)") from None
         apply_runtime(pipeline, runtime)
         return BenchModel(pipeline, preset, f"{preset.name} (random weights)")
-    source = request.model or request.preset or default_model()
-    loaded = get_model(source, request.revision, runtime, tell)
+    source = request.run.model or request.preset or default_model()
+    loaded = get_model(source, request.run.revision, runtime, tell)
     return BenchModel(loaded.pipeline, loaded.preset, source)
 
 
@@ -82,14 +125,15 @@ def _writer(folder: Path, run: int, plan: RunPlan) -> VideoWriter:
 
 
 def run_dress(model: BenchModel, plan: RunPlan, inputs: BenchInputs, clock: StageClock, folder: Path, run: int,
-               seed: int) -> dict[str, Any]:
+               seed: int) -> RunTiming:
+    """What `tryon dress` runs: the whole video, then written to an MP4."""
     pipeline = model.pipeline
-    shape = pipeline.video_shape(*plan.generate_size, plan.num_frames)
-    tryon_inputs = TryOnInputs(user=inputs.user, garments=inputs.garments, motion=inputs.motion, prompt=PROMPT)
     device = pipeline._execution_device
     start = clock.now()
-    frames = pipeline(tryon_inputs, shape, steps=plan.steps, guidance=plan.guidance,
-                      generator=torch.Generator(device=device).manual_seed(seed))
+    width, height = plan.generate_size  # the inputs' size; the output is its centre
+    frames = pipeline(inputs.user, garments=inputs.garments, motion=inputs.motion, prompt=PROMPT,
+                      height=height, width=width, num_frames=plan.num_frames, num_inference_steps=plan.steps,
+                      guidance_scale=plan.guidance, generator=torch.Generator(device=device).manual_seed(seed)).frames
     frames = crop_center(frames, plan.size)
     with _writer(folder, run, plan) as writer:
         clock.wrap(writer, "write", "writing")
@@ -100,11 +144,12 @@ def run_dress(model: BenchModel, plan: RunPlan, inputs: BenchInputs, clock: Stag
     clock.add("writing", time.perf_counter() - closing)
     total = clock.now() - start
     (folder / f"run{run}.mp4").unlink(missing_ok=True)
-    return {"total_s": total, "first_frame_s": first_frame, "frames": len(frames)}
+    return RunTiming(total, first_frame, len(frames))
 
 
 def run_stream(model: BenchModel, plan: RunPlan, inputs: BenchInputs, clock: StageClock, folder: Path, run: int,
-                seed: int) -> dict[str, Any]:
+               seed: int) -> RunTiming:
+    """What `tryon swap` runs: a `SwitchingStream` writing chunk by chunk, one garment switch mid-stream."""
     pipeline = model.pipeline
     device = pipeline._execution_device
     start = clock.now()
@@ -121,37 +166,36 @@ def run_stream(model: BenchModel, plan: RunPlan, inputs: BenchInputs, clock: Sta
     if stream.motion is not None:  # and encodes the motion video chunk by chunk with its causal encoder
         clock.wrap(stream.motion.encoder, "encode", "vae_encode")
     setup = clock.now() - start
-    chunks: list[dict[str, Any]] = []
-    switch: dict[str, Any] | None = None
-    first_frame = None
+    outfit = [(GarmentSpec(Path(f"garment{i}"), None if role == "unknown" else role), image)
+              for i, (role, image) in enumerate(inputs.garments)]
+    switches = [] if plan.switch_frame is None else [
+        Switch([(GarmentSpec(Path("switch"), role), image) for role, image in inputs.switch_to],
+               at=plan.switch_frame / plan.fps)]
+    switching = SwitchingStream(stream, outfit, switches, None, plan.generate_size, plan.fps, tell=lambda message: None)
+    chunks: list[ChunkTiming] = []
+    switch: SwitchTiming | None = None
+    before = dict(clock.totals)
     made = 0
+    first_frame = 0.0
+
+    def record(chunk: ChunkWritten) -> None:
+        nonlocal before, made, switch, first_frame
+        if not chunks:
+            first_frame = chunk.written - start
+        if chunk.switches:
+            switch = SwitchTiming(made, chunk.switched - chunk.started, chunk.written - chunk.started)
+        stages = {stage: clock.totals.get(stage, 0.0) - before.get(stage, 0.0) for stage in STAGES}
+        chunks.append(ChunkTiming(len(chunks), chunk.frames, chunk.written - chunk.started, chunk.context_tokens,
+                                  bool(chunk.switches), stages))
+        before = dict(clock.totals)
+        made += chunk.frames
+
     with _writer(folder, run, plan) as writer:
         clock.wrap(writer, "write", "writing")
-        chunk_start = clock.now()
-        while made < plan.num_frames:
-            switched_at = None
-            before = dict(clock.totals)
-            if switch is None and plan.switch_frame is not None and made > 0 and made >= plan.switch_frame:
-                switched_at = clock.now()
-                stream.switch(inputs.switch_to)
-                switch = {"frame": made, "ops_s": clock.now() - switched_at}
-            context = stream.cache.tokens
-            frames = crop_center(stream.next_chunk(plan.num_frames - made), plan.size)
-            writer.write(frames)
-            done = clock.now()
-            if first_frame is None:
-                first_frame = done - start
-            if switched_at is not None:
-                switch["latency_s"] = done - switched_at
-            chunks.append({"index": len(chunks), "frames": len(frames), "seconds": done - chunk_start,
-                           "context_tokens": context, "switch": switched_at is not None,
-                           "stages": {stage: clock.totals.get(stage, 0.0) - before.get(stage, 0.0)
-                                      for stage in STAGES}})
-            made += len(frames)
-            chunk_start = done
+        switching.write(writer, plan.num_frames, no_progress, lambda new: crop_center(new, plan.size),
+                        on_chunk=record, clock=clock.now)
         closing = time.perf_counter()
     clock.add("writing", time.perf_counter() - closing)
     total = clock.now() - start
     (folder / f"run{run}.mp4").unlink(missing_ok=True)
-    return {"total_s": total, "first_frame_s": first_frame, "frames": made, "setup_s": setup, "chunks": chunks,
-            "switch": switch}
+    return RunTiming(total, first_frame, made, setup, chunks, switch)

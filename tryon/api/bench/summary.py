@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tryon.api.bench.request import STAGES, RunPlan
+from tryon.api.bench.runs import ChunkTiming, RunTiming
 
 
 @dataclass
@@ -60,48 +61,49 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def _steady(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _steady(chunks: list[ChunkTiming]) -> list[ChunkTiming]:
     """Chunks of the full length, other than the first and the one carrying the switch."""
-    full = max(c["frames"] for c in chunks[1:]) if len(chunks) > 1 else 0
-    return [c for c in chunks[1:] if not c["switch"] and c["frames"] == full]
+    full = max(c.frames for c in chunks[1:]) if len(chunks) > 1 else 0
+    return [c for c in chunks[1:] if not c.switch and c.frames == full]
 
 
-def _rate(chunks: list[dict[str, Any]]) -> float | None:
-    seconds = sum(c["seconds"] for c in chunks)
-    return sum(c["frames"] for c in chunks) / seconds if chunks and seconds > 0 else None
+def _rate(chunks: list[ChunkTiming]) -> float | None:
+    seconds = sum(c.seconds for c in chunks)
+    return sum(c.frames for c in chunks) / seconds if chunks and seconds > 0 else None
 
 
-def stream_summary(runs: list[dict[str, Any]], plan: RunPlan) -> dict[str, Any]:
+def _mean_chunk(runs: list[RunTiming], index: int) -> ChunkTiming:
+    """Chunk `index` of every run: its mean seconds and stage seconds."""
+    first = runs[0].chunks[index]
+    return replace(first, seconds=mean([run.chunks[index].seconds for run in runs]),
+                   stages={stage: mean([run.chunks[index].stages[stage] for run in runs]) for stage in STAGES})
+
+
+def stream_summary(runs: list[RunTiming], plan: RunPlan) -> dict[str, Any]:
     config = plan.config
-    count = len(runs[0]["chunks"])
-    chunks = []
-    for i in range(count):
-        times = [run["chunks"][i]["seconds"] for run in runs]
-        first = runs[0]["chunks"][i]
-        stages = {stage: mean([run["chunks"][i]["stages"][stage] for run in runs]) for stage in STAGES}
-        chunks.append({**first, "seconds": mean(times), "seconds_min": min(times),
-                       "fps": first["frames"] / mean(times), "stages": stages})
+    chunks = [_mean_chunk(runs, i) for i in range(len(runs[0].chunks))]
+    fastest = [min(run.chunks[i].seconds for run in runs) for i in range(len(chunks))]
     steady = _steady(chunks)
     quarter = max(1, len(steady) // 4)
     early, late = _rate(steady[:quarter]), _rate(steady[-quarter:])
 
-    def transformer_s(part: list[dict[str, Any]]) -> float | None:
-        return mean([c["stages"]["transformer"] for c in part]) if part else None
+    def transformer_s(part: list[ChunkTiming]) -> float | None:
+        return mean([c.stages["transformer"] for c in part]) if part else None
 
-    switches = [run["switch"] for run in runs if run["switch"] is not None]
+    switches = [run.switch for run in runs if run.switch is not None]
     switch = None
     if switches:
-        switch = {"frame": switches[0]["frame"], "ops_s": mean([s["ops_s"] for s in switches]),
-                  "latency_s": mean([s["latency_s"] for s in switches]),
-                  "latency_s_min": min(s["latency_s"] for s in switches)}
+        switch = {"frame": switches[0].frame, "ops_s": mean([s.ops_s for s in switches]),
+                  "latency_s": mean([s.latency_s for s in switches]),
+                  "latency_s_min": min(s.latency_s for s in switches)}
     return {
         "chunk_frames": config.chunk_frames,
         "steps_per_chunk": config.steps,
         "window": config.window,
-        "setup_s": mean([run["setup_s"] for run in runs]),
-        "first_chunk_s": chunks[0]["seconds"],
-        "first_chunk_frames": chunks[0]["frames"],
-        "steady_chunk_s": mean([c["seconds"] for c in steady]) if steady else None,
+        "setup_s": mean([run.setup_s for run in runs]),
+        "first_chunk_s": chunks[0].seconds,
+        "first_chunk_frames": chunks[0].frames,
+        "steady_chunk_s": mean([c.seconds for c in steady]) if steady else None,
         "steady_chunk_fps": _rate(steady),
         "steady_chunks": len(steady),
         "early_chunk_fps": early,
@@ -111,5 +113,6 @@ def stream_summary(runs: list[dict[str, Any]], plan: RunPlan) -> dict[str, Any]:
         "late_chunk_transformer_s": transformer_s(steady[-quarter:]),
         "switch_latency_s": None if switch is None else switch["latency_s"],
         "switch": switch,
-        "chunks": chunks,
+        "chunks": [{**asdict(chunk), "seconds_min": seconds_min, "fps": chunk.frames / chunk.seconds}
+                   for chunk, seconds_min in zip(chunks, fastest)],
     }

@@ -1,8 +1,8 @@
-"""Generation speed of synthetic samples: `python -m tryon.synth.bench [--count N] [--size W H]`.
+"""Generation speed of synthetic samples: `python -m tryon.synth.speed [--count N] [--size W H]`.
 
 Measures in-memory `make_sample` (no disk, no video encoding) on one thread and prints
 samples per second. Pin to one core for the single-core figure, e.g.
-`taskset -c 0 python -m tryon.synth.bench`.
+`taskset -c 0 python -m tryon.synth.speed`.
 """
 
 from __future__ import annotations

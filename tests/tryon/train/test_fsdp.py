@@ -1,0 +1,70 @@
+"""FSDP2 at tiny size on the CPU: two gloo processes shard the teacher, save whole weights, and resume."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tryon.train.config import TrainConfig
+from tryon.train.teacher import train_teacher
+
+WEIGHTS = ("transformer", "diffusion_pytorch_model.safetensors")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config(steps: int, batch_size: int, parallel: str) -> dict:
+    stage = {"name": "clips", "steps": steps, "size": [32, 32], "num_frames": 5, "batch_size": batch_size, "lr": 3e-3}
+    return {"stages": [stage], "synthetic_examples": 2, "grad_accum": 2, "motion_dropout": 0.5, "log_every": 1,
+            "checkpoint_every": 2, "parallel": parallel}
+
+
+def torchrun(tmp_path, base, output, config_data: dict, *extra: str) -> subprocess.CompletedProcess:
+    config_file = tmp_path / f"{output.name}.json"
+    config_file.write_text(json.dumps(config_data))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+               "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "tryon_cli.main", "train",
+               "teacher", "--data", "synthetic", "--base", str(base), "--output", str(output),
+               "--config", str(config_file), "-q", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_gloo_processes_trains_like_one_process_and_resumes(tiny_checkpoint, tmp_path):
+    done = torchrun(tmp_path, tiny_checkpoint, tmp_path / "fsdp", config(2, 1, "fsdp"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sharded = load_file(tmp_path / "fsdp" / WEIGHTS[0] / WEIGHTS[1])
+    base = load_file(tiny_checkpoint / WEIGHTS[0] / WEIGHTS[1])
+    assert sharded.keys() == base.keys()  # the whole transformer, not a shard of it
+
+    # One process with both ranks' examples in each micro-batch takes the same steps (up to
+    # float rounding, magnified by Adam's first steps: compare relative to how far training moved).
+    single = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "single",
+                           TrainConfig.from_dict(config(2, 2, "ddp")))
+    alone = load_file(single / WEIGHTS[0] / WEIGHTS[1])
+    moved = torch.cat([(alone[name] - base[name]).flatten() for name in base]).norm()
+    apart = torch.cat([(alone[name] - sharded[name]).flatten() for name in base]).norm()
+    assert moved > 1e-2
+    assert apart < 0.01 * moved, (apart, moved)
+
+    # The gathered optimizer state is a whole one: a resumed sharded run continues from it.
+    state = json.loads((tmp_path / "fsdp" / "training_state" / "state.json").read_text())
+    moments = load_file(tmp_path / "fsdp" / "training_state" / "optimizer.safetensors")
+    first = state["parameter_names"][0]
+    assert moments["0.exp_avg"].shape == base[first].shape
+    resumed = torchrun(tmp_path, tiny_checkpoint, tmp_path / "fsdp", config(3, 1, "fsdp"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "fsdp" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    after = load_file(tmp_path / "fsdp" / WEIGHTS[0] / WEIGHTS[1])
+    assert any(not torch.equal(after[name], sharded[name]) for name in base)

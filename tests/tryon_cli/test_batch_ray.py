@@ -1,0 +1,75 @@
+"""`tryon batch --ray`: its options, Ray missing, a run on a local cluster, and a cluster of several
+nodes refusing an OUT on a local disk."""
+
+import json
+import sys
+
+import pytest
+
+FAST = ("--size", "64x64", "--seconds", "0.25", "--fps", "24", "--steps", "1")
+
+
+def write_manifest(folder, rows):
+    path = folder / "jobs.csv"
+    path.write_text("\n".join(["user,garments,motion,prompt,seconds,seed,output", *rows]) + "\n")
+    return path
+
+
+def one_error_line(run) -> str:
+    lines = run.stderr.strip().splitlines()
+    assert run.code == 2 and len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    return lines[0]
+
+
+def test_without_ray_installed_ray_says_how_to_install_it(inputs, tmp_path, tryon, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does when Ray is not installed
+    monkeypatch.delitem(sys.modules, "tryon.api.batch_ray", raising=False)
+    path = write_manifest(inputs, ["user.png,,,,,,"])
+    line = one_error_line(tryon("batch", path, "-o", tmp_path / "out", "--ray", "local"))
+    assert "pip install 'tryon[ray]'" in line and "--ray" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("options, problem", [
+    (("--ray", "local", "--shard", "1/2"), "--shard and --ray"),
+    (("--workers", "2"), "--workers needs --ray"),
+])
+def test_options_that_do_not_go_with_ray_are_refused(inputs, tmp_path, tryon, options, problem):
+    path = write_manifest(inputs, ["user.png,,,,,,"])
+    assert problem in one_error_line(tryon("batch", path, "-o", tmp_path / "out", *options))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_local_run_on_ray_renders_and_exits_0(tiny_checkpoint, inputs, tmp_path, tryon, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")  # no kills for memory others use on this machine
+    monkeypatch.setenv("RAY_worker_oom_score_adjustment", "0")
+    path = write_manifest(inputs, ["user.png,shirt.png:top,,,,,", "user.png,,,,,3,b.mp4", "user.png,,dance.mp4,,,,"])
+    run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST, "--ray", "local",
+                "--workers", "2", "--json")
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout) | {"seconds": 0} == {"jobs": 3, "succeeded": 3, "skipped": 0, "failed": 0,
+                                                        "seconds": 0, "report": str(tmp_path / "out" / "report.jsonl")}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.mp4", "job_1_user.mp4", "job_3_user.mp4",
+                                                                    "report.jsonl"]
+
+
+@pytest.mark.slow
+def test_on_a_cluster_of_two_nodes_an_out_on_a_local_disk_is_refused(tiny_checkpoint, inputs, tmp_path, tryon,
+                                                                     monkeypatch):
+    ray = pytest.importorskip("ray")
+    from tryon.api import batch_ray
+    from tryon.api.ray_pool import LOCAL_FILE_SYSTEMS, file_system_of
+
+    kind = file_system_of(tmp_path, open("/proc/self/mounts").read())
+    if kind not in LOCAL_FILE_SYSTEMS:
+        pytest.skip(f"the test folder is on {kind}, not a local file system")
+    # A second node is faked: a real one on this machine would see the same disk anyway.
+    monkeypatch.setattr(batch_ray, "alive_nodes", lambda: [{"NodeID": "head"}, {"NodeID": "other"}])
+    path = write_manifest(inputs, ["user.png,,,,,,"])
+    run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST, "--ray", "local", "--quiet")
+    line = one_error_line(run)
+    assert str(tmp_path / "out") in line and "2 nodes" in line and f"local {kind}" in line
+    assert not (tmp_path / "out").exists()
+    assert not ray.is_initialized()  # the command let go of the cluster it started
