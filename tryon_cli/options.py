@@ -22,7 +22,7 @@ RUNTIME_PANEL = "Runtime"
 Motion = Annotated[Optional[Path], typer.Option("--motion", help="Reference video whose motion to follow.")]
 Prompt = Annotated[str, typer.Option("--prompt", "-p", help="Text describing the motion and the scene.")]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .mp4 (default: named after the inputs).")]
-Size = Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, rounded to the model's multiple. Default: the model's, in the photo's orientation.")]
+Size = Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT (even sides), delivered exactly. Default: the model's, in the photo's orientation.")]
 Seconds = Annotated[Optional[float], typer.Option(help="Video length in seconds, up to 600 (default: the model's).")]
 Fps = Annotated[Optional[float], typer.Option(help="Frames per second, 1 to 120 (default: the model's).")]
 Seed = Annotated[int, typer.Option(help="Random seed, 0 to 4294967295; the same seed on the same device gives the same video.")]

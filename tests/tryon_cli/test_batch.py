@@ -170,3 +170,15 @@ def test_a_disk_that_stays_full_ends_the_batch_with_one_line(tiny_checkpoint, jo
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "disk full" in lines[0] and str(outdir) in lines[0] and "1 of 3 jobs" in lines[0]
     assert [line["status"] for line in read_report(outdir / "report.jsonl")] == ["failed"]
+
+
+def test_batch_delivers_the_exact_size_and_a_rerun_finds_it_complete(jobs, tiny_checkpoint, tmp_path, tryon):
+    manifest = write_manifest(jobs, ["user.png,shirt.png:top,,,,,exact.mp4"])
+    args = ("batch", manifest, "-o", tmp_path / "out", "--model", tiny_checkpoint, "--size", "80x48",
+            "--seconds", "0.25", "--fps", "24", "--steps", "1")
+    assert tryon(*args).code == 0
+    info = probe_video(tmp_path / "out" / "exact.mp4")
+    assert (info.width, info.height) == (80, 48)
+    before = (tmp_path / "out" / "exact.mp4").stat().st_mtime_ns
+    assert tryon(*args).code == 0
+    assert (tmp_path / "out" / "exact.mp4").stat().st_mtime_ns == before  # complete at 80x48: skipped

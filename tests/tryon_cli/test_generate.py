@@ -53,17 +53,18 @@ def test_dress_with_prompt_only_names_output_after_inputs(tiny_checkpoint, input
     assert files_in(tmp_path) == ["user_shirt.mp4"]
 
 
-def test_output_follows_the_photo_orientation_and_rounds_sizes(tiny_checkpoint, inputs, tmp_path, tryon):
+def test_output_follows_the_photo_orientation_and_has_exactly_the_size_asked(tiny_checkpoint, inputs, tmp_path, tryon):
     out = tmp_path / "portrait.mp4"
     run = tryon("dress", inputs / "user.png", inputs / "shirt.png", "--model", tiny_checkpoint, "--steps", "1",
                 "--seconds", "0.1", "-o", out, "--json")
     assert run.code == 0, run.stderr
     assert json.loads(run.stdout)["size"] == [256, 448]  # the tiny preset's default, portrait like the photo
     run = tryon("dress", inputs / "user.png", inputs / "shirt.png", "--model", tiny_checkpoint, "--steps", "1",
-                "--seconds", "0.1", "--size", "100x70", "-o", tmp_path / "rounded.mp4", "--json")
+                "--seconds", "0.1", "--size", "100x70", "-o", tmp_path / "exact.mp4", "--json")
     assert run.code == 0, run.stderr
-    assert json.loads(run.stdout)["size"] == [96, 64]
-    assert "rounded" in run.stderr
+    assert json.loads(run.stdout)["size"] == [100, 70]  # generated at 128x96, centre-cropped
+    info = probe_video(tmp_path / "exact.mp4")
+    assert (info.width, info.height) == (100, 70)
 
 
 def test_existing_output_is_kept_unless_overwrite(tiny_checkpoint, inputs, tmp_path, tryon):

@@ -44,3 +44,18 @@ def test_init_overwrite_replaces_a_checkpoint_it_wrote(tiny_checkpoint, tmp_path
     assert run.code == 0, run.stderr
     assert json.loads((ck / "tryon.json").read_text())["training"]["note"] == "random init, seed 3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("fc.pt", b"\x80\x04pickle", "is a pickle"),
+    ("missing.safetensors", None, "no such file"),
+    ("broken.safetensors", b"not safetensors", "not a readable .safetensors"),
+])
+def test_convert_refuses_bad_sources_with_one_line(name, content, message, tiny_checkpoint, tmp_path, tryon):
+    """`tryon models convert` (the conversion itself: tests/tryon/checkpoint/test_convert.py)."""
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    run = tryon("models", "convert", tmp_path / name, tmp_path / "out", "--base", tiny_checkpoint)
+    assert run.code == 2
+    assert message in run.stderr and len(error_lines(run)) == 1
+    assert not (tmp_path / "out").exists()

@@ -53,6 +53,27 @@ def test_extend_appends_seconds_at_the_input_fps_and_size(tiny_checkpoint, input
     assert summary["frames"] == 17 and summary["switches"][0]["frame"] == 9  # the garment from the first new frame
 
 
+def test_swap_delivers_a_size_the_model_cannot_generate_exactly(tiny_checkpoint, inputs, tmp_path, tryon):
+    out = tmp_path / "exact.mp4"
+    run = tryon("swap", inputs / "user.png", "-g", inputs / "shirt.png", "--model", tiny_checkpoint, "--steps", "1",
+                "--seconds", "1", "--fps", "8", "--size", "80x48", "-o", out, "--json")
+    assert run.code == 0, run.stderr
+    info = probe_video(out)
+    assert json.loads(run.stdout)["size"] == [80, 48] and (info.width, info.height, info.frame_count) == (80, 48, 8)
+
+
+def test_extend_keeps_an_input_size_the_model_cannot_generate_exactly(tiny_checkpoint, tmp_path, tryon):
+    clip = tmp_path / "clip.mp4"
+    frames = np.full((5, 50, 70, 3), 128, dtype=np.uint8)
+    write_video(clip, frames, 8)
+    run = tryon("extend", clip, "--seconds", "0.5", "--steps", "1", "--model", tiny_checkpoint,
+                "-o", tmp_path / "longer.mp4")
+    assert run.code == 0, run.stderr
+    assert "rounded" not in run.stderr and "scaled" not in run.stderr
+    info = probe_video(tmp_path / "longer.mp4")
+    assert (info.frame_count, info.width, info.height) == (5 + 4, 70, 50)
+
+
 def test_extend_copies_a_long_video_a_batch_at_a_time(tiny_checkpoint, tmp_path, tryon):
     levels = (10 + 8 * (np.arange(150) % 30)).astype(np.uint8)  # frame k: grey, its level tells k mod 30
     clip = tmp_path / "long.mp4"

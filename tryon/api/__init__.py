@@ -10,7 +10,7 @@ from tryon.api.bench import BenchRequest, BenchResult, bench_and_compare
 from tryon.api.data import curate, evaluate, evaluate_hgc, load_editor, synthesize
 from tryon.api.generate import GenerateRequest, GenerateResult, dance, dress
 from tryon.api.loading import default_model
-from tryon.api.models import ModelEntry, init_model, list_models
+from tryon.api.models import ModelEntry, convert_model, init_model, list_models
 from tryon.api.stream import (
     ExtendRequest,
     StreamInterrupted,
@@ -30,7 +30,7 @@ from tryon.api.train import (
 
 __all__ = [
     "BenchRequest", "BenchResult", "ExtendRequest", "GenerateRequest", "GenerateResult", "ModelEntry",
-    "StreamInterrupted", "StreamResult", "SwapRequest", "bench_and_compare", "dance", "default_model", "dress",
+    "StreamInterrupted", "StreamResult", "SwapRequest", "bench_and_compare", "convert_model", "dance", "default_model", "dress",
     "curate", "evaluate", "evaluate_hgc", "extend", "init_model", "list_models", "load_editor", "load_student_config", "load_train_config", "plan_training", "run_batch",
     "swap", "synthesize", "train_student", "train_teacher", "train_vae",
 ]

@@ -25,6 +25,7 @@ from tryon.limits import check_frames_fit_in_memory
 from tryon.media import (
     VideoWriter,
     choose_output_size,
+    crop_center,
     fit_image,
     load_image,
     read_video,
@@ -79,18 +80,32 @@ class GenerateResult:
 
 @dataclass(frozen=True)
 class OutputPlan:
-    """What a request will produce with a given model: size, fps and exact frame count."""
+    """What a request will produce with a given model: size, fps and exact frame count, and the
+    size the model generates at (the smallest it accepts that covers the output)."""
 
     width: int
     height: int
     fps: float
     num_frames: int
-    size_notice: str | None = None
-    reach_notice: str | None = None  # the size differs from the one the model was trained at
+    generate_width: int
+    generate_height: int
+    reach_notice: str | None = None  # the model generates at a size other than the one it was trained at
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+    @property
+    def generate_size(self) -> tuple[int, int]:
+        return (self.generate_width, self.generate_height)
 
     @property
     def notices(self) -> list[str]:
-        return [message for message in (self.size_notice, self.reach_notice) if message]
+        return [self.reach_notice] if self.reach_notice else []
+
+    def crop(self, frames: np.ndarray) -> np.ndarray:
+        """Frames made at the generation size, centre-cropped to the output size."""
+        return crop_center(frames, self.size)
 
 
 def plan_output(request: GenerateRequest, model: LoadedModel | LoadedRoute, user_size: tuple[int, int]) -> OutputPlan:
@@ -102,10 +117,11 @@ def plan_output(request: GenerateRequest, model: LoadedModel | LoadedRoute, user
                               multiple=model.pipeline.size_multiple)
     trained = model.info.training_size if isinstance(model, LoadedModel) else None
     reach = None
-    if trained and (size.width, size.height) != trained:
-        reach = (f"note: this model was trained at {trained[0]}x{trained[1]} only; at {size.width}x{size.height} "
+    if trained and size.generate_size != trained:
+        width, height = size.generate_size
+        reach = (f"note: this model was trained at {trained[0]}x{trained[1]} only; at {width}x{height} "
                  "it may draw the figure more than once or smear it")
-    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), size.notice, reach)
+    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), *size.generate_size, reach)
 
 
 def _generate(
@@ -141,7 +157,7 @@ def _generate(
     plan = plan_output(request, model, user.size)
     for message in plan.notices:
         tell(message)
-    check_frames_fit_in_memory(plan.num_frames, plan.width, plan.height, "the video")
+    check_frames_fit_in_memory(plan.num_frames, plan.generate_width, plan.generate_height, "the video")
     if isinstance(model, LoadedModel) and model.info.preset == "demo" and not looks_synthetic(user):
         tell(DEMO_ON_REAL_PHOTO)
     if isinstance(model, LoadedRoute):  # the public route runs its own stages
@@ -150,8 +166,8 @@ def _generate(
         return _finish(request, frames, plan, source, list(tell), started, report, processes.is_main, stages)
     fps = plan.fps
 
-    # 3. Inputs fitted to the output.
-    target = (plan.width, plan.height)
+    # 3. Inputs fitted to the generation size (the output is its centre).
+    target = plan.generate_size
     motion = None
     if request.motion is not None:
         motion = read_video(request.motion, fps=fps, num_frames=plan.num_frames, size=target, fit="cover", min_frames=2)
@@ -164,8 +180,8 @@ def _generate(
             garments=[(role, fit_image(image, target, "contain")) for role, image in garments],
             motion=motion,
             prompt=request.prompt,
-            height=plan.height,
-            width=plan.width,
+            height=plan.generate_height,
+            width=plan.generate_width,
             num_frames=plan.num_frames,
             num_inference_steps=preset.default_steps if request.steps is None else request.steps,
             guidance_scale=preset.default_guidance if request.guidance is None else request.guidance,
@@ -181,7 +197,7 @@ def _finish(request: GenerateRequest, frames: np.ndarray, plan: OutputPlan, sour
     """Write the video (the first process only) and say what was made."""
     if is_main:
         report("writing", 0, 1)
-        write_frames(request.output, frames, plan.fps)
+        write_frames(request.output, plan.crop(frames), plan.fps)
         report("writing", 1, 1)
     return GenerateResult(
         output=str(request.output),

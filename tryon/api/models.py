@@ -89,3 +89,26 @@ def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False
     pipeline = build_random(spec, seed=seed)
     return save_checkpoint(pipeline, folder, CheckpointInfo(kind="teacher", preset=spec.name, condnet_trained=False,
                                                             training={"note": f"random init, seed {seed}"}))
+
+
+def convert_model(source: Path, folder: Path, base: str = "wan2.2-ti2v-5b", kind: str = "student",
+                  overwrite: bool = False) -> Path:
+    """Write a tryon checkpoint from a FashionChameleon checkpoint (Wan2.2's original key layout)
+    to `folder`; the VAE, text encoder and tokenizer come from `base`."""
+    import warnings
+
+    from tryon.checkpoint import CondNetUntrainedWarning, load_model
+    from tryon.checkpoint.convert import convert_checkpoint, read_original
+
+    if kind not in ("teacher", "student"):
+        raise InputError(f"--kind must be teacher or student, not '{kind}'")
+    folder = Path(folder)
+    if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
+        raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
+    check_checkpoint_target(folder)
+    original = read_original(source)
+    dtype = next(iter(original.values())).dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CondNetUntrainedWarning)  # the base's CondNet is replaced
+        model = load_model(base, dtype=dtype)
+    return convert_checkpoint(original, folder, model, kind, source_name=Path(source).name)

@@ -22,9 +22,10 @@ Garment rules (`PATH[:CATEGORY][@SECONDS]`, see tryon.api.specs):
   frame.
 
 `extend` writes the input's frames followed by `seconds` more, at the input's fps and size. New
-frames are made at the input size rounded to the model's multiple (with a notice) and scaled
-back, both ways with "cover" fitting, so a rounded size loses a few pixels at the edges of the
-new frames. The input's sides must be even (H.264 yuv420p).
+frames are made at the smallest size the model accepts that covers the input and centre-cropped
+back to it; the input's last frames, its memory, are padded to that size by repeating their
+edge pixels, so the cropped centre is exactly the input. The input's sides must be even
+(H.264 yuv420p).
 
 Streaming takes no classifier-free guidance: the student is distilled to run without it.
 """
@@ -56,9 +57,9 @@ from tryon.media import (
     VideoFrames,
     VideoWriter,
     choose_output_size,
-    fit_frames,
     fit_image,
     load_image,
+    pad_edges,
     probe_video,
 )
 from tryon.modes import RunOptions
@@ -362,6 +363,7 @@ def _config(request: SwapRequest | ExtendRequest, model: LoadedModel) -> StreamC
         chunk_frames=trained.get("chunk_frames", defaults.chunk_frames),
         steps=trained.get("steps_per_chunk", defaults.steps) if request.steps is None else request.steps,
         window=trained.get("window", defaults.window),
+        sampler=trained.get("sampler", defaults.sampler),
         refresh=request.refresh,
         withdraw=request.withdraw,
         disentangle=request.disentangle,
@@ -397,7 +399,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     for message in plan.notices:
         tell(message)
     check_switch_times(switches, plan.num_frames / plan.fps)
-    size = (plan.width, plan.height)
+    size = plan.generate_size  # the output is its centre
 
     # 3. Stream into the MP4, decoding the motion video as the stream reaches it.
     with ExitStack() as resources:
@@ -405,7 +407,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         if request.motion is not None:
             motion = resources.enter_context(VideoFrames(request.motion, fps=plan.fps, num_frames=plan.num_frames,
                                                          size=size, fit="cover", info=motion_info))
-        writer = resources.enter_context(streaming_writer(request.output, plan.fps, size, runtime.device))
+        writer = resources.enter_context(streaming_writer(request.output, plan.fps, plan.size, runtime.device))
         stream = TryOnStream(
             model.pipeline,
             reference=fit_image(user, size, "cover"),
@@ -417,10 +419,10 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         )
         live = None if request.live is None else LiveSwitches(request.live)
         switching = SwitchingStream(stream, outfit, switches, live, size, plan.fps, tell)
-        reports = switching.write(writer, plan.num_frames, report, on_chunk=request.on_chunk,
+        reports = switching.write(writer, plan.num_frames, report, plan.crop, on_chunk=request.on_chunk,
                                   should_stop=request.should_stop)
     return StreamResult(
-        output=str(request.output), frames=stream.frames_made, fps=plan.fps, size=list(size),
+        output=str(request.output), frames=stream.frames_made, fps=plan.fps, size=list(plan.size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
         notices=list(tell), switches=reports,
     )
@@ -453,8 +455,6 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     model = get_model(source, request.run.revision, runtime, tell)
     output_size = (info.width, info.height)
     decision = choose_output_size(output_size, output_size, multiple=model.pipeline.size_multiple)
-    if decision.notice:
-        tell(f"{decision.notice}; new frames are made at that size and scaled back to {info.width}x{info.height}")
     config = _config(request, model)
 
     # 3. The video is copied into the MP4 (decoded a batch at a time); its last frames fill the
@@ -469,7 +469,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             writer.copy(frames)
             tail.append(frames[max(0, tail_start - start) :])
             report("copying", writer.copied, count)
-        context = fit_frames(np.concatenate(tail), decision.size, "cover")
+        context = pad_edges(np.concatenate(tail), decision.generate_size)
         stream = TryOnStream(
             model.pipeline,
             reference=Image.fromarray(context[-1]),
@@ -479,8 +479,8 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             context=context,
             config=config,
         )
-        switching = SwitchingStream(stream, [], switches, None, decision.size, info.fps, tell, count)
-        reports = switching.write(writer, num_new, report, lambda new: fit_frames(new, output_size, "cover"))
+        switching = SwitchingStream(stream, [], switches, None, decision.generate_size, info.fps, tell, count)
+        reports = switching.write(writer, num_new, report, decision.crop)
     return StreamResult(
         output=str(request.output), frames=count + num_new, fps=info.fps, size=list(output_size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,

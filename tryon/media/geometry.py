@@ -5,11 +5,11 @@ How the output size is chosen:
 - Without `--size`, the output takes the default's long and short side (1152 and 720)
   and the user photo's orientation: a portrait photo gives 720x1152, a landscape or
   square photo gives 1152x720.
-- With `--size WxH`, the request is used as given (width first).
-- Then both sides are rounded to the nearest multiple of what the model needs (32;
-  exact halves round down, and no side goes below one multiple), so the default becomes
-  1152x704. When rounding changes the size, a notice says so, e.g.
-  "size 1152x720 rounded to 1152x704 (the model needs multiples of 32)".
+- With `--size WxH`, the request is used as given (width first); both sides must be
+  even (H.264 yuv420p).
+- The output is exactly that size. The model generates at the smallest size it accepts
+  that covers it (each side rounded up to its multiple, 32 for the production model: 1152x720
+  is generated at 1152x736) and the frames are centre-cropped to the output size.
 
 How pictures are fitted to a size:
 
@@ -37,15 +37,24 @@ _SIZE_PATTERN = re.compile(r"\s*([0-9]+)\s*[x×]\s*([0-9]+)\s*", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class SizeDecision:
-    """The output size (width, height) and, when it differs from what was asked, why."""
+    """The output size (width, height) and the size the model generates at to cover it."""
 
     width: int
     height: int
-    notice: str | None
+    generate_width: int
+    generate_height: int
 
     @property
     def size(self) -> tuple[int, int]:
         return (self.width, self.height)
+
+    @property
+    def generate_size(self) -> tuple[int, int]:
+        return (self.generate_width, self.generate_height)
+
+    def crop(self, frames: np.ndarray) -> np.ndarray:
+        """Frames made at the generation size, centre-cropped to the output size."""
+        return crop_center(frames, self.size)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -74,31 +83,55 @@ def round_to_multiple(value: int, multiple: int) -> int:
     return max(quotient, 1) * multiple
 
 
+def covering_multiple(value: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is at least `value` (720 with 32 gives 736)."""
+    if multiple < 1:
+        raise ValueError(f"multiple must be at least 1, got {multiple}")
+    return max(-(-value // multiple), 1) * multiple
+
+
 def choose_output_size(
     user_size: tuple[int, int],
     requested: tuple[int, int] | None,
     default: tuple[int, int] = (1152, 720),
     multiple: int = 32,
 ) -> SizeDecision:
-    """Decide the output (width, height); the rule is in this module's docstring.
-
-    `user_size` is the user photo's (width, height); `requested` is --size or None.
+    """Decide the output (width, height) and the generation size; the rule is in this module's
+    docstring. `user_size` is the user photo's (width, height); `requested` is --size or None.
     """
     if requested is not None:
         width, height = requested
+        if width % 2 or height % 2:
+            raise InputError(f"invalid size '{width}x{height}': H.264 video needs even width and height")
     else:
         long_side, short_side = max(default), min(default)
         user_width, user_height = user_size
         portrait = user_height > user_width
         width, height = (short_side, long_side) if portrait else (long_side, short_side)
-    rounded = (round_to_multiple(width, multiple), round_to_multiple(height, multiple))
-    notice = None
-    if rounded != (width, height):
-        notice = (
-            f"size {width}x{height} rounded to {rounded[0]}x{rounded[1]} "
-            f"(the model needs multiples of {multiple})"
-        )
-    return SizeDecision(rounded[0], rounded[1], notice)
+    return SizeDecision(width, height, covering_multiple(width, multiple), covering_multiple(height, multiple))
+
+
+def crop_center(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The centre (width, height) of (..., H, W, C) frames at least that large; the extra rows
+    and columns go equally from both sides (one more from the end when odd)."""
+    width, height = size
+    full_height, full_width = frames.shape[-3:-1]
+    if full_width < width or full_height < height:
+        raise ValueError(f"cannot crop {full_width}x{full_height} frames to {width}x{height}")
+    top, left = (full_height - height) // 2, (full_width - width) // 2
+    return frames[..., top : top + height, left : left + width, :]
+
+
+def pad_edges(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(..., H, W, C) frames grown to (width, height) by repeating their edge pixels, placed so
+    that `crop_center` to their own size gives them back exactly."""
+    width, height = size
+    full_height, full_width = frames.shape[-3:-1]
+    rows, columns = height - full_height, width - full_width
+    if rows < 0 or columns < 0:
+        raise ValueError(f"cannot pad {full_width}x{full_height} frames to {width}x{height}")
+    padding = [(0, 0)] * (frames.ndim - 3) + [(rows // 2, rows - rows // 2), (columns // 2, columns - columns // 2), (0, 0)]
+    return np.pad(frames, padding, mode="edge")
 
 
 def fit_image(

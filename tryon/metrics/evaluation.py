@@ -42,6 +42,7 @@ class SampleScores:
     lpips: float | None
     garment_color_error: float | None
     garment_mae: float | None
+    motion_leakage: float | None
     smoothness: float
     motion_magnitude: float
     ref_smoothness: float
@@ -115,6 +116,7 @@ def score_videos(
     name: str = "sample",
     *,
     notices: list[str] | None = None,
+    performer: dict[str, object] | None = None,
 ) -> SampleScores:
     """Score `pred` against `ref` (uint8 RGB, (T, H, W, 3) each).
 
@@ -123,7 +125,9 @@ def score_videos(
     line to `notices` when given. `masks` maps garment category -> (T_ref, H, W) bool mask
     frame-aligned with `ref`; the garment metrics use their union and are None without masks
     (or when the union is empty in every compared frame). Smoothness and motion are computed
-    for both videos over the compared frames, at the reference size.
+    for both videos over the compared frames, at the reference size. `performer` maps category
+    -> the motion video performer's garment RGB (a synthetic sample's meta); with masks it gives
+    `motion_leakage` (tryon.metrics.frames), else that is None.
     """
     fm.check_video(pred, "pred")
     fm.check_video(ref, "ref")
@@ -153,6 +157,8 @@ def score_videos(
         lpips=lpips_score,
         garment_color_error=None if mask is None else fm.garment_color_error(pred, ref, mask),
         garment_mae=None if mask is None else fm.garment_mae(pred, ref, mask),
+        motion_leakage=None if not (masks and performer) else fm.motion_leakage(
+            pred, ref, {c: m[:n] for c, m in masks.items()}, performer),
         smoothness=fm.smoothness(pred),
         motion_magnitude=fm.motion_magnitude(pred),
         ref_smoothness=fm.smoothness(ref),
@@ -170,6 +176,7 @@ class _Reference:
 
     video: Path
     masks: Path | None = None
+    performer: dict[str, object] | None = None  # the motion performer's garment colours
 
 
 def _is_sample_folder(path: Path) -> bool:
@@ -199,7 +206,9 @@ def _sample_reference(folder: Path) -> _Reference:
                     f"masks file not found (named in {meta_path.name})", folder / masks_name
                 )
     masks = folder / str(masks_name)
-    return _Reference(target, masks if masks.is_file() else None)
+    person = meta.get("motion_person") if meta_path.is_file() else None
+    performer = person.get("garment_rgb") if isinstance(person, dict) else None
+    return _Reference(target, masks if masks.is_file() else None, performer if isinstance(performer, dict) else None)
 
 
 def _load_masks(path: Path) -> dict[str, np.ndarray]:
@@ -299,7 +308,7 @@ def _score_file_pair(name: str, pred_path: Path, ref: _Reference, notices: list[
         kept = _at_rate(len(ref_frames), ref_fps, rate)
         ref_frames = ref_frames[kept]
         masks = None if masks is None else {key: mask[kept] for key, mask in masks.items()}
-    return score_videos(pred_frames, ref_frames, masks, name, notices=notices)
+    return score_videos(pred_frames, ref_frames, masks, name, notices=notices, performer=ref.performer)
 
 
 def _at_rate(count: int, fps: float, rate: float) -> list[int]:

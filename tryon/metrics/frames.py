@@ -264,6 +264,54 @@ def garment_mae(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float | 
 # --- temporal -----------------------------------------------------------------------------
 
 
+LEAKAGE_MIN_SEPARATION = 10.0  # Delta E: a performer garment closer than this to the given one tells nothing
+
+
+def performer_colour(category: str, performer: dict[str, object]) -> object | None:
+    """The performer's garment colour over the body part `category` covers: the same category,
+    else their dress (for a top or a bottom), else their top (for a dress); None if none."""
+    fallback = {"top": "dress", "bottom": "dress", "dress": "top"}.get(category)
+    for candidate in (category, fallback):
+        if candidate in performer:
+            return performer[candidate]
+    return None
+
+
+def motion_leakage(
+    pred: np.ndarray, ref: np.ndarray, masks: dict[str, np.ndarray], performer: dict[str, object]
+) -> float | None:
+    """How much the output garment looks like the motion video performer's garment rather than
+    the garment given: 0 = the given garment's colour, 1 = the performer's, 0.5 = halfway.
+
+    For each garment category c (mask M_c frame-aligned with `ref`) and frame t with M_c
+    non-empty: m = mean RGB of pred_t over M_c, g = mean RGB of ref_t over M_c (the given garment
+    as the reference shows it), p = the performer's mean garment RGB over the same body part
+    (`performer_colour`); with d(.,.) the CIE76 Delta E of the Lab colours,
+    leakage = d(m, g) / (d(m, g) + d(m, p)). Frames where d(g, p) < LEAKAGE_MIN_SEPARATION are
+    skipped (the two garments look alike). Result: the mean over all such (c, t); None when
+    there are none.
+    """
+    _check_pair(pred, ref)
+    values = []
+    for category, mask in masks.items():
+        colour = performer_colour(category, performer)
+        if colour is None:
+            continue
+        mask = _check_mask(mask, ref)
+        performer_lab = rgb_to_lab(np.asarray(colour, dtype=np.float64))
+        for t in range(ref.shape[0]):
+            m = mask[t]
+            if not m.any():
+                continue
+            made = rgb_to_lab(pred[t][m].mean(axis=0, dtype=np.float64))
+            given = rgb_to_lab(ref[t][m].mean(axis=0, dtype=np.float64))
+            if float(delta_e76(given, performer_lab)) < LEAKAGE_MIN_SEPARATION:
+                continue
+            to_given, to_performer = float(delta_e76(made, given)), float(delta_e76(made, performer_lab))
+            values.append(to_given / (to_given + to_performer) if to_given + to_performer > 0 else 0.5)
+    return float(np.mean(values)) if values else None
+
+
 def smoothness(video: np.ndarray) -> float:
     """1 - mean_{t=2..T-1} mean_pixels |x_t - (x_{t-1} + x_{t+1}) / 2| / 255; 1.0 if T < 3.
 

@@ -35,14 +35,20 @@ _BACKENDS = {"sdpa": "native", "flash": "flash", "flash3": "_flash_3", "xformers
 class SequenceLayout:
     """What every layer needs to know about the current forward pass.
 
-    `num_condition_tokens`: where the condition tokens end. `cache`: a streaming KV cache whose
+    `num_condition_tokens`: where the condition tokens end; `num_motion_tokens`: how many
+    attended motion tokens follow them (they attend only among themselves, the video attends to
+    them, and they are never written to a cache). `cache`: a streaming KV cache whose
     keys and values video tokens also attend to; `write_region`: the cache region this pass's
     keys and values are written to (None: the pass only reads the cache).
+    `conditions_see_video`: in a pass without a cache, condition tokens attend to the whole
+    sequence (FashionChameleon's bidirectional teacher) instead of only among themselves.
     """
 
     num_condition_tokens: int = 0
+    num_motion_tokens: int = 0
     cache: KVCache | None = None
     write_region: str | None = None
+    conditions_see_video: bool = False
 
 
 def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -74,14 +80,19 @@ class CondNetAttnProcessor:
         rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         query, key, value = self.project(attn, hidden_states, rotary_emb)
-        n = self.layout.num_condition_tokens
+        n, m = self.layout.num_condition_tokens, self.layout.num_motion_tokens
         parts = []
         if n:
-            parts.append(self.attend(query[:, :n], key[:, :n], value[:, :n]))
-        if query.shape[1] > n:
-            parts.append(self.attend(query[:, n:], *self.context(key, value)))
+            whole = self.layout.conditions_see_video and self.layout.cache is None
+            parts.append(self.attend(query[:, :n], key[:, : None if whole else n], value[:, : None if whole else n]))
+        if m:
+            parts.append(self.attend(query[:, n : n + m], key[:, n : n + m], value[:, n : n + m]))
+        if query.shape[1] > n + m:
+            parts.append(self.attend(query[:, n + m :], *self.context(key, value)))
         cache = self.layout.cache
         if cache is not None and self.layout.write_region is not None:
+            if m:  # a chunk's motion tokens belong to that chunk only
+                key, value = (torch.cat([t[:, :n], t[:, n + m :]], dim=1) for t in (key, value))
             cache.write(self.layout.write_region, self.layer, key, value)
         out = torch.cat(parts, dim=1).flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))

@@ -7,9 +7,18 @@ model:
 - `role_embedding`: the user photo and each garment become clean latent tokens in the same
   self-attention sequence as the noisy video, marked by their role (user, top, bottom,
   dress, unknown), at timestep 0. They attend only among themselves (see `attention.py`).
-- `motion_embedding`: the motion video's latents, frame-aligned with the output, added to
-  the patch embedding. Equivalent to concatenating them as extra input channels whose
-  weights start at zero, but it keeps `patch_embedding` the base model's own tensor.
+- motion, by `motion_conditioning`:
+  - `"additive"`: `motion_embedding` of the motion video's latents, frame-aligned with the
+    output, added to the patch embedding. Equivalent to concatenating them as extra input
+    channels whose weights start at zero, but it keeps `patch_embedding` the base model's
+    own tensor.
+  - `"attention"` (Dress&Dance's CondNet: video conditions through attention): the motion
+    latents become clean tokens of their own (the patch embedding plus `motion_role`), at
+    timestep 0, each latent frame at the RoPE slot of the output frame it belongs to. They
+    attend only among themselves and the video attends to them, so the performer's body
+    and clothes reach the output only through what attention picks. `motion_pool` k
+    averages k x k patches into one token (RoPE at their mean position) to bound the cost.
+    A stream passes only the current chunk's motion latents.
 - text goes through Wan's own cross-attention, unchanged.
 
 RoPE positions: video frame f sits at temporal slot `frame_offset + f`; the user photo at
@@ -19,6 +28,14 @@ video frame however long a stream runs. A stream that takes a new reference mid-
 all condition slots with `user_slot` (the reference at the next frame's slot, garments just
 before it), keeping their distances to the frames to come as in training; see
 tryon.pipelines.pipeline_tryon_streaming.
+
+`condition_layout="fashionchameleon"` (config) is the layout of FashionChameleon's released
+code, for its converted checkpoints (tryon.checkpoint.convert): the conditions are latent
+frames just before the video, reference then garments (its RoPE slots 0, 1, .. with the video
+from slot 1 + garments; here the same distances, ending just before `user_slot`), with no role
+embedding of their own (a converted model keeps `role_embedding` at zero); in a pass without a
+KV cache (its bidirectional teacher) they attend to the whole sequence, in streams only among
+themselves (its block-causal mask).
 """
 
 from __future__ import annotations
@@ -39,6 +56,10 @@ from tryon.errors import InputError
 from tryon.model.attention import CondNetAttnProcessor, SequenceLayout
 from tryon.model.kv_cache import KVCache
 from tryon.model.roles import ROLES, role_id
+from tryon.model.roles import GARMENT_CATEGORIES, MAX_GARMENTS  # noqa: F401 - re-exported
+
+CONDITION_LAYOUTS = ("tryon", "fashionchameleon")
+MOTION_CONDITIONING = ("additive", "attention")
 
 
 @dataclass
@@ -75,6 +96,9 @@ class CondNetTransformer(WanTransformer3DModel):
         pos_embed_seq_len: int | None = None,
         num_roles: int = len(ROLES),
         motion_channels: int | None = None,  # default: in_channels (motion goes through the same VAE)
+        condition_layout: str = "tryon",
+        motion_conditioning: str = "additive",
+        motion_pool: int = 1,
     ) -> None:
         super().__init__(
             patch_size=patch_size,
@@ -94,11 +118,19 @@ class CondNetTransformer(WanTransformer3DModel):
             rope_max_seq_len=rope_max_seq_len,
             pos_embed_seq_len=pos_embed_seq_len,
         )
+        if condition_layout not in CONDITION_LAYOUTS:
+            raise ValueError(f"condition_layout must be one of {CONDITION_LAYOUTS}, not {condition_layout!r}")
+        if motion_conditioning not in MOTION_CONDITIONING:
+            raise ValueError(f"motion_conditioning must be one of {MOTION_CONDITIONING}, not {motion_conditioning!r}")
+        if motion_pool < 1:
+            raise ValueError(f"motion_pool must be at least 1, not {motion_pool}")
         inner_dim = num_attention_heads * attention_head_dim
         self.role_embedding = nn.Embedding(num_roles, inner_dim)
         self.motion_embedding = nn.Conv3d(motion_channels or in_channels, inner_dim, kernel_size=patch_size,
                                           stride=patch_size)
-        self.layout = SequenceLayout()
+        # Created only when used, so checkpoints of the additive form load as they were saved.
+        self.motion_role = nn.Parameter(torch.zeros(inner_dim)) if motion_conditioning == "attention" else None
+        self.layout = SequenceLayout(conditions_see_video=condition_layout == "fashionchameleon")
         for index, block in enumerate(self.blocks):
             block.attn1.set_processor(CondNetAttnProcessor(self.layout, layer=index))
         self.zero_condnet_parameters()
@@ -112,7 +144,8 @@ class CondNetTransformer(WanTransformer3DModel):
                 param.zero_()
 
     def condnet_parameters(self) -> list[nn.Parameter]:
-        return [*self.role_embedding.parameters(), *self.motion_embedding.parameters()]
+        motion_role = [] if self.motion_role is None else [self.motion_role]
+        return [*self.role_embedding.parameters(), *self.motion_embedding.parameters(), *motion_role]
 
     def condnet_is_zero(self) -> bool:
         """True while CondNet has never been trained (all its parameters are still zero)."""
@@ -122,9 +155,10 @@ class CondNetTransformer(WanTransformer3DModel):
     def from_base(cls, base: WanTransformer3DModel, **condnet_config) -> "CondNetTransformer":
         """Wrap a plain Wan transformer (e.g. the Wan2.2 base weights) in a fresh CondNet."""
         config = {k: v for k, v in base.config.items() if not k.startswith("_")}
-        model = cls(**config, **condnet_config)
+        model = cls(**{**config, **condnet_config})
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-        fresh = {name for name, _ in model.named_parameters() if name.startswith(("role_embedding", "motion_embedding"))}
+        fresh = {name for name, _ in model.named_parameters()
+                 if name.startswith(("role_embedding", "motion_embedding", "motion_role"))}
         if set(missing) - fresh or unexpected:
             raise ValueError(f"base transformer does not match: missing {missing}, unexpected {unexpected}")
         return model if base.dtype == torch.float32 else model.to(base.dtype)
@@ -146,16 +180,21 @@ class CondNetTransformer(WanTransformer3DModel):
         if write is not None:
             cache.commit(write)
 
-    def rotary(self, frame_positions: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def rotary(self, frame_positions: torch.Tensor, height: int | torch.Tensor,
+               width: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """RoPE (cos, sin) of shape (1, len(frame_positions)*height*width, 1, head_dim).
 
         `frame_positions` is one temporal slot per latent frame (any integers, negative too);
-        height and width are in patches. Matches diffusers' WanRotaryPosEmbed for slots 0..F-1.
+        height and width are in patches (rows and columns at 0, 1, ..), or the positions of the
+        rows and columns. Matches diffusers' WanRotaryPosEmbed for slots 0..F-1.
         """
         rope = self.rope
         device = frame_positions.device
+        rows = torch.arange(height, device=device) if isinstance(height, int) else height
+        columns = torch.arange(width, device=device) if isinstance(width, int) else width
+        height, width = len(rows), len(columns)
         parts_cos, parts_sin = [], []
-        axes = (frame_positions, torch.arange(height, device=device), torch.arange(width, device=device))
+        axes = (frame_positions, rows, columns)
         for dim, positions in zip((rope.t_dim, rope.h_dim, rope.w_dim), axes):
             cos, sin = get_1d_rotary_pos_embed(
                 dim, positions.to(torch.float64), 10000.0, use_real=True, repeat_interleave_real=True,
@@ -186,28 +225,54 @@ class CondNetTransformer(WanTransformer3DModel):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None:
         """Tokens and RoPE of the clean condition images, or None when there are none.
 
-        The user image sits at temporal slot `user_slot`, garment k at `user_slot - (k+1)`.
+        The user image sits at temporal slot `user_slot`, garment k at `user_slot - (k+1)`;
+        in the FashionChameleon layout the conditions, in order, take the slots just before
+        `user_slot`.
         """
         if not conditions:
             return None
         tokens, cos, sin = [], [], []
-        garment_index = 0
-        for condition in conditions:
+        slots = self.condition_slots(conditions, user_slot)
+        for condition, slot in zip(conditions, slots):
             latent = condition.latent.to(self.patch_embedding.weight.dtype)
             embedded = self.patch_embedding(latent).flatten(2).transpose(1, 2)
             role = torch.tensor(role_id(condition.role), device=embedded.device)
             tokens.append(embedded + self.role_embedding(role).to(embedded.dtype))
-            if condition.role == "user":
-                slot = user_slot
-            else:
-                garment_index += 1
-                slot = user_slot - garment_index
             _, _, _, h, w = latent.shape
             p_h, p_w = self.config.patch_size[1:]
             c, s = self.rotary(torch.tensor([slot], device=embedded.device), h // p_h, w // p_w)
             cos.append(c)
             sin.append(s)
         return torch.cat(tokens, dim=1), (torch.cat(cos, dim=1), torch.cat(sin, dim=1))
+
+    def embed_motion(
+        self, motion_latents: torch.Tensor, frame_offset: int = 0
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Motion tokens (B, tokens, dim) and their RoPE: latent frame f at slot `frame_offset + f`,
+        k x k patches pooled into one token at their mean position (k = `motion_pool`)."""
+        tokens = self.patch_embedding(motion_latents.to(self.patch_embedding.weight.dtype))  # (B, D, f, h, w)
+        _, _, f, h, w = tokens.shape
+        rows, columns = torch.arange(h, device=tokens.device), torch.arange(w, device=tokens.device)
+        pool = self.config.motion_pool
+        if pool > 1:
+            tokens = nn.functional.avg_pool3d(tokens, (1, pool, pool), ceil_mode=True)
+            rows, columns = (_pooled_positions(axis, pool) for axis in (rows, columns))
+        tokens = tokens.flatten(2).transpose(1, 2) + self.motion_role.to(tokens.dtype)
+        positions = torch.arange(frame_offset, frame_offset + f, device=tokens.device)
+        return tokens, self.rotary(positions, rows, columns)
+
+    def condition_slots(self, conditions: list[Condition], user_slot: int = 0) -> list[int]:
+        """The temporal RoPE slot of each condition (see `embed_conditions`)."""
+        if self.config.condition_layout == "fashionchameleon":
+            return list(range(user_slot - len(conditions), user_slot))
+        slots, garment_index = [], 0
+        for condition in conditions:
+            if condition.role == "user":
+                slots.append(user_slot)
+            else:
+                garment_index += 1
+                slots.append(user_slot - garment_index)
+        return slots
 
     def forward(  # type: ignore[override]
         self,
@@ -232,9 +297,12 @@ class CondNetTransformer(WanTransformer3DModel):
         tokens_per_frame = h * w
 
         video = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2)
+        attended_motion = None
         if motion_latents is not None:
-            motion = self.motion_embedding(motion_latents.to(video.dtype)).flatten(2).transpose(1, 2)
-            video = video + motion
+            if self.motion_role is not None:
+                attended_motion = self.embed_motion(motion_latents, frame_offset)
+            else:
+                video = video + self.motion_embedding(motion_latents.to(video.dtype)).flatten(2).transpose(1, 2)
         positions = torch.arange(frame_offset, frame_offset + f, device=video.device)
         rotary = self.rotary(positions, h, w)
 
@@ -242,21 +310,26 @@ class CondNetTransformer(WanTransformer3DModel):
             timestep = timestep[:, None].expand(batch, f)
         per_token_t = timestep.repeat_interleave(tokens_per_frame, dim=1)
 
+        # The sequence: [conditions | motion | video]; conditions and motion are clean (t = 0).
+        clean = []
         embedded = self.embed_conditions(conditions or [], user_slot)
-        num_condition_tokens = 0
-        sequence = video
         if embedded is not None:
-            condition_tokens, condition_rotary = embedded
-            num_condition_tokens = condition_tokens.shape[1]
-            sequence = torch.cat([condition_tokens.expand(batch, -1, -1).to(video.dtype), video], dim=1)
-            rotary = tuple(torch.cat([c, v], dim=1) for c, v in zip(condition_rotary, rotary))
-            zeros = torch.zeros(batch, num_condition_tokens, dtype=per_token_t.dtype, device=per_token_t.device)
-            per_token_t = torch.cat([zeros, per_token_t], dim=1)
+            clean.append((embedded[0].expand(batch, -1, -1), embedded[1]))
+        if attended_motion is not None:
+            clean.append(attended_motion)
+        num_condition_tokens = embedded[0].shape[1] if embedded is not None else 0
+        num_motion_tokens = attended_motion[0].shape[1] if attended_motion is not None else 0
+        num_clean = num_condition_tokens + num_motion_tokens
+        sequence = torch.cat([tokens.to(video.dtype) for tokens, _ in clean] + [video], dim=1)
+        rotary = tuple(torch.cat([r[i] for _, r in clean] + [rotary[i]], dim=1) for i in range(2))
+        zeros = torch.zeros(batch, num_clean, dtype=per_token_t.dtype, device=per_token_t.device)
+        per_token_t = torch.cat([zeros, per_token_t], dim=1)
 
-        sequence, temb = self._run_blocks(sequence, per_token_t, encoder_hidden_states, rotary, num_condition_tokens)
+        sequence, temb = self._run_blocks(sequence, per_token_t, encoder_hidden_states, rotary, num_condition_tokens,
+                                          num_motion_tokens)
 
-        video_out = sequence[:, num_condition_tokens:]
-        temb = temb[:, num_condition_tokens:]
+        video_out = sequence[:, num_clean:]
+        temb = temb[:, num_clean:]
         shift, scale = (self.scale_shift_table.unsqueeze(0).to(temb.device) + temb.unsqueeze(2)).chunk(2, dim=2)
         video_out = (self.norm_out(video_out.float()) * (1 + scale.squeeze(2)) + shift.squeeze(2)).type_as(video_out)
         video_out = self.proj_out(video_out)
@@ -286,19 +359,23 @@ class CondNetTransformer(WanTransformer3DModel):
         encoder_hidden_states: torch.Tensor,
         rotary: tuple[torch.Tensor, torch.Tensor],
         num_condition_tokens: int,
+        num_motion_tokens: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The transformer blocks over `[conditions | video]`: the final hidden states and temb."""
+        """The transformer blocks over `[conditions | motion | video]`: the final hidden states and temb."""
         temb, timestep_proj, text, _ = self.condition_embedder(
             per_token_t.flatten(), encoder_hidden_states, None, timestep_seq_len=per_token_t.shape[1]
         )
         timestep_proj = timestep_proj.unflatten(2, (6, -1))
 
         shards = _ContextShards.of(self, num_condition_tokens)
+        if shards is not None and num_motion_tokens:
+            raise InputError("context parallelism does not split attended motion tokens: run it on one process")
         if shards is not None:
             sequence, timestep_proj, rotary = (shards.split(sequence), shards.split(timestep_proj),
                                                tuple(shards.split(r) for r in rotary))
             num_condition_tokens = shards.local_condition_tokens
         self.layout.num_condition_tokens = num_condition_tokens
+        self.layout.num_motion_tokens = num_motion_tokens
         sequence = sequence.contiguous()
         for block in self.blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
@@ -308,6 +385,11 @@ class CondNetTransformer(WanTransformer3DModel):
         if shards is not None:
             sequence = shards.gather(sequence)
         return sequence, temb
+
+
+def _pooled_positions(positions: torch.Tensor, pool: int) -> torch.Tensor:
+    """The mean position of each group of `pool` (the last group may be shorter), as avg_pool does."""
+    return torch.stack([group.float().mean() for group in positions.split(pool)])
 
 
 @dataclass

@@ -43,13 +43,41 @@ from tryon.pipelines.block_causal import BlockCausalRunner
 from tryon.pipelines.pipeline_tryon import TryOnPipeline, check_finite
 
 
+SAMPLERS = ("euler", "renoise")
+
+
+def renoise_sigmas(steps: int, shift: float) -> list[float]:
+    """The few-step schedule of FashionChameleon's and Self-Forcing's student: timesteps 1000,
+    1000 − 1000/steps, .. (1000/750/500/250 for 4 steps) warped by the flow shift as the
+    training scheduler warps them (its `warp_denoising_step`): σ = shift·u / (1 + (shift − 1)·u),
+    u = t/1000; about 1.0/0.94/0.83/0.63 with shift 5."""
+    return [shift * u / (1 + (shift - 1) * u) for u in (1 - k / steps for k in range(steps))]
+
+
+def renoise_step(latents: torch.Tensor, flow: torch.Tensor, sigma: float, next_sigma: float | None,
+                 noise: torch.Tensor | None) -> torch.Tensor:
+    """One step of the renoise sampler: the clean latent x0 = x − σ·v, then noised afresh to the
+    next σ, (1 − σ')·x0 + σ'·ε; the last step (next_sigma None) returns x0."""
+    clean = latents - sigma * flow
+    if next_sigma is None:
+        return clean
+    return (1 - next_sigma) * clean + next_sigma * noise
+
+
 @dataclass(frozen=True)
 class StreamConfig:
-    """Chunking, steps and the switch operations a stream uses (each can be turned off for ablation)."""
+    """Chunking, steps and the switch operations a stream uses (each can be turned off for ablation).
+
+    `sampler`: "euler" (`steps` flow-matching Euler steps of the pipeline's scheduler) or
+    "renoise" (FashionChameleon's official sampler: predict the clean latent at each of
+    `renoise_sigmas`, re-noise it to the next with fresh noise). A student streams with the
+    sampler it was distilled for (its tryon.json).
+    """
 
     chunk_frames: int = 3
     steps: int = 4
     window: int = 6  # history chunks kept besides the sink
+    sampler: str = "euler"
     refresh: bool = True
     withdraw: bool = True
     disentangle: bool = True
@@ -151,10 +179,22 @@ class TryOnStream:
         return self.motion.latents(start, start + latent_frames)
 
     def _denoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
+        if self.config.sampler == "renoise":
+            return self._denoise_renoise(latents, motion)
         scheduler = self.pipeline.scheduler
         for t in self.pipeline.start_schedule(self.config.steps, self.device):
             flow = self.runner.predict(latents, t.expand(1, latents.shape[2]), self.position, motion)
             latents = scheduler.step(flow, t, latents, return_dict=False)[0]
+        return latents
+
+    def _denoise_renoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
+        sigmas = renoise_sigmas(self.config.steps, float(self.pipeline.scheduler.config.shift))
+        for index, sigma in enumerate(sigmas):
+            timestep = torch.full((1, latents.shape[2]), 1000.0 * sigma, device=latents.device)
+            flow = self.runner.predict(latents, timestep, self.position, motion)
+            following = sigmas[index + 1] if index + 1 < len(sigmas) else None
+            noise = None if following is None else self._noise(latents.shape[2])
+            latents = renoise_step(latents, flow, sigma, following, noise)
         return latents
 
     def _decode(self, latents: torch.Tensor) -> np.ndarray:

@@ -11,7 +11,9 @@ A sample is one person (appearance A) wearing garments G doing motion program M:
     user's own garment masks (`user_masks`);
   * `garments[c]`: product shots of G, flat on white, at the video's size;
   * `motion`: another person B (other hair, and other skin tone or backdrop; own body
-    proportions and clothes) doing M.
+    proportions and clothes) doing M. `meta["motion_person"]["garment_rgb"]` records the
+    mean colour of each of B's garments as seen in `motion` (top, bottom or dress: what B
+    wears on each part of the body), for measuring how much of B leaks into an output.
 Where G does not cover the body (a top alone, a bottom alone), the person wears their own
 plain clothes, identical in `user` and `target` and outside every mask.
 
@@ -68,6 +70,7 @@ WHITE = (255, 255, 255)
 MAX_FRAMES = 1000  # per video
 MAX_FPS = 1000.0
 PRODUCT_FILL = 0.84  # a product shot's garment spans this much of the frame's width or height
+_PERFORMER = "performer:"  # mask label prefix of the motion person's clothes
 
 # Independent random streams of one seed.
 _CATEGORIES, _LOOK, _MOTION, _GARMENTS, _USER, _OTHER, _OTHER_CLOTHES, _OWN = range(8)
@@ -146,6 +149,20 @@ def _clothes(tryon: dict[str, GarmentSpec], own: dict[str, GarmentSpec], labelle
     if "dress" not in tryon:
         worn += [Worn(g, None) for cat, g in own.items() if cat not in tryon]
     return worn
+
+
+def _performer_clothes(tryon: dict[str, GarmentSpec], own: dict[str, GarmentSpec]) -> list[Worn]:
+    """The motion person's clothes, each labelled `performer:<category>` (own clothes too)."""
+    worn = [Worn(g, f"{_PERFORMER}{cat}") for cat, g in tryon.items()]
+    if "dress" not in tryon:
+        worn += [Worn(g, f"{_PERFORMER}{cat}") for cat, g in own.items() if cat not in tryon]
+    return worn
+
+
+def _mean_colours(frames: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Each performer label's mean RGB over where it shows in `frames`, by category."""
+    return {label.removeprefix(_PERFORMER): [round(float(v), 2) for v in frames[mask].mean(axis=0)]
+            for label, mask in masks.items() if label.startswith(_PERFORMER) and mask.any()}
 
 
 def _add_product_shot(scene: Scene, sk: Skeleton, garment: GarmentSpec, size: tuple[int, int], fill: float) -> None:
@@ -229,7 +246,7 @@ def make_sample(
     dress_figure(scene, _then_frame0(sk), look, both)
     other_sk = build_skeleton(other, program, times, size)
     scene.start, scene.unit = n + 1, other_sk.scale / 8
-    dress_figure(scene, other_sk, other, _clothes(other_tryon, other_own, labelled=False))
+    dress_figure(scene, other_sk, other, _performer_clothes(other_tryon, other_own))
     still = build_skeleton(look, canonical_pose(), np.zeros(1), size)
     for i, garment in enumerate(tryon.values()):
         scene.start, scene.unit = 2 * n + 1 + i, still.scale / 8
@@ -245,6 +262,7 @@ def make_sample(
     frames = shade(scene, ids, backdrops)
     masks = label_masks(scene, ids[: n + 1])
     target, user, motion = frames[:n], frames[n], frames[n + 1 : 2 * n + 1]
+    performer_colours = _mean_colours(motion, label_masks(scene, ids[n + 1 : 2 * n + 1]))
     shots = dict(zip(tryon, frames[2 * n + 1 :]))
 
     caption = _caption(look, clothes, program)
@@ -263,6 +281,7 @@ def make_sample(
             "appearance": other.to_dict(),
             "garment_specs": {c: g.to_dict() for c, g in other_tryon.items()},
             "own_clothes": {c: g.to_dict() for c, g in other_own.items()},
+            "garment_rgb": performer_colours,
         },
         "motion": program.to_dict(),
     }

@@ -28,6 +28,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 
 from tryon.model.transformer_condnet import Condition, CondNetTransformer
 from tryon.pipelines.block_causal import BlockCausalRunner, FlowModel
+from tryon.pipelines.pipeline_tryon_streaming import renoise_sigmas, renoise_step
 
 
 def chunk_spans(frames: int, chunk_frames: int) -> list[slice]:
@@ -84,14 +85,21 @@ def teacher_forcing_flow(clip: ChunkedClip, noisy: torch.Tensor, timestep: torch
 
 
 def rollout(clip: ChunkedClip, noise: torch.Tensor, scheduler: FlowMatchEulerDiscreteScheduler, steps: int,
-            grad: bool) -> torch.Tensor:
+            grad: bool, sampler: str = "euler", exit_step: int | None = None,
+            renoise_generator: torch.Generator | None = None) -> torch.Tensor:
     """The student's own clip from `noise` (1, C, F, h, w), chunk by chunk as TryOnStream makes it.
 
-    Each chunk is denoised by `steps` Euler steps of `scheduler` (reset per chunk), attending
-    to the cache; its last step is the x0 prediction. With `grad` only that last step
-    records gradients (Self-Forcing): earlier steps, the condition pass and the cache writes
-    do not. Returns the clean clip (1, C, F, h, w).
+    "euler": each chunk is denoised by `steps` Euler steps of `scheduler` (reset per chunk),
+    attending to the cache; its last step is the x0 prediction. "renoise" (the official
+    sampler, tryon.pipelines.pipeline_tryon_streaming): x0 predicted at each of `renoise_sigmas`, re-noised
+    to the next with noise from `renoise_generator`; with `exit_step` e the chunk stops at step
+    e and its x0 prediction there is the chunk (Self-Forcing's random exit, the same e for
+    every chunk). With `grad` only the step a chunk ends on records gradients (Self-Forcing):
+    earlier steps, the condition pass and the cache writes do not. Returns the clean clip.
     """
+    if sampler == "renoise":
+        return _renoise_rollout(clip, noise, float(scheduler.config.shift), steps, grad,
+                                steps - 1 if exit_step is None else exit_step, renoise_generator)
     with torch.no_grad():
         clip.write_conditions()
     chunks = []
@@ -106,6 +114,31 @@ def rollout(clip: ChunkedClip, noise: torch.Tensor, scheduler: FlowMatchEulerDis
                 latents = scheduler.step(flow, t, latents, return_dict=False)[0]
         chunks.append(latents)
         if span.stop < noise.shape[2]:  # the last chunk's keys are never read
+            with torch.no_grad():
+                clip.write_chunk(latents.detach(), span)
+    return torch.cat(chunks, dim=2)
+
+
+def _renoise_rollout(clip: ChunkedClip, noise: torch.Tensor, shift: float, steps: int, grad: bool, exit_step: int,
+                     generator: torch.Generator | None) -> torch.Tensor:
+    if not 0 <= exit_step < steps:
+        raise ValueError(f"exit_step must be in 0..{steps - 1}, not {exit_step}")
+    sigmas = renoise_sigmas(steps, shift)[: exit_step + 1]
+    with torch.no_grad():
+        clip.write_conditions()
+    chunks = []
+    for span in chunk_spans(noise.shape[2], clip.chunk_frames):
+        latents = noise[:, :, span]
+        for index, sigma in enumerate(sigmas):
+            last = index == len(sigmas) - 1
+            with torch.set_grad_enabled(grad and last):
+                flow = clip.predict(latents, torch.full((1, latents.shape[2]), 1000.0 * sigma, device=noise.device),
+                                    span)
+                fresh = None if last else torch.randn(latents.shape, generator=generator, dtype=torch.float32
+                                                      ).to(latents.device, latents.dtype)
+                latents = renoise_step(latents, flow, sigma, None if last else sigmas[index + 1], fresh)
+        chunks.append(latents)
+        if span.stop < noise.shape[2]:
             with torch.no_grad():
                 clip.write_chunk(latents.detach(), span)
     return torch.cat(chunks, dim=2)

@@ -92,6 +92,9 @@ class TrainConfig:
     timestep_shift: float | None = None  # flow-matching shift of training sigmas; None: the model's
     mixed_precision: str = "auto"  # "auto" | "bf16" | "no"; bf16 autocast happens on CUDA only
     weight_decay: float = 0.01  # AdamW weight decay
+    adam_beta1: float = 0.9  # AdamW betas (FashionChameleon's DMD: 0.0 and 0.999)
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0  # gradients are clipped to this norm (FashionChameleon's DMD: 10)
     synthetic_examples: int = 1000  # data "synthetic": make_sample seeds seed*SEED_STRIDE + 0..n-1
     cache_latents: bool = True  # keep each example's VAE/text encodings in CPU memory (off for huge datasets)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
@@ -120,6 +123,11 @@ class TrainConfig:
         if self.timestep_shift is not None:
             _require_positive(self.timestep_shift, "timestep_shift")
         _require_positive(self.weight_decay, "weight_decay", allow_zero=True)
+        for key in ("adam_beta1", "adam_beta2"):
+            value = getattr(self, key)
+            if not _is_number(value) or not 0.0 <= value < 1.0:
+                raise InputError(f"{key} must be at least 0 and below 1, not {value!r}")
+        _require_positive(self.max_grad_norm, "max_grad_norm")
         for key in ("cache_latents", "gradient_checkpointing"):
             if not isinstance(getattr(self, key), bool):
                 raise InputError(f"{key} must be true or false, not {getattr(self, key)!r}")

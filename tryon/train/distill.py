@@ -5,16 +5,20 @@ at timestep 1000·σ):
 
 - A flow prediction gives x0 = x_t − σ·v.
 - s_real is the frozen teacher with classifier-free guidance g: v = v_u + g·(v_c − v_u). The
-  unconditional branch drops the prompt and the garments and keeps the user photo and the
-  motion: the sampler's own unconditional branch (TryOnPipeline). g ≤ 1: no guidance.
+  unconditional branch drops only the prompt and keeps the reference, the garments and the
+  motion, as FashionChameleon's DMD (gr_dmd_ic.py: its unconditional dict keeps src_data and
+  cloth_data; guidance_scale 3.0). g ≤ 1: no guidance.
 - s_fake is the critic (the "fake score"), conditional, without guidance.
 - The DMD gradient for a generated clip x, at its re-noised version x_t (DMD; DMD2's normaliser):
       g = (x0_fake − x0_real) / mean|x − x0_real|        (mean over each example)
   This is ∝ s_fake − s_real (a score is ∝ (1 − σ)·x0 − x_t), so descending it moves x away
   from where the critic thinks the generator's samples are and toward the teacher's.
 - GR-DMD: for latent frame i of f, g_i ← A_i · f · g_i with A = softmax(−R/τ) over the clip's
-  frames, R a frame-quality score (tryon.train.scorer). Low-quality frames get more of the
-  gradient. Uniform A (all R equal, or τ → ∞) gives A_i·f = 1: plain DMD.
+  frames, R a frame-quality score on the aesthetic model's raw 1–10 scale
+  (tryon.train.scorer), averaged over the video frames of each latent frame and then over
+  each chunk, as the official code does (every latent frame of a chunk gets the chunk's
+  mean). Low-quality chunks get more of the gradient. Uniform A (all R equal, or τ → ∞)
+  gives A_i·f = 1: plain DMD.
 - The surrogate loss 0.5·mean((x − sg(x − g))²) has the gradient g / x.numel() with respect
   to x; back-propagating it through x trains the generator.
 """
@@ -34,8 +38,8 @@ def predicted_x0(model, batch: FlowBatch, guidance: float = 1.0, empty_text: tor
     """x0 = x_t − σ·v for `batch` (one example's noisy clip), v the model's (guided) flow."""
     flow = predict_flow(model, batch)
     if guidance > 1.0:
-        # Unconditional branch: no prompt, no garments; the person and the motion stay.
-        uncond = predict_flow(model, replace(batch, text=empty_text, conditions=batch.conditions[:1]))
+        # Unconditional branch: no prompt; the reference, the garments and the motion stay.
+        uncond = predict_flow(model, replace(batch, text=empty_text))
         flow = uncond + guidance * (flow - uncond)
     sigma = (batch.timestep / 1000.0)[:, None, :, None, None]
     return batch.noisy - sigma * flow
@@ -74,3 +78,8 @@ def latent_frame_scores(pixel_scores: torch.Tensor, latent_frames: int, temporal
         raise ValueError(f"{len(pixel_scores)} frame scores for {latent_frames} latent frames")
     rest = pixel_scores[1:].reshape(latent_frames - 1, temporal_factor).mean(dim=1)
     return torch.cat([pixel_scores[:1], rest])
+
+
+def chunk_scores(latent_scores: torch.Tensor, chunk_frames: int) -> torch.Tensor:
+    """Each latent frame's score replaced by the mean of its chunk's (the last chunk may be shorter)."""
+    return torch.cat([chunk.mean().expand(len(chunk)) for chunk in latent_scores.split(chunk_frames)])

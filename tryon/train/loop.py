@@ -72,7 +72,6 @@ from tryon.train.trainable import (
 Log = Callable[[str], None]
 Metrics = dict[str, float]
 
-MAX_GRAD_NORM = 1.0
 FLOW_STREAM, ORDER_STREAM, DISTILL_STREAM = 0, 1, 2  # the seeded random streams (see the rules)
 
 
@@ -201,7 +200,8 @@ class Trainer:
         self.names = [name for group in groups for name, _ in group]
         self.params = [param for group in groups for _, param in group]
         self.optimizer = torch.optim.AdamW([{"params": [param for _, param in group]} for group in groups],
-                                           lr=config.stages[0].lr, weight_decay=config.weight_decay)
+                                           lr=config.stages[0].lr, weight_decay=config.weight_decay,
+                                           betas=(config.adam_beta1, config.adam_beta2))
         self.step, self.seconds_before = 0, 0.0
         if resume:
             self.restore()
@@ -344,8 +344,8 @@ class Trainer:
         return stage.batch_size * self.config.grad_accum * self.processes.world_size
 
     def take_step(self, params: list[torch.nn.Parameter]) -> None:
-        """Clip the gradients of `params` to norm MAX_GRAD_NORM, step the optimizer, clear all gradients."""
-        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        """Clip the gradients of `params` to the config's max_grad_norm, step the optimizer, clear all gradients."""
+        torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 

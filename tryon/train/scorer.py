@@ -1,8 +1,12 @@
-"""Frame-quality scores R for GR-DMD's reweighting (tryon.train.distill): higher is better, about [0, 1].
+"""Frame-quality scores R for GR-DMD's reweighting (tryon.train.distill): higher is better,
+on the aesthetic predictor's raw scale, about 1 to 10.
 
 A `FrameScorer` maps decoded frames, uint8 (T, H, W, 3), to one score per frame, (T,).
-FashionChameleon uses an aesthetic reward model; the weights A = softmax(−R/τ) (τ = 0.2) only
-make sense when R lives on a fixed, roughly unit range, hence the normalisation to ~[0, 1].
+FashionChameleon uses the LAION aesthetic reward on its own scale with A = softmax(−R/τ),
+τ = 0.2: on that scale a difference of 0.2 in R changes a weight e-fold. Rescaling R to
+[0, 1] would make τ = 0.2 act like τ = 1.8 (nearly uniform weights), so every scorer here
+returns the raw 1–10 scale: the aesthetic model as it is, the default heuristic mapped as
+1 + 9·s from its [0, 1] score s.
 
 - `SharpnessColourScorer` (the default; no model, about a millisecond a frame): the mean of
   · sharpness: the standard deviation of the 4-neighbour Laplacian of the luma (pixels in
@@ -17,7 +21,7 @@ make sense when R lives on a fixed, roughly unit range, hence the normalisation 
   0.45 (colour). Limit: noise and flicker score HIGH on both (they add edges and chroma
   variance), so this score cannot catch noisy frames; an aesthetic model can.
 - `AestheticScorer`: a CLIP image encoder plus a small linear head, as the LAION aesthetic
-  predictor (score 1–10, rescaled to [0, 1]). Used only when its weights exist locally, in a
+  predictor (score 1–10, its raw scale). Used only when its weights exist locally, in a
   folder holding `clip/` (a transformers CLIPVisionModelWithProjection, .safetensors) and
   `head.safetensors` (linear layers `layers.<i>.weight/bias`, applied in order, no
   activations, as that predictor's MLP). None ship with tryon.
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 
 from tryon.errors import InputError
 
+RAW_LOW, RAW_HIGH = 1.0, 10.0  # the aesthetic predictor's scale, which every scorer returns
 SHARPNESS_SCALE = 0.15  # Laplacian std (luma in [0, 1]) that scores 1 − 1/e
 COLOUR_SCALE = 50.0  # Hasler–Süsstrunk M that scores 1 − 1/e ("averagely colourful" is 45)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -42,7 +47,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class FrameScorer(Protocol):
-    """Frames uint8 (T, H, W, 3) → quality scores (T,), higher is better, about [0, 1]."""
+    """Frames uint8 (T, H, W, 3) → quality scores (T,), higher is better, about 1 to 10."""
 
     name: str
 
@@ -78,11 +83,11 @@ class SharpnessColourScorer:
         pixels = _pixels(frames)
         sharp = 1.0 - torch.exp(-sharpness(pixels) / SHARPNESS_SCALE)
         colour = 1.0 - torch.exp(-colourfulness(pixels) / COLOUR_SCALE)
-        return 0.5 * (sharp + colour)
+        return RAW_LOW + (RAW_HIGH - RAW_LOW) * 0.5 * (sharp + colour)
 
 
 class AestheticScorer:
-    """LAION-style aesthetic predictor: (score − 1)/9 of a linear head on the CLIP image embedding."""
+    """LAION-style aesthetic predictor: a linear head on the CLIP image embedding, its raw score."""
 
     name = "aesthetic"
 
@@ -104,7 +109,7 @@ class AestheticScorer:
         score = embedding / embedding.norm(dim=-1, keepdim=True)
         for weight, bias in self.layers:
             score = F.linear(score, weight, bias)
-        return ((score[:, 0] - 1.0) / 9.0).clamp(0.0, 1.0)
+        return score[:, 0]
 
 
 def aesthetic_weights_present(folder: str | Path | None) -> bool:

@@ -12,8 +12,9 @@ gives both the data stream, stages, checkpoints, metrics, resume and DDP.
    (tryon.train.causal). Metric: `loss`.
 2. DMD with self-rollout, one step:
    a. the student rolls each example out chunk by chunk from noise with its own few-step
-      schedule, as TryOnStream does, recording gradients only in the last denoising
-      step of each chunk (Self-Forcing);
+      sampler, as TryOnStream does, recording gradients only in the denoising step
+      each chunk ends on: the last, or with `random_exit` a step drawn per rollout, the same
+      for all its chunks (Self-Forcing);
    b. on every `critic_ratio`-th DMD step the student learns: the clip x is re-noised to
       x_t (σ from [dmd_min_t, dmd_max_t], shifted), s_real = the frozen teacher with CFG,
       s_fake = the critic, and the DMD gradient g = (x0_fake − x0_real)/mean|x − x0_real|,
@@ -50,6 +51,7 @@ from tryon.model.transformer_condnet import CondNetTransformer
 from tryon.train.causal import ChunkedClip, rollout, teacher_forcing_flow
 from tryon.train.config import Stage
 from tryon.train.distill import (
+    chunk_scores,
     dmd_gradient,
     dmd_loss,
     frame_weights,
@@ -115,6 +117,7 @@ class DistillDraw:
     dmd_seed: int
     critic_sigma: float  # the critic's flow-matching example on the clip
     critic_seed: int
+    exit_step: int | None = None  # the rollout's random exit (config.random_exit), else None: the last step
 
 
 def distill_draw(rng: np.random.Generator, config: StudentConfig, shift: float) -> DistillDraw:
@@ -122,8 +125,9 @@ def distill_draw(rng: np.random.Generator, config: StudentConfig, shift: float) 
     rollout_seed, dmd_seed, critic_seed = (int(seed) for seed in rng.integers(2**63, size=3))
     u_dmd, u_critic = rng.random(2)
     dmd_u = config.dmd_min_t + (config.dmd_max_t - config.dmd_min_t) * float(u_dmd)
+    exit_step = int(rng.integers(config.steps_per_chunk)) if config.random_exit else None
     return DistillDraw(rollout_seed, shift_sigma(dmd_u, shift), dmd_seed, shift_sigma(float(u_critic), shift),
-                       critic_seed)
+                       critic_seed, exit_step)
 
 
 @dataclass
@@ -261,7 +265,9 @@ class StudentTrainer(Trainer):
             with synced(self.model, last):
                 with torch.set_grad_enabled(learns), self.autocast():
                     clip = rollout(self.chunked(batch), self.noise(encoded.target, choices.rollout_seed),
-                                   self.scheduler, self.config.steps_per_chunk, grad=learns)
+                                   self.scheduler, self.config.steps_per_chunk, grad=learns,
+                                   sampler=self.config.sampler, exit_step=choices.exit_step,
+                                   renoise_generator=torch.Generator().manual_seed(choices.rollout_seed + 1))
                 if learns:
                     student_metrics.append(self.distribution_matching(clip, encoded, choice, choices, per_process))
             samples.append(Sample(encoded, choice, choices, clip.detach()))
@@ -297,10 +303,12 @@ class StudentTrainer(Trainer):
         return {"dmd_loss": loss.item(), **metrics}
 
     def frame_scores(self, clip: torch.Tensor) -> torch.Tensor:
-        """R per latent frame: the scorer on the decoded clip, averaged over each latent frame's video frames."""
+        """R per latent frame: the scorer on the decoded clip, averaged over each latent frame's video
+        frames, then over each chunk (FashionChameleon's gr_dmd_ic.py)."""
         frames = self.pipeline.decode(clip.detach())
         temporal = self.pipeline.vae.config.scale_factor_temporal
-        return latent_frame_scores(self.scorer(frames).float().cpu(), clip.shape[2], temporal)
+        per_frame = latent_frame_scores(self.scorer(frames).float().cpu(), clip.shape[2], temporal)
+        return chunk_scores(per_frame, self.config.chunk_frames)
 
     def critic_step(self, samples: list[Sample], per_process: int) -> float:
         """Flow matching of the critic on this step's rollouts (the generator's current samples); mean loss."""
@@ -333,6 +341,7 @@ class StudentTrainer(Trainer):
             "chunk_frames": config.chunk_frames,
             "steps_per_chunk": config.steps_per_chunk,
             "window": config.window,
+            "sampler": config.sampler,
             "guidance": self.guidance,
             "reweight": config.reweight,
             "tau": config.tau,

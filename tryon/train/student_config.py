@@ -37,6 +37,21 @@ Keys beyond the teacher config's (each also commented at its field below):
   `aesthetic_weights`, else "sharpness_colour", with a notice), "sharpness_colour" or
   "aesthetic"; see tryon.train.scorer.
 - `aesthetic_weights`: a folder with the aesthetic model (clip/ and head.safetensors), or null.
+- `sampler`: the student's few-step sampler in rollouts, recorded in the checkpoint for
+  streaming: "euler" or "renoise" (FashionChameleon's: x0 at timesteps 1000/750/500/250
+  warped by the shift, re-noised in between; tryon.pipelines.pipeline_tryon_streaming).
+- `random_exit`: Self-Forcing's random exit (FashionChameleon's `last_step_only: false`): each
+  rollout stops at a denoising step drawn uniformly per update, the same for all its chunks,
+  and the student's gradient is taken there; false: always the last step. "renoise" only.
+
+The built-in recipe follows FashionChameleon's configs (configs/gr_dmd_wan22_ic.yaml,
+default_config.yaml) where they apply at this size: critic ratio 5, Adam β1 0 (β2 0.999),
+gradient clipping at 10, teacher guidance 3.0 (its unconditional branch keeps the reference
+and the garment), τ 0.2, chunks of 3 latent frames, 4 steps, the renoise sampler with a
+random exit, 5 history chunks besides the sink (its 23-frame window: 5 history chunks, the
+current one and the conditions). Its learning rates (2e-6 student, 4e-7 critic, for the 5B
+model) and its generator EMA (0.99 from step 200) are not used: the demo model is a random-
+init toy that needs larger steps, and EMA is not implemented here.
 
 Defaults that differ from the teacher's: `condition_dropout` 0 (the streaming student never
 runs unconditioned) and `p_dance` 0, which must stay 0 (streaming has no anchored first frame).
@@ -50,6 +65,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tryon.errors import InputError
+from tryon.pipelines.pipeline_tryon_streaming import SAMPLERS
 from tryon.train.config import (
     TrainConfig,
     _is_number,
@@ -81,6 +97,8 @@ class StudentConfig(TrainConfig):
     tau: float = 0.2  # temperature of A = softmax(-R / tau)
     scorer: str = "auto"  # auto | sharpness_colour | aesthetic
     aesthetic_weights: str | None = None  # folder with clip/ and head.safetensors
+    sampler: str = "euler"  # euler | renoise (see tryon.pipelines.pipeline_tryon_streaming)
+    random_exit: bool = False  # Self-Forcing's random exit step (renoise only)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,6 +130,11 @@ class StudentConfig(TrainConfig):
         if not isinstance(self.reweight, bool):
             raise InputError(f"reweight must be true or false, not {self.reweight!r}")
         _require_choice(self.scorer, "scorer", SCORERS)
+        _require_choice(self.sampler, "sampler", SAMPLERS)
+        if not isinstance(self.random_exit, bool):
+            raise InputError(f"random_exit must be true or false, not {self.random_exit!r}")
+        if self.random_exit and self.sampler != "renoise":
+            raise InputError("random_exit needs the renoise sampler")
         if self.aesthetic_weights is not None and not isinstance(self.aesthetic_weights, str):
             raise InputError(f"aesthetic_weights must be a folder path or null, not {self.aesthetic_weights!r}")
 

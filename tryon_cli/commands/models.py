@@ -47,3 +47,22 @@ def init(
 
     path = api.init_model(preset, folder, seed=seed, overwrite=overwrite)
     notice(f"wrote a random-weight '{preset}' checkpoint to {path} (untrained: for smoke and speed tests)")
+
+
+@app.command("convert")
+def convert(
+    source: Annotated[Path, typer.Argument(help="FashionChameleon's generator: a .safetensors file or a folder of shards.")],
+    folder: Annotated[Path, typer.Argument(help="Where to write the tryon checkpoint.")],
+    base: Annotated[str, typer.Option(help="Checkpoint or preset giving the VAE, text encoder and tokenizer.")] = "wan2.2-ti2v-5b",
+    kind: Annotated[str, typer.Option(help="teacher (its SFT model) or student (its streaming generator).")] = "student",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing folder.")] = False,
+) -> None:
+    """Convert a FashionChameleon checkpoint (Wan2.2's original key names) into a tryon checkpoint
+    that generates with its conditions' RoPE slots and attention pattern.
+
+    Example: tryon models convert fc_student.safetensors ./fc-student --kind student
+    """
+    from tryon import api
+
+    path = api.convert_model(source, folder, base=base, kind=kind, overwrite=overwrite)
+    notice(f"wrote a FashionChameleon {kind} to {path} (conditions in its layout: reference, garment, then video)")

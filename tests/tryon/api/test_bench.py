@@ -76,6 +76,11 @@ def test_stream_reports_chunks_and_the_switch(stream):
     assert stream["calls"]["transformer"] == 4 * 2 + 2
 
 
+def test_a_size_the_model_cannot_generate_is_benched_at_that_size():
+    result = api.bench_and_compare(BenchRequest(**{**FAST, "size": (80, 48)}))
+    assert result.size == [80, 48]
+
+
 def test_warmup_and_repeat_report_mean_and_min():
     result = api.bench_and_compare(BenchRequest(**FAST, warmup=1, repeat=2))
     assert result.warmup == 1 and len(result.runs) == 2
@@ -138,7 +143,7 @@ def test_compare_runs_each_mode_alone_against_the_baseline():
     [
         (dict(preset="nope"), "unknown preset"),
         (dict(mode="fast"), "^mode must be dress or stream"),
-        (dict(size=(100, 64)), "multiples of 32"),
+        (dict(size=(101, 64)), "even"),
         (dict(run=RunOptions(model="somewhere")), "not both"),
         (dict(repeat=0), "^repeat must be an integer from 1 to 100"),
         (dict(mode="stream", guidance=2.0), "no --guidance"),

@@ -11,8 +11,11 @@ from tryon.media.geometry import (
     MAX_SIDE,
     SizeDecision,
     choose_output_size,
+    covering_multiple,
+    crop_center,
     fit_frames,
     fit_image,
+    pad_edges,
     parse_size,
     round_to_multiple,
 )
@@ -94,38 +97,62 @@ def test_round_to_multiple_rejects_a_zero_multiple():
 # ---- choose_output_size ----
 
 
-def test_default_size_for_a_landscape_photo_is_rounded_with_a_notice():
+def test_default_size_is_delivered_exactly_and_generated_at_the_covering_multiple():
     decision = choose_output_size((1920, 1080), None)
-    assert decision == SizeDecision(
-        1152, 704, "size 1152x720 rounded to 1152x704 (the model needs multiples of 32)"
-    )
-    assert decision.size == (1152, 704)
+    assert decision == SizeDecision(1152, 720, 1152, 736)  # Dress&Dance's size, not 1152x704
+    assert decision.size == (1152, 720) and decision.generate_size == (1152, 736)
 
 
 def test_default_size_follows_a_portrait_photo():
     decision = choose_output_size((720, 1280), None)
-    assert (decision.width, decision.height) == (704, 1152)
-    assert decision.notice == "size 720x1152 rounded to 704x1152 (the model needs multiples of 32)"
+    assert decision.size == (720, 1152) and decision.generate_size == (736, 1152)
 
 
 def test_default_size_for_a_square_photo_is_landscape():
-    assert choose_output_size((500, 500), None).size == (1152, 704)
+    assert choose_output_size((500, 500), None).size == (1152, 720)
 
 
 def test_requested_size_is_used_as_given_whatever_the_photo():
-    assert choose_output_size((1920, 1080), (704, 1280)) == SizeDecision(704, 1280, None)
-    assert choose_output_size((720, 1280), (1280, 704)) == SizeDecision(1280, 704, None)
+    assert choose_output_size((1920, 1080), (704, 1280)) == SizeDecision(704, 1280, 704, 1280)
+    assert choose_output_size((720, 1280), (1280, 704)) == SizeDecision(1280, 704, 1280, 704)
 
 
-def test_requested_size_is_rounded_and_never_below_one_multiple():
-    decision = choose_output_size((720, 1280), (100, 10))
-    assert decision.size == (96, 32)
-    assert decision.notice == "size 100x10 rounded to 96x32 (the model needs multiples of 32)"
+@pytest.mark.parametrize(("requested", "generated"), [((100, 10), (128, 32)), ((66, 64), (96, 64)), ((2, 2), (32, 32))])
+def test_requested_size_is_generated_at_the_smallest_covering_multiple(requested, generated):
+    decision = choose_output_size((720, 1280), requested)
+    assert decision.size == requested and decision.generate_size == generated
+
+
+def test_an_odd_requested_side_is_an_input_error():
+    with pytest.raises(InputError, match="101x70.*even"):
+        choose_output_size((720, 1280), (101, 70))
 
 
 def test_custom_default_and_multiple():
     decision = choose_output_size((600, 800), None, default=(1280, 704), multiple=16)
-    assert decision == SizeDecision(704, 1280, None)
+    assert decision == SizeDecision(704, 1280, 704, 1280)
+
+
+@pytest.mark.parametrize(("value", "multiple", "expected"), [(720, 32, 736), (704, 32, 704), (1, 32, 32), (33, 16, 48)])
+def test_covering_multiple_rounds_up(value, multiple, expected):
+    assert covering_multiple(value, multiple) == expected
+
+
+@pytest.mark.parametrize(("size", "padded"), [((5, 3), (8, 8)), ((4, 4), (4, 4)), ((6, 2), (7, 5))])
+def test_crop_center_takes_back_exactly_what_pad_edges_added(size, padded):
+    frames = np.random.default_rng(0).integers(0, 256, (2, size[1], size[0], 3), dtype=np.uint8)
+    grown = pad_edges(frames, padded)
+    assert grown.shape == (2, padded[1], padded[0], 3)
+    np.testing.assert_array_equal(crop_center(grown, size), frames)
+    np.testing.assert_array_equal(grown[:, 0, 0], frames[:, 0, 0])  # the corners repeat the edge pixels
+    np.testing.assert_array_equal(grown[:, -1, -1], frames[:, -1, -1])
+
+
+def test_crop_center_drops_equal_margins():
+    frames = np.arange(6 * 8).reshape(1, 6, 8, 1)
+    np.testing.assert_array_equal(crop_center(frames, (4, 2))[0, :, :, 0], [[18, 19, 20, 21], [26, 27, 28, 29]])
+    with pytest.raises(ValueError):
+        crop_center(frames, (10, 2))
 
 
 # ---- fit_image / fit_frames ----

@@ -94,7 +94,7 @@ def test_score_reports_lpips_skipped(rng):
 
 def _scores(name, **overrides) -> SampleScores:
     values = dict(
-        psnr=30.0, ssim=0.9, lpips=None, garment_color_error=None, garment_mae=None,
+        psnr=30.0, ssim=0.9, lpips=None, garment_color_error=None, garment_mae=None, motion_leakage=None,
         smoothness=0.99, motion_magnitude=0.01, ref_smoothness=0.98, ref_motion_magnitude=0.02,
     )
     values.update(overrides)
@@ -324,3 +324,17 @@ def test_evaluate_bad_meta_json_names_it(tmp_path, rng, write_video, write_sampl
     (sample / "meta.json").write_text("{not json")
     with pytest.raises(InputError, match=r"meta\.json: cannot read sample metadata"):
         evaluate(write_video(tmp_path / "p.mp4", x), sample)
+
+
+def test_a_synthetic_sample_reference_gives_motion_leakage(tmp_path):
+    from tryon.synth import make_sample, write_sample
+
+    sample = make_sample(5, size=(64, 112), num_frames=5)
+    folder = write_sample(sample, tmp_path / "s")
+    from tryon.media import write_video
+
+    write_video(tmp_path / "s.mp4", sample.target, 8)
+    own = evaluate(tmp_path / "s.mp4", folder).samples[0]
+    assert own.motion_leakage is not None and own.motion_leakage < 0.2  # the target wears the given garments
+    write_video(tmp_path / "plain.mp4", sample.target, 8)
+    assert evaluate(tmp_path / "plain.mp4", tmp_path / "s.mp4").samples[0].motion_leakage is None  # no masks

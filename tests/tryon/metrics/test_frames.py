@@ -256,3 +256,27 @@ def test_ssim_properties(seed, h, w, noise):
     assert s == pytest.approx(fm.ssim(y, x), abs=1e-6)  # symmetric
     assert -1.0 <= s <= 1.0 + 1e-6
     assert fm.psnr(x, y) == fm.psnr(y, x) <= fm.PSNR_CAP_DB
+
+
+# ---- motion_leakage ----
+
+
+def _flat(colour, t=3, h=8, w=8):
+    return np.broadcast_to(np.array(colour, dtype=np.uint8), (t, h, w, 3)).copy()
+
+
+def test_motion_leakage_is_0_for_the_given_garment_1_for_the_performers_and_half_between():
+    given, performer = (200, 30, 30), (30, 30, 200)
+    ref = _flat(given)
+    masks = {"top": np.ones((3, 8, 8), dtype=bool)}
+    assert fm.motion_leakage(ref, ref, masks, {"top": list(performer)}) == pytest.approx(0.0)
+    assert fm.motion_leakage(_flat(performer), ref, masks, {"top": list(performer)}) == pytest.approx(1.0)
+    closer_to_performer = fm.motion_leakage(_flat((60, 30, 170)), ref, masks, {"top": list(performer)})
+    assert 0.5 < closer_to_performer < 1.0
+
+
+def test_motion_leakage_uses_the_performers_garment_over_the_same_body_part():
+    ref, masks = _flat((200, 30, 30)), {"bottom": np.ones((3, 8, 8), dtype=bool)}
+    assert fm.motion_leakage(_flat((30, 30, 200)), ref, masks, {"dress": [30, 30, 200]}) == pytest.approx(1.0)
+    assert fm.motion_leakage(_flat((30, 30, 200)), ref, masks, {"top": [30, 30, 200]}) is None  # tops cover no legs
+    assert fm.motion_leakage(ref, ref, masks, {"bottom": [201, 31, 31]}) is None  # alike garments tell nothing

@@ -113,3 +113,72 @@ def test_production_preset_has_five_billion_transformer_parameters():
     assert round(total / 1e9, 1) == 5.0
     assert 0 < condnet < 1e6
     assert model.config.num_layers == 30 and model.config.num_attention_heads * model.config.attention_head_dim == 3072
+
+
+# ---- motion as attended tokens ----
+
+
+@pytest.fixture(scope="module")
+def attending(base_and_condnet):
+    base, _ = base_and_condnet
+    return {pool: CondNetTransformer.from_base(base, motion_conditioning="attention", motion_pool=pool).eval()
+            for pool in (1, 2)}
+
+
+@torch.no_grad()
+def test_attended_motion_steers_the_video_and_keeps_its_own_tokens_out_of_the_output(attending):
+    model = attending[1]
+    latents, text = inputs()
+    t = torch.tensor([700.0])
+    motion = torch.randn_like(latents)
+    plain = model(latents, t, text).sample
+    steered = model(latents, t, text, motion_latents=motion).sample
+    assert steered.shape == plain.shape  # motion tokens are not part of the output
+    assert not torch.allclose(steered, plain)  # attended through the base patch embedding from the start
+    assert not torch.allclose(model(latents, t, text, motion_latents=-motion).sample, steered)
+
+
+def test_motion_tokens_sit_at_the_output_frames_slots_and_pool_to_their_mean_position(attending):
+    motion = torch.randn(1, 48, 3, 4, 6)
+    tokens, (cos, sin) = attending[1].embed_motion(motion, frame_offset=5)
+    assert tokens.shape[1] == 3 * 2 * 3  # 3 frames of 2x3 patches
+    expected = attending[1].rotary(torch.arange(5, 8), 2, 3)
+    torch.testing.assert_close(cos, expected[0]) and torch.testing.assert_close(sin, expected[1])
+    pooled, (cos, _) = attending[2].embed_motion(motion, frame_offset=5)
+    assert pooled.shape[1] == 3 * 1 * 2  # 2x3 patches pooled 2x2 (ceil): 1x2 tokens a frame
+    rows, columns = torch.tensor([0.5]), torch.tensor([0.5, 2.0])
+    torch.testing.assert_close(cos, attending[2].rotary(torch.arange(5, 8), rows, columns)[0])
+    patches = attending[2].patch_embedding(motion)[:, :, 0, :2, :2].mean(dim=(2, 3))
+    torch.testing.assert_close(pooled[:, 0], patches, atol=1e-5, rtol=1e-5)  # motion_role starts at zero
+
+
+@torch.no_grad()
+def test_video_attends_to_motion_but_motion_and_conditions_do_not_attend_to_the_video(attending):
+    """Changing the noisy video leaves the motion tokens' and the conditions' keys unchanged."""
+    from tryon.model.attention import CondNetAttnProcessor
+
+    model = attending[1]
+    keys = []
+    original = CondNetAttnProcessor.attend
+
+    def spy(self, query, key, value):
+        keys.append(key.clone())
+        return original(self, query, key, value)
+
+    latents, text = inputs()
+    motion = torch.randn_like(latents)
+    runs = []
+    for video in (latents, -latents):
+        keys.clear()
+        CondNetAttnProcessor.attend = spy
+        try:
+            model(video, torch.tensor([500.0]), text, conditions=[Condition("user", latent(3))], motion_latents=motion)
+        finally:
+            CondNetAttnProcessor.attend = original
+        runs.append(list(keys))
+    for layer in range(len(model.blocks)):
+        conditions_a, motion_a, video_a = runs[0][3 * layer : 3 * layer + 3]
+        conditions_b, motion_b, video_b = runs[1][3 * layer : 3 * layer + 3]
+        torch.testing.assert_close(conditions_a, conditions_b)
+        torch.testing.assert_close(motion_a, motion_b)
+        assert video_a.shape[1] == conditions_a.shape[1] + motion_a.shape[1] + 3 * 2 * 3  # the video sees all

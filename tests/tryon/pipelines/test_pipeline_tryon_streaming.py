@@ -175,3 +175,35 @@ def test_a_motion_video_decoded_as_the_stream_goes_gives_the_same_video(tiny_mod
         generator = stream(tiny_model.pipeline, motion=motion)
         outputs.append(np.concatenate([generator.next_chunk() for _ in range(3)]))
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_attended_motion_streams_only_the_current_chunks_tokens(tiny_model):
+    """With motion as attended tokens, a chunk's motion tokens are attended but never cached."""
+    from tryon.model.transformer_condnet import CondNetTransformer
+
+    pipeline = tiny_model.pipeline
+    original = pipeline.transformer
+    pipeline.transformer = CondNetTransformer.from_base(original, motion_conditioning="attention").eval()
+    try:
+        frames = np.random.default_rng(0).integers(0, 255, (13, H, W, 3), dtype=np.uint8)
+        moving = stream(pipeline, motion=frames)
+        still = stream(pipeline)
+        first = moving.next_chunk()
+        assert not np.array_equal(first, still.next_chunk())  # the motion is attended
+        frame_tokens = (H // 16 // 2) * (W // 16 // 2)
+        assert moving.cache.tokens == still.cache.tokens == (2 + 2) * frame_tokens  # reference, garment, sink
+    finally:
+        pipeline.transformer = original
+
+
+def test_the_official_sampler_steps_at_the_warped_timesteps_and_renoises(tiny_model):
+    from tryon.pipelines.pipeline_tryon_streaming import renoise_sigmas, renoise_step
+
+    sigmas = renoise_sigmas(4, 5.0)  # timesteps 1000/750/500/250 warped by shift 5
+    assert sigmas == pytest.approx([1.0, 0.9375, 0.8333, 0.625], abs=1e-4)
+    x, v, eps = torch.ones(1, 2), torch.full((1, 2), 0.5), torch.zeros(1, 2)
+    torch.testing.assert_close(renoise_step(x, v, 0.8, None, None), torch.full((1, 2), 0.6))  # x0 = x - sigma v
+    torch.testing.assert_close(renoise_step(x, v, 0.8, 0.5, eps), torch.full((1, 2), 0.3))  # (1 - 0.5) x0 + 0.5 eps
+    euler = stream(tiny_model.pipeline, config=StreamConfig(chunk_frames=2, steps=2, window=1)).next_chunk()
+    renoised = stream(tiny_model.pipeline, config=StreamConfig(chunk_frames=2, steps=2, window=1, sampler="renoise"))
+    assert renoised.next_chunk().shape == euler.shape and not np.array_equal(renoised.next_chunk(), euler)

@@ -232,3 +232,18 @@ def test_any_seed_gives_visible_garments_inside_the_frame(seed):
     for mask in s.masks.values():
         assert mask.shape == (4, 56, 32)
         assert mask.any(axis=(1, 2)).all()
+
+
+def test_samples_record_the_motion_performers_garment_colours():
+    from tryon.synth import make_sample
+
+    sample = make_sample(3, size=(64, 112), num_frames=5)
+    colours = sample.meta["motion_person"]["garment_rgb"]
+    worn = set(sample.meta["motion_person"]["garment_specs"])
+    assert worn <= set(colours) and ({"dress"} <= set(colours) or {"top", "bottom"} <= set(colours))
+    for category, rgb in colours.items():
+        spec = sample.meta["motion_person"]["garment_specs"].get(category) or \
+            sample.meta["motion_person"]["own_clothes"][category]
+        first = np.array(spec["texture"]["rgb"][0], dtype=float)
+        if spec["texture"]["pattern"] == "solid":  # shading darkens and lightens, the hue stays
+            assert np.abs(np.array(rgb) - first).max() < 60, (category, rgb, first)

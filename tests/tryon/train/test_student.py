@@ -17,7 +17,8 @@ from tryon.errors import InputError
 from tryon.model.distributed import Processes, start_processes
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
 from tryon.train.causal import ChunkedClip, chunk_spans, rollout, teacher_forcing_flow
-from tryon.train.distill import dmd_loss, frame_weights, latent_frame_scores, reweight
+from tryon.train.flow import FlowBatch
+from tryon.train.distill import chunk_scores, dmd_loss, frame_weights, latent_frame_scores, reweight
 from tryon.train.loop import load_quietly
 from tryon.train.scorer import AestheticScorer, SharpnessColourScorer, make_scorer
 from tryon.train.student import StudentTrainer, train_student
@@ -149,8 +150,10 @@ def test_teacher_forcing_overfits_two_examples(unit_latent_checkpoint, tmp_path)
 # -- phase 2: DMD -----------------------------------------------------------------------------
 
 
-def test_one_dmd_step_changes_the_student_and_the_critic_but_never_the_teacher(tiny_checkpoint, tmp_path):
-    trainer = StudentTrainer("synthetic", str(tiny_checkpoint), tmp_path / "out", config(dmd=1), False, CPU)
+@pytest.mark.parametrize("sampling", [{}, {"sampler": "renoise", "random_exit": True}], ids=["euler", "official"])
+def test_one_dmd_step_changes_the_student_and_the_critic_but_never_the_teacher(tiny_checkpoint, tmp_path, sampling):
+    trainer = StudentTrainer("synthetic", str(tiny_checkpoint), tmp_path / "out", config(dmd=1, **sampling), False,
+                             CPU)
     teacher, critic = weights_of(trainer.teacher), weights_of(trainer.critic)
     student = weights_of(trainer.pipeline.transformer)
     assert not changed(teacher, critic) and not changed(teacher, student)  # all three start as the teacher
@@ -223,7 +226,7 @@ def test_the_default_scorer_ranks_blurred_and_greyed_frames_below_the_original()
     blurred = np.asarray(Image.fromarray(frame).resize((24, 40)).resize((96, 160), Image.BILINEAR))
     grey = (0.5 * frame + 0.5 * frame.mean(axis=-1, keepdims=True)).astype(np.uint8)
     original, soft, washed = SharpnessColourScorer()(np.stack([frame, blurred, grey]))
-    assert 0 < soft < original < 1 and 0 < washed < original, (original, soft, washed)
+    assert 1 < soft < original < 10 and 1 < washed < original, (original, soft, washed)  # the raw 1-10 scale
 
 
 def test_the_aesthetic_hook_is_used_only_when_its_weights_exist(tmp_path):
@@ -240,11 +243,41 @@ def test_the_aesthetic_hook_is_used_only_when_its_weights_exist(tmp_path):
                             image_size=32, patch_size=16, projection_dim=4)
     CLIPVisionModelWithProjection(tiny).save_pretrained(tmp_path / "aesthetic" / "clip", safe_serialization=True)
     save_file({"layers.0.weight": torch.randn(3, 4), "layers.0.bias": torch.zeros(3),
-               "layers.1.weight": torch.randn(1, 3), "layers.1.bias": torch.full((1,), 5.0)},
+               "layers.1.weight": torch.zeros(1, 3), "layers.1.bias": torch.full((1,), 5.0)},
               tmp_path / "aesthetic" / "head.safetensors")
     scorer = make_scorer("auto", str(tmp_path / "aesthetic"), notes.append)
     scores = scorer(np.zeros((3, 40, 24, 3), dtype=np.uint8))
-    assert isinstance(scorer, AestheticScorer) and scores.shape == (3,) and ((0 <= scores) & (scores <= 1)).all()
+    assert isinstance(scorer, AestheticScorer)
+    torch.testing.assert_close(scores, torch.full((3,), 5.0))  # the head's raw score, no (s - 1) / 9 rescale
+
+
+def test_gr_dmd_weights_use_the_raw_reward_scale_averaged_per_chunk():
+    """On the raw 1-10 scale a chunk half a point worse takes most of the gradient at tau 0.2;
+    the same scores squeezed into [0, 1] would leave the weights almost uniform."""
+    latent = torch.tensor([7.0, 6.5, 6.5, 6.0, 6.0, 7.0])  # per latent frame
+    per_chunk = chunk_scores(latent, chunk_frames=3)
+    torch.testing.assert_close(per_chunk, torch.tensor([6.6667, 6.6667, 6.6667, 6.3333, 6.3333, 6.3333]),
+                               atol=1e-4, rtol=0)
+    weights = frame_weights(per_chunk, tau=0.2)
+    assert weights[3] / weights[0] > 5  # e^(0.333 / 0.2) = 5.3
+    squeezed = frame_weights((per_chunk - 1) / 9, tau=0.2)
+    assert squeezed[3] / squeezed[0] < 1.25
+    torch.testing.assert_close(chunk_scores(torch.tensor([1.0, 3.0, 5.0, 7.0]), chunk_frames=3),
+                               torch.tensor([3.0, 3.0, 3.0, 7.0]))  # a shorter last chunk
+
+
+def test_the_teachers_unconditional_branch_keeps_reference_and_garments(monkeypatch):
+    from tryon.train import distill
+
+    seen = []
+    monkeypatch.setattr(distill, "predict_flow", lambda model, batch: seen.append(batch) or torch.zeros_like(batch.noisy))
+    batch = FlowBatch(noisy=torch.zeros(1, 4, 2, 2, 2), timestep=torch.full((1, 2), 500.0), text=torch.ones(1, 3, 8),
+                      conditions=["user", "top"], motion=None, flow=torch.zeros(1, 4, 2, 2, 2),
+                      loss_frames=torch.ones(1, 2, dtype=torch.bool))
+    distill.predicted_x0(None, batch, guidance=3.0, empty_text=torch.zeros(1, 3, 8))
+    conditional, unconditional = seen
+    assert unconditional.conditions == conditional.conditions == ["user", "top"]
+    assert unconditional.text.abs().sum() == 0 and conditional.text.abs().sum() > 0
 
 
 # -- checkpoints and resume ---------------------------------------------------------------------
@@ -302,6 +335,9 @@ def test_the_builtin_recipe_parses_at_the_demo_shapes():
 
     recipe = load_student_config("student")
     assert recipe.phases == ("teacher_forcing", "dmd") and recipe.tau == 0.2 and recipe.reweight
+    # FashionChameleon's configs/gr_dmd_wan22_ic.yaml where it applies at this size
+    assert (recipe.critic_ratio, recipe.adam_beta1, recipe.max_grad_norm, recipe.guidance) == (5, 0.0, 10.0, 3.0)
+    assert (recipe.sampler, recipe.random_exit, recipe.window, recipe.chunk_frames) == ("renoise", True, 5, 3)
     assert {(s.size, s.num_frames, s.fps) for s in recipe.stages} == {((96, 160), 17, 8)}
     assert StudentConfig.from_dict(recipe.to_dict()) == recipe
 
@@ -315,6 +351,10 @@ def test_the_builtin_recipe_parses_at_the_demo_shapes():
     ({"gradient_checkpointing": True}, "gradient_checkpointing"),
     ({"tau": 0}, "tau"),
     ({"scorer": "clip"}, "scorer"),
+    ({"sampler": "heun"}, "sampler"),
+    ({"random_exit": True, "sampler": "euler"}, "random_exit needs the renoise sampler"),
+    ({"adam_beta1": 1.0}, "adam_beta1"),
+    ({"max_grad_norm": 0}, "max_grad_norm"),
     ({"phases": ["dmd"]}, "phase"),
 ])
 def test_bad_student_configs_are_refused(change, problem):
@@ -377,3 +417,4 @@ def ddp_worker(base: str, output: str, config_file: str, weights: str) -> None:
 
 if __name__ == "__main__":
     ddp_worker(*sys.argv[1:])
+

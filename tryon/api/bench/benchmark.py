@@ -103,7 +103,7 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
     size, fps, num_frames, steps, guidance = plan.size, plan.fps, plan.num_frames, plan.steps, plan.guidance
     stream = request.mode == "stream"
     warmup = request.warmup if request.warmup is not None else (1 if runtime.device.type == "cuda" else 0)
-    inputs = make_inputs(request, size, num_frames)
+    inputs = make_inputs(request, plan.generate_size, num_frames)
     run_once = run_stream if stream else run_dress
 
     if request.vae_tiling:

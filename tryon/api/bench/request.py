@@ -9,7 +9,7 @@ from tryon.api.inputs import check_options
 from tryon.checkpoint.presets import PRESETS, Preset, get_preset
 from tryon.errors import InputError
 from tryon.limits import check_int
-from tryon.media.geometry import round_to_multiple
+from tryon.media.geometry import SizeDecision, choose_output_size
 from tryon.model.roles import MAX_GARMENTS
 from tryon.modes import RunOptions
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig
@@ -87,22 +87,19 @@ def size_multiple(preset: Preset) -> int:
     return preset.vae.get("scale_factor_spatial", 16) * preset.transformer["patch_size"][1]
 
 
-def _size(request: BenchRequest, preset: Preset, multiple: int) -> tuple[int, int]:
-    if request.size is None:
-        return tuple(round_to_multiple(side, multiple) for side in preset.default_size)
-    width, height = request.size
-    if width % multiple or height % multiple:
-        raise InputError(f"{width}x{height}: both sides must be multiples of {multiple} for this model "
-                         f"(e.g. {round_to_multiple(width, multiple)}x{round_to_multiple(height, multiple)})",
-                         option="size")
-    return width, height
+def _size(request: BenchRequest, preset: Preset, multiple: int) -> SizeDecision:
+    """The output size (the request, else the preset's landscape default) and the size the
+    model generates at, as tryon dress and swap choose them."""
+    landscape = (max(preset.default_size), min(preset.default_size))
+    return choose_output_size(landscape, request.size, default=preset.default_size, multiple=multiple)
 
 
 @dataclass
 class RunPlan:
     """What each run of a benchmark makes: size, frames, steps and (stream) the chunking and switch."""
 
-    size: tuple[int, int]
+    size: tuple[int, int]  # the output's
+    generate_size: tuple[int, int]  # the model's, which covers it (the output is its centre)
     fps: float
     num_frames: int
     steps: int
@@ -120,11 +117,11 @@ def make_plan(request: BenchRequest, preset: Preset, multiple: int) -> RunPlan:
     if request.mode == "dress":
         steps = preset.default_steps if request.steps is None else request.steps
         guidance = preset.default_guidance if request.guidance is None else request.guidance
-        return RunPlan(size, fps, num_frames, steps, guidance, None, None)
+        return RunPlan(size.size, size.generate_size, fps, num_frames, steps, guidance, None, None)
     steps = StreamConfig.steps if request.steps is None else request.steps
     config = StreamConfig(chunk_frames=request.chunk_frames, steps=steps, window=request.window)
     switch_at = seconds / 2 if request.switch_at is None else request.switch_at
     if switch_at >= seconds:
         raise InputError(f"{switch_at:g} is at or after the end of the {seconds:g} s video", option="switch_at")
     switch_frame = max(1, math.ceil(switch_at * fps - 1e-6))  # as tryon swap: the first chunk starting then or later
-    return RunPlan(size, fps, num_frames, steps, None, config, switch_frame)
+    return RunPlan(size.size, size.generate_size, fps, num_frames, steps, None, config, switch_frame)

@@ -19,11 +19,11 @@ from tryon.api.specs import GarmentSpec
 from tryon.api.stream import ChunkWritten, Switch, SwitchingStream
 from tryon.checkpoint import build_random_on
 from tryon.checkpoint.presets import Preset, get_preset
-from tryon.media import VideoWriter
+from tryon.media import VideoWriter, crop_center
 from tryon.pipelines.pipeline_tryon import TryOnPipeline
 from tryon.pipelines.pipeline_tryon_streaming import TryOnStream
 from tryon.pipelines.runtime import Runtime, apply_runtime
-from tryon.progress import Notice
+from tryon.progress import Notice, no_progress
 
 
 @dataclass
@@ -130,9 +130,11 @@ def run_dress(model: BenchModel, plan: RunPlan, inputs: BenchInputs, clock: Stag
     pipeline = model.pipeline
     device = pipeline._execution_device
     start = clock.now()
+    width, height = plan.generate_size  # the inputs' size; the output is its centre
     frames = pipeline(inputs.user, garments=inputs.garments, motion=inputs.motion, prompt=PROMPT,
-                      num_frames=plan.num_frames, num_inference_steps=plan.steps, guidance_scale=plan.guidance,
-                      generator=torch.Generator(device=device).manual_seed(seed)).frames
+                      height=height, width=width, num_frames=plan.num_frames, num_inference_steps=plan.steps,
+                      guidance_scale=plan.guidance, generator=torch.Generator(device=device).manual_seed(seed)).frames
+    frames = crop_center(frames, plan.size)
     with _writer(folder, run, plan) as writer:
         clock.wrap(writer, "write", "writing")
         writer.write(frames[:1])
@@ -169,7 +171,7 @@ def run_stream(model: BenchModel, plan: RunPlan, inputs: BenchInputs, clock: Sta
     switches = [] if plan.switch_frame is None else [
         Switch([(GarmentSpec(Path("switch"), role), image) for role, image in inputs.switch_to],
                at=plan.switch_frame / plan.fps)]
-    switching = SwitchingStream(stream, outfit, switches, None, plan.size, plan.fps, tell=lambda message: None)
+    switching = SwitchingStream(stream, outfit, switches, None, plan.generate_size, plan.fps, tell=lambda message: None)
     chunks: list[ChunkTiming] = []
     switch: SwitchTiming | None = None
     before = dict(clock.totals)
@@ -190,7 +192,8 @@ def run_stream(model: BenchModel, plan: RunPlan, inputs: BenchInputs, clock: Sta
 
     with _writer(folder, run, plan) as writer:
         clock.wrap(writer, "write", "writing")
-        switching.write(writer, plan.num_frames, on_chunk=record, clock=clock.now)
+        switching.write(writer, plan.num_frames, no_progress, lambda new: crop_center(new, plan.size),
+                        on_chunk=record, clock=clock.now)
         closing = time.perf_counter()
     clock.add("writing", time.perf_counter() - closing)
     total = clock.now() - start
