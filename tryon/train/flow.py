@@ -3,7 +3,8 @@
 Rules (rectified flow, as Wan is trained):
 - x_t = (1 − σ)·x0 + σ·noise; the model predicts the flow noise − x0 at timestep σ·1000.
 - σ = shift·u / (1 + (shift − 1)·u) with u uniform in [0, 1): the sampler's timestep shift.
-- One σ per example, given to every latent frame (the teacher is bidirectional).
+- One σ per example, given to every latent frame (the teacher is bidirectional); the
+  student's teacher forcing may instead draw one per chunk (`Draw.frame_sigmas`).
 - Condition dropout removes the garments and the prompt together (user photo and motion
   stay): exactly the sampler's unconditional branch for guidance.
 - A "dance" example (the anchored mode of `tryon dance`): no garments, the user photo IS
@@ -101,6 +102,7 @@ class Draw:
     drop_motion: bool
     dance: bool
     unknown_garments: tuple[bool, ...]
+    frame_sigmas: tuple[float, ...] | None = None  # one σ per latent frame, replacing `sigma` (block noise)
 
 
 def shift_sigma(u: float, shift: float) -> float:
@@ -146,9 +148,14 @@ def flow_example(encoded: Encoded, choice: Draw, empty_text: torch.Tensor) -> Fl
     x0 = encoded.target
     generator = torch.Generator().manual_seed(choice.noise_seed)
     noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device, x0.dtype)
-    noisy = (1.0 - choice.sigma) * x0 + choice.sigma * noise
     frames = x0.shape[2]
-    timestep = torch.full((1, frames), choice.sigma * 1000.0, device=x0.device)
+    sigmas = [choice.sigma] * frames if choice.frame_sigmas is None else list(choice.frame_sigmas)
+    if len(sigmas) != frames:
+        raise ValueError(f"{len(sigmas)} frame sigmas for {frames} latent frames")
+    # (1 − σ) and σ·1000 in float64, then rounded once: as a Python float σ would be
+    sigma = torch.tensor(sigmas, dtype=torch.float64, device=x0.device).view(1, 1, frames, 1, 1)
+    noisy = (1.0 - sigma).to(x0.dtype) * x0 + sigma.to(x0.dtype) * noise
+    timestep = (sigma.view(1, frames) * 1000.0).float()
     loss_frames = torch.ones(1, frames, dtype=torch.bool, device=x0.device)
 
     user = encoded.user

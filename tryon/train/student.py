@@ -9,7 +9,7 @@ gives both the data stream, stages, checkpoints, metrics, resume and DDP.
    conditions attend among themselves; chunk i's noisy tokens attend to the conditions, the
    CLEAN ground-truth latents of the chunks before it (sink + `window` history chunks) and
    themselves. It runs on the streaming engine's own code path, the KV cache
-   (tryon.train.causal). Metric: `loss`.
+   (tryon.train.causal). With `block_noise` each chunk has its own noise level. Metric: `loss`.
 2. DMD with self-rollout, one step:
    a. the student rolls each example out chunk by chunk from noise with its own few-step
       sampler, as TryOnStream does, recording gradients only in the denoising step
@@ -26,6 +26,9 @@ gives both the data stream, stages, checkpoints, metrics, resume and DDP.
       fresh σ and noise.
    Metrics: `critic_loss`; on student steps also `dmd_loss` (the surrogate, 0.5·mean g²),
    and with reweighting `reward` (mean R) and `weight_max` (max_i A_i·f; 1 = uniform).
+
+With `ema` the student's trainable weights are averaged after each of its updates (from step
+`ema_start`); checkpoints hold the average, `training_state/` the live weights (`live.<name>`).
 
 The student and the critic are two parameter groups of one optimizer (the stage's lr, and
 `critic_lr`); the teacher never learns. Checkpoints are kind "student" (load_model reads
@@ -48,7 +51,7 @@ from tryon.checkpoint import PRESETS, CheckpointInfo, LoadedModel
 from tryon.errors import InputError
 from tryon.model.distributed import Processes
 from tryon.model.transformer_condnet import CondNetTransformer
-from tryon.train.causal import ChunkedClip, rollout, teacher_forcing_flow
+from tryon.train.causal import ChunkedClip, chunk_spans, rollout, teacher_forcing_flow
 from tryon.train.config import Stage
 from tryon.train.distill import (
     chunk_scores,
@@ -83,6 +86,7 @@ from tryon.train.scorer import FrameScorer, make_scorer
 from tryon.train.student_config import StudentConfig
 
 CRITIC = "critic."  # prefix of the critic's tensors in the optimizer and the training state
+LIVE = "live."  # prefix of the student's live weights in the training state, when the checkpoint holds its EMA
 
 
 def train_student(
@@ -130,6 +134,13 @@ def distill_draw(rng: np.random.Generator, config: StudentConfig, shift: float) 
                        critic_seed, exit_step)
 
 
+def block_sigmas(rng: np.random.Generator, frames: int, chunk_frames: int, shift: float) -> tuple[float, ...]:
+    """One σ per latent frame: each chunk's own, drawn as flow matching draws one (u uniform, shifted)."""
+    spans = chunk_spans(frames, chunk_frames)
+    drawn = [shift_sigma(float(u), shift) for u in rng.random(len(spans))]
+    return tuple(sigma for span, sigma in zip(spans, drawn) for _ in range(span.stop - span.start))
+
+
 @dataclass
 class Sample:
     """One example's generated clip (detached) and what it was conditioned on."""
@@ -150,6 +161,7 @@ class StudentTrainer(Trainer):
                  processes: Processes, scorer: FrameScorer | None = None) -> None:
         self.teacher: CondNetTransformer | None = None  # frozen; DMD only
         self.critic: CondNetTransformer | None = None  # DMD only
+        self.ema: list[torch.Tensor] | None = None  # the average of the student's trainable weights, once kept
         super().__init__(data, teacher, output, config, resume, processes)
         self.critic_model = None if self.critic is None else self.distributed(self.critic)
         self.scheduler = copy.deepcopy(self.pipeline.scheduler)  # rollouts must not move the pipeline's
@@ -200,21 +212,61 @@ class StudentTrainer(Trainer):
             self.optimizer.param_groups[1]["lr"] = self.config.critic_lr
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Besides LoRA adapters, the critic's trainable weights once it has learned (DMD has begun)."""
+        """Besides LoRA adapters, the critic's trainable weights once it has learned (DMD has begun), and
+        with an EMA the student's live weights (the checkpoint holds the average)."""
         tensors = super().state_tensors()
         if self.critic is not None and self.step > self.config.dmd_start:
             names = [name for name in self.names if name.startswith(CRITIC)]
             tensors.update({name: param.detach() for name, param in zip(names, self.critic_params)})
+        if self.ema is not None:
+            tensors.update({LIVE + name: value for name, value in zip(self.names, self.live)})
         return tensors
 
     def restore_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """The checkpoint loaded holds the EMA when there is one: it is taken as the average, then the live
+        weights are put back."""
         critic = {name.removeprefix(CRITIC): value for name, value in tensors.items() if name.startswith(CRITIC)}
-        super().restore_tensors({name: value for name, value in tensors.items() if not name.startswith(CRITIC)})
-        if critic:
-            params = dict(self.critic.named_parameters())
-            with torch.no_grad():
+        live = {name.removeprefix(LIVE): value for name, value in tensors.items() if name.startswith(LIVE)}
+        super().restore_tensors({name: value for name, value in tensors.items()
+                                 if not name.startswith((CRITIC, LIVE))})
+        with torch.no_grad():
+            if critic:
+                params = dict(self.critic.named_parameters())
                 for name, value in critic.items():
                     params[name].copy_(value)
+            if live:
+                self.ema = [param.detach().clone() for param in self.student_params]
+                for name, param in zip(self.names, self.student_params):
+                    param.copy_(live[name])
+
+    # -- the generator's EMA --------------------------------------------------------------------
+
+    def student_update(self) -> None:
+        """Step the student's weights, then fold them into the EMA (from `ema_start` on)."""
+        self.take_step(self.student_params)
+        decay = self.config.ema
+        if decay is None or self.step < self.config.ema_start:
+            return
+        with torch.no_grad():
+            if self.ema is None:
+                self.ema = [param.detach().clone() for param in self.student_params]
+            else:
+                torch._foreach_lerp_(self.ema, [param.detach() for param in self.student_params], 1.0 - decay)
+
+    def save(self, seconds: float) -> None:
+        """The checkpoint's student is the EMA (when kept); the live weights go to the training state."""
+        if self.ema is None:
+            return super().save(seconds)
+        params = self.student_params
+        with torch.no_grad():
+            self.live = [param.detach().clone() for param in params]
+            torch._foreach_copy_(params, self.ema)
+        try:
+            super().save(seconds)
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(params, self.live)
+            del self.live
 
     # -- one step -------------------------------------------------------------------------------
 
@@ -242,14 +294,19 @@ class StudentTrainer(Trainer):
         loss_sum = 0.0
         for position, last in self.positions(stage):
             encoded = self.encoded_example(position)
-            batch = flow_example(encoded, self.draw_for(position, encoded), self.empty_prompt)
+            choice = self.draw_for(position, encoded)
+            if self.config.block_noise:
+                frames = encoded.target.shape[2]
+                choice = replace(choice, frame_sigmas=block_sigmas(self.rng(position, DISTILL_STREAM), frames,
+                                                                   self.config.chunk_frames, self.shift))
+            batch = flow_example(encoded, choice, self.empty_prompt)
             with synced(self.model, last):
                 with self.autocast():
                     flow = teacher_forcing_flow(self.chunked(batch), batch.noisy, batch.timestep, encoded.target)
                 loss = flow_loss(flow, batch).sum()
                 (loss / per_process).backward()
             loss_sum += loss.item()
-        self.take_step(self.student_params)
+        self.student_update()
         return {"loss": loss_sum / per_process}
 
     def dmd_step(self, stage: Stage) -> Metrics:
@@ -272,7 +329,7 @@ class StudentTrainer(Trainer):
                     student_metrics.append(self.distribution_matching(clip, encoded, choice, choices, per_process))
             samples.append(Sample(encoded, choice, choices, clip.detach()))
         if learns:
-            self.take_step(self.student_params)
+            self.student_update()
         return {"critic_loss": self.critic_step(samples, per_process), **mean_of(student_metrics)}
 
     def noise(self, like: torch.Tensor, seed: int) -> torch.Tensor:

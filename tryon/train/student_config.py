@@ -43,15 +43,24 @@ Keys beyond the teacher config's (each also commented at its field below):
 - `random_exit`: Self-Forcing's random exit (FashionChameleon's `last_step_only: false`): each
   rollout stops at a denoising step drawn uniformly per update, the same for all its chunks,
   and the student's gradient is taken there; false: always the last step. "renoise" only.
+- `block_noise`: in teacher forcing, each chunk gets its own noise level (drawn as flow
+  matching draws one), as the official teacher forcing noises each block independently;
+  false: one level for the whole clip.
+- `ema`, `ema_start`: an exponential moving average of the student's trainable weights with
+  this decay (the official 0.99), kept from optimizer step `ema_start` on (the official 200
+  generator steps); the checkpoint's student is the average, the live weights stay in
+  `training_state/` for resume. null: no average.
 
 The built-in recipe follows FashionChameleon's configs (configs/gr_dmd_wan22_ic.yaml,
 default_config.yaml) where they apply at this size: critic ratio 5, Adam β1 0 (β2 0.999),
 gradient clipping at 10, teacher guidance 3.0 (its unconditional branch keeps the reference
 and the garment), τ 0.2, chunks of 3 latent frames, 4 steps, the renoise sampler with a
 random exit, 5 history chunks besides the sink (its 23-frame window: 5 history chunks, the
-current one and the conditions). Its learning rates (2e-6 student, 4e-7 critic, for the 5B
-model) and its generator EMA (0.99 from step 200) are not used: the demo model is a random-
-init toy that needs larger steps, and EMA is not implemented here.
+current one and the conditions), independent noise per block in teacher forcing. Its learning
+rates (2e-6 student, 4e-7 critic, for the 5B model) and its generator EMA (0.99 from step 200)
+are used in `wan5b-student.json` only: the demo model is a random-init toy that needs larger
+steps, and its DMD stage makes about 24 student updates, over which a 0.99 average would keep
+most of the teacher-forcing weights.
 
 Defaults that differ from the teacher's: `condition_dropout` 0 (the streaming student never
 runs unconditioned) and `p_dance` 0, which must stay 0 (streaming has no anchored first frame).
@@ -99,6 +108,9 @@ class StudentConfig(TrainConfig):
     aesthetic_weights: str | None = None  # folder with clip/ and head.safetensors
     sampler: str = "euler"  # euler | renoise (see tryon.pipelines.pipeline_tryon_streaming)
     random_exit: bool = False  # Self-Forcing's random exit step (renoise only)
+    block_noise: bool = False  # teacher forcing: an independent noise level per chunk (else one per clip)
+    ema: float | None = None  # decay of the generator's EMA (the saved student); None: no EMA
+    ema_start: int = 0  # the optimizer step from which the EMA is kept (before it, it follows the weights)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -135,6 +147,11 @@ class StudentConfig(TrainConfig):
             raise InputError(f"random_exit must be true or false, not {self.random_exit!r}")
         if self.random_exit and self.sampler != "renoise":
             raise InputError("random_exit needs the renoise sampler")
+        if not isinstance(self.block_noise, bool):
+            raise InputError(f"block_noise must be true or false, not {self.block_noise!r}")
+        if self.ema is not None and not (_is_number(self.ema) and 0.0 < self.ema < 1.0):
+            raise InputError(f"ema must be null or a decay in (0, 1), not {self.ema!r}")
+        _require_int(self.ema_start, "ema_start", minimum=0)
         if self.aesthetic_weights is not None and not isinstance(self.aesthetic_weights, str):
             raise InputError(f"aesthetic_weights must be a folder path or null, not {self.aesthetic_weights!r}")
 

@@ -147,6 +147,64 @@ def test_teacher_forcing_overfits_two_examples(unit_latent_checkpoint, tmp_path)
     assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8]), losses
 
 
+def test_block_noise_gives_each_chunk_its_own_noise_level(tiny_checkpoint, tmp_path, monkeypatch):
+    from tryon.train import student
+
+    seen = []
+    original = student.teacher_forcing_flow
+    monkeypatch.setattr(student, "teacher_forcing_flow",
+                        lambda clip, noisy, timestep, clean: seen.append(timestep) or original(clip, noisy, timestep,
+                                                                                              clean))
+    train_student(str(tiny_checkpoint), "synthetic", tmp_path / "blocks",
+                  config(teacher_forcing=2, num_frames=9, chunk_frames=2, block_noise=True))
+    train_student(str(tiny_checkpoint), "synthetic", tmp_path / "clip", config(teacher_forcing=2, num_frames=9))
+    per_block, per_clip = seen[:2], seen[2:]
+    for timestep in per_block:  # 3 latent frames: chunks [0, 1] and [2]
+        assert timestep[0, 0] == timestep[0, 1] != timestep[0, 2]
+    assert all(len(set(timestep[0].tolist())) == 1 for timestep in per_clip)
+
+
+def test_block_sigmas_are_shifted_draws_constant_within_each_chunk():
+    from tryon.train.student import block_sigmas
+
+    sigmas = block_sigmas(np.random.default_rng(0), frames=7, chunk_frames=3, shift=5.0)
+    assert len(sigmas) == 7 and sigmas[0:3] == (sigmas[0],) * 3 and sigmas[3:6] == (sigmas[3],) * 3
+    assert len({sigmas[0], sigmas[3], sigmas[6]}) == 3 and all(0 <= s < 1 for s in sigmas)
+    u = np.random.default_rng(0).random(3)
+    assert sigmas[0] == pytest.approx(5 * u[0] / (1 + 4 * u[0]))
+
+
+def test_the_checkpoint_holds_the_ema_of_the_students_weights(tiny_checkpoint, tmp_path):
+    """EMA from step 1 with decay 0.5: the saved student is the average of the weights after steps 1..3,
+    the live weights are kept for resume."""
+    snapshots = []
+    trainer = StudentTrainer("synthetic", str(tiny_checkpoint), tmp_path / "out",
+                             config(teacher_forcing=3, ema=0.5, ema_start=1), False, CPU)
+    trainer.run(lambda stage, done, total: snapshots.append(weights_of(trainer.pipeline.transformer)), None)
+
+    expected = {name: snapshots[1][name] for name in snapshots[1]}  # kept from step 1: the weights after it
+    for name in expected:
+        expected[name] = torch.lerp(expected[name], snapshots[2][name], 0.5)
+    saved = load_file(tmp_path / "out/transformer/diffusion_pytorch_model.safetensors")
+    live = weights_of(trainer.pipeline.transformer)
+    assert changed(snapshots[1], live)  # training moved the weights
+    for name, value in expected.items():
+        torch.testing.assert_close(saved[name], value, rtol=0, atol=1e-7, msg=name)
+    state = load_file(tmp_path / "out/training_state/adapter.safetensors")
+    assert {name.removeprefix("live.") for name in state} == set(live)
+    assert not changed({name: state["live." + name] for name in live}, live)
+
+
+def test_a_resumed_run_with_ema_ends_as_an_uninterrupted_one(tiny_checkpoint, tmp_path):
+    run = config(teacher_forcing=4, ema=0.5, ema_start=1, checkpoint_every=1)
+    whole = train_student(str(tiny_checkpoint), "synthetic", tmp_path / "whole", run)
+    with pytest.raises(Stop):
+        train_student(str(tiny_checkpoint), "synthetic", tmp_path / "parts", run, progress=stop_at(4))
+    parts = train_student(str(tiny_checkpoint), "synthetic", tmp_path / "parts", run, resume=True)
+    for file in ("transformer/diffusion_pytorch_model.safetensors", "training_state/adapter.safetensors"):
+        assert not changed(load_file(whole / file), load_file(parts / file)), file
+
+
 # -- phase 2: DMD -----------------------------------------------------------------------------
 
 
@@ -339,7 +397,19 @@ def test_the_builtin_recipe_parses_at_the_demo_shapes():
     assert (recipe.critic_ratio, recipe.adam_beta1, recipe.max_grad_norm, recipe.guidance) == (5, 0.0, 10.0, 3.0)
     assert (recipe.sampler, recipe.random_exit, recipe.window, recipe.chunk_frames) == ("renoise", True, 5, 3)
     assert {(s.size, s.num_frames, s.fps) for s in recipe.stages} == {((96, 160), 17, 8)}
+    assert recipe.block_noise and recipe.ema is None
     assert StudentConfig.from_dict(recipe.to_dict()) == recipe
+
+
+def test_the_5b_recipe_is_the_official_one():
+    from tryon.api import load_student_config
+
+    recipe = load_student_config("wan5b-student")
+    assert (recipe.critic_ratio, recipe.adam_beta1, recipe.max_grad_norm, recipe.guidance, recipe.tau) == (
+        5, 0.0, 10.0, 3.0, 0.2)
+    assert (recipe.sampler, recipe.random_exit, recipe.block_noise, recipe.window) == ("renoise", True, True, 5)
+    assert (recipe.ema, recipe.ema_start - recipe.dmd_start) == (0.99, 200)  # 200 steps into DMD
+    assert (recipe.stages[1].lr, recipe.critic_lr) == (2e-6, 4e-7)
 
 
 @pytest.mark.parametrize("change, problem", [
@@ -355,6 +425,9 @@ def test_the_builtin_recipe_parses_at_the_demo_shapes():
     ({"random_exit": True, "sampler": "euler"}, "random_exit needs the renoise sampler"),
     ({"adam_beta1": 1.0}, "adam_beta1"),
     ({"max_grad_norm": 0}, "max_grad_norm"),
+    ({"ema": 1.0}, "ema must be null or a decay"),
+    ({"ema_start": -1}, "ema_start"),
+    ({"block_noise": "yes"}, "block_noise"),
     ({"phases": ["dmd"]}, "phase"),
 ])
 def test_bad_student_configs_are_refused(change, problem):
