@@ -41,6 +41,30 @@ def test_live_lines_from_stdin_switch_at_the_next_chunks(tiny_checkpoint, inputs
     assert "nothing.png" in run.stderr and "live switch" in run.stderr
 
 
+def test_live_without_seconds_runs_until_stdin_closes_and_every_line_is_on(tiny_checkpoint, inputs, tmp_path, tryon,
+                                                                             monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{inputs / 'pants.png'}\n{inputs / 'shirt.png'}:dress\n"))
+    untimed = [arg for arg in FAST if arg not in ("--seconds", "3")]
+    run = tryon("swap", inputs / "user.png", "-g", f"{inputs / 'shirt.png'}:top", "--live", "--model", tiny_checkpoint,
+                *untimed, "-o", tmp_path / "live.mp4", "--json")
+    assert run.code == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert [s["frame"] for s in summary["switches"]] == [9, 21]
+    assert summary["frames"] == 33 == probe_video(tmp_path / "live.mp4").frame_count  # the chunk wearing the dress
+
+
+def test_a_live_line_left_when_the_video_ends_is_reported_too_late(tiny_checkpoint, inputs, tmp_path, tryon,
+                                                                  monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{inputs / 'pants.png'}\n"))
+    timed = [arg if arg != "3" else "1" for arg in FAST]  # 8 frames: one chunk, no boundary to switch at
+    run = tryon("swap", inputs / "user.png", "-g", f"{inputs / 'shirt.png'}:top", "--live", "--model", tiny_checkpoint,
+                *timed, "-o", tmp_path / "live.mp4", "--json")
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["switches"] == [{"garments": [str(inputs / "pants.png")], "at": None, "frame": None,
+                                                   "latency": None}]
+    assert "pants.png came too late: the video ended at frame 8" in run.stderr
+
+
 def test_extend_appends_seconds_at_the_input_fps_and_size(tiny_checkpoint, inputs, tmp_path, tryon):
     clip = tmp_path / "clip.mp4"
     write_video(clip, np.random.default_rng(0).integers(0, 255, (9, 64, 96, 3), dtype=np.uint8), 8)

@@ -19,7 +19,8 @@ Garment rules (`PATH[:CATEGORY][@SECONDS]`, see tryon.api.specs):
   (shell-quoted, without @time). A background thread reads and loads them; they are put on in
   order, one line per chunk boundary, never before the second chunk. A bad line is reported
   and skipped. Each switch reports its latency: from reading the line to writing its first
-  frame.
+  frame. Without `seconds` the video runs until the input closes and every line read has been
+  put on (at most MAX_SECONDS); lines still waiting when the video ends are reported as too late.
 
 `extend` writes the input's frames followed by `seconds` more, at the input's fps and size. New
 frames are made at the smallest size the model accepts that covers the input and centre-cropped
@@ -38,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 
@@ -65,7 +66,7 @@ from tryon.media import (
 from tryon.modes import RunOptions
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
 from tryon.pipelines.runtime import runtime_notices
-from tryon.pipelines.shapes import frame_count
+from tryon.pipelines.shapes import MAX_SECONDS, frame_count
 from tryon.progress import Notice, Notices, Progress, no_progress
 
 Worn = tuple[GarmentSpec, Image.Image]
@@ -198,7 +199,8 @@ class LiveSwitches:
 
     def __init__(self, lines: Iterable[str]) -> None:
         self._queue: queue.Queue[Switch | str] = queue.Queue()
-        threading.Thread(target=self._read, args=(lines,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
+        self._reader.start()
 
     def _read(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -210,6 +212,18 @@ class LiveSwitches:
                 self._queue.put(Switch([(spec, load_image(spec.path)) for spec in specs], read_at=read_at))
             except (InputError, ValueError) as error:
                 self._queue.put(f"live: ignored '{line.strip()}': {error}")
+
+    def ended(self) -> bool:
+        """The input is closed and every line read from it has been taken."""
+        return not self._reader.is_alive() and self._queue.empty()
+
+    def too_late(self, frames: int, tell: Notice) -> list[SwitchReport]:
+        """Report the switches read but never applied: the video ended (after `frames` frames) first."""
+        reports = []
+        while (switch := self.next(tell)) is not None:
+            tell(f"live: {' '.join(describe(switch.garments))} came too late: the video ended at frame {frames}")
+            reports.append(SwitchReport(describe(switch.garments), None, None))
+        return reports
 
     def next(self, tell: Notice) -> Switch | None:
         """The oldest switch read and not yet taken, or None; problems with lines go to `tell`."""
@@ -288,6 +302,8 @@ class SwitchingStream:
         for switch in self.switches:
             self.tell(f"garments at {switch.at:g} s start after the last chunk has begun; not applied")
             reports.append(SwitchReport(describe(switch.garments), switch.at, None))
+        if self.live is not None:
+            reports += self.live.too_late(self.output_start + made, self.tell)
         return reports
 
     def _take_switches(self) -> list[Switch]:
@@ -395,7 +411,8 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     # 2. The model and the output it implies.
     source = request.run.model or default_model(streaming=True)
     model = get_model(source, request.run.revision, runtime, tell)
-    plan = plan_output(request, model, user.size)
+    until_input_ends = request.live is not None and request.seconds is None
+    plan = plan_output(replace(request, seconds=MAX_SECONDS) if until_input_ends else request, model, user.size)
     for message in plan.notices:
         tell(message)
     check_switch_times(switches, plan.num_frames / plan.fps)
@@ -418,9 +435,15 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
             config=_config(request, model),
         )
         live = None if request.live is None else LiveSwitches(request.live)
+
+        def should_stop() -> bool:
+            if request.should_stop is not None and request.should_stop():
+                return True
+            return until_input_ends and stream.frames_made > 0 and live.ended()
+
         switching = SwitchingStream(stream, outfit, switches, live, size, plan.fps, tell)
         reports = switching.write(writer, plan.num_frames, report, plan.crop, on_chunk=request.on_chunk,
-                                  should_stop=request.should_stop)
+                                  should_stop=should_stop)
     return StreamResult(
         output=str(request.output), frames=stream.frames_made, fps=plan.fps, size=list(plan.size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,

@@ -63,7 +63,8 @@ def swap(
     no_refresh: NoRefresh = False,
     no_withdraw: NoWithdraw = False,
     no_disentangle: NoDisentangle = False,
-    live: Annotated[bool, typer.Option("--live", help="Also read garment lines from stdin while generating.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Also read garment lines from stdin while generating; "
+                                       "without --seconds, run until stdin closes.")] = False,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
     run: RunOptions = RunOptions(),
@@ -72,7 +73,8 @@ def swap(
 
     The first garment is worn from the start; `@SECONDS` switches at that time (at the first
     chunk starting then or later). With --live, each line typed on stdin (one or more garment
-    specs) is put on at the next chunk, and the latency of each switch is reported.
+    specs) is put on at the next chunk, and the latency of each switch is reported; without
+    --seconds the video goes on until stdin closes and every line has been put on.
     Ctrl-C keeps a playable video of everything made so far (exit code 130).
 
     Example: tryon swap user.png -g shirt.png:top -g dress.png:dress@2.5 --motion dance.mp4 -o out.mp4
