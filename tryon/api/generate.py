@@ -111,7 +111,7 @@ class OutputPlan:
 def plan_output(request: GenerateRequest, model: LoadedModel | LoadedRoute, user_size: tuple[int, int]) -> OutputPlan:
     """The model preset's defaults for what the request leaves open; the size rule of tryon.media."""
     preset = model.preset
-    fps = preset.default_fps if request.fps is None else request.fps
+    fps = float(preset.default_fps if request.fps is None else request.fps)  # one JSON number type
     seconds = preset.default_seconds if request.seconds is None else request.seconds
     size = choose_output_size(user_size, request.size, default=preset.default_size,
                               multiple=model.pipeline.size_multiple)

@@ -59,7 +59,7 @@ class Preset:
     scheduler: dict[str, Any]
     base_repo: str | None = None
     default_size: tuple[int, int] = (1152, 720)
-    default_fps: int = 24
+    default_fps: float = 24.0
     default_seconds: float = 5.0
     default_steps: int = 40
     default_guidance: float = 5.0
@@ -179,7 +179,7 @@ TINY = Preset(
     ),
     scheduler=dict(num_train_timesteps=1000, shift=3.0),
     default_size=(256, 448),
-    default_fps=24,
+    default_fps=24.0,
     default_seconds=2.0,
     default_steps=8,
     default_guidance=1.0,
@@ -212,7 +212,7 @@ DEMO = Preset(
     text_encoder=TINY.text_encoder,
     scheduler=dict(num_train_timesteps=1000, shift=3.0),
     default_size=(160, 96),
-    default_fps=8,
+    default_fps=8.0,
     default_seconds=2.0,
     default_steps=12,
     default_guidance=2.0,

@@ -68,7 +68,7 @@ class RoutePreset:
     description: str
     parts: dict[str, Part]
     default_size: tuple[int, int] = (1280, 704)
-    default_fps: float = 24
+    default_fps: float = 24.0
     default_seconds: float = 5.0
     size_multiple: int = 32  # Wan2.2's 16x VAE times 2x2 patches; Qwen-Image and Wan2.1's VAE need 16
     edit: StageSettings = StageSettings(40, 4.0)  # Qwen-Image-Edit-2509's card: 40 steps, true CFG 4
@@ -107,7 +107,7 @@ PUBLIC_TINY = RoutePreset(
     description="the public route's classes at toy size with random weights: tests and smoke runs only",
     parts=PUBLIC_PARTS,
     default_size=(128, 224),
-    default_fps=8,
+    default_fps=8.0,
     default_seconds=1.0,
     edit=StageSettings(2, 1.0),
     i2v=StageSettings(2, 1.0),
