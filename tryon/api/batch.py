@@ -197,7 +197,8 @@ def read_manifest(path: Path) -> list[Job | BadRow]:
 
     Raises InputError (one line naming the file) when the manifest cannot be read at all:
     missing, not `.csv`/`.jsonl`, not UTF-8, a CSV without a `user` column or with an
-    unknown column, a JSONL line that is not a JSON object, or no rows.
+    unknown column, or no rows. A CSV row with too many cells, or a JSONL line that is not a
+    JSON object, is a bad row.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -245,19 +246,20 @@ def _csv_columns(header: list[str] | None, path: Path) -> list[str]:
     return columns
 
 
-def _jsonl_records(stream, path: Path) -> Iterator[dict[str, Any]]:
+def _jsonl_records(stream, path: Path) -> Iterator[dict[str, Any] | InputError]:
+    """Each line's JSON object; a line that is not one as the error to report for its row."""
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise InputError(f"line {number} is not valid JSON ({error.msg})", path) from None
+            yield InputError(f"line {number} is not valid JSON ({error.msg})")
+            continue
         except RecursionError:  # json's parser recurses once per nesting level
-            raise InputError(f"line {number} is not valid JSON (nested too deeply)", path) from None
-        if not isinstance(record, dict):
-            raise InputError(f"line {number} is not a JSON object", path)
-        yield record
+            yield InputError(f"line {number} is not valid JSON (nested too deeply)")
+            continue
+        yield record if isinstance(record, dict) else InputError(f"line {number} is not a JSON object")
 
 
 def default_output_name(row: int, user: str) -> str:

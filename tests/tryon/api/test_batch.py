@@ -127,8 +127,6 @@ UNREADABLE = {
     "unknown column": ("x.csv", "user,garment\na.png,b.png\n", "unknown column 'garment'"),
     "header only": ("x.csv", HEADER, "no jobs"),
     "empty file": ("x.csv", "", "empty"),
-    "invalid json": ("x.jsonl", '{"user": "a.png"}\n{nope\n', "line 2 is not valid JSON"),
-    "json not an object": ("x.jsonl", '["a.png"]\n', "line 1 is not a JSON object"),
 }
 
 
@@ -437,8 +435,12 @@ def test_a_disk_that_stays_full_stops_the_batch_and_keeps_the_report(folder, tmp
     assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [(1, "ok"), (2, "failed")]
 
 
-def test_a_jsonl_line_nested_thousands_deep_is_one_input_error_not_a_recursion_error(folder):
+def test_jsonl_lines_that_are_not_objects_are_bad_rows_even_nested_thousands_deep(folder):
     deep = '{"user": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    path = manifest(folder, json.dumps({"user": "user.png"}) + "\n" + deep + "\n", "deep.jsonl")
-    with pytest.raises(InputError, match="line 2 is not valid JSON"):
-        eb.read_manifest(path)
+    lines = [json.dumps({"user": "user.png"}), deep, "{nope", '["a.png"]']
+    rows = eb.read_manifest(manifest(folder, "\n".join(lines) + "\n", "deep.jsonl"))
+    assert isinstance(rows[0], eb.Job)
+    assert [(row.row, row.reason) for row in rows[1:]] == [
+        (2, "line 2 is not valid JSON (nested too deeply)"),
+        (3, "line 3 is not valid JSON (Expecting property name enclosed in double quotes)"),
+        (4, "line 4 is not a JSON object")]
