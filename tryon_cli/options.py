@@ -110,3 +110,14 @@ def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False) ->
         return with_run_options
 
     return decorate
+
+RayAddress = Annotated[
+    Optional[str],
+    typer.Option("--ray", metavar="ADDRESS", help="Run the work on Ray: auto (the running cluster), local (a new one "
+                 "on this machine) or a cluster address. OUT must be storage every node sees. Needs tryon[ray]."),
+]
+Workers = Annotated[
+    Optional[int],
+    typer.Option("--workers", min=1, help="With --ray: at most this many workers (default: one per GPU, or per CPU "
+                 "without GPUs), each loading the models once."),
+]

@@ -65,8 +65,8 @@ def test_on_a_cluster_of_two_nodes_an_out_on_a_local_disk_is_refused(tiny_checkp
     if kind not in LOCAL_FILE_SYSTEMS:
         pytest.skip(f"the test folder is on {kind}, not a local file system")
     # A second node is faked: a real one on this machine would see the same disk anyway.
-    batch_ray = importlib.import_module("tryon.api.batch_ray")  # the module the CLI will import
-    monkeypatch.setattr(batch_ray, "alive_nodes", lambda: [{"NodeID": "head"}, {"NodeID": "other"}])
+    ray_pool = importlib.import_module("tryon.api.ray_pool")  # the module the CLI will use
+    monkeypatch.setattr(ray_pool, "alive_nodes", lambda: [{"NodeID": "head"}, {"NodeID": "other"}])
     path = write_manifest(inputs, ["user.png,,,,,,"])
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST, "--ray", "local", "--quiet")
     line = one_error_line(run)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tryon.api.batch import BatchListener, JobOutcome, ReadyJob, load_batch_model, run_job
 from tryon.api.generate import GenerateRequest
-from tryon.api.ray_pool import WorkerPool, alive_nodes, connect, disconnect, import_ray, require_shared_storage, worker_slots
+from tryon.api.ray_pool import ClusterPool, WorkerPool
 
 
 class _Notices(BatchListener):
@@ -62,21 +62,11 @@ class RayExecutor:
     """
 
     def __init__(self, address: str, outdir: Path, workers: int | None = None, max_retries: int = 2) -> None:
-        import_ray()  # says how to install Ray before anything else happens
-        self.address = address
-        self.outdir = Path(outdir)
-        self.workers = workers
-        self.max_retries = max_retries
+        self.cluster: ClusterPool[ReadyJob, Rendered] = ClusterPool(address, outdir, workers, max_retries)
         self.pool: WorkerPool[ReadyJob, Rendered] | None = None
-        self.connected = False
 
     def start(self, defaults: GenerateRequest, listener: BatchListener) -> None:
-        self.connected = connect(self.address)
-        require_shared_storage(self.outdir, len(alive_nodes()))
-        slots, resources = worker_slots(use_gpus=defaults.run.device != "cpu")
-        self.pool = WorkerPool(partial(RenderWorker, defaults), min(slots, self.workers or slots), resources,
-                               self.max_retries)
-        self.pool.start()
+        self.pool = self.cluster.start(partial(RenderWorker, defaults), use_gpus=defaults.run.device != "cpu")
 
     def run(self, jobs: Sequence[ReadyJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
         assert self.pool is not None, "start() comes first"
@@ -94,9 +84,5 @@ class RayExecutor:
         return {pid: job.row for pid, job in self.pool.busy().items()} if self.pool else {}
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
-        if self.connected:
-            disconnect()
-            self.connected = False
+        self.cluster.close()
+        self.pool = None

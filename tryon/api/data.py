@@ -37,27 +37,52 @@ def evaluate(prediction: Path, reference: Path):
     return evaluate_videos(Path(prediction), Path(reference))
 
 
-def curate(videos: Path, out: Path, detector: Path, vlm: Path, editor, config: str | Path | None = None,
-           shard: str | None = None, device: str = "cpu", progress: Progress | None = None,
-           notice: Notice | None = None):
+def curate(videos: Path, out: Path, detector: Path, vlm: Path, editor: Path, config: str | Path | None = None,
+           shard: str | None = None, device: str = "cpu", edit_steps: int = 40, ray: str | None = None,
+           workers: int | None = None, progress: Progress | None = None, notice: Notice | None = None):
     """`tryon data curate`: the four curation stages (tryon.curate) with models loaded from folders.
 
-    `editor` is a GarmentEditor (`load_editor`). `shard` "K/N", or under torchrun RANK+1 of
-    WORLD_SIZE: the rule `tryon batch` splits its jobs by.
+    `editor` is an edit model folder (`load_editor`). `shard` "K/N", or under torchrun RANK+1 of
+    WORLD_SIZE: the rule `tryon batch` splits its jobs by. `ray` (`auto`, `local` or an address):
+    the items run on that Ray cluster, each worker loading the models once (tryon.api.ray_pool),
+    at most `workers` of them.
     """
     import os
+    from functools import partial
 
     from tryon.api.batch import choose_shard
-    from tryon.curate import CurateConfig, CurationModels, curate as run
+    from tryon.curate import CurateConfig, curate as run
+
+    settings = CurateConfig.from_file(config) if config else CurateConfig()
+    chosen = choose_shard(shard, os.environ)
+    models = partial(curation_models, detector, vlm, editor, edit_steps, device, settings)
+    if ray is None:
+        return run(videos, out, models(notice), settings, shard=chosen, progress=progress)
+    from tryon.api.curate_ray import ray_items
+
+    with ray_items(ray, out, partial(curation_worker, videos, out, models, settings), workers,
+                   use_gpus=device != "cpu") as map_items:
+        return run(videos, out, None, settings, shard=chosen, progress=progress, map_items=map_items)
+
+
+def curation_models(detector: Path, vlm: Path, editor: Path, edit_steps: int, device: str, settings,
+                    notice: Notice | None = None):
+    """The curation models, loaded from their folders (tryon.curate.CurationModels)."""
+    from tryon.curate import CurationModels
     from tryon.curate.models import RTDetrPersonDetector
     from tryon.train.scorer import make_scorer
     from tryon.vision.vlm import LocalVLM
 
-    settings = CurateConfig.from_file(config) if config else CurateConfig()
-    chosen = choose_shard(shard, os.environ)
-    models = CurationModels(RTDetrPersonDetector(detector, device), LocalVLM(vlm, device), editor,
-                            make_scorer(settings.scorer, settings.aesthetic_weights, notice or (lambda m: None)))
-    return run(videos, out, models, settings, shard=chosen, progress=progress)
+    editor_model = load_editor(editor, steps=edit_steps, device=device)
+    return CurationModels(RTDetrPersonDetector(detector, device), LocalVLM(vlm, device), editor_model,
+                          make_scorer(settings.scorer, settings.aesthetic_weights, notice or (lambda m: None)))
+
+
+def curation_worker(videos: Path, out: Path, models, settings):
+    """A CurationWorker with freshly loaded models (`models()`): what each Ray worker builds once."""
+    from tryon.curate.pipeline import CurationWorker
+
+    return CurationWorker(videos, out, models(), settings)
 
 
 def load_editor(folder: Path, steps: int = 40, device: str = "cpu"):

@@ -256,6 +256,36 @@ class WorkerPool(Generic[Job, Result]):
         self._launch()
 
 
+class ClusterPool(Generic[Job, Result]):
+    """One WorkerPool on the Ray cluster at `address` (`auto`, `local` or an address), writing into
+    `outdir`: connects (and later disconnects, when it connected), refuses an `outdir` the other
+    nodes cannot see, and sizes the pool: one worker per GPU (per CPU without GPUs, or without
+    `use_gpus`), at most `workers`.
+    """
+
+    def __init__(self, address: str, outdir: Path, workers: int | None = None, max_retries: int = 2) -> None:
+        import_ray()  # says how to install Ray before anything else happens
+        self.address, self.outdir, self.workers, self.max_retries = address, Path(outdir), workers, max_retries
+        self.pool: WorkerPool[Job, Result] | None = None
+        self.connected = False
+
+    def start(self, make_worker: Callable[[], Callable[[Job], Result]], use_gpus: bool) -> WorkerPool[Job, Result]:
+        self.connected = connect(self.address)
+        require_shared_storage(self.outdir, len(alive_nodes()))
+        slots, resources = worker_slots(use_gpus)
+        self.pool = WorkerPool(make_worker, min(slots, self.workers or slots), resources, self.max_retries)
+        self.pool.start()
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        if self.connected:
+            disconnect()
+            self.connected = False
+
+
 def _cause(error: Exception) -> BaseException:
     """The exception a Ray task raised, as it raised it."""
     return getattr(error, "cause", None) or error

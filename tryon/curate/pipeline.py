@@ -22,6 +22,11 @@ decisions. `shard` (K of N, the rule of `tryon batch`) takes every N-th video fr
 shards append to the same log, a line at a time. The reference stage draws from the pool of
 garments curated so far by any shard: run it again after every shard has finished stage 3
 to let every clip draw from the whole pool.
+
+The work comes in items that a `CurationWorker` (the models, loaded once) runs: each video
+through stages 1 to 3, then, once every video is through, each clip through stage 4. By
+default they run in this process, one after another; `map_items` runs them elsewhere (on a
+Ray cluster: tryon.api.curate_ray), in any order: every item's state is its own files.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,10 +97,55 @@ class CurationSummary:
     samples_dir: Path
     decisions: dict[str, dict[str, int]] = field(default_factory=dict)  # this run: stage -> kept/dropped counts
     samples: list[Path] = field(default_factory=list)  # every sample of this shard's videos in OUT
+    failed: list[str] = field(default_factory=list)  # items whose worker failed ("video X: why"); a re-run retries
 
     def to_dict(self) -> dict[str, Any]:
         return {"videos": self.videos, "log": str(self.log), "samples_dir": str(self.samples_dir),
-                "samples": len(self.samples), "decisions": self.decisions}
+                "samples": len(self.samples), "decisions": self.decisions, "failed": self.failed}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One piece of curation work: a `video` (its path inside VIDEOS) through stages 1 to 3, or a `clip`
+    through stage 4."""
+
+    kind: str  # "video" or "clip"
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What an item left: a video's clips that have a validated garment (earlier runs' too), the decisions
+    it logged (stage -> kept/dropped counts), or why its worker failed."""
+
+    item: Item
+    clips: tuple[str, ...] = ()
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    error: str | None = None
+
+
+class CurationWorker:
+    """Runs items with one set of models (see the module docstring)."""
+
+    def __init__(self, videos: Path, out: Path, models: CurationModels, config: CurateConfig) -> None:
+        self.videos, self.out, self.models, self.config = Path(videos), Path(out), models, config
+
+    def __call__(self, item: Item) -> ItemResult:
+        run = _Run(self.videos, self.out, self.models, self.config, CurationLog(self.out / LOG_FILE),
+                   lambda *_: None)
+        if item.kind == "video":
+            clips = run.filter_all([self.videos / item.name])
+            clips = run.each("caption", clips, run.caption)
+            clips = run.each("garment", clips, run.garments)
+        else:
+            clips = run.each("reference", [item.name], run.reference)
+        return ItemResult(item, tuple(clips), run.log.counts)
+
+
+MapItems = Callable[[list[Item]], Iterable[ItemResult]]
 
 
 # -- the log and the per-clip state ------------------------------------------------------------
@@ -152,24 +203,46 @@ def video_key(relative: Path) -> str:
 # -- the run ------------------------------------------------------------------------------------
 
 
-def curate(videos: Path, out: Path, models: CurationModels, config: CurateConfig, shard=None,
-           progress: Progress | None = None) -> CurationSummary:
+def curate(videos: Path, out: Path, models: CurationModels | None, config: CurateConfig, shard=None,
+           progress: Progress | None = None, map_items: MapItems | None = None) -> CurationSummary:
     """Run the four stages on this shard's videos (see the module docstring); return what happened.
 
     `shard`: anything with `takes(position)` (tryon.api.batch.Shard: `tryon batch`'s rule); None: all.
+    `map_items` runs a list of items and yields each one's result as it ends (None: here, with
+    `models`).
     """
     videos, out = Path(videos), Path(out)
     mine = [path for position, path in enumerate(list_videos(videos)) if shard is None or shard.takes(position)]
     if out.exists() and not out.is_dir():
         raise InputError("the output must be a folder", out)
     (out / WORK_DIR).mkdir(parents=True, exist_ok=True)
-    run = _Run(videos, out, models, config, CurationLog(out / LOG_FILE), progress or (lambda *_: None))
-    clips = run.filter_all(mine)
-    clips = run.each("caption", clips, run.caption)
-    clips = run.each("garment", clips, run.garments)
-    clips = run.each("reference", clips, run.reference)
-    samples = [out / SAMPLES_DIR / clip for clip in run.all_clips(mine) if (out / SAMPLES_DIR / clip).is_dir()]
-    return CurationSummary(len(mine), run.log.path, out / SAMPLES_DIR, run.log.counts, samples)
+    if map_items is None:
+        map_items = partial(map, CurationWorker(videos, out, models, config))
+    report = progress or (lambda *_: None)
+    summary = CurationSummary(len(mine), out / LOG_FILE, out / SAMPLES_DIR)
+    video_items = [Item("video", str(path.relative_to(videos))) for path in mine]
+    clips = _collect(map_items(video_items), summary, lambda done: report("filter, caption, garments", done,
+                                                                        len(video_items)))
+    clip_items = [Item("clip", clip) for clip in sorted(clips)]
+    _collect(map_items(clip_items), summary, lambda done: report("reference", done, len(clip_items)))
+    summary.samples = [out / SAMPLES_DIR / clip for clip in _clips_of(out, videos, mine)
+                       if (out / SAMPLES_DIR / clip).is_dir()]
+    return summary
+
+
+def _collect(results: Iterable[ItemResult], summary: CurationSummary, done: Callable[[int], None]) -> list[str]:
+    """Fold the results into `summary` as they come; the clips they left."""
+    clips = []
+    for number, result in enumerate(results, start=1):
+        for stage, counts in result.counts.items():
+            totals = summary.decisions.setdefault(stage, {"kept": 0, "dropped": 0})
+            for decision, count in counts.items():
+                totals[decision] += count
+        if result.error is not None:
+            summary.failed.append(f"{result.item}: {result.error}")
+        clips += result.clips
+        done(number)
+    return clips
 
 
 @dataclass
@@ -193,7 +266,7 @@ class _Run:
         """Stage 1 for every video not filtered before; the clips kept (this run's and earlier runs')."""
         kept = []
         for done, path in enumerate(videos):
-            marker = self.out / WORK_DIR / "videos" / f"{video_key(path.relative_to(self.videos))}.json"
+            marker = _video_marker(self.out, self.videos, path)
             result = _read_json(marker)
             if result is None:
                 result = self.filter_video(path)
@@ -201,13 +274,6 @@ class _Run:
             kept += result["kept"]
             self.progress("filter", done + 1, len(videos))
         return kept
-
-    def all_clips(self, videos: list[Path]) -> list[str]:
-        clips = []
-        for path in videos:
-            result = _read_json(self.out / WORK_DIR / "videos" / f"{video_key(path.relative_to(self.videos))}.json")
-            clips += result["kept"] if result else []
-        return clips
 
     def filter_video(self, path: Path) -> dict[str, Any]:
         """Check one video and its clips; write each kept clip; the clips kept."""
@@ -383,6 +449,20 @@ class _Run:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         return final
+
+
+def _video_marker(out: Path, videos: Path, path: Path) -> Path:
+    """Stage 1's record of a video: the clips it kept."""
+    return out / WORK_DIR / "videos" / f"{video_key(path.relative_to(videos))}.json"
+
+
+def _clips_of(out: Path, videos: Path, paths: list[Path]) -> list[str]:
+    """The clips stage 1 kept from these videos, in video order."""
+    clips = []
+    for path in paths:
+        result = _read_json(_video_marker(out, videos, path))
+        clips += result["kept"] if result else []
+    return clips
 
 
 def _pick(seed: int, clip: str, category: str, count: int) -> int:

@@ -29,16 +29,6 @@ ShardOption = Annotated[
     Optional[str],
     typer.Option(help="K/N: run only rows i (0-based) with i % N == K-1. Default under torchrun: RANK+1/WORLD_SIZE."),
 ]
-RayAddress = Annotated[
-    Optional[str],
-    typer.Option("--ray", metavar="ADDRESS", help="Run the jobs on Ray: auto (the running cluster), local (a new one "
-                 "on this machine) or a cluster address. OUT must be storage every node sees. Needs tryon[ray]."),
-]
-Workers = Annotated[
-    Optional[int],
-    typer.Option("--workers", min=1, help="With --ray: at most this many workers (default: one per GPU, or per CPU "
-                 "without GPUs), each loading the model once."),
-]
 Verify = Annotated[bool, typer.Option(
     "--verify", help="Decode every existing output to check it is complete, instead of trusting the report's "
     "completion record (the file's size and modification time).")]
@@ -173,8 +163,8 @@ def batch(
     steps: options.Steps = None,
     guidance: options.Guidance = None,
     shard: ShardOption = None,
-    ray: RayAddress = None,
-    workers: Workers = None,
+    ray: options.RayAddress = None,
+    workers: options.Workers = None,
     verify: Verify = False,
     json_output: options.Json = False,
     quiet: options.Quiet = False,

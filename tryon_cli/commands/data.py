@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tryon_cli import options
 from tryon_cli.console import StageProgress, notice, print_json
 
 app = typer.Typer(help="Make training and test data.", no_args_is_help=True)
@@ -47,22 +48,32 @@ def curate(
     shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th video from the K-th, as tryon batch.")] = None,
     edit_steps: Annotated[int, typer.Option(help="Denoising steps of each edit.")] = 40,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N] for every model.")] = "cpu",
+    ray: options.RayAddress = None,
+    workers: options.Workers = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Curate raw videos into training samples: filter, caption, extract garments, build references.
 
     Example: tryon data curate ./raw ./curated --detector ./rtdetr --vlm ./qwen2.5-vl --editor ./qwen-image-edit
+
+    On a Ray cluster: tryon data curate /shared/raw /shared/curated ... --ray auto
     """
     from tryon import api
+    from tryon.errors import InputError, RuntimeFailure
 
-    editor_model = api.load_editor(editor, steps=edit_steps, device=device)
+    if workers is not None and ray is None:
+        raise InputError("--workers needs --ray (without it the videos are curated one at a time)")
     with StageProgress(enabled=not quiet and not json_output) as progress:
-        summary = api.curate(videos, out, detector, vlm, editor_model, config=config, shard=shard, device=device,
-                             progress=progress, notice=notice)
+        summary = api.curate(videos, out, detector, vlm, editor, config=config, shard=shard, device=device,
+                             edit_steps=edit_steps, ray=ray, workers=workers, progress=progress, notice=notice)
     if json_output:
         print_json(summary.to_dict())
-        return
-    for stage, counts in summary.decisions.items():
-        notice(f"{stage}: {counts['kept']} kept, {counts['dropped']} dropped")
-    notice(f"{len(summary.samples)} samples in {summary.samples_dir}; every decision in {summary.log}")
+    else:
+        for stage, counts in summary.decisions.items():
+            notice(f"{stage}: {counts['kept']} kept, {counts['dropped']} dropped")
+        notice(f"{len(summary.samples)} samples in {summary.samples_dir}; every decision in {summary.log}")
+    for failure in summary.failed:
+        notice(f"failed: {failure}")
+    if summary.failed:
+        raise RuntimeFailure(f"{len(summary.failed)} of the items failed (listed above); a re-run retries them")

@@ -41,21 +41,6 @@ BAD_ROWS = {4, 9}
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A Ray cluster of this one machine, two CPU slots, on loopback only."""
-    with pytest.MonkeyPatch.context() as patch:
-        # Ray kills its workers first when the machine's memory runs short, whoever uses it (its
-        # memory monitor; oom_score_adj 1000 for the kernel's): on a shared machine that would be
-        # someone else's process deciding our test.
-        patch.setenv("RAY_memory_monitor_refresh_ms", "0")
-        patch.setenv("RAY_worker_oom_score_adjustment", "0")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, logging_level="ERROR")
-        yield
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("catalog")
     rng = np.random.default_rng(0)
@@ -118,7 +103,7 @@ def assert_same_videos(outdir: Path, reference: Path) -> None:
         assert difference.mean() < 1.0, name
 
 
-def test_the_catalog_renders_on_ray_as_it_does_locally(cluster, manifest, defaults, local_run, tmp_path):
+def test_the_catalog_renders_on_ray_as_it_does_locally(ray_cluster, manifest, defaults, local_run, tmp_path):
     reference, local = local_run
     assert [o.row for o in local.failures] == sorted(BAD_ROWS)
     summary, _ = run_on_ray(manifest, tmp_path, defaults)
@@ -149,7 +134,7 @@ class KillOnce(BatchListener):
         self.killed.append(pid)
 
 
-def test_a_killed_worker_loses_nothing_and_renders_no_job_twice(cluster, manifest, defaults, local_run, tmp_path):
+def test_a_killed_worker_loses_nothing_and_renders_no_job_twice(ray_cluster, manifest, defaults, local_run, tmp_path):
     reference, _ = local_run
     listener = KillOnce(row=6)
     executor = RayExecutor("local", tmp_path)
@@ -166,7 +151,7 @@ def test_a_killed_worker_loses_nothing_and_renders_no_job_twice(cluster, manifes
     assert_same_videos(tmp_path, reference)
 
 
-def test_a_job_whose_worker_always_dies_fails_after_three_attempts_and_the_rest_run(cluster, manifest, defaults,
+def test_a_job_whose_worker_always_dies_fails_after_three_attempts_and_the_rest_run(ray_cluster, manifest, defaults,
                                                                                     tmp_path):
     short = manifest.parent / "short.csv"
     short.write_text(HEADER + "\n".join(ROWS[:3]) + "\n")
@@ -190,7 +175,7 @@ def test_a_job_whose_worker_always_dies_fails_after_three_attempts_and_the_rest_
     assert not (tmp_path / "job_1_user.mp4").exists()
 
 
-def test_a_model_that_cannot_load_stops_the_batch_as_locally(cluster, manifest, tmp_path):
+def test_a_model_that_cannot_load_stops_the_batch_as_locally(ray_cluster, manifest, tmp_path):
     with pytest.raises(InputError, match="no such checkpoint"):
         run_on_ray(manifest, tmp_path / "out", job_defaults(run=RunOptions(model=str(tmp_path / "none"))))
     assert not (tmp_path / "out").exists()

@@ -2,63 +2,24 @@
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tryon.api.batch import Shard
-from tryon.curate import CurateConfig, CurationModels, curate
+from tryon.curate import curate
 from tryon.curate import filtering
 from tryon.curate.pipeline import LOG_FILE
 from tryon.media import probe_video, write_video
 from tryon.synth import make_sample
-from tryon.train.scorer import SharpnessColourScorer
 
 REAL_CASES = Path(__file__).resolve().parents[4] / "shared" / "real-cases"
-
-# Thresholds for toy videos: the defaults are for real footage (480p and up, 2 s and up).
-TOY = dict(min_seconds=1.0, min_short_side=64, max_side=256, motion_band=(0.001, 1.0), min_quality=0.0,
-           min_validation=0.0, scorer="sharpness_colour")
-
-
-class PortraitPeopleDetector:
-    """Stands in for a trained detector (tiny random weights find nothing meaningful): one person in a
-    portrait frame, two in a landscape one — the test's two-person clip is two clips side by side."""
-
-    name = "portrait-people (test)"
-
-    def person_scores(self, frames):
-        return [[0.9] * (1 if frame.shape[0] >= frame.shape[1] else 2) for frame in frames]
-
-
-class TintEditor:
-    """Stands in for the edit model: a product shot is the frame's centre on white; put_on tints the
-    frame towards the garment's mean colour — deterministic, and never the frame itself."""
-
-    name = "tint (test)"
-
-    def take_off(self, frame, category):
-        shot = Image.new("RGB", frame.size, "white")
-        width, height = frame.size
-        shot.paste(frame.crop((width // 4, height // 4, 3 * width // 4, 3 * height // 4)), (width // 4, height // 4))
-        return shot
-
-    def put_on(self, frame, garment, category):
-        colour = np.asarray(garment).reshape(-1, 3).mean(axis=0)
-        return Image.fromarray((0.6 * np.asarray(frame) + 0.4 * colour).astype(np.uint8))
 
 
 def synthetic_clip(seed: int) -> np.ndarray:
     return make_sample(seed, size=(96, 160), num_frames=17, fps=8).target
-
-
-@pytest.fixture(scope="module")
-def tiny_vlm(tmp_path_factory):
-    from tryon.vision.vlm import LocalVLM, build_tiny_vlm
-
-    return LocalVLM(build_tiny_vlm(tmp_path_factory.mktemp("vlm") / "vlm"))
 
 
 @pytest.fixture
@@ -89,17 +50,16 @@ def decisions(out):
 
 
 @pytest.mark.slow
-def test_curation_writes_samples_that_train_and_explains_every_drop(videos, tiny_vlm, tiny_checkpoint, tmp_path,
-                                                                   real_cases_or_none):
+def test_curation_writes_samples_that_train_and_explains_every_drop(videos, curation_models, toy_curation,
+                                                                   tiny_checkpoint, tmp_path, real_cases_or_none):
     from safetensors.torch import load_file
 
     from tryon.train.config import TrainConfig
     from tryon.train.data import FolderDataset
     from tryon.train.teacher import train_teacher
 
-    models = CurationModels(PortraitPeopleDetector(), tiny_vlm, TintEditor(), SharpnessColourScorer())
     out = tmp_path / "curated"
-    summary = curate(videos, out, models, CurateConfig(**TOY))
+    summary = curate(videos, out, curation_models, toy_curation)
     log = decisions(out)
     dropped = {(entry["video"], entry["stage"]): entry["reason"] for entry in log if entry["decision"] == "dropped"}
     assert "not decodable" in dropped[("corrupt.mp4", "filter")]
@@ -133,46 +93,44 @@ def test_curation_writes_samples_that_train_and_explains_every_drop(videos, tiny
     assert any(not np.array_equal(trained[name].numpy(), base[name].numpy()) for name in base)
 
     # A re-run has nothing left to do: no new decisions, the same samples.
-    again = curate(videos, out, models, CurateConfig(**TOY))
+    again = curate(videos, out, curation_models, toy_curation)
     assert decisions(out) == log and sorted(again.samples) == sorted(samples)
     assert again.decisions == {}
 
 
-def test_shards_split_the_videos_like_batch_and_share_the_log(tmp_path, tiny_vlm):
+def test_shards_split_the_videos_like_batch_and_share_the_log(tmp_path, curation_models, toy_curation):
     folder = tmp_path / "videos"
     folder.mkdir()
     for seed in (1, 2, 3):
         write_video(folder / f"v{seed}.mp4", synthetic_clip(seed), 8)
-    models = CurationModels(PortraitPeopleDetector(), tiny_vlm, TintEditor(), SharpnessColourScorer())
     out = tmp_path / "out"
-    first = curate(folder, out, models, CurateConfig(**TOY), shard=Shard(1, 2))
-    second = curate(folder, out, models, CurateConfig(**TOY), shard=Shard(2, 2))
+    first = curate(folder, out, curation_models, toy_curation, shard=Shard(1, 2))
+    second = curate(folder, out, curation_models, toy_curation, shard=Shard(2, 2))
     assert (first.videos, second.videos) == (2, 1)  # v1, v3 | v2
     videos = [entry["video"] for entry in decisions(out) if entry["stage"] == "filter"]
     assert sorted(videos) == ["v1.mp4", "v2.mp4", "v3.mp4"]
 
 
-def test_validation_drops_a_garment_with_its_reason(tmp_path, tiny_vlm):
+def test_validation_drops_a_garment_with_its_reason(tmp_path, curation_models, toy_curation):
     folder = tmp_path / "videos"
     folder.mkdir()
     write_video(folder / "v.mp4", synthetic_clip(1), 8)
-    models = CurationModels(PortraitPeopleDetector(), tiny_vlm, TintEditor(), SharpnessColourScorer())
-    curate(folder, tmp_path / "out", models, CurateConfig(**{**TOY, "min_validation": 1.0}))
+    curate(folder, tmp_path / "out", curation_models, replace(toy_curation, min_validation=1.0))
     garment = [entry for entry in decisions(tmp_path / "out") if entry["stage"] == "garment"]
     assert garment and all(entry["decision"] == "dropped" for entry in garment)
     assert "failed validation" in garment[0]["reason"] and garment[-1]["reason"] == "no extracted garment passed validation"
     assert not (tmp_path / "out" / "samples").exists()
 
 
-def test_scene_cuts_and_checks_on_frames():
+def test_scene_cuts_and_checks_on_frames(toy_curation, curation_models):
     clip = synthetic_clip(1)
     assert filtering.scene_segments(clip, 0.4) == [filtering.Segment(0, 17)]
     joined = np.concatenate([clip, 255 - synthetic_clip(2)])
     assert filtering.scene_segments(joined, 0.4) == [filtering.Segment(0, 17), filtering.Segment(17, 34)]
-    config = CurateConfig(**TOY)
+    config = toy_curation
     assert filtering.check_resolution(60, 100, config).startswith("resolution 60x100")
     assert filtering.check_duration(4, 8, config) == "video lasts 0.50 s, under 1 s"
-    reason, counts = filtering.check_one_person(PortraitPeopleDetector(), np.concatenate([clip, clip], axis=2), config)
+    reason, counts = filtering.check_one_person(curation_models.detector, np.concatenate([clip, clip], axis=2), config)
     assert reason.startswith("2 persons") and counts == [2, 2, 2]
 
 
