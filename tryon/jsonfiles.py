@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from tryon.errors import InputError
+
+T = TypeVar("T")
 
 
 def parse_json(text: str, where: str | Path) -> Any:
@@ -34,6 +37,24 @@ def read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"must hold a JSON object, not {json_type(data)}", path)
     return data
+
+
+def read_config(path: str | Path, from_dict: Callable[[Any], T]) -> T:
+    """A JSON config file, built by `from_dict`; every problem is one InputError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError("no such config file", path) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", path) from None
+    except OSError as error:
+        raise InputError(f"cannot read the config ({error.strerror or error})", path) from None
+    data = parse_json(text, path)
+    try:
+        return from_dict(data)
+    except InputError as error:
+        raise InputError(error.problem, path) from None
 
 
 def json_type(value: Any) -> str:

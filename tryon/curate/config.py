@@ -7,12 +7,12 @@ Example (`curate.json`)::
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from tryon.errors import InputError
+from tryon.jsonfiles import read_config
 from tryon.train.config import _is_number, _reject_unknown, _require_choice, _require_int, _require_positive
 from tryon.train.student_config import SCORERS
 
@@ -72,16 +72,5 @@ class CurateConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "CurateConfig":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("no such config file", path) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"cannot read the config ({error})", path) from None
-        except json.JSONDecodeError as error:
-            raise InputError(f"not valid JSON ({error.msg} at line {error.lineno})", path) from None
-        try:
-            return cls.from_dict(data)
-        except InputError as error:
-            raise InputError(error.problem, path) from None
+        """Read a JSON config file; every problem is an InputError naming the file."""
+        return read_config(path, cls.from_dict)

@@ -21,13 +21,13 @@ value is an InputError naming the file.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from tryon.errors import InputError
+from tryon.jsonfiles import read_config
 from tryon.media import parse_size
 
 TRAINABLE = ("all", "attention", "lora")
@@ -172,19 +172,7 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
         """Read a JSON config file; every problem is an InputError naming the file."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("no such config file", path) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"cannot read the config ({error})", path) from None
-        except json.JSONDecodeError as error:
-            raise InputError(f"not valid JSON ({error.msg} at line {error.lineno})", path) from None
-        try:
-            return cls.from_dict(data)
-        except InputError as error:
-            raise InputError(str(error), path) from None
+        return read_config(path, cls.from_dict)
 
 
 def _stage_from_dict(item: Any, index: int) -> Stage:
