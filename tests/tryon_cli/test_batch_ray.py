@@ -3,9 +3,16 @@ nodes refusing an OUT on a local disk."""
 
 import importlib
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
+
+from .conftest import tryon_program
 
 FAST = ("--size", "64x64", "--seconds", "0.25", "--fps", "24", "--steps", "1")
 
@@ -73,3 +80,48 @@ def test_on_a_cluster_of_two_nodes_an_out_on_a_local_disk_is_refused(tiny_checkp
     assert str(tmp_path / "out") in line and "2 nodes" in line and f"local {kind}" in line
     assert not (tmp_path / "out").exists()
     assert not ray.is_initialized()  # the command let go of the cluster it started
+
+
+def _raylets() -> int:
+    """Raylet processes on this machine (one per local Ray node)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                count += b"raylet/raylet" in (entry / "cmdline").read_bytes()
+            except OSError:
+                pass
+    return count
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts processes in /proc")
+def test_ctrl_c_under_ray_keeps_the_finished_jobs_and_lets_the_cluster_go(tiny_checkpoint, inputs, tmp_path):
+    pytest.importorskip("ray")
+    path = write_manifest(inputs, [f"user.png,shirt.png:top,,,,{seed},job_{seed}.mp4" for seed in range(12)])
+    before = _raylets()
+    out = tmp_path / "out"
+    process = subprocess.Popen([tryon_program(), "batch", str(path), "-o", str(out), "--model", str(tiny_checkpoint),
+                                *FAST, "--ray", "local", "--workers", "1", "--quiet"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "RAY_memory_monitor_refresh_ms": "0"})
+    deadline = time.monotonic() + 240
+    while not list(out.glob("job_*.mp4")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert _raylets() == before  # the local cluster it started is gone
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+    assert 1 <= len(finished) < 12
+    report = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+    # A job the worker finished while the driver was stopping has its video but no report line yet.
+    assert {line["output"] for line in report if line["status"] == "ok"} <= set(finished)
+
+    rerun = subprocess.run([tryon_program(), "batch", str(path), "-o", str(out), "--model", str(tiny_checkpoint),
+                            *FAST, "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"job_{seed}.mp4" for seed in range(12)] + ["report.jsonl"])
+    assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in finished.items())  # none redone
