@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import warnings
 from pathlib import Path
 
 import pytest
 
 REAL_CASES = Path(__file__).resolve().parents[2] / "shared" / "real-cases"
+
+
+def pytest_configure(config) -> None:
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: the Ctrl-C
+    # tests (here and in the `tryon` processes they start) need it delivered as Python does.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,112 @@
+"""Does a streaming student hold up over a 10-s stream and across a switch? (The demo student's checks.)
+
+    python examples/check_demo_student.py --students weights/demo-student,/tmp/grdmd/gr-dmd-0.2 --count 4 --work /tmp/check
+
+On held-out synthetic samples (dataset seed 8, 10 s at 8 fps, never trained on), for each student:
+
+1. A 10-s `tryon swap` wearing the sample's own garments: per second, PSNR against the ground
+   truth and the motion amplitude (mean absolute change between neighbouring frames; the
+   ground truth's beside it). A figure that fades out shows as amplitude falling to 0.
+2. A switch at 5 s to another sample's garment that takes the first one off (the same category,
+   or a dress): from a second after the switch, the old garment's region's CIELAB ΔE76 to the
+   new garment and to the old one (lower: closer).
+3. Frame sheets (one frame per second, a row per run) in WORK/sheets/ to look at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from prove_it_learns import garment_colour, garments_of, samples, tryon
+
+from tryon.media import read_video
+from tryon.metrics import delta_e76, motion_magnitude, psnr_per_frame, rgb_to_lab
+
+FPS, SECONDS, SWITCH_AT = 8, 10, 5
+COMMON = ("--size", "96x160", "--fps", FPS, "--seconds", SECONDS, "--seed", 0, "-q", "--overwrite")
+
+
+def swap(student: str, sample: Path, garments: list[str], output: Path) -> np.ndarray:
+    tryon("swap", sample / "user.png", *[arg for g in garments for arg in ("-g", g)], "--motion", sample / "motion.mp4",
+          "--prompt", (sample / "caption.txt").read_text().strip(), "--model", student, "-o", output, *COMMON)
+    return read_video(output)
+
+
+def per_second(video: np.ndarray, target: np.ndarray) -> list[tuple[float, float, float]]:
+    """(PSNR, amplitude, ground-truth amplitude) per second."""
+    psnrs = psnr_per_frame(video, target[: len(video)])
+    rows = []
+    for second in range(len(video) // FPS):
+        window = slice(second * FPS, (second + 1) * FPS + 1)
+        rows.append((float(psnrs[window].mean()), motion_magnitude(video[window]), motion_magnitude(target[window])))
+    return rows
+
+
+def sheet(rows: list[np.ndarray], path: Path) -> None:
+    """One frame per second of each video, a row per video."""
+    picked = [np.concatenate(list(video[::FPS][:SECONDS]), axis=1) for video in rows]
+    Image.fromarray(np.concatenate(picked, axis=0)).save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", default="weights/demo-student")
+    parser.add_argument("--count", type=int, default=4)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/check-student"))
+    args = parser.parse_args()
+    work = args.work
+    (work / "sheets").mkdir(parents=True, exist_ok=True)
+    data = work / "heldout"
+    if not data.exists():
+        tryon("data", "synth", data, "--count", args.count, "--seed", 8, "--size", "96x160", "--frames",
+              FPS * SECONDS + 1, "--fps", FPS, "-q")
+    chosen = samples(data)
+    results = {}
+    for number, student in enumerate(args.students.split(",")):
+        curves, to_new, to_old, shown = [], [], [], []
+        for i, sample in enumerate(chosen):
+            own = garments_of(sample)
+            target = read_video(sample / "target.mp4")
+            video = swap(student, sample, [f"{path}:{category}" for category, path in own],
+                         work / f"s{number}-{sample.name}.mp4")
+            curves.append(per_second(video, target))
+            shown += [target, video]
+            category, old = own[0]
+            replacement = next(((kind, path) for d in chosen[i + 1:] + chosen[:i] for kind, path in garments_of(d)
+                                if kind == category or "dress" in (kind, category)), None)
+            if replacement is None:  # no other sample's garment takes this one off
+                continue
+            kind, new = replacement
+            switched = swap(student, sample, [f"{path}:{c}" for c, path in own] + [f"{new}:{kind}@{SWITCH_AT}"],
+                            work / f"s{number}-{sample.name}-switch.mp4")
+            masks = np.load(sample / "masks.npz")[category][SWITCH_AT * FPS + FPS: len(switched)]  # a second to settle
+            after = switched[SWITCH_AT * FPS + FPS:][: len(masks)].astype(np.float64)
+            if masks.any():
+                region = rgb_to_lab(after[masks].mean(axis=0))
+                to_new.append(float(delta_e76(region, garment_colour(new))))
+                to_old.append(float(delta_e76(region, garment_colour(old))))
+            shown.append(switched)
+        sheet(shown[:6], work / "sheets" / f"student-{number}.png")
+        curve = np.mean(np.array(curves), axis=0)
+        results[student] = {
+            "per_second": [{"second": s, "psnr": round(p, 2), "amplitude": round(a, 4), "truth_amplitude": round(t, 4)}
+                           for s, (p, a, t) in enumerate(curve)],
+            "switch": {"pairs": len(to_new), "delta_e_to_new": float(np.mean(to_new)) if to_new else None,
+                       "delta_e_to_old": float(np.mean(to_old)) if to_old else None},
+        }
+        print(student, json.dumps(results[student]), flush=True)
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+    for student, result in results.items():
+        print(f"\n{student}\n| second | " + " | ".join(str(r["second"]) for r in result["per_second"]) + " |")
+        print("|---|" + "---|" * len(result["per_second"]))
+        for key in ("psnr", "amplitude", "truth_amplitude"):
+            print(f"| {key} | " + " | ".join(str(r[key]) for r in result["per_second"]) + " |")
+        print("switch at 5 s:", json.dumps(result["switch"]))
+
+
+if __name__ == "__main__":
+    main()
