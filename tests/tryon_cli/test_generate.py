@@ -210,6 +210,7 @@ def test_ctrl_c_while_the_mp4_is_written_is_exit_130_and_leaves_no_temp_file(
         assert probe_video(tmp_path / "out.mp4").frame_count == 6
 
 
+@pytest.mark.slow
 def test_real_cases_portrait_and_three_by_four_at_25_fps(real_cases, tiny_checkpoint, tmp_path, tryon):
     for case in ("case1", "case4"):
         folder = real_cases / case

@@ -81,6 +81,7 @@ def test_a_size_the_model_cannot_generate_is_benched_at_that_size():
     assert result.size == [80, 48]
 
 
+@pytest.mark.slow
 def test_warmup_and_repeat_report_mean_and_min():
     result = api.bench_and_compare(BenchRequest(**FAST, warmup=1, repeat=2))
     assert result.warmup == 1 and len(result.runs) == 2
@@ -115,6 +116,7 @@ def test_stage_clock_times_nested_calls_once_and_restores():
     assert vars(model) == {}
 
 
+@pytest.mark.slow
 def test_vae_tiling_keeps_the_output_shape():
     pipeline = build_random_on(TINY, torch.device("cpu"), torch.float32)
     latents = torch.randn(1, 48, 2, 6, 6, generator=torch.Generator().manual_seed(0))
@@ -127,6 +129,7 @@ def test_vae_tiling_keeps_the_output_shape():
     assert api.bench_and_compare(BenchRequest(**FAST, vae_tiling=True)).vae_tiling
 
 
+@pytest.mark.slow
 def test_compare_runs_each_mode_alone_against_the_baseline():
     result = api.bench_and_compare(BenchRequest(**FAST, compare=("fp8", "fuse-qkv")))
     assert result.acceleration["fp8"] is False

@@ -98,6 +98,7 @@ def test_curation_writes_samples_that_train_and_explains_every_drop(videos, cura
     assert again.decisions == {}
 
 
+@pytest.mark.slow
 def test_shards_split_the_videos_like_batch_and_share_the_log(tmp_path, curation_models, toy_curation):
     folder = tmp_path / "videos"
     folder.mkdir()

@@ -94,6 +94,7 @@ def test_model_offload_onloads_on_every_entry_point(tiny_checkpoint):
     assert onloaded == ["vae", "transformer"]
 
 
+@pytest.mark.slow
 def test_compiled_blocks_give_the_same_stream(tiny_checkpoint, baseline):
     pipeline = pipeline_with(tiny_checkpoint, compile=True)
     assert all(block._compiled_call_impl is not None for block in pipeline.transformer.blocks)

@@ -137,6 +137,7 @@ def test_a_rollout_is_the_streaming_generators_video(conditioned):
     torch.testing.assert_close(clip, torch.cat(expected, dim=2), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_teacher_forcing_overfits_two_examples(unit_latent_checkpoint, tmp_path):
     output = train_student(str(unit_latent_checkpoint), "synthetic", tmp_path / "out",
                            config(teacher_forcing=40, num_frames=5, batch_size=2))

@@ -7,6 +7,7 @@ from tryon.train.loop import load_quietly
 from tryon.train.vae import reconstruction_error, train_vae
 
 
+@pytest.mark.slow
 def test_fine_tuning_the_vae_lowers_its_reconstruction_error(tiny_checkpoint, tmp_path):
     held_out = make_sample(999, size=(32, 32), num_frames=5).target
     before = load_quietly(tiny_checkpoint)
