@@ -134,8 +134,7 @@ class CurationWorker:
         self.videos, self.out, self.models, self.config = Path(videos), Path(out), models, config
 
     def __call__(self, item: Item) -> ItemResult:
-        run = _Run(self.videos, self.out, self.models, self.config, CurationLog(self.out / LOG_FILE),
-                   lambda *_: None)
+        run = _Run(self.videos, self.out, self.models, self.config, CurationLog(self.out / LOG_FILE))
         if item.kind == "video":
             clips = run.filter_all([self.videos / item.name])
             clips = run.each("caption", clips, run.caption)
@@ -252,7 +251,6 @@ class _Run:
     models: CurationModels
     config: CurateConfig
     log: CurationLog
-    progress: Progress
 
     def work(self, clip: str) -> Path:
         return self.out / WORK_DIR / clip
@@ -265,14 +263,13 @@ class _Run:
     def filter_all(self, videos: list[Path]) -> list[str]:
         """Stage 1 for every video not filtered before; the clips kept (this run's and earlier runs')."""
         kept = []
-        for done, path in enumerate(videos):
+        for path in videos:
             marker = _video_marker(self.out, self.videos, path)
             result = _read_json(marker)
             if result is None:
                 result = self.filter_video(path)
                 _write_json(marker, result)
             kept += result["kept"]
-            self.progress("filter", done + 1, len(videos))
         return kept
 
     def filter_video(self, path: Path) -> dict[str, Any]:
@@ -333,14 +330,13 @@ class _Run:
     def each(self, stage: str, clips: list[str], step: Callable[[str], dict[str, Any]]) -> list[str]:
         """Run `step` on every clip that has not been through `stage`; the clips it kept."""
         kept = []
-        for done, clip in enumerate(clips):
+        for clip in clips:
             result = _read_json(self.marker(clip, stage))
             if result is None:
                 result = step(clip)
                 _write_json(self.marker(clip, stage), result)
             if result["kept"]:
                 kept.append(clip)
-            self.progress(stage, done + 1, len(clips))
         return kept
 
     def video_of(self, clip: str) -> str:
