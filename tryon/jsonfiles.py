@@ -23,17 +23,21 @@ def parse_json(text: str, where: str | Path) -> Any:
         raise InputError("not valid JSON (nested too deeply)", where) from None
 
 
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON file holding one object (a dict), read as UTF-8."""
+def utf8_text(path: Path) -> str:
+    """A JSON file's text, read as UTF-8; a folder, bad bytes or an OS error is an InputError naming it."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", path) from None
     except IsADirectoryError:
         raise InputError("is a folder, not a JSON file", path) from None
     except OSError as error:
-        raise InputError(f"cannot read the file ({error.strerror})", path) from None
-    data = parse_json(text, path)
+        raise InputError(f"cannot read the file ({error.strerror or error})", path) from None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding one object (a dict), read as UTF-8."""
+    data = parse_json(utf8_text(path), path)
     if not isinstance(data, dict):
         raise InputError(f"must hold a JSON object, not {json_type(data)}", path)
     return data
@@ -42,15 +46,9 @@ def read_json_object(path: Path) -> dict[str, Any]:
 def read_config(path: str | Path, from_dict: Callable[[Any], T]) -> T:
     """A JSON config file, built by `from_dict`; every problem is one InputError naming the file."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError("no such config file", path) from None
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", path) from None
-    except OSError as error:
-        raise InputError(f"cannot read the config ({error.strerror or error})", path) from None
-    data = parse_json(text, path)
+    if not path.exists():
+        raise InputError("no such config file", path)
+    data = parse_json(utf8_text(path), path)
     try:
         return from_dict(data)
     except InputError as error:
