@@ -23,9 +23,9 @@ from tryon.checkpoint.public import LoadedRoute
 from tryon.errors import InputError
 from tryon.limits import check_frames_fit_in_memory
 from tryon.media import (
+    SizeDecision,
     VideoWriter,
     choose_output_size,
-    crop_center,
     fit_image,
     load_image,
     read_video,
@@ -79,33 +79,17 @@ class GenerateResult:
 
 
 @dataclass(frozen=True)
-class OutputPlan:
-    """What a request will produce with a given model: size, fps and exact frame count, and the
-    size the model generates at (the smallest it accepts that covers the output)."""
+class OutputPlan(SizeDecision):
+    """What a request will produce with a given model: the output size and the size the model generates
+    at (the smallest it accepts that covers the output; SizeDecision), fps and exact frame count."""
 
-    width: int
-    height: int
     fps: float
     num_frames: int
-    generate_width: int
-    generate_height: int
     reach_notice: str | None = None  # the model generates at a size other than the one it was trained at
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return (self.width, self.height)
-
-    @property
-    def generate_size(self) -> tuple[int, int]:
-        return (self.generate_width, self.generate_height)
 
     @property
     def notices(self) -> list[str]:
         return [self.reach_notice] if self.reach_notice else []
-
-    def crop(self, frames: np.ndarray) -> np.ndarray:
-        """Frames made at the generation size, centre-cropped to the output size."""
-        return crop_center(frames, self.size)
 
 
 def plan_output(request: GenerateRequest, model: LoadedModel | LoadedRoute, user_size: tuple[int, int]) -> OutputPlan:
@@ -121,7 +105,7 @@ def plan_output(request: GenerateRequest, model: LoadedModel | LoadedRoute, user
         width, height = size.generate_size
         reach = (f"note: this model was trained at {trained[0]}x{trained[1]} only; at {width}x{height} "
                  "it may draw the figure more than once or smear it")
-    return OutputPlan(size.width, size.height, fps, frame_count(seconds, fps), *size.generate_size, reach)
+    return OutputPlan(size.width, size.height, *size.generate_size, fps, frame_count(seconds, fps), reach)
 
 
 def _generate(
