@@ -8,3 +8,11 @@ def test_curate_names_a_missing_model_folder(tryon, tmp_path):
     assert run.code == 2
     assert "edit" in run.stderr and "model_index.json" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_workers_without_ray_is_one_line_and_exit_2(tryon, tmp_path):
+    (tmp_path / "videos").mkdir()
+    run = tryon("data", "curate", tmp_path / "videos", tmp_path / "out", "--detector", tmp_path / "det",
+                "--vlm", tmp_path / "vlm", "--editor", tmp_path / "edit", "--workers", "2")
+    assert run.code == 2 and "--workers needs --ray" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -162,6 +162,7 @@ class StudentTrainer(Trainer):
         self.teacher: CondNetTransformer | None = None  # frozen; DMD only
         self.critic: CondNetTransformer | None = None  # DMD only
         self.ema: list[torch.Tensor] | None = None  # the average of the student's trainable weights, once kept
+        self.live: list[torch.Tensor] = []  # while a checkpoint holding the EMA is written: the live weights
         super().__init__(data, teacher, output, config, resume, processes)
         self.critic_model = None if self.critic is None else self.distributed(self.critic)
         self.scheduler = copy.deepcopy(self.pipeline.scheduler)  # rollouts must not move the pipeline's
@@ -266,7 +267,7 @@ class StudentTrainer(Trainer):
         finally:
             with torch.no_grad():
                 torch._foreach_copy_(params, self.live)
-            del self.live
+            self.live = []
 
     # -- one step -------------------------------------------------------------------------------
 
