@@ -1,6 +1,7 @@
 """FashionChameleon's Table 3 in miniature: naive DMD vs GR-DMD (τ 0.2, 0.3, 0.5) at the same budget.
 
     python examples/compare_grdmd.py --teacher weights/demo --tf 300 --dmd 150 --count 6 --work /tmp/grdmd
+    python examples/compare_grdmd.py --teacher weights/demo --tf 300 --dmd 400 --dmd-lr 5e-5 --work /tmp/grdmd-long
 
 All variants share one teacher-forcing phase (the built-in `student` recipe, `--tf` steps from
 `--teacher`), then each runs `--dmd` DMD steps of that recipe from the same checkpoint, with
@@ -36,10 +37,11 @@ class TeacherForcingDone(Exception):
     """Raised by the progress callback once the shared teacher-forcing checkpoint is written."""
 
 
-def recipe(tf_steps: int, dmd_steps: int, **changes: object):
+def recipe(tf_steps: int, dmd_steps: int, dmd_lr: float | None = None, **changes: object):
     base = load_student_config("student")
     tf, dmd = base.stages
-    stages = (dataclasses.replace(tf, steps=tf_steps), dataclasses.replace(dmd, steps=dmd_steps))
+    stages = (dataclasses.replace(tf, steps=tf_steps),
+              dataclasses.replace(dmd, steps=dmd_steps, lr=dmd.lr if dmd_lr is None else dmd_lr))
     return dataclasses.replace(base, stages=stages, checkpoint_every=tf_steps, **changes)
 
 
@@ -73,6 +75,8 @@ def main() -> None:
     parser.add_argument("--teacher", default="weights/demo")
     parser.add_argument("--tf", type=int, default=300, help="teacher-forcing steps (shared)")
     parser.add_argument("--dmd", type=int, default=150, help="DMD steps per variant")
+    parser.add_argument("--dmd-lr", type=float, default=None, help="the student's DMD learning rate "
+                        "(default: the recipe's)")
     parser.add_argument("--count", type=int, default=6)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--work", type=Path, default=Path("/tmp/grdmd"))
@@ -94,7 +98,7 @@ def main() -> None:
             shutil.rmtree(model, ignore_errors=True)
             shutil.copytree(shared, model)
             train_student(str(Path(args.teacher).resolve()), "synthetic", model,
-                          recipe(args.tf, args.dmd, **VARIANTS[name]), resume=True)
+                          recipe(args.tf, args.dmd, args.dmd_lr, **VARIANTS[name]), resume=True)
         rows = []
         for sample in samples(data):
             out = work / f"long-{name}" / f"{sample.name}.mp4"

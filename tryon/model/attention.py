@@ -14,7 +14,9 @@ every layer writes this pass's (rotated) keys and values into it. See tryon.mode
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,7 +25,7 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 from tryon.errors import InputError
 
 if TYPE_CHECKING:
-    from tryon.model.kv_cache import KVCache
+    from tryon.model.kv_cache import CacheView, KVCache
 
 ATTENTION_CHOICES = ("auto", "sdpa", "flash", "xformers")
 
@@ -40,6 +42,7 @@ class SequenceLayout:
     them, and they are never written to a cache). `cache`: a streaming KV cache whose
     keys and values video tokens also attend to; `write_region`: the cache region this pass's
     keys and values are written to (None: the pass only reads the cache).
+    `cache_view`: the cache entries to read (`KVCache.view`); None: those valid now.
     `conditions_see_video`: in a pass without a cache, condition tokens attend to the whole
     sequence (FashionChameleon's bidirectional teacher) instead of only among themselves.
     """
@@ -48,7 +51,26 @@ class SequenceLayout:
     num_motion_tokens: int = 0
     cache: KVCache | None = None
     write_region: str | None = None
+    cache_view: CacheView | None = None
     conditions_see_video: bool = False
+
+    def pinned(self) -> SequenceLayout:
+        """A copy that reads the cache entries valid now, whenever it is used."""
+        return replace(self, cache_view=None if self.cache is None else self.cache.view())
+
+    @contextmanager
+    def set_to(self, other: SequenceLayout) -> Iterator[None]:
+        """Within the block, this layout (which the processors hold) is `other`; then what it was."""
+        before = replace(self)
+        self._assign(other)
+        try:
+            yield
+        finally:
+            self._assign(before)
+
+    def _assign(self, other: SequenceLayout) -> None:
+        for field in fields(self):
+            setattr(self, field.name, getattr(other, field.name))
 
 
 def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -101,7 +123,7 @@ class CondNetAttnProcessor:
         """What video tokens attend to: this pass's keys and values, after the cached ones."""
         if self.layout.cache is None:
             return key, value
-        cached_key, cached_value = self.layout.cache.keys_values(self.layer)
+        cached_key, cached_value = self.layout.cache.keys_values(self.layer, self.layout.cache_view)
         return torch.cat([cached_key, key], dim=1), torch.cat([cached_value, value], dim=1)
 
     @staticmethod

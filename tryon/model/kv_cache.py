@@ -18,15 +18,34 @@ region's current entry, and `commit` then makes the entry visible. Until the com
 still reads the entry that is being replaced, so a pass sees the same context at every layer.
 Capacity is allocated up front: memory never grows with the length of the stream.
 The cache holds one sequence (batch size 1).
+
+`view()` pins what a pass reads: the entries valid now, each with the number of times its slot
+has been committed. `keys_values(layer, view)` reads exactly those entries later — what
+activation checkpointing needs to recompute a block in the backward pass — and refuses if one
+has been replaced since (a ring that wrapped).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from tryon.model.roles import MAX_GARMENTS
 
 REGIONS = ("conditions", "sink", "history")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One valid entry of a region as a view saw it: its slot, length and commit count."""
+
+    slot: int
+    tokens: int
+    generation: int
+
+
+CacheView = dict[str, tuple[Entry, ...]]  # region name -> its valid entries, oldest first
 
 
 class Region:
@@ -38,6 +57,7 @@ class Region:
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.lengths = [0] * slots  # valid tokens in each entry; 0: empty
+        self.generations = [0] * slots  # commits into each slot so far
         self.cursor = 0  # the entry the next write goes to: the oldest one
         self.pending = 0
 
@@ -60,6 +80,7 @@ class Region:
 
     def commit(self) -> None:
         self.lengths[self.cursor] = self.pending
+        self.generations[self.cursor] += 1
         self.cursor = (self.cursor + 1) % len(self.lengths)
         self.pending = 0
 
@@ -73,11 +94,18 @@ class Region:
         order = [(self.cursor + i) % len(self.lengths) for i in range(len(self.lengths))]
         return [slot for slot in order if self.lengths[slot]]
 
-    def valid(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values (tokens, heads, head_dim) of the valid entries at one layer."""
-        slots = self.entries()
-        keys = [self.keys[layer, slot, : self.lengths[slot]] for slot in slots]
-        values = [self.values[layer, slot, : self.lengths[slot]] for slot in slots]
+    def view(self) -> tuple[Entry, ...]:
+        return tuple(Entry(slot, self.lengths[slot], self.generations[slot]) for slot in self.entries())
+
+    def valid(self, layer: int, view: tuple[Entry, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (tokens, heads, head_dim) of the valid entries at one layer, or of `view`'s."""
+        entries = self.view() if view is None else view
+        for entry in entries:
+            if entry.generation != self.generations[entry.slot]:
+                raise RuntimeError(f"cache slot {entry.slot} was replaced after a pass read it: the pass cannot be "
+                                   "recomputed (a history window shorter than the training clip)")
+        keys = [self.keys[layer, entry.slot, : entry.tokens] for entry in entries]
+        values = [self.values[layer, entry.slot, : entry.tokens] for entry in entries]
         if not keys:
             return self.keys[layer, 0, :0], self.values[layer, 0, :0]
         return torch.cat(keys), torch.cat(values)
@@ -132,9 +160,14 @@ class KVCache:
     def is_empty(self, region: str) -> bool:
         return self.regions[region].tokens == 0
 
-    def keys_values(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Everything cached at `layer`, (1, tokens, heads, head_dim): conditions, sink, history."""
-        parts = [self.regions[name].valid(layer) for name in REGIONS]
+    def view(self) -> CacheView:
+        """The entries every region holds now (see the module docstring)."""
+        return {name: self.regions[name].view() for name in REGIONS}
+
+    def keys_values(self, layer: int, view: CacheView | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything cached at `layer`, or what `view` pinned, (1, tokens, heads, head_dim): conditions, sink,
+        history."""
+        parts = [self.regions[name].valid(layer, None if view is None else view[name]) for name in REGIONS]
         keys = torch.cat([k for k, _ in parts])
         values = torch.cat([v for _, v in parts])
         return keys[None], values[None]

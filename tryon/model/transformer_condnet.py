@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -379,12 +379,34 @@ class CondNetTransformer(WanTransformer3DModel):
         sequence = sequence.contiguous()
         for block in self.blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                sequence = self._gradient_checkpointing_func(block, sequence, text, timestep_proj, rotary)
+                sequence = self._gradient_checkpointing_func(_Recomputable(block, self.layout), sequence, text,
+                                                             timestep_proj, rotary)
             else:
                 sequence = block(sequence, text, timestep_proj, rotary)
         if shards is not None:
             sequence = shards.gather(sequence)
         return sequence, temb
+
+
+class _Recomputable:
+    """A block call that activation checkpointing may run again in the backward pass.
+
+    The layout is shared by every processor and changes with each pass, and the KV cache fills
+    up as a stream goes on, so the call pins both as they are now: a re-run sees the same token
+    counts and the same cache entries, and writes nothing to the cache (the first run did).
+    """
+
+    def __init__(self, block: torch.nn.Module, layout: SequenceLayout) -> None:
+        self.block, self.layout = block, layout
+        self.first = layout.pinned()
+        self.again = replace(self.first, write_region=None)
+        self.runs = 0
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        pinned = self.again if self.runs else self.first
+        self.runs += 1
+        with self.layout.set_to(pinned):
+            return self.block(*args)
 
 
 def _pooled_positions(positions: torch.Tensor, pool: int) -> torch.Tensor:

@@ -177,6 +177,8 @@ class StudentTrainer(Trainer):
     def check_loaded(self, loaded: LoadedModel) -> None:
         if not self.resume:
             check_teacher(loaded, self.source)
+        if self.config.gradient_checkpointing:
+            check_recomputable(self.config, loaded.pipeline.vae.config.scale_factor_temporal)
 
     def trainable_groups(self) -> list[list[tuple[str, torch.nn.Parameter]]]:
         """The student's trainable weights; with DMD stages, also the critic's (made before any LoRA)."""
@@ -405,6 +407,18 @@ class StudentTrainer(Trainer):
             "tau": config.tau,
             "scorer": None if self.scorer is None else self.scorer.name,
         })
+
+
+def check_recomputable(config: StudentConfig, temporal_factor: int) -> None:
+    """With activation checkpointing every chunk of a clip but the last must stay cached (sink + window)
+    until the backward pass recomputes the chunks that attended to it."""
+    for stage in config.stages:
+        latent_frames = (stage.num_frames - 1) // temporal_factor + 1
+        chunks = len(chunk_spans(latent_frames, config.chunk_frames))
+        if chunks - 1 > 1 + config.window:
+            raise InputError(f"stage '{stage.name}': gradient_checkpointing needs every chunk but the last of a "
+                             f"clip in the KV cache; its {chunks} chunks need a window of at least {chunks - 2}, "
+                             f"not {config.window}")
 
 
 def check_teacher(loaded: LoadedModel, source: str) -> None:

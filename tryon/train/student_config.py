@@ -64,8 +64,10 @@ most of the teacher-forcing weights.
 
 Defaults that differ from the teacher's: `condition_dropout` 0 (the streaming student never
 runs unconditioned) and `p_dance` 0, which must stay 0 (streaming has no anchored first frame).
-`gradient_checkpointing` must stay false: a block recomputed in the backward pass would not
-see the KV cache its chunk attended to.
+`gradient_checkpointing` recomputes each block in the backward pass on the cache entries its
+chunk attended to (tryon.model.kv_cache views); so every chunk of a training clip but the last
+must stay cached: the sink and the `window` history chunks hold them (checked when training
+starts, when the clip's latent length is known).
 """
 
 from __future__ import annotations
@@ -127,9 +129,6 @@ class StudentConfig(TrainConfig):
             raise InputError("p_dance must be 0 for the student: streaming has no anchored first frame")
         if self.parallel != "ddp":
             raise InputError("parallel must be ddp for the student: its trainer shards nothing yet")
-        if self.gradient_checkpointing:
-            # A recomputed block would not see the KV cache its chunk attended to.
-            raise InputError("gradient_checkpointing must be false for the student (its chunks attend to a KV cache)")
         for key in ("chunk_frames", "steps_per_chunk", "window", "critic_ratio"):
             _require_int(getattr(self, key), key, minimum=1)
         for key in ("guidance", "critic_lr"):

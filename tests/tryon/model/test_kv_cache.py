@@ -164,6 +164,25 @@ def test_a_pass_sees_the_entry_it_replaces_until_commit():
     assert cache.keys_values(0)[0].item() == 2.0 and cache.keys_values(1)[0].item() == 2.0
 
 
+def test_a_view_reads_the_entries_of_its_time_and_refuses_one_replaced_since():
+    cache = KVCache(layers=1, heads=1, head_dim=1, frame_tokens=1, chunk_frames=1, window=2,
+                    dtype=torch.float32, device=torch.device("cpu"))
+
+    def append(value: float) -> None:
+        key = torch.full((1, 1, 1, 1), value)
+        cache.write("history", 0, key, key)
+        cache.commit("history")
+
+    append(1.0)
+    pinned = cache.view()
+    append(2.0)
+    assert cache.keys_values(0)[0].flatten().tolist() == [1.0, 2.0]
+    assert cache.keys_values(0, pinned)[0].flatten().tolist() == [1.0]
+    append(3.0)  # the ring of two replaces the entry the view holds
+    with pytest.raises(RuntimeError, match="replaced after a pass read it"):
+        cache.keys_values(0, pinned)
+
+
 def test_an_entry_larger_than_its_region_is_refused():
     cache = KVCache(layers=1, heads=1, head_dim=1, frame_tokens=1, chunk_frames=2, window=1,
                     dtype=torch.float32, device=torch.device("cpu"))

@@ -137,6 +137,51 @@ def test_a_rollout_is_the_streaming_generators_video(conditioned):
     torch.testing.assert_close(clip, torch.cat(expected, dim=2), atol=1e-5, rtol=1e-5)
 
 
+def gradients(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: param.grad.clone() for name, param in module.named_parameters() if param.grad is not None}
+
+
+@pytest.mark.parametrize("passes", ["teacher_forcing", "rollout"])
+def test_activation_checkpointing_recomputes_each_chunk_on_the_cache_it_attended_to(conditioned, passes):
+    """Each block is recomputed in the backward pass, after later chunks have filled the cache: the
+    same flow and the same gradients as keeping every activation."""
+    latents = torch.randn(2, 1, 48, 5, 2, 2, generator=torch.Generator().manual_seed(1))
+    times = torch.tensor([[900.0, 700.0, 500.0, 300.0, 100.0]])
+    transformer = conditioned.transformer
+
+    def run() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        clip = chunked_clip(conditioned, streaming_generator(conditioned, window=4))
+        transformer.zero_grad(set_to_none=True)
+        if passes == "teacher_forcing":
+            out = teacher_forcing_flow(clip, latents[1], times, latents[0])
+        else:
+            out = rollout(clip, latents[1], conditioned.scheduler, steps=2, grad=True, sampler="renoise",
+                          exit_step=1, renoise_generator=torch.Generator().manual_seed(3))
+        out.pow(2).mean().backward()
+        return out.detach(), gradients(transformer)
+
+    kept, kept_grads = run()
+    transformer.enable_gradient_checkpointing()
+    try:
+        recomputed, recomputed_grads = run()
+    finally:
+        transformer.disable_gradient_checkpointing()
+        transformer.zero_grad(set_to_none=True)
+    torch.testing.assert_close(recomputed, kept)
+    assert kept_grads.keys() == recomputed_grads.keys()
+    # teacher forcing back-propagates into the cached conditions; a rollout writes its cache without gradient
+    assert ("role_embedding.weight" in kept_grads) == (passes == "teacher_forcing")
+    for name, grad in kept_grads.items():
+        torch.testing.assert_close(recomputed_grads[name], grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_activation_checkpointing_needs_every_chunk_of_a_clip_in_the_window(tiny_checkpoint, tmp_path):
+    # 13 frames: 4 latent frames, 4 chunks of one; the sink and a window of 1 hold only two of the three cached.
+    with pytest.raises(InputError, match="4 chunks need a window of at least 2, not 1"):
+        train_student(str(tiny_checkpoint), "synthetic", tmp_path / "run",
+                      config(teacher_forcing=1, num_frames=13, window=1, gradient_checkpointing=True))
+
+
 @pytest.mark.slow
 def test_teacher_forcing_overfits_two_examples(unit_latent_checkpoint, tmp_path):
     output = train_student(str(unit_latent_checkpoint), "synthetic", tmp_path / "out",
@@ -419,7 +464,6 @@ def test_the_5b_recipe_is_the_official_one():
                  {"name": "b", "phase": "teacher_forcing", "steps": 1, "size": [32, 32], "num_frames": 5}]},
      "before the dmd stages"),
     ({"p_dance": 0.1}, "p_dance"),
-    ({"gradient_checkpointing": True}, "gradient_checkpointing"),
     ({"tau": 0}, "tau"),
     ({"scorer": "clip"}, "scorer"),
     ({"sampler": "heun"}, "sampler"),
