@@ -50,7 +50,6 @@ from diffusers import WanTransformer3DModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
-from diffusers.utils.accelerate_utils import apply_forward_hook
 
 from tryon.errors import InputError
 from tryon.model.attention import CondNetAttnProcessor, SequenceLayout
@@ -276,8 +275,8 @@ class CondNetTransformer(WanTransformer3DModel):
 
     def forward(  # type: ignore[override]
         self,
-        hidden_states: torch.Tensor,
-        timestep: torch.Tensor,
+        hidden_states: torch.Tensor | None,
+        timestep: torch.Tensor | None,
         encoder_hidden_states: torch.Tensor,
         conditions: list[Condition] | None = None,
         motion_latents: torch.Tensor | None = None,
@@ -290,7 +289,16 @@ class CondNetTransformer(WanTransformer3DModel):
 
         `timestep` is (B,) or per latent frame (B, F); condition tokens always get timestep 0.
         Video frame f sits at RoPE slot `frame_offset + f`, the user image at `user_slot`.
+
+        With `hidden_states` None this is the condition pass: the condition tokens alone through
+        every block, for a KV cache to record (`attend_to`); no sample. Conditions attend only
+        among themselves, so it computes exactly their keys and values in any pass that also
+        holds video (tryon.model.kv_cache). It is a `forward` so that every wrapper of the model
+        (DDP, FSDP, offload hooks) sees it.
         """
+        if hidden_states is None:
+            self._condition_pass(conditions or [], encoder_hidden_states, user_slot)
+            return (None,) if not return_dict else Transformer2DModelOutput(sample=None)
         batch, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
         f, h, w = frames // p_t, height // p_h, width // p_w
@@ -339,15 +347,7 @@ class CondNetTransformer(WanTransformer3DModel):
             return (output,)
         return Transformer2DModelOutput(sample=output)
 
-    @apply_forward_hook  # model offload onloads on forward; this is a second entry point
-    def condition_pass(
-        self, conditions: list[Condition], encoder_hidden_states: torch.Tensor, user_slot: int = 0
-    ) -> None:
-        """Run the condition tokens alone through every block, for a KV cache to record.
-
-        Conditions attend only among themselves, so this computes exactly their keys and values
-        in any pass that also holds video; see tryon.model.kv_cache.
-        """
+    def _condition_pass(self, conditions: list[Condition], encoder_hidden_states: torch.Tensor, user_slot: int) -> None:
         tokens, rotary = self.embed_conditions(conditions, user_slot)
         per_token_t = torch.zeros(1, tokens.shape[1], device=tokens.device)
         self._run_blocks(tokens, per_token_t, encoder_hidden_states, rotary, tokens.shape[1])

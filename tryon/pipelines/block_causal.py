@@ -47,7 +47,7 @@ class BlockCausalRunner:
     def write_conditions(self, conditions: list[Condition], user_slot: int = 0) -> None:
         """Pass 1: the conditions' keys and values into the `conditions` region (the reference at `user_slot`)."""
         with self.transformer.attend_to(self.cache, write="conditions"):
-            self.transformer.condition_pass(conditions, self.text, user_slot)
+            self.model(None, None, self.text, conditions=conditions, user_slot=user_slot, return_dict=False)
 
     def predict(self, latents: torch.Tensor, timestep: torch.Tensor, frame_offset: int,
                 motion: torch.Tensor | None) -> torch.Tensor:

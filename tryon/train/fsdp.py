@@ -6,6 +6,15 @@ torchrun launch instead of replicating it (DDP): each transformer block is one F
 gradients and AdamW state live sharded in float32 on every process; on CUDA the gathered
 weights are bf16 and gradients are reduced in float32 (`MixedPrecisionPolicy`).
 
+The streaming student's chunk passes reach its weights not only through their outputs but also
+through the keys and values they leave in the KV cache (a condition or clean-chunk pass whose
+output is discarded). FSDP2 gathers a unit's weights for backward when the gradient reaches
+its output, which such a pass never sees. With activation checkpointing that does not matter
+(every block is run again in the backward pass, and gathered for it); without it, the
+student is sharded `keep_gathered`: each unit stays gathered from its first forward pass of
+a step until `release` before the optimizer step (the whole bf16 transformer per GPU during a
+step), while gradients are still reduce-scattered and accumulated in float32 shards.
+
 Checkpoints stay what every other run writes: every shard is gathered whole to the CPU
 (all processes take part, in the same order; the main one writes), the optimizer's moments
 too, keyed by parameter index as `tryon.train.state` saves them; a resumed run cuts them
@@ -23,17 +32,31 @@ from tryon.model.distributed import Processes
 
 
 
-def shard_transformer(transformer: torch.nn.Module, processes: Processes, bf16: bool) -> torch.nn.Module:
-    """Shard `transformer` in place over all processes: one FSDP unit per block, then the root."""
+def shard_transformer(transformer: torch.nn.Module, processes: Processes, bf16: bool,
+                      keep_gathered: bool = False) -> torch.nn.Module:
+    """Shard `transformer` in place over all processes: one FSDP unit per block, then the root.
+
+    `keep_gathered`: weights stay gathered through a step's passes, until `release`.
+    """
     mesh = init_device_mesh(processes.device.type, (processes.world_size,))
     if bf16:
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     else:
         policy = MixedPrecisionPolicy()
+    reshard = False if keep_gathered else None  # None: FSDP's default (blocks reshard, the root does not)
     for block in transformer.blocks:
-        fully_shard(block, mesh=mesh, mp_policy=policy)
-    fully_shard(transformer, mesh=mesh, mp_policy=policy)
+        fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard)
+    fully_shard(transformer, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard)
+    if keep_gathered:
+        transformer.set_reshard_after_backward(False)
     return transformer
+
+
+def release(transformer: torch.nn.Module) -> None:
+    """Free every unit's gathered weights: the module's parameters are its shards again."""
+    for module in transformer.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 def is_sharded(module: torch.nn.Module) -> bool:
@@ -70,7 +93,7 @@ def drop_unused_gradients(transformer: torch.nn.Module) -> None:
             param.grad = None
 
 
-def _full(value: torch.Tensor) -> torch.Tensor:
+def whole(value: torch.Tensor) -> torch.Tensor:
     """A whole tensor on the CPU from a shard (every process must call, in the same order)."""
     if isinstance(value, DTensor):
         value = value.full_tensor()
@@ -79,14 +102,21 @@ def _full(value: torch.Tensor) -> torch.Tensor:
 
 def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The whole, unsharded state dict on the CPU (every process must call; each gets it)."""
-    return {name: _full(value) for name, value in module.state_dict().items()}
+    return {name: whole(value) for name, value in module.state_dict().items()}
+
+
+def copy_whole(param: torch.Tensor, value: torch.Tensor) -> None:
+    """param ← a whole tensor: for a sharded parameter, this process's shard of it."""
+    if isinstance(param, DTensor):
+        value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements)
+    param.copy_(value)
 
 
 def full_optimizer_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer, names: list[str]) -> dict:
     """The optimizer's whole state keyed by parameter index (the order of `names`), as an unsharded
     run's `optimizer.state_dict()` gives it (every process must call)."""
     saved = optimizer.state_dict()
-    state = {index: {key: _full(value) if torch.is_tensor(value) else value for key, value in values.items()}
+    state = {index: {key: whole(value) if torch.is_tensor(value) else value for key, value in values.items()}
              for index, values in sorted(saved["state"].items())}
     return {"state": state, "param_groups": saved["param_groups"]}
 

@@ -237,7 +237,8 @@ class Trainer:
             group["lr"] = stage.lr
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Tensors a resumed run needs beyond the checkpoint and the optimizer: LoRA adapters."""
+        """Tensors a resumed run needs beyond the checkpoint and the optimizer: LoRA adapters (whole;
+        every process calls this, so a sharded tensor can be gathered)."""
         return lora_weights(self.pipeline.transformer)
 
     def restore_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -343,6 +344,18 @@ class Trainer:
         """Examples in one optimizer step, over all processes."""
         return stage.batch_size * self.config.grad_accum * self.processes.world_size
 
+    def with_all_used(self, loss: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+        """Under FSDP, the loss plus a zero that every CondNet weight of `model` feeds (fsdp.used_by_all)."""
+        return loss + fsdp.used_by_all(model) if fsdp.is_sharded(model) else loss
+
+    def learn(self, model: torch.nn.Module, params: list[torch.nn.Parameter]) -> None:
+        """After a step's backward passes: under FSDP the CondNet gradients no process had go back to None
+        (as DDP leaves them); then `take_step(params)`."""
+        if fsdp.is_sharded(model):
+            fsdp.release(model)  # the module's parameters are its shards again, holding the reduced gradients
+            fsdp.drop_unused_gradients(model)
+        self.take_step(params)
+
     def take_step(self, params: list[torch.nn.Parameter]) -> None:
         """Clip the gradients of `params` to the config's max_grad_norm, step the optimizer, clear all gradients."""
         torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
@@ -400,6 +413,7 @@ class Trainer:
         if self.fsdp:  # every process takes part in gathering the shards
             weights = fsdp.full_state_dict(pipe.transformer)
             optimizer = fsdp.FullOptimizerState(fsdp.full_optimizer_state(pipe.transformer, self.optimizer, self.names))
+        tensors = self.state_tensors()
         if not self.processes.is_main:
             return
         transformer = gathered_copy(pipe.transformer, weights) if self.fsdp else plain_transformer(pipe.transformer)
@@ -408,8 +422,7 @@ class Trainer:
                                 max_text_tokens=pipe.max_text_tokens)
         state = TrainingState(step=self.step, seconds=seconds, trainable=self.config.trainable,
                               parameter_names=self.names)
-        publish_checkpoint(to_save, self.output, self.checkpoint_info(seconds), state, optimizer,
-                           self.state_tensors())
+        publish_checkpoint(to_save, self.output, self.checkpoint_info(seconds), state, optimizer, tensors)
 
     def summary(self, seconds: float) -> dict:
         """The training summary both kinds of checkpoint carry."""

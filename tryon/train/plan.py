@@ -18,7 +18,18 @@ Per GPU, for N processes:
   block's input, and one block's activations while it is recomputed. Data parallelism does
   not divide activations.
 - frozen: the models that run but do not learn: the VAE (float32) and the text encoder
-  (bf16) that encode each example, and for a student the teacher (bf16) — replicated.
+  (bf16) that encode each example (replicated), and in a student's DMD stages the teacher
+  (float32, sharded as the trained transformers are).
+
+A student (tryon.train.student) runs its examples one after the other, each back-propagated
+before the next, so its activations are one example's, over its passes on the KV cache
+(tryon.train.causal): in teacher forcing the condition pass, each chunk's prediction and
+each clean chunk's write (all with gradients), in DMD each chunk's exit step; per pass,
+the traced bytes per token times its tokens, and what attention keeps of the cached keys
+and values it reads (all of it without checkpointing); plus the KV cache itself (twice in
+teacher forcing: its gradient). In DMD the critic's flow matching runs after the student's
+update, so the larger of the two counts. A student sharded without activation checkpointing
+keeps its whole bf16 weights gathered through a step (tryon.train.fsdp).
 
 A stage fits when the sum is at most `usable` (90%) of the GPU's memory: the rest is left
 for the CUDA context, NCCL buffers and allocator fragmentation. These are estimates of
@@ -104,16 +115,25 @@ def plan_training(config: TrainConfig, preset: str | Preset, gpus: int, gpu_memo
     trained = _count(transformer, _trained_names(transformer, config.trainable))
     sharded = config.parallel == "fsdp" and gpus > 1
     phases = getattr(config, "phases", ()) or ("teacher_forcing",) * len(config.stages)
-    notes = _notes(config, kind, gpus)
+    notes = _notes(config, gpus)
+    layers = len(transformer.blocks)
     stages = []
     for stage, phase in zip(config.stages, phases):
         dmd = kind == "student" and phase == "dmd"
         copies = 2 if dmd else 1  # in DMD the student and its critic learn, beside the frozen teacher
-        frozen_bytes = frozen["vae"] * FP32 + frozen["text_encoder"] * BF16 + (total * BF16 if dmd else 0)
+        one_copy = _parameter_bytes(transformer, total, gpus, sharded)
+        frozen_bytes = frozen["vae"] * FP32 + frozen["text_encoder"] * BF16 + (one_copy if dmd else 0)
         tokens = _tokens(preset, stage, conditions)
-        activations = copies * stage.batch_size * _activation_bytes(
-            probe, len(transformer.blocks), preset, stage, conditions, config.gradient_checkpointing)
-        parameters = copies * _parameter_bytes(transformer, total, gpus, sharded)
+        traced = _Traced(probe, preset, stage, conditions)
+        whole_pass = _activation_bytes(traced, layers, config.gradient_checkpointing)
+        if kind == "student":
+            student = _student_activation_bytes(traced, layers, config, phase)
+            activations = max(student, whole_pass) if dmd else student
+            kept_gathered = sharded and not config.gradient_checkpointing
+            parameters = copies * one_copy + (total * BF16 if kept_gathered else 0)
+        else:
+            activations = stage.batch_size * whole_pass
+            parameters = one_copy
         gradients = copies * _gradient_bytes(transformer, trained, gpus, sharded)
         optimizer = copies * trained * FP32 * ADAM_MOMENTS / (gpus if sharded else 1)
         parts = [parameters, gradients, optimizer, activations, frozen_bytes]
@@ -181,19 +201,13 @@ def _gradient_bytes(transformer: torch.nn.Module, trained: int, gpus: int, shard
 
 def _tokens(preset: Preset, stage: Stage, conditions: int) -> int:
     """Condition + video tokens of one example at the stage's size and length."""
-    spatial = preset.vae["scale_factor_spatial"] * preset.transformer["patch_size"][1]
-    width, height = stage.size
-    latent_frames = (stage.num_frames - 1) // preset.vae["scale_factor_temporal"] + 1
-    return (latent_frames + conditions) * (width // spatial) * (height // spatial)
+    return (_latent_frames(preset, stage) + conditions) * _frame_tokens(preset, stage)
 
 
-def _notes(config: TrainConfig, kind: str, gpus: int) -> list[str]:
+def _notes(config: TrainConfig, gpus: int) -> list[str]:
     notes = []
     if config.parallel == "fsdp" and gpus == 1:
         notes.append("one GPU: FSDP shards nothing, so this is the unsharded (DDP) memory")
-    if kind == "student":
-        notes.append("the student trainer runs DDP (no FSDP) and without activation checkpointing "
-                     "(its chunks attend to a KV cache); its plan is for those settings")
     if config.trainable == "lora":
         notes.append("trainable lora: counted as training its target weights (an upper bound)")
     return notes
@@ -202,9 +216,66 @@ def _notes(config: TrainConfig, kind: str, gpus: int) -> list[str]:
 # -- activations: a traced forward pass on the meta device --------------------------------------
 
 
-def _activation_bytes(probe: torch.nn.Module, layers: int, preset: Preset, stage: Stage, conditions: int,
-                      checkpointing: bool) -> int:
-    """Bytes kept for backward by one example's forward pass through `layers` blocks, traced on `probe`."""
+def _activation_bytes(traced: "_Traced", layers: int, checkpointing: bool) -> int:
+    """Bytes kept for backward by one example's whole-sequence forward pass through `layers` blocks."""
+    if not checkpointing:
+        return traced.outside + layers * traced.block
+    return traced.outside + layers * traced.tokens * traced.inner * BF16 + traced.block
+
+
+def _student_activation_bytes(traced: "_Traced", layers: int, config: TrainConfig, phase: str) -> int:
+    """One example's bytes kept for backward over the student's passes of `phase` (see the module docstring)."""
+    from tryon.train.causal import chunk_spans
+
+    preset, stage, conditions = traced.preset, traced.stage, traced.conditions
+    outside, block, whole, inner = traced.outside, traced.block, traced.tokens, traced.inner
+    frame = _frame_tokens(preset, stage)
+    teacher_forcing = phase == "teacher_forcing"
+    passes = [(conditions * frame, 0)] if teacher_forcing else []  # (own tokens, cached tokens read)
+    written: list[int] = []  # the chunks in the cache: the sink, then the history window
+    spans = chunk_spans(_latent_frames(preset, stage), config.chunk_frames)
+    for number, span in enumerate(spans):
+        own = (span.stop - span.start) * frame
+        read = conditions * frame + sum(written[:1]) + sum(written[1:][-config.window:])
+        passes.append((own, read))
+        if teacher_forcing and number < len(spans) - 1:
+            passes.append((own, read))  # the clean chunk's write pass
+        written.append(own)
+    cache = layers * (conditions * frame + config.chunk_frames * frame * (1 + config.window)) * inner * 2 * BF16
+    cache *= 2 if teacher_forcing else 1
+
+    def pass_bytes(own: int, read: int) -> float:  # one block of one pass
+        return block * own / whole + read * inner * 2 * BF16
+
+    around = sum(outside * own / whole for own, _ in passes)
+    if config.gradient_checkpointing:
+        inputs = sum(layers * own * inner * BF16 for own, _ in passes)
+        return int(around + inputs + max(pass_bytes(*p) for p in passes) + cache)
+    return int(around + sum(layers * pass_bytes(*p) for p in passes) + cache)
+
+
+def _latent_frames(preset: Preset, stage: Stage) -> int:
+    return (stage.num_frames - 1) // preset.vae["scale_factor_temporal"] + 1
+
+
+def _frame_tokens(preset: Preset, stage: Stage) -> int:
+    spatial = preset.vae["scale_factor_spatial"] * preset.transformer["patch_size"][1]
+    width, height = stage.size
+    return (width // spatial) * (height // spatial)
+
+
+class _Traced:
+    """One example's whole-sequence training forward pass at a stage's shape, traced on `probe` (meta
+    device): the bytes kept for backward outside the blocks, and by the largest block."""
+
+    def __init__(self, probe: torch.nn.Module, preset: Preset, stage: Stage, conditions: int) -> None:
+        self.preset, self.stage, self.conditions = preset, stage, conditions
+        self.tokens = _tokens(preset, stage, conditions)
+        self.inner = probe.config.num_attention_heads * probe.config.attention_head_dim
+        self.outside, self.block = _trace(probe, preset, stage, conditions)
+
+
+def _trace(probe: torch.nn.Module, preset: Preset, stage: Stage, conditions: int) -> tuple[int, int]:
     from tryon.model.transformer_condnet import Condition
 
     channels = preset.transformer["in_channels"]
@@ -225,12 +296,7 @@ def _activation_bytes(probe: torch.nn.Module, layers: int, preset: Preset, stage
     with saved, _flash_like_attention():
         output = probe(noisy, timestep, text, conditions=conds, motion_latents=motion, return_dict=False)[0]
     del output
-    block = max(saved.per_block)
-    if not checkpointing:
-        return saved.outside + layers * block
-    width_inner = probe.config.num_attention_heads * probe.config.attention_head_dim
-    block_input = _tokens(preset, stage, conditions) * width_inner * BF16
-    return saved.outside + layers * block_input + block
+    return saved.outside, max(saved.per_block)
 
 
 class _SavedBytes:

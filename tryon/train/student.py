@@ -52,6 +52,7 @@ from tryon.errors import InputError
 from tryon.model.distributed import Processes
 from tryon.model.transformer_condnet import CondNetTransformer
 from tryon.train.causal import ChunkedClip, chunk_spans, rollout, teacher_forcing_flow
+from tryon.train import fsdp
 from tryon.train.config import Stage
 from tryon.train.distill import (
     chunk_scores,
@@ -191,6 +192,20 @@ class StudentTrainer(Trainer):
             groups.append([(CRITIC + name, param) for name, param in critic])
         return groups
 
+    def shard(self, groups: list[list[tuple[str, torch.nn.Parameter]]]) -> list[list[tuple[str, torch.nn.Parameter]]]:
+        """FSDP2 over the student, the critic and the frozen teacher; the same groups, of sharded parameters.
+
+        Without activation checkpointing the student is kept gathered through each step (tryon.train.fsdp);
+        with it, every block is run again, gathered again, in the backward pass."""
+        student = fsdp.shard_transformer(self.pipeline.transformer, self.processes, self.bf16,
+                                         keep_gathered=not self.config.gradient_checkpointing)
+        sharded = dict(student.named_parameters())
+        if self.critic is not None:
+            fsdp.shard_transformer(self.teacher, self.processes, self.bf16)
+            critic = fsdp.shard_transformer(self.critic, self.processes, self.bf16)
+            sharded.update({CRITIC + name: param for name, param in critic.named_parameters()})
+        return [[(name, sharded[name]) for name, _ in group] for group in groups]
+
     @property
     def student_params(self) -> list[torch.nn.Parameter]:
         return self.optimizer.param_groups[0]["params"]
@@ -220,9 +235,9 @@ class StudentTrainer(Trainer):
         tensors = super().state_tensors()
         if self.critic is not None and self.step > self.config.dmd_start:
             names = [name for name in self.names if name.startswith(CRITIC)]
-            tensors.update({name: param.detach() for name, param in zip(names, self.critic_params)})
+            tensors.update({name: fsdp.whole(param) for name, param in zip(names, self.critic_params)})
         if self.ema is not None:
-            tensors.update({LIVE + name: value for name, value in zip(self.names, self.live)})
+            tensors.update({LIVE + name: fsdp.whole(value) for name, value in zip(self.names, self.live)})
         return tensors
 
     def restore_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -236,17 +251,17 @@ class StudentTrainer(Trainer):
             if critic:
                 params = dict(self.critic.named_parameters())
                 for name, value in critic.items():
-                    params[name].copy_(value)
+                    fsdp.copy_whole(params[name], value)
             if live:
                 self.ema = [param.detach().clone() for param in self.student_params]
                 for name, param in zip(self.names, self.student_params):
-                    param.copy_(live[name])
+                    fsdp.copy_whole(param, live[name])
 
     # -- the generator's EMA --------------------------------------------------------------------
 
     def student_update(self) -> None:
         """Step the student's weights, then fold them into the EMA (from `ema_start` on)."""
-        self.take_step(self.student_params)
+        self.learn(self.pipeline.transformer, self.student_params)
         decay = self.config.ema
         if decay is None or self.step < self.config.ema_start:
             return
@@ -254,7 +269,8 @@ class StudentTrainer(Trainer):
             if self.ema is None:
                 self.ema = [param.detach().clone() for param in self.student_params]
             else:
-                torch._foreach_lerp_(self.ema, [param.detach() for param in self.student_params], 1.0 - decay)
+                for average, param in zip(self.ema, self.student_params):  # (no foreach ops on FSDP's shards)
+                    average.lerp_(param.detach(), 1.0 - decay)
 
     def save(self, seconds: float) -> None:
         """The checkpoint's student is the EMA (when kept); the live weights go to the training state."""
@@ -263,12 +279,14 @@ class StudentTrainer(Trainer):
         params = self.student_params
         with torch.no_grad():
             self.live = [param.detach().clone() for param in params]
-            torch._foreach_copy_(params, self.ema)
+            for param, average in zip(params, self.ema):
+                param.copy_(average)
         try:
             super().save(seconds)
         finally:
             with torch.no_grad():
-                torch._foreach_copy_(params, self.live)
+                for param, live in zip(params, self.live):
+                    param.copy_(live)
             self.live = []
 
     # -- one step -------------------------------------------------------------------------------
@@ -307,7 +325,7 @@ class StudentTrainer(Trainer):
                 with self.autocast():
                     flow = teacher_forcing_flow(self.chunked(batch), batch.noisy, batch.timestep, encoded.target)
                 loss = flow_loss(flow, batch).sum()
-                (loss / per_process).backward()
+                (self.with_all_used(loss, self.model) / per_process).backward()
             loss_sum += loss.item()
         self.student_update()
         return {"loss": loss_sum / per_process}
@@ -359,7 +377,7 @@ class StudentTrainer(Trainer):
             grad = reweight(grad, weights)
             metrics = {"reward": scores.mean().item(), "weight_max": (weights.max() * len(weights)).item()}
         loss = dmd_loss(clip, grad)
-        (loss / per_process).backward()
+        (self.with_all_used(loss, self.model) / per_process).backward()
         return {"dmd_loss": loss.item(), **metrics}
 
     def frame_scores(self, clip: torch.Tensor) -> torch.Tensor:
@@ -380,9 +398,9 @@ class StudentTrainer(Trainer):
                 with self.autocast():
                     predicted = predict_flow(self.critic_model, batch)
                 loss = flow_loss(predicted, batch).sum()
-                (loss / per_process).backward()
+                (self.with_all_used(loss, self.critic_model) / per_process).backward()
             loss_sum += loss.item()
-        self.take_step(self.critic_params)
+        self.learn(self.critic_model, self.critic_params)
         return loss_sum / per_process
 
     # -- output ---------------------------------------------------------------------------------

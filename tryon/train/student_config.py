@@ -127,8 +127,6 @@ class StudentConfig(TrainConfig):
             raise InputError("all teacher_forcing stages must come before the dmd stages")
         if self.p_dance != 0:
             raise InputError("p_dance must be 0 for the student: streaming has no anchored first frame")
-        if self.parallel != "ddp":
-            raise InputError("parallel must be ddp for the student: its trainer shards nothing yet")
         for key in ("chunk_frames", "steps_per_chunk", "window", "critic_ratio"):
             _require_int(getattr(self, key), key, minimum=1)
         for key in ("guidance", "critic_lr"):

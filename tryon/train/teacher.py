@@ -17,7 +17,6 @@ import torch
 
 from tryon.checkpoint import CheckpointInfo
 from tryon.model.distributed import Processes
-from tryon.train import fsdp
 from tryon.train.config import Stage, TrainConfig
 from tryon.train.flow import FlowBatch, flow_example, flow_loss, group_by_layout
 from tryon.train.loop import (
@@ -71,9 +70,7 @@ class TeacherTrainer(Trainer):
                 last = micro == self.config.grad_accum - 1 and number == len(groups) - 1
                 losses = self.backward(batch, scale=1.0 / per_process, sync=last)
                 loss_sum += losses.sum().item()
-        if fsdp.is_sharded(self.model):
-            fsdp.drop_unused_gradients(self.model)
-        self.take_step(self.params)
+        self.learn(self.model, self.params)
         return {"loss": loss_sum / per_process}
 
     def example(self, stage: Stage, micro: int, slot: int) -> FlowBatch:
@@ -88,10 +85,7 @@ class TeacherTrainer(Trainer):
             with self.autocast():
                 predicted = predict_flow(self.model, batch)
             losses = flow_loss(predicted, batch)
-            total = losses.sum() * scale
-            if fsdp.is_sharded(self.model):
-                total = total + fsdp.used_by_all(self.model)
-            total.backward()
+            self.with_all_used(losses.sum() * scale, self.model).backward()
         return losses.detach()
 
     # -- output ---------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def test_a_checkpoint_is_benched_and_left_uninstrumented(tiny_checkpoint):
     result = api.bench_and_compare(BenchRequest(run=RunOptions(model=str(tiny_checkpoint)), mode="stream", size=(64, 64), seconds=0.5, steps=1))
     assert result.model == str(tiny_checkpoint) and result.preset == "tiny" and not result.random_weights
     pipeline = next(iter(loading._loaded.values())).pipeline  # get_model keeps it loaded
-    for owner, name in ((pipeline.transformer, "forward"), (pipeline.transformer, "condition_pass"),
+    for owner, name in ((pipeline.transformer, "forward"),
                         (pipeline.text_encoder, "forward"), (pipeline.vae, "encode"), (pipeline.vae, "decode")):
         assert name not in vars(owner), name
 

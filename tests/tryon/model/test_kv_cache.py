@@ -82,7 +82,7 @@ def full_masked_forward(model, mask, conditions, latents, motion, text, timestep
 def cached_chunk_by_chunk(model, cache, conditions, latents, motion, text, timesteps):
     """Conditions once, then each chunk in one pass that also writes its K/V (sink first, then history)."""
     with model.attend_to(cache, write="conditions"):
-        model.condition_pass(conditions, text)
+        model(None, None, text, conditions=conditions)
     outputs, attended = [], []
     for chunk in range(CHUNKS):
         frames = slice(chunk * CHUNK, (chunk + 1) * CHUNK)

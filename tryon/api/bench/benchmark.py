@@ -11,7 +11,7 @@ engine's own code, and times it from the outside:
 
 Stages are timed by wrapping, for the duration of the benchmark only, the model calls on
 the loaded instances: the text encoder's `forward`, the VAE's `encode` and `decode` (and the
-streaming generator's causal decoder), the transformer's `forward` and `condition_pass`, and
+streaming generator's causal decoder), the transformer's `forward` (the condition pass too), and
 the writer's `write` and close. Only the outermost timed call counts, so stages never
 overlap and their sum is at most the run's wall time; the rest (`other_s`) is the engine's
 own work: scheduler steps, noise, cache bookkeeping, tensor conversions.

@@ -90,7 +90,6 @@ def instrument(clock: StageClock, pipeline: TryOnPipeline) -> None:
     clock.wrap(pipeline.vae, "encode", "vae_encode")
     clock.wrap(pipeline.vae, "decode", "vae_decode")
     clock.wrap(pipeline.transformer, "forward", "transformer")
-    clock.wrap(pipeline.transformer, "condition_pass", "transformer")
 
 
 # -- memory -----------------------------------------------------------------------------------
