@@ -418,7 +418,7 @@ class StudentTrainer(Trainer):
             "metrics": self.last_metrics,
             "chunk_frames": config.chunk_frames,
             "steps_per_chunk": config.steps_per_chunk,
-            "window": config.window,
+            "window": filled_window(config, self.pipeline.vae.config.scale_factor_temporal),
             "sampler": config.sampler,
             "guidance": self.guidance,
             "reweight": config.reweight,
@@ -427,12 +427,24 @@ class StudentTrainer(Trainer):
         })
 
 
+def clip_chunks(stage: Stage, chunk_frames: int, temporal_factor: int) -> int:
+    """Chunks in one training clip of `stage`."""
+    return len(chunk_spans((stage.num_frames - 1) // temporal_factor + 1, chunk_frames))
+
+
+def filled_window(config: StudentConfig, temporal_factor: int) -> int:
+    """The history chunks training filled, so the window the student streams with: a clip of n chunks
+    puts its first in the sink and never caches its last, so at most n − 2 (and `window`), and at least
+    1, the smallest window a stream keeps."""
+    longest = max(clip_chunks(stage, config.chunk_frames, temporal_factor) for stage in config.stages)
+    return max(1, min(config.window, longest - 2))
+
+
 def check_recomputable(config: StudentConfig, temporal_factor: int) -> None:
     """With activation checkpointing every chunk of a clip but the last must stay cached (sink + window)
     until the backward pass recomputes the chunks that attended to it."""
     for stage in config.stages:
-        latent_frames = (stage.num_frames - 1) // temporal_factor + 1
-        chunks = len(chunk_spans(latent_frames, config.chunk_frames))
+        chunks = clip_chunks(stage, config.chunk_frames, temporal_factor)
         if chunks - 1 > 1 + config.window:
             raise InputError(f"stage '{stage.name}': gradient_checkpointing needs every chunk but the last of a "
                              f"clip in the KV cache; its {chunks} chunks need a window of at least {chunks - 2}, "

@@ -22,7 +22,10 @@ Keys beyond the teacher config's (each also commented at its field below):
   ground-truth history) or "dmd" (self-rollout + distribution matching). All teacher-forcing
   stages come before all DMD stages. The stage's `lr` is the student's learning rate.
 - `chunk_frames`, `steps_per_chunk`, `window`: the streaming shape the student is trained
-  for, StreamConfig's `chunk_frames`, `steps` and `window`; stream it with the same values.
+  for, StreamConfig's `chunk_frames`, `steps` and `window`; its checkpoint records them for
+  streams, the window as far as the training clips filled it (tryon.train.student.filled_window:
+  a 2-s demo clip of two chunks fills only the sink, so its students stream with one history
+  chunk; FashionChameleon's 81 frames fill the sink and 5).
 - `guidance`: the teacher's classifier-free guidance in s_real; null: the teacher preset's
   default guidance; 1 or less: none.
 - `critic_ratio`: critic (fake score) updates per student update in DMD stages: the critic
