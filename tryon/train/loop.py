@@ -413,7 +413,7 @@ class Trainer:
         if self.fsdp:  # every process takes part in gathering the shards
             weights = fsdp.full_state_dict(pipe.transformer)
             optimizer = fsdp.FullOptimizerState(fsdp.full_optimizer_state(pipe.transformer, self.optimizer, self.names))
-        tensors = self.state_tensors()
+        tensors = self.state_tensors() if self.fsdp or self.processes.is_main else {}  # FSDP: all gather
         if not self.processes.is_main:
             return
         transformer = gathered_copy(pipe.transformer, weights) if self.fsdp else plain_transformer(pipe.transformer)
