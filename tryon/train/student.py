@@ -51,8 +51,8 @@ from tryon.checkpoint import PRESETS, CheckpointInfo, LoadedModel
 from tryon.errors import InputError
 from tryon.model.distributed import Processes
 from tryon.model.transformer_condnet import CondNetTransformer
-from tryon.train.causal import ChunkedClip, chunk_spans, rollout, teacher_forcing_flow
 from tryon.train import fsdp
+from tryon.train.causal import ChunkedClip, chunk_spans, rollout, teacher_forcing_flow
 from tryon.train.config import Stage
 from tryon.train.distill import (
     chunk_scores,
