@@ -99,16 +99,20 @@ class Region:
 
     def valid(self, layer: int, view: tuple[Entry, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (tokens, heads, head_dim) of the valid entries at one layer, or of `view`'s."""
-        entries = self.view() if view is None else view
-        for entry in entries:
-            if entry.generation != self.generations[entry.slot]:
-                raise RuntimeError(f"cache slot {entry.slot} was replaced after a pass read it: the pass cannot be "
-                                   "recomputed (a history window shorter than the training clip)")
+        entries = self.view() if view is None else self._unchanged(view)
         keys = [self.keys[layer, entry.slot, : entry.tokens] for entry in entries]
         values = [self.values[layer, entry.slot, : entry.tokens] for entry in entries]
         if not keys:
             return self.keys[layer, 0, :0], self.values[layer, 0, :0]
         return torch.cat(keys), torch.cat(values)
+
+    def _unchanged(self, view: tuple[Entry, ...]) -> tuple[Entry, ...]:
+        """`view`, unless one of its entries has been replaced since (RuntimeError)."""
+        for entry in view:
+            if entry.generation != self.generations[entry.slot]:
+                raise RuntimeError(f"cache slot {entry.slot} was replaced after a pass read it: the pass cannot be "
+                                   "recomputed (a history window shorter than the training clip)")
+        return view
 
     @property
     def tokens(self) -> int:

@@ -42,6 +42,7 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,9 @@ import torch.nn.functional as F
 from tryon.checkpoint.presets import PRESETS, Preset, get_preset
 from tryon.errors import InputError
 from tryon.train.config import Stage, TrainConfig
+
+if TYPE_CHECKING:
+    from tryon.train.student_config import StudentConfig
 
 GIB = 1024**3
 USABLE = 0.9  # share of GPU memory a plan may fill (see the module docstring)
@@ -223,7 +227,7 @@ def _activation_bytes(traced: "_Traced", layers: int, checkpointing: bool) -> in
     return traced.outside + layers * traced.tokens * traced.inner * BF16 + traced.block
 
 
-def _student_activation_bytes(traced: "_Traced", layers: int, config: TrainConfig, phase: str) -> int:
+def _student_activation_bytes(traced: "_Traced", layers: int, config: StudentConfig, phase: str) -> int:
     """One example's bytes kept for backward over the student's passes of `phase` (see the module docstring)."""
     from tryon.train.causal import chunk_spans
 
@@ -281,8 +285,7 @@ def _trace(probe: torch.nn.Module, preset: Preset, stage: Stage, conditions: int
     channels = preset.transformer["in_channels"]
     spatial = preset.vae["scale_factor_spatial"]
     width, height = stage.size
-    latent_frames = (stage.num_frames - 1) // preset.vae["scale_factor_temporal"] + 1
-    shape = (1, channels, latent_frames, height // spatial, width // spatial)
+    shape = (1, channels, _latent_frames(preset, stage), height // spatial, width // spatial)
     with torch.device("meta"):
         noisy = torch.empty(shape, dtype=torch.bfloat16)
         text = torch.empty(1, TEXT_TOKENS, preset.transformer["text_dim"], dtype=torch.bfloat16)
