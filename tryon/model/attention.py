@@ -110,12 +110,12 @@ class CondNetAttnProcessor:
         if m:
             parts.append(self.attend(query[:, n : n + m], key[:, n : n + m], value[:, n : n + m]))
         if query.shape[1] > n + m:
-            parts.append(self.attend(query[:, n + m :], *self.context(key, value)))
-        cache = self.layout.cache
-        if cache is not None and self.layout.write_region is not None:
+            context = self.context(key, value)  # a statement of its own: torch.compile breaks its graph here
+            parts.append(self.attend(query[:, n + m :], *context))
+        if self.layout.cache is not None and self.layout.write_region is not None:
             if m:  # a chunk's motion tokens belong to that chunk only
                 key, value = (torch.cat([t[:, :n], t[:, n + m :]], dim=1) for t in (key, value))
-            cache.write(self.layout.write_region, self.layer, key, value)
+            self.write_cache(key, value)
         out = torch.cat(parts, dim=1).flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
 
@@ -123,8 +123,18 @@ class CondNetAttnProcessor:
         """What video tokens attend to: this pass's keys and values, after the cached ones."""
         if self.layout.cache is None:
             return key, value
-        cached_key, cached_value = self.layout.cache.keys_values(self.layer, self.layout.cache_view)
+        cached_key, cached_value = self.read_cache()
         return torch.cat([cached_key, key], dim=1), torch.cat([cached_value, value], dim=1)
+
+    # The cache is reached outside torch.compile: every block's processor differs only in its
+    # `layer`, and a compiled block reading it would be recompiled for each of the 30 layers.
+    @torch.compiler.disable
+    def read_cache(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.layout.cache.keys_values(self.layer, self.layout.cache_view)
+
+    @torch.compiler.disable
+    def write_cache(self, key: torch.Tensor, value: torch.Tensor) -> None:
+        self.layout.cache.write(self.layout.write_region, self.layer, key, value)
 
     @staticmethod
     def project(attn, hidden_states: torch.Tensor, rotary_emb) -> tuple[torch.Tensor, ...]:
