@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -175,12 +175,17 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def build_random_on(preset: Preset, device: torch.device, dtype: torch.dtype, seed: int = 0) -> TryOnPipeline:
+def build_random_on(preset: Preset, device: torch.device, dtype: torch.dtype, seed: int = 0,
+                    draw_on: torch.device | None = None) -> TryOnPipeline:
     """The preset's components at random, made on `device` in `dtype` (the VAE in float32).
 
     The same classes and configurations as `build_random`, without the
     float32 CPU copy. A preset without an offline vocabulary gets the tiny preset's word
     tokenizer as a placeholder; its text encoder keeps the preset's own vocabulary size.
+    `draw_on` (default: `device`) is where the random numbers are drawn, a component at a
+    time, before it moves to `device`: a GPU draws the 5 B preset's 11 billion numbers in
+    seconds, a CPU, whose random fills run on one core, in minutes (offloaded runs keep the
+    weights on the CPU).
     """
     text_config = dict(preset.text_encoder)
     if preset.tokenizer_vocabulary:
@@ -189,12 +194,16 @@ def build_random_on(preset: Preset, device: torch.device, dtype: torch.dtype, se
     else:
         tokenizer = build_tokenizer(replace(preset, tokenizer_vocabulary=TINY_VOCABULARY))
         text_config.setdefault("vocab_size", len(tokenizer))
+    draw_on = device if draw_on is None else draw_on
+
+    def made(build: Callable[[], torch.nn.Module], in_dtype: torch.dtype) -> torch.nn.Module:
+        with torch.device(draw_on), default_dtype(in_dtype):
+            return build().to(device)
+
     torch.manual_seed(seed)
-    with torch.device(device):
-        with default_dtype(dtype):
-            transformer = CondNetTransformer(**preset.transformer)
-            text_encoder = UMT5EncoderModel(UMT5Config(**text_config))
-        vae = AutoencoderKLWan(**preset.vae)
+    transformer = made(lambda: CondNetTransformer(**preset.transformer), dtype)
+    text_encoder = made(lambda: UMT5EncoderModel(UMT5Config(**text_config)), dtype)
+    vae = made(lambda: AutoencoderKLWan(**preset.vae), torch.float32)
     _keep_in_float32(transformer, dtype, when=(torch.float16, torch.bfloat16))  # as diffusers' loader does
     _keep_in_float32(text_encoder, dtype, when=(torch.float16,))  # as transformers' loader does
     return TryOnPipeline(transformer=transformer.eval(), vae=vae.eval(), text_encoder=text_encoder.eval(),

@@ -106,7 +106,7 @@ def load_bench_model(request: BenchRequest, runtime: Runtime, tell: Notice) -> B
     if request.random_weights:
         preset = get_preset(request.preset)
         with out_of_memory_is_a_failure(runtime.device, f"building '{preset.name}'; use --dtype bf16, or a smaller preset"):
-            pipeline = build_random_on(preset, runtime.load_device, runtime.dtype, request.seed)
+            pipeline = build_random_on(preset, runtime.load_device, runtime.dtype, request.seed, draw_on=runtime.device)
         apply_runtime(pipeline, runtime)
         return BenchModel(pipeline, preset, f"{preset.name} (random weights)")
     source = request.run.model or request.preset or default_model()
