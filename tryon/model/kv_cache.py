@@ -8,7 +8,7 @@ Regions (what a chunk's video tokens attend to, in this order):
   themselves: past the first layer each one's keys depend on all the others.
 - `sink`: the first chunk written after the cache was empty, kept until it is cleared.
 - `history`: a ring buffer of the last `window` chunks after the sink; a new chunk replaces
-  the oldest.
+  the oldest. A window of 0 keeps no history: chunks attend to the conditions and the sink.
 
 Keys are stored after RoPE, at the positions they were computed for. Positions keep counting
 as the stream grows (`frame_offset`), so sliding the window never re-rotates anything.
@@ -71,6 +71,8 @@ class Region:
 
     def write(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
         tokens = key.shape[1]
+        if not self.lengths:
+            raise ValueError("this cache region has no entries (a history window of 0)")
         if key.shape[0] != 1 or tokens > self.entry_tokens:
             raise ValueError(f"a cache entry holds one sequence of at most {self.entry_tokens} tokens, "
                              f"got {tuple(key.shape[:2])}")
@@ -103,7 +105,7 @@ class Region:
         keys = [self.keys[layer, entry.slot, : entry.tokens] for entry in entries]
         values = [self.values[layer, entry.slot, : entry.tokens] for entry in entries]
         if not keys:
-            return self.keys[layer, 0, :0], self.values[layer, 0, :0]
+            return self.keys[layer].flatten(0, 1)[:0], self.values[layer].flatten(0, 1)[:0]
         return torch.cat(keys), torch.cat(values)
 
     def _unchanged(self, view: tuple[Entry, ...]) -> tuple[Entry, ...]:
@@ -124,8 +126,8 @@ class KVCache:
 
     def __init__(self, *, layers: int, heads: int, head_dim: int, frame_tokens: int, chunk_frames: int,
                  window: int, dtype: torch.dtype, device: torch.device) -> None:
-        if window < 1:
-            raise ValueError(f"the history window must hold at least one chunk, got {window}")
+        if window < 0:
+            raise ValueError(f"the history window cannot be negative, got {window}")
         shape = dict(layers=layers, heads=heads, head_dim=head_dim, dtype=dtype, device=device)
         chunk_tokens = chunk_frames * frame_tokens
         self.regions = {
@@ -197,6 +199,11 @@ class KVCache:
     def capacity(self) -> int:
         """The most tokens this cache can ever hold."""
         return sum(region.capacity for region in self.regions.values())
+
+    @property
+    def window(self) -> int:
+        """History chunks the cache can hold besides the sink."""
+        return len(self.regions["history"].lengths)
 
     def history_chunks(self) -> int:
         return len(self.regions["history"].entries())

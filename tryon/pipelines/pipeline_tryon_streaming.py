@@ -76,7 +76,7 @@ class StreamConfig:
 
     chunk_frames: int = 3
     steps: int = 4
-    window: int = 6  # history chunks kept besides the sink
+    window: int = 6  # history chunks kept besides the sink (0: the sink alone)
     sampler: str = "euler"
     refresh: bool = True
     withdraw: bool = True

@@ -434,10 +434,10 @@ def clip_chunks(stage: Stage, chunk_frames: int, temporal_factor: int) -> int:
 
 def filled_window(config: StudentConfig, temporal_factor: int) -> int:
     """The history chunks training filled, so the window the student streams with: a clip of n chunks
-    puts its first in the sink and never caches its last, so at most n − 2 (and `window`), and at least
-    1, the smallest window a stream keeps."""
+    puts its first in the sink and never caches its last, so at most n − 2 (and `window`); 0 when
+    its clips are two chunks: the student then streams with the sink alone, as it was trained."""
     longest = max(clip_chunks(stage, config.chunk_frames, temporal_factor) for stage in config.stages)
-    return max(1, min(config.window, longest - 2))
+    return max(0, min(config.window, longest - 2))
 
 
 def check_recomputable(config: StudentConfig, temporal_factor: int) -> None:

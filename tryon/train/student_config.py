@@ -24,8 +24,8 @@ Keys beyond the teacher config's (each also commented at its field below):
 - `chunk_frames`, `steps_per_chunk`, `window`: the streaming shape the student is trained
   for, StreamConfig's `chunk_frames`, `steps` and `window`; its checkpoint records them for
   streams, the window as far as the training clips filled it (tryon.train.student.filled_window:
-  a 2-s demo clip of two chunks fills only the sink, so its students stream with one history
-  chunk; FashionChameleon's 81 frames fill the sink and 5).
+  a 2-s demo clip of two chunks fills only the sink, so its students stream with the sink
+  alone; FashionChameleon's 81 frames fill the sink and 5).
 - `guidance`: the teacher's classifier-free guidance in s_real; null: the teacher preset's
   default guidance; 1 or less: none.
 - `critic_ratio`: critic (fake score) updates per student update in DMD stages: the critic
@@ -130,8 +130,9 @@ class StudentConfig(TrainConfig):
             raise InputError("all teacher_forcing stages must come before the dmd stages")
         if self.p_dance != 0:
             raise InputError("p_dance must be 0 for the student: streaming has no anchored first frame")
-        for key in ("chunk_frames", "steps_per_chunk", "window", "critic_ratio"):
+        for key in ("chunk_frames", "steps_per_chunk", "critic_ratio"):
             _require_int(getattr(self, key), key, minimum=1)
+        _require_int(self.window, "window", minimum=0)
         for key in ("guidance", "critic_lr"):
             if getattr(self, key) is not None:
                 _require_positive(getattr(self, key), key)

@@ -46,7 +46,7 @@ def bench(
     garments: Annotated[int, typer.Option(help="Garment images to condition on (1 to 4).")] = 1,
     motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Condition on a motion video.")] = True,
     chunk_frames: Annotated[int, typer.Option(help="stream: latent frames per chunk, 1 to 16.")] = 3,
-    window: Annotated[int, typer.Option(help="stream: history chunks the cache keeps besides the sink, 1 to 64.")] = 6,
+    window: Annotated[int, typer.Option(help="stream: history chunks the cache keeps besides the sink, 0 to 64.")] = 6,
     switch_at: Annotated[
         Optional[float], typer.Option(help="stream: seconds at which to switch garments (default: half way).")
     ] = None,

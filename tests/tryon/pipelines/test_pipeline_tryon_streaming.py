@@ -86,6 +86,26 @@ def test_chunks_stream_frames_and_the_cache_stays_flat(tiny_model):
     assert generator.next_chunk(max_frames=3).shape[0] == 3  # one latent frame is enough for the end
 
 
+def test_with_no_history_window_every_chunk_follows_the_sink(tiny_model):
+    """Window 0: a chunk attends to the conditions and the sink alone, at the RoPE slot right after
+    the sink (the layout of two-chunk training clips), and no pass writes it into the cache."""
+    generator = stream(tiny_model.pipeline, StreamConfig(chunk_frames=2, steps=1, window=0))
+    conditions = generator.cache.tokens
+    passes = []
+    forward = generator.runner._forward
+
+    def spy(latents, timestep, frame_offset, motion):
+        passes.append((frame_offset, generator.cache.tokens))
+        return forward(latents, timestep, frame_offset, motion)
+
+    generator.runner._forward = spy
+    frames = [len(generator.next_chunk()) for _ in range(4)]
+    sink = generator.cache.tokens - conditions
+    assert frames == [5, 8, 8, 8] and sink > 0 and generator.cache.history_chunks() == 0
+    # chunk 0: its step and the pass that writes the sink; then one step per chunk, nothing written
+    assert passes == [(0, conditions), (0, conditions)] + [(2, conditions + sink)] * 3
+
+
 def test_each_switch_operation_changes_exactly_its_regions(tiny_model):
     generator = stream(tiny_model.pipeline)
     for _ in range(3):

@@ -175,9 +175,11 @@ def test_activation_checkpointing_recomputes_each_chunk_on_the_cache_it_attended
         torch.testing.assert_close(recomputed_grads[name], grad, atol=1e-6, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("frames, window, streamed", [(17, 5, 1), (49, 5, 3), (81, 5, 5), (121, 5, 5), (81, 2, 2)])
+@pytest.mark.parametrize("frames, window, streamed",
+                         [(17, 5, 0), (29, 5, 1), (49, 5, 3), (81, 5, 5), (121, 5, 5), (81, 2, 2), (81, 0, 0)])
 def test_a_student_streams_with_the_history_its_training_clips_filled(frames, window, streamed):
-    """Chunks of 3 latent frames; 81 frames (21 latent, 7 chunks) fill the official window of 5."""
+    """Chunks of 3 latent frames; 17 frames (5 latent, 2 chunks) fill only the sink; 81 frames (21 latent,
+    7 chunks) fill the official window of 5."""
     recipe = StudentConfig.from_dict({"stages": [{"name": "tf", "phase": "teacher_forcing", "steps": 1,
                                                   "size": [32, 32], "num_frames": frames}], "window": window,
                                       "chunk_frames": 3})
@@ -429,7 +431,7 @@ def test_the_student_checkpoint_loads_as_a_student_and_streams(tiny_checkpoint, 
     assert summary["steps"] == 4 and summary["teacher"] == str(tiny_checkpoint)
     assert [(p["phase"], p["steps"]) for p in summary["phases"]] == [("teacher_forcing", 2), ("dmd", 2)]
     assert (summary["tau"], summary["chunk_frames"], summary["steps_per_chunk"]) == (0.2, 1, 2)
-    assert summary["window"] == 1  # its clips (two chunks: the sink and the last) never filled the window of 2
+    assert summary["window"] == 0  # its clips (two chunks: the sink and the last) filled no history chunk
     assert summary["reweight"] and summary["scorer"] == "sharpness_colour"
     print("distilled metrics:", metrics(distilled))
 

@@ -70,7 +70,7 @@ def check_request(request: BenchRequest) -> None:
     if not 1 <= request.garments <= MAX_GARMENTS:
         raise InputError(f"must be 1 to {MAX_GARMENTS}, not {request.garments}", option="garments")
     check_int(request.chunk_frames, "chunk_frames", 1, MAX_CHUNK_FRAMES)
-    check_int(request.window, "window", 1, MAX_WINDOW)
+    check_int(request.window, "window", 0, MAX_WINDOW)
     if request.mode != "stream" and (request.window, request.chunk_frames) != (DEFAULT_WINDOW, DEFAULT_CHUNK_FRAMES):
         raise InputError("and --chunk-frames are for stream mode", option="window")
     if request.switch_at is not None:
