@@ -77,9 +77,10 @@ COPY_BATCH = 64  # frames of the input video `extend` decodes and copies at a ti
 class SwapRequest(GenerateRequest):
     """A `GenerateRequest` whose garments carry start times, plus the switch operations to use."""
 
-    refresh: bool = True
-    withdraw: bool = True
-    disentangle: bool = True
+    # the switch operations; None: the checkpoint's choice (its tryon.json `stream`), else on
+    refresh: bool | None = None
+    withdraw: bool | None = None
+    disentangle: bool | None = None
     live: Iterable[str] | None = None  # lines of garment specs read while generating (e.g. sys.stdin)
     on_chunk: Callable[[ChunkWritten], None] | None = None  # hears about each chunk written (module docstring)
     should_stop: Callable[[], bool] | None = None  # asked before each chunk; True ends the video there
@@ -97,9 +98,9 @@ class ExtendRequest:
     seed: int = 0
     steps: int | None = None
     overwrite: bool = False
-    refresh: bool = True
-    withdraw: bool = True
-    disentangle: bool = True
+    refresh: bool | None = None  # None: as in SwapRequest
+    withdraw: bool | None = None
+    disentangle: bool | None = None
     run: RunOptions = RunOptions()
 
 
@@ -370,19 +371,20 @@ def context_length(available: int, config: StreamConfig, pipeline) -> int:
     return temporal * (latent_frames - 1) + 1
 
 
-def _config(request: SwapRequest | ExtendRequest, model: LoadedModel) -> StreamConfig:
+def stream_config(request: SwapRequest | ExtendRequest, model: LoadedModel) -> StreamConfig:
     """Chunking as the student was distilled for (its tryon.json), else StreamConfig's defaults;
-    `--steps` and the ablation flags from the request."""
+    `--steps` from the request; each switch operation as the request asks, else as the
+    checkpoint's `stream` says, else on."""
     trained = model.info.training if model.info.kind == "student" else {}
     defaults = StreamConfig()
+    switch = {name: asked if (asked := getattr(request, name)) is not None else default
+              for name, default in model.info.switch_defaults().items()}
     return StreamConfig(
         chunk_frames=trained.get("chunk_frames", defaults.chunk_frames),
         steps=trained.get("steps_per_chunk", defaults.steps) if request.steps is None else request.steps,
         window=trained.get("window", defaults.window),
         sampler=trained.get("sampler", defaults.sampler),
-        refresh=request.refresh,
-        withdraw=request.withdraw,
-        disentangle=request.disentangle,
+        **switch,
     )
 
 
@@ -432,7 +434,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
             prompt=request.prompt,
             generator=torch.Generator(device=runtime.device).manual_seed(request.seed),
             motion=motion,
-            config=_config(request, model),
+            config=stream_config(request, model),
         )
         live = None if request.live is None else LiveSwitches(request.live)
 
@@ -478,7 +480,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     model = get_model(source, request.run.revision, runtime, tell)
     output_size = (info.width, info.height)
     decision = choose_output_size(output_size, output_size, multiple=model.pipeline.size_multiple)
-    config = _config(request, model)
+    config = stream_config(request, model)
 
     # 3. The video is copied into the MP4 (decoded a batch at a time); its last frames fill the
     #    cache; the new frames follow them.

@@ -67,8 +67,9 @@ class CondNetUntrainedWarning(UserWarning):
 
 
 MAX_TEXT_TOKENS = 4096
-_INFO_TYPES = {"kind": str, "preset": str, "condnet_trained": bool, "training": dict, "max_text_tokens": int,
-               "format": int}
+_INFO_TYPES = {"kind": str, "preset": str, "condnet_trained": bool, "training": dict, "stream": dict,
+               "max_text_tokens": int, "format": int}
+SWITCH_OPERATIONS = ("refresh", "withdraw", "disentangle")  # FashionChameleon's three KV operations at a switch
 _INFO_TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object", int: "an integer"}
 
 
@@ -86,6 +87,9 @@ class CheckpointInfo:
     preset: str = "tiny"
     condnet_trained: bool = False
     training: dict[str, Any] = field(default_factory=dict)
+    # the switch operations a stream of this checkpoint uses unless asked otherwise, where its
+    # maker measured that one hurts it (e.g. {"disentangle": false}); the others are on
+    stream: dict[str, Any] = field(default_factory=dict)
     max_text_tokens: int = 512
     format: int = 1
 
@@ -103,7 +107,15 @@ class CheckpointInfo:
             raise InputError(f"kind must be 'teacher' or 'student', not '{info.kind}'", path)
         if info.preset not in PRESETS:
             raise InputError(f"unknown preset '{info.preset}' (known: {', '.join(PRESETS)})", path)
+        for name, value in info.stream.items():
+            if name not in SWITCH_OPERATIONS or not isinstance(value, bool):
+                raise InputError(f"'stream' takes {', '.join(SWITCH_OPERATIONS)} as true or false, "
+                                 f"not {name!r}: {json.dumps(value)}", path)
         return info
+
+    def switch_defaults(self) -> dict[str, bool]:
+        """Each switch operation, on unless this checkpoint's `stream` turns it off."""
+        return {name: self.stream.get(name, True) for name in SWITCH_OPERATIONS}
 
     @property
     def training_size(self) -> tuple[int, int] | None:

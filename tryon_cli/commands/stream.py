@@ -19,11 +19,14 @@ Garments = Annotated[
                  "Repeat it; garments with the same time are worn together."),
 ]
 StreamSteps = Annotated[Optional[int], typer.Option(help="Denoising steps per chunk (default: 4).")]
-NoRefresh = Annotated[bool, typer.Option("--no-refresh", help="Ablation: keep the old garments' K/V at a switch.")]
-NoWithdraw = Annotated[bool, typer.Option("--no-withdraw", help="Ablation: keep the history K/V at a switch.")]
-NoDisentangle = Annotated[
-    bool, typer.Option("--no-disentangle", help="Ablation: keep the reference (do not take the last frame).")
-]
+# The switch operations: unset, as the checkpoint's tryon.json says (its `stream`), else on.
+Refresh = Annotated[Optional[bool], typer.Option(
+    "--refresh/--no-refresh", help="At a switch, replace the garments' K/V (off: keep the old ones).")]
+Withdraw = Annotated[Optional[bool], typer.Option(
+    "--withdraw/--no-withdraw", help="At a switch, clear the history K/V (off: keep it).")]
+Disentangle = Annotated[Optional[bool], typer.Option(
+    "--disentangle/--no-disentangle", help="At a switch, take the last frame as the reference (off: keep the "
+    "photo). Default for all three: the checkpoint's choice, else on.")]
 
 
 def run_stream(request, command, json_output: bool, quiet: bool) -> None:
@@ -60,9 +63,9 @@ def swap(
     seed: options.Seed = 0,
     steps: StreamSteps = None,
     overwrite: options.Overwrite = False,
-    no_refresh: NoRefresh = False,
-    no_withdraw: NoWithdraw = False,
-    no_disentangle: NoDisentangle = False,
+    refresh: Refresh = None,
+    withdraw: Withdraw = None,
+    disentangle: Disentangle = None,
     live: Annotated[bool, typer.Option("--live", help="Also read garment lines from stdin while generating; "
                                        "without --seconds, run until stdin closes.")] = False,
     json_output: options.Json = False,
@@ -87,7 +90,7 @@ def swap(
     request = api.SwapRequest(
         user=user, garments=specs, output=output or default_output(user, specs, "swap"), motion=motion,
         prompt=prompt, size=parse_size(size) if size else None, seconds=seconds, fps=fps, seed=seed, steps=steps,
-        overwrite=overwrite, refresh=not no_refresh, withdraw=not no_withdraw, disentangle=not no_disentangle,
+        overwrite=overwrite, refresh=refresh, withdraw=withdraw, disentangle=disentangle,
         live=sys.stdin if live else None, run=run,
     )
     run_stream(request, api.swap, json_output, quiet)
@@ -106,9 +109,9 @@ def extend(
     seed: options.Seed = 0,
     steps: StreamSteps = None,
     overwrite: options.Overwrite = False,
-    no_refresh: NoRefresh = False,
-    no_withdraw: NoWithdraw = False,
-    no_disentangle: NoDisentangle = False,
+    refresh: Refresh = None,
+    withdraw: Withdraw = None,
+    disentangle: Disentangle = None,
     json_output: options.Json = False,
     quiet: options.Quiet = False,
     run: RunOptions = RunOptions(),
@@ -123,7 +126,6 @@ def extend(
     request = api.ExtendRequest(
         video=video, output=output or Path(f"{video.stem}_extended.mp4"), seconds=seconds,
         garments=[parse_garment(text, allow_time=True) for text in garment or []], prompt=prompt, seed=seed,
-        steps=steps, overwrite=overwrite, refresh=not no_refresh, withdraw=not no_withdraw,
-        disentangle=not no_disentangle, run=run,
+        steps=steps, overwrite=overwrite, refresh=refresh, withdraw=withdraw, disentangle=disentangle, run=run,
     )
     run_stream(request, api.extend, json_output, quiet)

@@ -1,11 +1,14 @@
 """The hooks a watcher of a stream uses (tryon studio): each chunk as it is written, and Stop."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from tryon.api.specs import GarmentSpec
-from tryon.api.stream import StreamInterrupted, SwapRequest, swap
+from tryon.api.stream import StreamInterrupted, SwapRequest, stream_config, swap
+from tryon.checkpoint import CheckpointInfo
 from tryon.media import read_video
 from tryon.modes import RunOptions
 
@@ -41,3 +44,11 @@ def test_stopped_before_the_first_chunk_nothing_is_kept(request_for, tmp_path):
     with pytest.raises(StreamInterrupted) as stopped:
         swap(request_for(should_stop=lambda: True))
     assert stopped.value.frames == 0 and list(tmp_path.glob("*.mp4")) == [] and list(tmp_path.glob(".*")) == []
+
+
+@pytest.mark.parametrize("asked, checkpoint, used", [(None, {}, True), (None, {"disentangle": False}, False),
+                                                     (True, {"disentangle": False}, True), (False, {}, False)])
+def test_a_switch_operation_is_as_asked_else_as_the_checkpoint_says_else_on(request_for, asked, checkpoint, used):
+    model = SimpleNamespace(info=CheckpointInfo(kind="student", stream=checkpoint))
+    config = stream_config(request_for(disentangle=asked), model)
+    assert config.disentangle is used and config.refresh and config.withdraw

@@ -166,6 +166,10 @@ MALFORMED = {
                         "'condnet_trained' must be true or false, not a string"),
     "training as list": ("tryon.json", lambda p: _edit_json(p, training=[]), "'training' must be an object"),
     "tokens absurd": ("tryon.json", lambda p: _edit_json(p, max_text_tokens=10**9), "'max_text_tokens' is"),
+    "stream as list": ("tryon.json", lambda p: _edit_json(p, stream=[]), "'stream' must be an object"),
+    "stream value as text": ("tryon.json", lambda p: _edit_json(p, stream={"disentangle": "no"}),
+                             "'stream' takes refresh, withdraw, disentangle as true or false, not 'disentangle'"),
+    "stream unknown operation": ("tryon.json", lambda p: _edit_json(p, stream={"sideways": True}), "not 'sideways'"),
     "scheduler not an object": ("scheduler/scheduler_config.json", lambda p: p.write_text("3"), "JSON object"),
 }
 

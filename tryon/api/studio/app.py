@@ -1,12 +1,13 @@
 """The studio's web app (FastAPI): the page, uploads, the stream socket, the MP4 download.
 
 Protocol. A tab opens the WebSocket `/api/stream`; the server makes it a session (its own
-folder) and answers `{"type": "session", "id", ...}`; the session ends when the socket
+folder) and answers `{"type": "session", "id", ..., "switch_operations"}` (the three KV
+operations as the model's checkpoint would have them); the session ends when the socket
 closes. Uploads are plain request bodies, written straight into the session folder:
 `PUT /api/sessions/{id}/user?name=`, `PUT|DELETE /api/sessions/{id}/motion?name=`,
 `POST /api/sessions/{id}/garments?name=&category=`; a refused file is a 4xx with
 `{"error": message}`. Over the socket the tab sends `start` (garments to wear first, prompt,
-seconds, the three KV operations), `switch` (a garment id) and `stop`, as JSON; the server
+seconds, the three KV operations, each true, false or left out for the model's choice), `switch` (a garment id) and `stop`, as JSON; the server
 sends JSON events (`queued`, `started`, `chunk`, `switch`, `notice`, `error`, `done`) and
 each frame as a binary message (uint32 frame index, then a JPEG). `GET /api/sessions/{id}/video`
 downloads the session's MP4.
@@ -43,6 +44,7 @@ from tryon.api.stream import StreamInterrupted
 from tryon.api.studio.live import LiveRun, StreamOptions, StudioModel
 from tryon.api.studio.sessions import MAX_IMAGE_BYTES, MAX_VIDEO_BYTES, MiB, Session, SessionStore, UploadError
 from tryon.api.studio.turns import Turns
+from tryon.checkpoint.store import SWITCH_OPERATIONS
 from tryon.errors import InputError, RuntimeFailure
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -226,8 +228,8 @@ class Tab:
         prompt = message.get("prompt") or ""
         if not isinstance(prompt, str) or len(prompt) > 1000:
             raise ValueError("the prompt must be text of at most 1000 characters")
-        flags = {name: message.get(name, True) for name in ("refresh", "withdraw", "disentangle")}
-        if not all(isinstance(value, bool) for value in flags.values()):
+        flags = {name: message.get(name) for name in SWITCH_OPERATIONS}
+        if not all(value is None or isinstance(value, bool) for value in flags.values()):
             raise ValueError("refresh, withdraw and disentangle are true or false")
         return StreamOptions(garments=list(dict.fromkeys(garments)), prompt=prompt, seconds=seconds, **flags)
 
@@ -359,6 +361,7 @@ def create_app(studio: Studio) -> FastAPI:
         writer = asyncio.create_task(_write_socket(websocket, outbox))
         await tab.send({"type": "session", "id": session.id, "model": Path(studio.model.run.model).name,
                         "fps": studio.model.fps, "max_seconds": studio.max_seconds,
+                        "switch_operations": studio.model.switch_defaults,
                         "limits_mib": {"image": MAX_IMAGE_BYTES // MiB, "video": MAX_VIDEO_BYTES // MiB}})
         try:
             while True:

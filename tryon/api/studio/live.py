@@ -30,6 +30,7 @@ from PIL import Image
 
 from tryon.api import stream
 from tryon.api.studio.sessions import Garment, Session
+from tryon.checkpoint.store import SWITCH_OPERATIONS
 from tryon.modes import RunOptions
 
 JPEG_QUALITY = 90
@@ -45,6 +46,8 @@ class StudioModel:
     fps: float  # what streams are made at (the model's default unless asked otherwise)
     size: tuple[int, int] | None = None  # None: the model's, in the photo's orientation
     steps: int | None = None  # None: as the student was distilled
+    # the switch operations the page starts with ticked: the checkpoint's choice (CheckpointInfo.switch_defaults)
+    switch_defaults: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(SWITCH_OPERATIONS, True))
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,9 @@ class StreamOptions:
     garments: list[str]  # garment ids worn from the first frame
     prompt: str = ""
     seconds: float = 10.0
-    refresh: bool = True
-    withdraw: bool = True
-    disentangle: bool = True
+    refresh: bool | None = None  # None: the checkpoint's choice (swap's)
+    withdraw: bool | None = None
+    disentangle: bool | None = None
 
 
 @dataclass

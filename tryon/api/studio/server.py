@@ -65,7 +65,8 @@ def load_studio(options: StudioOptions, notice: Notice) -> Studio:
     loaded = get_model(run.model, run.revision, resolve_run(run), notice)
     if loaded.info.kind != "student":
         notice(f"{run.model} is a {loaded.info.kind}, not a distilled student: it streams, but slowly and less well")
-    served = StudioModel(run, options.fps or loaded.preset.default_fps, options.size, options.steps)
+    served = StudioModel(run, options.fps or loaded.preset.default_fps, options.size, options.steps,
+                         loaded.info.switch_defaults())
     return Studio(served, token=token, loopback=is_loopback(options.host), max_seconds=options.max_seconds)
 
 

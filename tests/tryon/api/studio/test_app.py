@@ -1,5 +1,6 @@
 import io
 import json
+import shutil
 import time
 
 import numpy as np
@@ -9,8 +10,10 @@ from starlette.testclient import WebSocketDenialResponse
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
-from tryon.media import read_video
 from tryon.api.studio.app import create_app
+from tryon.api.studio.server import StudioOptions, load_studio
+from tryon.media import read_video
+from tryon.modes import RunOptions
 
 from .conftest import make_studio
 
@@ -88,6 +91,7 @@ def test_a_tab_is_a_session_whose_folder_goes_when_it_closes(client, studio, pic
     with client.websocket_connect(SOCKET) as ws:
         session = receive(ws)
         assert session["type"] == "session" and session["fps"] == 24
+        assert session["switch_operations"] == {"refresh": True, "withdraw": True, "disentangle": True}
         folder = studio.root / session["id"]
         assert folder.is_dir()
         assert upload(client, session["id"], "user", pictures / "person.png").status_code == 200
@@ -154,3 +158,15 @@ def test_a_stream_switches_on_click_and_its_mp4_holds_every_frame_sent(tiny_chec
     same = np.abs(blocks[0] - blocks[1]).mean()
     assert same < 3 and same < np.abs(blocks[0][1:] - blocks[1][:-1]).mean() / 2
     assert not studio.root.exists()  # the server shut down: every session folder went with it
+
+
+def test_the_page_starts_with_the_switch_operations_of_the_models_checkpoint(tiny_checkpoint, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, model)
+    info = json.loads((model / "tryon.json").read_text())
+    (model / "tryon.json").write_text(json.dumps({**info, "stream": {"disentangle": False}}))
+    studio = load_studio(StudioOptions(run=RunOptions(model=str(model))), notice=lambda message: None)
+    with TestClient(create_app(studio), base_url="http://127.0.0.1") as client:
+        with client.websocket_connect(SOCKET) as ws:
+            session = receive(ws)
+    assert session["switch_operations"] == {"refresh": True, "withdraw": True, "disentangle": False}

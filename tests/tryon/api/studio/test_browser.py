@@ -131,6 +131,8 @@ def test_stream_switch_download_and_a_bad_upload_in_chromium(server, browser, tm
     # A bad upload is a message in the page, and the server keeps serving.
     page.goto(server.url)
     page.wait_for_function("window.studio.session !== null")
+    # the KV operations start as the demo student's tryon.json has them: disentangle off
+    assert page.is_checked("#refresh") and page.is_checked("#withdraw") and not page.is_checked("#disentangle")
     page.set_input_files("#user-file", files=[{"name": "notes.png", "mimeType": "image/png",
                                                "buffer": b"this is text, not a picture"}])
     page.wait_for_selector("#message:not([hidden])")

@@ -204,6 +204,7 @@ function onEvent(event) {
       studio.session = event.id;
       studio.fps = event.fps;
       $("seconds").max = event.max_seconds;
+      for (const [operation, on] of Object.entries(event.switch_operations)) $(operation).checked = on;
       $("connection").textContent = `connected · model ${event.model} · ${event.fps} fps`;
       break;
     case "queued":
