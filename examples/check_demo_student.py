@@ -10,7 +10,12 @@ On held-out synthetic samples (dataset seed 8, 10 s at 8 fps, never trained on),
 2. Switches at 5 s to another sample's garment that takes the first one off, of two kinds:
    `same` (a garment of the same category) and `cross` (a dress for a top or a bottom, a top
    for a dress). From a second after the switch, the old garment's region's CIELAB ΔE76 to
-   the new garment and to the old one (lower: closer), per kind. The synthetic references
+   the new garment and to the old one (lower: closer), per kind, twice: against each garment's
+   product shot (its mean colour), and against each garment as worn (its region in the ground
+   truth of the sample it comes from: same shading, and the scale the model's own colours are
+   on; the truth itself is 0 from the old one as worn); beside them, the stream without the switch
+   against the old garment as worn: the floor of how close this student renders any garment.
+   The synthetic references
    always wear garments of the target's categories (as FashionChameleon's curated references
    do), so `cross` asks for what training never showed.
 3. Frame sheets (one frame per second, a row per run) in WORK/sheets/ to look at.
@@ -24,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from prove_it_learns import garment_colour, garments_of, samples, tryon
+from prove_it_learns import garment_colour, garments_of, region_colour, samples, tryon
 
 from tryon.media import read_video
 from tryon.metrics import delta_e76, motion_magnitude, psnr_per_frame, rgb_to_lab
@@ -37,12 +42,12 @@ SWITCHES = {  # kind of switch -> does a garment of category `new` take one of c
 COMMON = ("--size", "96x160", "--fps", FPS, "--seconds", SECONDS, "--seed", 0, "-q")
 
 
-def swap(student: str, sample: Path, garments: list[str], output: Path) -> np.ndarray:
+def swap(student: str, sample: Path, garments: list[str], output: Path, *flags: str) -> np.ndarray:
     """A render of WORK (kept: a re-run reuses it)."""
     if output.is_file():
         return read_video(output)
     tryon("swap", sample / "user.png", *[arg for g in garments for arg in ("-g", g)], "--motion", sample / "motion.mp4",
-          "--prompt", (sample / "caption.txt").read_text().strip(), "--model", student, "-o", output, *COMMON)
+          "--prompt", (sample / "caption.txt").read_text().strip(), "--model", student, "-o", output, *COMMON, *flags)
     return read_video(output)
 
 
@@ -56,6 +61,10 @@ def per_second(video: np.ndarray, target: np.ndarray) -> list[tuple[float, float
     return rows
 
 
+def _mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 2) if values else None
+
+
 def sheet(rows: list[np.ndarray], path: Path) -> None:
     """One frame per second of each video, a row per video."""
     picked = [np.concatenate(list(video[::FPS][:SECONDS]), axis=1) for video in rows]
@@ -67,6 +76,8 @@ def main() -> None:
     parser.add_argument("--students", default="weights/demo-student")
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--work", type=Path, default=Path("/tmp/check-student"))
+    parser.add_argument("--no-disentangle", action="store_true",
+                        help="switch keeping the user photo as the reference (swap's ablation flag)")
     args = parser.parse_args()
     work = args.work
     (work / "sheets").mkdir(parents=True, exist_ok=True)
@@ -80,6 +91,9 @@ def main() -> None:
         curves, shown = [], []
         to_new: dict[str, list[float]] = {name: [] for name in SWITCHES}
         to_old: dict[str, list[float]] = {name: [] for name in SWITCHES}
+        worn_new: dict[str, list[float]] = {name: [] for name in SWITCHES}
+        worn_old: dict[str, list[float]] = {name: [] for name in SWITCHES}
+        unswitched: dict[str, list[float]] = {name: [] for name in SWITCHES}
         for i, sample in enumerate(chosen):
             own = garments_of(sample)
             target = read_video(sample / "target.mp4")
@@ -95,13 +109,21 @@ def main() -> None:
                     continue
                 kind, new = replacement
                 switched = swap(student, sample, [f"{path}:{c}" for c, path in own] + [f"{new}:{kind}@{SWITCH_AT}"],
-                                work / f"s{number}-{sample.name}-{name}.mp4")
+                                work / f"s{number}-{sample.name}-{name}.mp4",
+                                *(["--no-disentangle"] if args.no_disentangle else []))
                 masks = np.load(sample / "masks.npz")[category][SWITCH_AT * FPS + FPS: len(switched)]  # 1 s to settle
                 after = switched[SWITCH_AT * FPS + FPS:][: len(masks)].astype(np.float64)
                 if masks.any():
                     region = rgb_to_lab(after[masks].mean(axis=0))
                     to_new[name].append(float(delta_e76(region, garment_colour(new))))
                     to_old[name].append(float(delta_e76(region, garment_colour(old))))
+                    new_masks = np.load(new.parent / "masks.npz")[kind]
+                    worn_new[name].append(float(delta_e76(region, region_colour(new.parent / "target.mp4", new_masks))))
+                    truth = target[SWITCH_AT * FPS + FPS:][: len(masks)].astype(np.float64)
+                    worn_old[name].append(float(delta_e76(region, rgb_to_lab(truth[masks].mean(axis=0)))))
+                    kept = video[SWITCH_AT * FPS + FPS:][: len(masks)].astype(np.float64)  # the same frames, no switch
+                    unswitched[name].append(float(delta_e76(rgb_to_lab(kept[masks].mean(axis=0)),
+                                                            rgb_to_lab(truth[masks].mean(axis=0)))))
                 shown.append(switched)
         sheet(shown[:6], work / "sheets" / f"student-{number}.png")
         curve = np.mean(np.array(curves), axis=0)
@@ -109,8 +131,9 @@ def main() -> None:
             "per_second": [{"second": s, "psnr": round(p, 2), "amplitude": round(a, 4), "truth_amplitude": round(t, 4)}
                            for s, (p, a, t) in enumerate(curve)],
             "switch": {name: {"pairs": len(to_new[name]),
-                              "delta_e_to_new": round(float(np.mean(to_new[name])), 2) if to_new[name] else None,
-                              "delta_e_to_old": round(float(np.mean(to_old[name])), 2) if to_old[name] else None}
+                              "delta_e_to_new": _mean(to_new[name]), "delta_e_to_old": _mean(to_old[name]),
+                              "delta_e_to_new_worn": _mean(worn_new[name]), "delta_e_to_old_worn": _mean(worn_old[name]),
+                              "unswitched_delta_e_to_old_worn": _mean(unswitched[name])}
                        for name in SWITCHES},
         }
         print(student, json.dumps(results[student]), flush=True)
