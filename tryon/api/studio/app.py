@@ -7,10 +7,10 @@ closes. Uploads are plain request bodies, written straight into the session fold
 `PUT /api/sessions/{id}/user?name=`, `PUT|DELETE /api/sessions/{id}/motion?name=`,
 `POST /api/sessions/{id}/garments?name=&category=`; a refused file is a 4xx with
 `{"error": message}`. Over the socket the tab sends `start` (garments to wear first, prompt,
-seconds, the three KV operations, each true, false or left out for the model's choice), `switch` (a garment id) and `stop`, as JSON; the server
-sends JSON events (`queued`, `started`, `chunk`, `switch`, `notice`, `error`, `done`) and
-each frame as a binary message (uint32 frame index, then a JPEG). `GET /api/sessions/{id}/video`
-downloads the session's MP4.
+seconds, the three KV operations, each true, false or left out for the model's choice),
+`switch` (a garment id) and `stop`, as JSON; the server sends JSON events (`queued`,
+`started`, `chunk`, `switch`, `notice`, `error`, `done`) and each frame as a binary message
+(uint32 frame index, then a JPEG). `GET /api/sessions/{id}/video` downloads the session's MP4.
 
 Access: bound to a loopback address, the app answers only requests whose Host is that
 address and socket handshakes from its own origin (a web page elsewhere cannot drive it).
