@@ -83,7 +83,7 @@ def main() -> None:
         results[name]["seconds_per_video"] = sum(seconds) / len(seconds) if seconds else None
         print(name, json.dumps(results[name]), flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=1))
-    print(f"\n| variant | PSNR | SSIM | garment ΔE | motion_leakage | s/video |\n|---|---|---|---|---|---|")
+    print("\n| variant | PSNR | SSIM | garment ΔE | motion_leakage | s/video |\n|---|---|---|---|---|---|")
     for name, r in results.items():
         cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
                  for k in ("psnr", "ssim", "garment_color_error", "motion_leakage", "seconds_per_video")]

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from tryon.checkpoint.store import PICKLE_SUFFIXES, CheckpointInfo, LoadedModel, load_model, save_checkpoint
+from tryon.checkpoint.store import PICKLE_SUFFIXES, LoadedModel, save_checkpoint
 from tryon.errors import InputError
 from tryon.model.transformer_condnet import CondNetTransformer
 

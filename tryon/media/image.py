@@ -8,7 +8,6 @@ the file becomes an `InputError` whose one-line message names the file.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import warnings
