@@ -103,8 +103,9 @@ def continuity(frames: np.ndarray, at: int) -> float:
 def switches(args: argparse.Namespace, data: Path, work: Path) -> dict:
     frames = 2 * (CLIP_FRAMES - 1) + 1
     at_frame = frames // 2
-    variants = {"all": (), "no-refresh": ("--no-refresh",), "no-withdraw": ("--no-withdraw",),
-                "no-disentangle": ("--no-disentangle",)}
+    operations = ("refresh", "withdraw", "disentangle")  # all on, or all but one (whatever the checkpoint says)
+    variants = {"all": tuple(f"--{op}" for op in operations)}
+    variants |= {f"no-{off}": tuple(f"--{'no-' if op == off else ''}{op}" for op in operations) for off in operations}
     singles = [s for s in samples(data) if len(garments_of(s)) == 1]
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in [*variants, "b-throughout"]}
     for i, sample in enumerate(singles):
