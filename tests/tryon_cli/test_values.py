@@ -44,7 +44,7 @@ def test_data_synth_refuses_absurd_numbers_before_writing(args, says, tmp_path, 
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--mode", "stream", "--window", "100000"], "--window must be an integer from 1 to 64"),
+    (["--mode", "stream", "--window", "100000"], "--window must be an integer from 0 to 64"),
     (["--mode", "stream", "--chunk-frames", "0"], "--chunk-frames must be an integer from 1 to 16"),
     (["--window", "2"], "--window and --chunk-frames are for stream mode"),
     (["--repeat", "1000000"], "--repeat must be an integer from 1 to 100"),
