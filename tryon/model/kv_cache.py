@@ -136,6 +136,7 @@ class KVCache:
             "history": Region(window, chunk_tokens, **shape),
         }
         self.layers = layers
+        self.frame_tokens = frame_tokens
         self.reference_tokens = frame_tokens  # the reference is one image of the output size
 
     @classmethod
@@ -165,6 +166,10 @@ class KVCache:
 
     def is_empty(self, region: str) -> bool:
         return self.regions[region].tokens == 0
+
+    def frames(self, region: str) -> int:
+        """Latent frames `region` holds now."""
+        return self.regions[region].tokens // self.frame_tokens
 
     def view(self) -> CacheView:
         """The entries every region holds now (see the module docstring)."""

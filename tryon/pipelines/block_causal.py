@@ -49,7 +49,6 @@ class BlockCausalRunner:
         self.cache = KVCache.for_transformer(transformer, frame_tokens, chunk_frames, window, device=device)
         self.chunk_frames = chunk_frames
         self.user_slot = 0  # the reference's RoPE slot (write_conditions)
-        self.sink_frames = 0  # latent frames in the sink
 
     def write_conditions(self, conditions: list[Condition], user_slot: int = 0) -> None:
         """Pass 1: the conditions' keys and values into the `conditions` region (the reference at `user_slot`)."""
@@ -67,23 +66,21 @@ class BlockCausalRunner:
     def write_chunk(self, clean: torch.Tensor, frame_offset: int, motion: torch.Tensor | None) -> None:
         """Pass 3: a t=0 pass on a finished chunk writes its keys and values, into the sink if it
         is empty, else into the history ring; nothing to write (no pass) when the window is 0."""
-        slot = self.slot(frame_offset)
         if self.cache.is_empty("sink"):
             region = "sink"
-            self.sink_frames = clean.shape[2]
         elif self.cache.window:
             region = "history"
         else:
             return
         with self.transformer.attend_to(self.cache, write=region):
-            self._forward(clean, torch.zeros(1, clean.shape[2], device=clean.device), slot, motion)
+            self._forward(clean, torch.zeros(1, clean.shape[2], device=clean.device), self.slot(frame_offset), motion)
 
     def slot(self, frame_offset: int) -> int:
         """The RoPE slot of a chunk whose first latent frame is frame `frame_offset` of the video
         (see the module docstring)."""
         if self.cache.window:
             return frame_offset
-        return self.user_slot + (0 if self.cache.is_empty("sink") else self.sink_frames)
+        return self.user_slot + self.cache.frames("sink")
 
     def _forward(self, latents: torch.Tensor, timestep: torch.Tensor, frame_offset: int,
                  motion: torch.Tensor | None) -> torch.Tensor:

@@ -30,7 +30,7 @@ from PIL import Image
 
 from tryon.api import stream
 from tryon.api.studio.sessions import Garment, Session
-from tryon.checkpoint.store import SWITCH_OPERATIONS
+from tryon.checkpoint.store import CheckpointInfo
 from tryon.modes import RunOptions
 
 JPEG_QUALITY = 90
@@ -47,7 +47,7 @@ class StudioModel:
     size: tuple[int, int] | None = None  # None: the model's, in the photo's orientation
     steps: int | None = None  # None: as the student was distilled
     # the switch operations the page starts with ticked: the checkpoint's choice (CheckpointInfo.switch_defaults)
-    switch_defaults: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(SWITCH_OPERATIONS, True))
+    switch_defaults: dict[str, bool] = field(default_factory=lambda: CheckpointInfo().switch_defaults())
 
 
 @dataclass(frozen=True)
