@@ -19,6 +19,11 @@ On held-out synthetic samples (dataset seed 8, 10 s at 8 fps, never trained on),
    always wear garments of the target's categories (as FashionChameleon's curated references
    do), so `cross` asks for what training never showed.
 3. Frame sheets (one frame per second, a row per run) in WORK/sheets/ to look at.
+4. With --example, the quickstart's example with the switch the issue tried (the person of
+   `examples/sample_00002` in its top, then `sample_00001`'s striped dress at 2 s, 10 s): a
+   row per student in WORK/sheets/example.png; and, in example-teacher.png, `--teacher`
+   dressing the same person in that dress from the start (2 s, a frame every 0.25 s) under
+   the dress's own sample worn: whether the teacher the students learn from can render it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from prove_it_learns import garment_colour, garments_of, region_colour, samples,
 from tryon.media import read_video
 from tryon.metrics import delta_e76, motion_magnitude, psnr_per_frame, rgb_to_lab
 
+EXAMPLES = Path(__file__).resolve().parent
 FPS, SECONDS, SWITCH_AT = 8, 10, 5
 SWITCHES = {  # kind of switch -> does a garment of category `new` take one of category `old` off, as that kind
     "same": lambda old, new: new == old,
@@ -65,10 +71,25 @@ def _mean(values: list[float]) -> float | None:
     return round(float(np.mean(values)), 2) if values else None
 
 
-def sheet(rows: list[np.ndarray], path: Path) -> None:
-    """One frame per second of each video, a row per video."""
-    picked = [np.concatenate(list(video[::FPS][:SECONDS]), axis=1) for video in rows]
+def sheet(rows: list[np.ndarray], path: Path, step: int = FPS, count: int = SECONDS) -> None:
+    """`count` frames, one every `step`, of each video, a row per video."""
+    picked = [np.concatenate(list(video[::step][:count]), axis=1) for video in rows]
     Image.fromarray(np.concatenate(picked, axis=0)).save(path)
+
+
+def example_sheets(students: list[str], teacher: str, work: Path) -> None:
+    """The quickstart example switched to the striped dress, per student; the teacher's own try at that dress."""
+    person, dress = EXAMPLES / "sample_00002", EXAMPLES / "sample_00001" / "garment_dress.png"
+    rows = [swap(student, person, [f"{person / 'garment_top.png'}:top", f"{dress}:dress@2"],
+                 work / f"s{number}-example.mp4") for number, student in enumerate(students)]
+    sheet(rows, work / "sheets" / "example.png")
+    dressed = work / "teacher-example.mp4"
+    if not dressed.is_file():
+        tryon("dress", person / "user.png", f"{dress}:dress", "--motion", person / "motion.mp4", "--prompt",
+              (person / "caption.txt").read_text().strip(), "--model", teacher, "-o", dressed,
+              "--size", "96x160", "--fps", FPS, "--seed", 0, "-q")
+    sheet([read_video(dress.parent / "target.mp4"), read_video(dressed)], work / "sheets" / "example-teacher.png",
+          step=2, count=8)
 
 
 def main() -> None:
@@ -78,6 +99,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/check-student"))
     parser.add_argument("--no-disentangle", action="store_true",
                         help="switch keeping the user photo as the reference (swap's ablation flag)")
+    parser.add_argument("--example", action="store_true", help="also the quickstart example's switch (item 4)")
+    parser.add_argument("--teacher", default="weights/demo", help="with --example: the teacher to compare")
     args = parser.parse_args()
     work = args.work
     (work / "sheets").mkdir(parents=True, exist_ok=True)
@@ -138,6 +161,8 @@ def main() -> None:
         }
         print(student, json.dumps(results[student]), flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=1))
+    if args.example:
+        example_sheets(args.students.split(","), args.teacher, work)
     for student, result in results.items():
         print(f"\n{student}\n| second | " + " | ".join(str(r["second"]) for r in result["per_second"]) + " |")
         print("|---|" + "---|" * len(result["per_second"]))

@@ -7,7 +7,9 @@ at timestep 1000·σ):
 - s_real is the frozen teacher with classifier-free guidance g: v = v_u + g·(v_c − v_u). The
   unconditional branch drops only the prompt and keeps the reference, the garments and the
   motion, as FashionChameleon's DMD (gr_dmd_ic.py: its unconditional dict keeps src_data and
-  cloth_data; guidance_scale 3.0). g ≤ 1: no guidance.
+  cloth_data; guidance_scale 3.0). g ≤ 1: no guidance. With `keep_garments` off it drops the
+  garments too: the branch a teacher trained with tryon's `condition_dropout` (prompt and
+  garments dropped together) learned, and the one its own pipeline guides with.
 - s_fake is the critic (the "fake score"), conditional, without guidance.
 - The DMD gradient for a generated clip x, at its re-noised version x_t (DMD; DMD2's normaliser):
       g = (x0_fake − x0_real) / mean|x − x0_real|        (mean over each example)
@@ -33,13 +35,14 @@ from tryon.train.flow import FlowBatch
 from tryon.train.loop import predict_flow
 
 
-def predicted_x0(model, batch: FlowBatch, guidance: float = 1.0, empty_text: torch.Tensor | None = None
-                 ) -> torch.Tensor:
+def predicted_x0(model, batch: FlowBatch, guidance: float = 1.0, empty_text: torch.Tensor | None = None,
+                 keep_garments: bool = True) -> torch.Tensor:
     """x0 = x_t − σ·v for `batch` (one example's noisy clip), v the model's (guided) flow."""
     flow = predict_flow(model, batch)
     if guidance > 1.0:
-        # Unconditional branch: no prompt; the reference, the garments and the motion stay.
-        uncond = predict_flow(model, replace(batch, text=empty_text))
+        # Unconditional branch: no prompt; the reference and the motion stay, the garments as asked.
+        conditions = batch.conditions if keep_garments else [c for c in batch.conditions if c.role == "user"]
+        uncond = predict_flow(model, replace(batch, text=empty_text, conditions=conditions))
         flow = uncond + guidance * (flow - uncond)
     sigma = (batch.timestep / 1000.0)[:, None, :, None, None]
     return batch.noisy - sigma * flow

@@ -367,7 +367,8 @@ class StudentTrainer(Trainer):
         """Back-propagate the (reweighted) DMD gradient of one rollout into the student (tryon.train.distill)."""
         noisy = self.renoised(clip.detach(), encoded, choice, choices.dmd_sigma, choices.dmd_seed)
         with torch.no_grad(), self.autocast():
-            x0_real = predicted_x0(self.teacher, noisy, self.guidance, self.empty_prompt)
+            x0_real = predicted_x0(self.teacher, noisy, self.guidance, self.empty_prompt,
+                                   self.config.guidance_keeps_garments)
             x0_fake = predicted_x0(self.critic, noisy)
         grad = dmd_gradient(clip.detach(), x0_real.float(), x0_fake.float())
         metrics = {}

@@ -28,6 +28,9 @@ Keys beyond the teacher config's (each also commented at its field below):
   alone; FashionChameleon's 81 frames fill the sink and 5).
 - `guidance`: the teacher's classifier-free guidance in s_real; null: the teacher preset's
   default guidance; 1 or less: none.
+- `guidance_keeps_garments`: the unconditional branch of that guidance keeps the garments
+  (FashionChameleon's: only the prompt is dropped) or drops them with the prompt (false: the
+  branch a teacher trained with `condition_dropout` learned, as its own pipeline guides).
 - `critic_ratio`: critic (fake score) updates per student update in DMD stages: the critic
   learns every step, the student on every `critic_ratio`-th step (Self-Forcing's
   dfake_gen_update_ratio; DMD2 uses 5).
@@ -103,6 +106,7 @@ class StudentConfig(TrainConfig):
     steps_per_chunk: int = 4  # the student's denoising steps per chunk in a rollout (StreamConfig.steps)
     window: int = 6  # history chunks kept besides the sink (StreamConfig.window)
     guidance: float | None = None  # teacher CFG in s_real; None: the teacher preset's; <= 1: none
+    guidance_keeps_garments: bool = True  # the guidance's unconditional branch keeps the garments
     critic_ratio: int = 1  # critic updates per student update (the student learns every n-th DMD step)
     critic_lr: float | None = None  # the critic's learning rate; None: the stage's lr
     dmd_min_t: float = 0.02  # DMD re-noising: u uniform in [dmd_min_t, dmd_max_t], then shifted
@@ -140,8 +144,9 @@ class StudentConfig(TrainConfig):
         if not (_is_number(self.dmd_min_t) and _is_number(self.dmd_max_t)
                 and 0.0 <= self.dmd_min_t < self.dmd_max_t <= 1.0):
             raise InputError(f"need 0 <= dmd_min_t < dmd_max_t <= 1, not {self.dmd_min_t!r}, {self.dmd_max_t!r}")
-        if not isinstance(self.reweight, bool):
-            raise InputError(f"reweight must be true or false, not {self.reweight!r}")
+        for key in ("reweight", "guidance_keeps_garments"):
+            if not isinstance(getattr(self, key), bool):
+                raise InputError(f"{key} must be true or false, not {getattr(self, key)!r}")
         _require_choice(self.scorer, "scorer", SCORERS)
         _require_choice(self.sampler, "sampler", SAMPLERS)
         if not isinstance(self.random_exit, bool):

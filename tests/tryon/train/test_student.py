@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from tryon.errors import InputError
+from tryon.model.transformer_condnet import Condition
 from tryon.model.distributed import Processes, start_processes
 from tryon.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
 from tryon.train.causal import ChunkedClip, chunk_spans, rollout, teacher_forcing_flow
@@ -381,17 +382,21 @@ def test_gr_dmd_weights_use_the_raw_reward_scale_averaged_per_chunk():
                                torch.tensor([3.0, 3.0, 3.0, 7.0]))  # a shorter last chunk
 
 
-def test_the_teachers_unconditional_branch_keeps_reference_and_garments(monkeypatch):
+@pytest.mark.parametrize("keep_garments", [True, False])
+def test_the_teachers_unconditional_branch_keeps_the_reference_and_the_garments_as_configured(monkeypatch,
+                                                                                               keep_garments):
     from tryon.train import distill
 
     seen = []
     monkeypatch.setattr(distill, "predict_flow", lambda model, batch: seen.append(batch) or torch.zeros_like(batch.noisy))
+    user, top = Condition("user", torch.ones(1, 4, 1, 2, 2)), Condition("top", torch.ones(1, 4, 1, 2, 2))
     batch = FlowBatch(noisy=torch.zeros(1, 4, 2, 2, 2), timestep=torch.full((1, 2), 500.0), text=torch.ones(1, 3, 8),
-                      conditions=["user", "top"], motion=None, flow=torch.zeros(1, 4, 2, 2, 2),
+                      conditions=[user, top], motion=None, flow=torch.zeros(1, 4, 2, 2, 2),
                       loss_frames=torch.ones(1, 2, dtype=torch.bool))
-    distill.predicted_x0(None, batch, guidance=3.0, empty_text=torch.zeros(1, 3, 8))
+    distill.predicted_x0(None, batch, guidance=3.0, empty_text=torch.zeros(1, 3, 8), keep_garments=keep_garments)
     conditional, unconditional = seen
-    assert unconditional.conditions == conditional.conditions == ["user", "top"]
+    assert conditional.conditions == [user, top]
+    assert unconditional.conditions == ([user, top] if keep_garments else [user])
     assert unconditional.text.abs().sum() == 0 and conditional.text.abs().sum() > 0
 
 
@@ -453,6 +458,7 @@ def test_the_builtin_recipe_parses_at_the_demo_shapes():
     assert recipe.phases == ("teacher_forcing", "dmd") and recipe.tau == 0.2 and recipe.reweight
     # FashionChameleon's configs/gr_dmd_wan22_ic.yaml where it applies at this size
     assert (recipe.critic_ratio, recipe.adam_beta1, recipe.max_grad_norm, recipe.guidance) == (5, 0.0, 10.0, 3.0)
+    assert recipe.guidance_keeps_garments
     assert (recipe.sampler, recipe.random_exit, recipe.window, recipe.chunk_frames) == ("renoise", True, 5, 3)
     assert {(s.size, s.num_frames, s.fps) for s in recipe.stages} == {((96, 160), 17, 8)}
     assert recipe.block_noise and recipe.ema is None
@@ -485,6 +491,7 @@ def test_the_5b_recipe_is_the_official_one():
     ({"ema": 1.0}, "ema must be null or a decay"),
     ({"ema_start": -1}, "ema_start"),
     ({"block_noise": "yes"}, "block_noise"),
+    ({"guidance_keeps_garments": "no"}, "guidance_keeps_garments must be true or false"),
     ({"phases": ["dmd"]}, "phase"),
 ])
 def test_bad_student_configs_are_refused(change, problem):
