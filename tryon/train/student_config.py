@@ -59,14 +59,17 @@ Keys beyond the teacher config's (each also commented at its field below):
 
 The built-in recipe follows FashionChameleon's configs (configs/gr_dmd_wan22_ic.yaml,
 default_config.yaml) where they apply at this size: critic ratio 5, Adam β1 0 (β2 0.999),
-gradient clipping at 10, teacher guidance 3.0 (its unconditional branch keeps the reference
-and the garment), τ 0.2, chunks of 3 latent frames, 4 steps, the renoise sampler with a
-random exit, 5 history chunks besides the sink (its 23-frame window: 5 history chunks, the
-current one and the conditions), independent noise per block in teacher forcing. Its learning
-rates (2e-6 student, 4e-7 critic, for the 5B model) and its generator EMA (0.99 from step 200)
-are used in `wan5b-student.json` only: the demo model is a random-init toy that needs larger
-steps, and its DMD stage makes about 24 student updates, over which a 0.99 average would keep
-most of the teacher-forcing weights.
+gradient clipping at 10, teacher guidance 3.0, τ 0.2, chunks of 3 latent frames, 4 steps,
+the renoise sampler with a random exit, 5 history chunks besides the sink (its 23-frame
+window: 5 history chunks, the current one and the conditions), independent noise per block in
+teacher forcing. Its learning rates (2e-6 student, 4e-7 critic, for the 5B model) and its
+generator EMA (0.99 from step 200) are used in `wan5b-student.json` only: the demo model is a
+random-init toy that needs larger steps, and its DMD stage makes 60 student updates, over
+which a 0.99 average would keep most of the teacher-forcing weights. The demo recipe's
+guidance branch drops the garments with the prompt (`guidance_keeps_garments` false): the demo
+teacher learned no other unconditional branch (its `condition_dropout` drops both together),
+and measured on held-out streams the student then follows garments better (the demo student's
+note in the README); `wan5b-student.json` keeps FashionChameleon's branch.
 
 Defaults that differ from the teacher's: `condition_dropout` 0 (the streaming student never
 runs unconditioned) and `p_dance` 0, which must stay 0 (streaming has no anchored first frame).

@@ -458,7 +458,7 @@ def test_the_builtin_recipe_parses_at_the_demo_shapes():
     assert recipe.phases == ("teacher_forcing", "dmd") and recipe.tau == 0.2 and recipe.reweight
     # FashionChameleon's configs/gr_dmd_wan22_ic.yaml where it applies at this size
     assert (recipe.critic_ratio, recipe.adam_beta1, recipe.max_grad_norm, recipe.guidance) == (5, 0.0, 10.0, 3.0)
-    assert recipe.guidance_keeps_garments
+    assert not recipe.guidance_keeps_garments  # the branch the demo teacher learned (README)
     assert (recipe.sampler, recipe.random_exit, recipe.window, recipe.chunk_frames) == ("renoise", True, 5, 3)
     assert {(s.size, s.num_frames, s.fps) for s in recipe.stages} == {((96, 160), 17, 8)}
     assert recipe.block_noise and recipe.ema is None
@@ -473,6 +473,7 @@ def test_the_5b_recipe_is_the_official_one():
         5, 0.0, 10.0, 3.0, 0.2)
     assert (recipe.sampler, recipe.random_exit, recipe.block_noise, recipe.window) == ("renoise", True, True, 5)
     assert (recipe.ema, recipe.ema_start - recipe.dmd_start) == (0.99, 200)  # 200 steps into DMD
+    assert recipe.guidance_keeps_garments
     assert (recipe.stages[1].lr, recipe.critic_lr) == (2e-6, 4e-7)
 
 
