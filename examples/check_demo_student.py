@@ -99,7 +99,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/check-student"))
     parser.add_argument("--no-disentangle", action="store_true",
                         help="switch keeping the user photo as the reference (swap's ablation flag)")
-    parser.add_argument("--example", action="store_true", help="also the quickstart example's switch (item 4)")
+    parser.add_argument("--example", action="store_true", help="also the quickstart example's switch to the "
+                        "striped dress, and the teacher's own try at that dress (sheets/example*.png)")
     parser.add_argument("--teacher", default="weights/demo", help="with --example: the teacher to compare")
     args = parser.parse_args()
     work = args.work
