@@ -45,7 +45,8 @@ SWITCHES = {  # kind of switch -> does a garment of category `new` take one of c
     "same": lambda old, new: new == old,
     "cross": lambda old, new: "dress" in (old, new) and new != old,
 }
-COMMON = ("--size", "96x160", "--fps", FPS, "--seconds", SECONDS, "--seed", 0, "-q")
+RENDER = ("--size", "96x160", "--fps", FPS, "--seed", 0, "-q")
+COMMON = (*RENDER, "--seconds", SECONDS)
 
 
 def swap(student: str, sample: Path, garments: list[str], output: Path, *flags: str) -> np.ndarray:
@@ -86,8 +87,7 @@ def example_sheets(students: list[str], teacher: str, work: Path) -> None:
     dressed = work / "teacher-example.mp4"
     if not dressed.is_file():
         tryon("dress", person / "user.png", f"{dress}:dress", "--motion", person / "motion.mp4", "--prompt",
-              (person / "caption.txt").read_text().strip(), "--model", teacher, "-o", dressed,
-              "--size", "96x160", "--fps", FPS, "--seed", 0, "-q")
+              (person / "caption.txt").read_text().strip(), "--model", teacher, "-o", dressed, *RENDER)
     sheet([read_video(dress.parent / "target.mp4"), read_video(dressed)], work / "sheets" / "example-teacher.png",
           step=2, count=8)
 

@@ -129,8 +129,7 @@ class TrainConfig:
                 raise InputError(f"{key} must be at least 0 and below 1, not {value!r}")
         _require_positive(self.max_grad_norm, "max_grad_norm")
         for key in ("cache_latents", "gradient_checkpointing"):
-            if not isinstance(getattr(self, key), bool):
-                raise InputError(f"{key} must be true or false, not {getattr(self, key)!r}")
+            _require_bool(getattr(self, key), key)
 
     @property
     def total_steps(self) -> int:
@@ -215,6 +214,11 @@ def _is_number(value: Any) -> bool:
 def _require_int(value: Any, name: str, minimum: int) -> None:
     if not _is_int(value) or value < minimum:
         raise InputError(f"{name} must be an integer of at least {minimum}, not {value!r}")
+
+
+def _require_bool(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be true or false, not {value!r}")
 
 
 def _require_positive(value: Any, name: str, allow_zero: bool = False) -> None:

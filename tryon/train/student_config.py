@@ -89,6 +89,7 @@ from tryon.pipelines.pipeline_tryon_streaming import SAMPLERS
 from tryon.train.config import (
     TrainConfig,
     _is_number,
+    _require_bool,
     _require_choice,
     _require_int,
     _require_positive,
@@ -147,17 +148,12 @@ class StudentConfig(TrainConfig):
         if not (_is_number(self.dmd_min_t) and _is_number(self.dmd_max_t)
                 and 0.0 <= self.dmd_min_t < self.dmd_max_t <= 1.0):
             raise InputError(f"need 0 <= dmd_min_t < dmd_max_t <= 1, not {self.dmd_min_t!r}, {self.dmd_max_t!r}")
-        for key in ("reweight", "guidance_keeps_garments"):
-            if not isinstance(getattr(self, key), bool):
-                raise InputError(f"{key} must be true or false, not {getattr(self, key)!r}")
+        for key in ("reweight", "guidance_keeps_garments", "random_exit", "block_noise"):
+            _require_bool(getattr(self, key), key)
         _require_choice(self.scorer, "scorer", SCORERS)
         _require_choice(self.sampler, "sampler", SAMPLERS)
-        if not isinstance(self.random_exit, bool):
-            raise InputError(f"random_exit must be true or false, not {self.random_exit!r}")
         if self.random_exit and self.sampler != "renoise":
             raise InputError("random_exit needs the renoise sampler")
-        if not isinstance(self.block_noise, bool):
-            raise InputError(f"block_noise must be true or false, not {self.block_noise!r}")
         if self.ema is not None and not (_is_number(self.ema) and 0.0 < self.ema < 1.0):
             raise InputError(f"ema must be null or a decay in (0, 1), not {self.ema!r}")
         _require_int(self.ema_start, "ema_start", minimum=0)
