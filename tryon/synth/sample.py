@@ -5,10 +5,13 @@ A sample is one person (appearance A) wearing garments G doing motion program M:
   * `masks[c]`: where garment c of G is visible in each target frame: exactly the pixels
     whose topmost shape belongs to it (sleeves included; arms, hands, hair or another
     garment in front of it are excluded);
-  * `user`: frame 0 of A (same pose, same backdrop) wearing other garments G' of the same
-    categories: new colours and texture, and half the time a different cut (sleeve or hem
-    length, trousers vs skirt), so it differs from target[0] only inside masks[c] or the
-    user's own garment masks (`user_masks`);
+  * `user`: frame 0 of A (same pose, same backdrop) wearing other garments G': of the same
+    categories, with new colours and texture and half the time a different cut (sleeve or
+    hem length, trousers vs skirt); or, where G covers the whole body (a dress, or a top
+    with a bottom), half the time the other whole-body layout (a top and a bottom for a
+    dress, a dress for a top and a bottom), since users try on dresses in trousers. It
+    differs from target[0] only inside masks[c] or the user's own garment masks
+    (`user_masks`, keyed by the user's categories);
   * `garments[c]`: product shots of G, flat on white, at the video's size;
   * `motion`: another person B (other hair, and other skin tone or backdrop; own body
     proportions and clothes) doing M. `meta["motion_person"]["garment_rgb"]` records the
@@ -73,7 +76,10 @@ PRODUCT_FILL = 0.84  # a product shot's garment spans this much of the frame's w
 _PERFORMER = "performer:"  # mask label prefix of the motion person's clothes
 
 # Independent random streams of one seed.
-_CATEGORIES, _LOOK, _MOTION, _GARMENTS, _USER, _OTHER, _OTHER_CLOTHES, _OWN = range(8)
+_CATEGORIES, _LOOK, _MOTION, _GARMENTS, _USER, _OTHER, _OTHER_CLOTHES, _OWN, _USER_LAYOUT = range(9)
+# A whole-body outfit and the other one a user photo may show in its place.
+_OTHER_WHOLE_BODY = {("dress",): ("top", "bottom"), ("top", "bottom"): ("dress",)}
+OTHER_LAYOUT_SHARE = 0.5  # of whole-body samples whose user photo shows the other layout
 
 
 @dataclass
@@ -88,7 +94,7 @@ class Sample:
     caption: str
     meta: dict
     # Extra, in memory only: category -> (H, W) bool, where the user's own garment of that
-    # category is visible in `user` (its cut may differ from the target garment's).
+    # category is visible in `user` (its cut, or its category, may differ from the target's).
     user_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -141,6 +147,20 @@ def _dress(
     for cat in cats:
         out[cat] = sample_garment(rng, cat, avoid + tuple(g.texture.rgb[0] for g in out.values()))
     return out
+
+
+def _user_garments(
+    seed: int, tryon: dict[str, GarmentSpec], avoid: tuple[tuple[int, int, int], ...]
+) -> dict[str, GarmentSpec]:
+    """What the user photo shows where the try-on garments go (see the module docstring)."""
+    other_layout = _OTHER_WHOLE_BODY.get(tuple(tryon))
+    if other_layout and _rng(seed, _USER_LAYOUT).random() < OTHER_LAYOUT_SHARE:
+        return _dress(_rng(seed, _USER), other_layout, avoid + tuple(g.texture.rgb[0] for g in tryon.values()))
+    rng = _rng(seed, _USER)
+    users: dict[str, GarmentSpec] = {}
+    for cat, g in tryon.items():
+        users[cat] = restyle(rng, g, avoid + tuple(u.texture.rgb[0] for u in users.values()))
+    return users
 
 
 def _clothes(tryon: dict[str, GarmentSpec], own: dict[str, GarmentSpec], labelled: bool) -> list[Worn]:
@@ -219,10 +239,7 @@ def make_sample(
 
     look = sample_appearance(_rng(seed, _LOOK))
     tryon = _dress(_rng(seed, _GARMENTS), cats, _scenery(look))
-    rng_user = _rng(seed, _USER)
-    users: dict[str, GarmentSpec] = {}
-    for cat, g in tryon.items():
-        users[cat] = restyle(rng_user, g, _scenery(look) + tuple(u.texture.rgb[0] for u in users.values()))
+    users = _user_garments(seed, tryon, _scenery(look))
     shown = tuple(g.texture.rgb[0] for g in (*tryon.values(), *users.values()))
     own = base_outfit(_rng(seed, _OWN), _scenery(look) + shown)
 
@@ -293,7 +310,7 @@ def make_sample(
         masks={c: masks[c][:n] for c in cats},
         caption=caption,
         meta=meta,
-        user_masks={c: masks[c][n] for c in cats},
+        user_masks={c: masks[c][n] for c in users},
     )
 
 

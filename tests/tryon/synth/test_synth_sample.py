@@ -65,8 +65,10 @@ def test_user_photo_differs_only_where_the_garments_are(sample_at, seed):
     frame0 = s.target[0].astype(int)
     user = s.user.astype(int)
     garments = np.zeros(frame0.shape[:2], bool)
-    for cat in s.masks:
-        garments |= s.masks[cat][0] | s.user_masks[cat]
+    for mask in s.masks.values():
+        garments |= mask[0]
+    for mask in s.user_masks.values():
+        garments |= mask
     outside = ~garments
     # Same person, same pose and backdrop: identical away from both outfits' garments.
     assert np.array_equal(user[outside], frame0[outside])
@@ -76,14 +78,21 @@ def test_user_photo_differs_only_where_the_garments_are(sample_at, seed):
         assert np.mean(diff > 30) > 0.5, cat
 
 
-def test_user_garments_are_other_garments_of_the_same_categories(sample_at):
-    for seed in range(6):
-        meta = sample_at(seed).meta
-        assert set(meta["user_garment_specs"]) == set(meta["garment_specs"])
-        for cat, spec in meta["garment_specs"].items():
-            user = meta["user_garment_specs"][cat]
-            assert user["category"] == spec["category"] == cat
-            assert user["texture"] != spec["texture"]
+def test_user_garments_are_other_garments_of_the_same_categories_or_whole_body_layout(sample_at):
+    layouts = set()
+    for seed in range(24):
+        s = sample_at(seed)
+        target, user = s.meta["garment_specs"], s.meta["user_garment_specs"]
+        assert set(s.user_masks) == set(user) and all(s.user_masks[c].any() for c in user)
+        if set(user) == set(target):
+            for cat, spec in target.items():
+                assert user[cat]["category"] == spec["category"] == cat
+                assert user[cat]["texture"] != spec["texture"]
+        else:  # a dress for a top and a bottom, or the reverse: never a partial outfit
+            assert {frozenset(user), frozenset(target)} == {frozenset({"dress"}), frozenset({"top", "bottom"})}
+        layouts.add((tuple(sorted(target)), tuple(sorted(user))))
+    # Both whole-body swaps occur, and the same-layout case too.
+    assert {(("dress",), ("bottom", "top")), (("bottom", "top"), ("dress",)), (("dress",), ("dress",))} <= layouts
 
 
 def test_motion_video_is_another_person_doing_the_same_motion(sample_at, silhouette, stepping_seeds):
