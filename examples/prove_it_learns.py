@@ -11,6 +11,9 @@
 3. Garment following: each sample is rendered again with another sample's garment of the
    same category; the garment region's mean colour (CIELAB) is compared with the colour of
    the garment that was given and of the one that was not.
+4. The trained model's scores split by the user photo's layout: the same garments as the
+   target's (of another look), or the other whole-body layout (a top and a bottom where the
+   target is a dress, or the reverse).
 """
 
 from __future__ import annotations
@@ -102,6 +105,23 @@ def garment_following(data: Path, own: Path, swapped: Path, pairs: list[tuple[Pa
             "delta_e_to_other_garment": float(np.mean(to_other))}
 
 
+def other_layout(sample: Path) -> bool:
+    """Whether the user photo shows other garment categories than the target's."""
+    meta = json.loads((sample / "meta.json").read_text())
+    return set(meta["user_garment_specs"]) != set(meta["categories"])
+
+
+def by_layout(report: dict, data: Path) -> dict:
+    """Mean PSNR and garment ΔE of the samples whose user photo shows the same, or the other, layout."""
+    split: dict[str, list[dict]] = {"same_layout": [], "other_layout": []}
+    for scores in report["samples"]:
+        split["other_layout" if other_layout(data / scores["name"]) else "same_layout"].append(scores)
+    return {name: {"samples": len(rows),
+                   "psnr": float(np.mean([r["psnr"] for r in rows])) if rows else None,
+                   "garment_color_error": float(np.mean([r["garment_color_error"] for r in rows])) if rows else None}
+            for name, rows in split.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="weights/demo")
@@ -142,11 +162,12 @@ def main() -> None:
         tryon("batch", work / manifest, "-o", work / name, "--model", model, *common)
     repeated_user(data, work / "repeated-user")
 
-    results = {}
+    results, reports = {}, {}
     for name in ("trained", "untrained", "repeated-user"):
-        report = json.loads(tryon("eval", work / name, "--reference", data, "--json"))
-        results[name] = {k: report["mean"][k] for k in ("psnr", "ssim", "garment_color_error", "garment_mae",
-                                                        "smoothness", "motion_magnitude")}
+        reports[name] = json.loads(tryon("eval", work / name, "--reference", data, "--json"))
+        results[name] = {k: reports[name]["mean"][k] for k in ("psnr", "ssim", "garment_color_error", "garment_mae",
+                                                               "smoothness", "motion_magnitude")}
+    results["trained_by_user_layout"] = by_layout(reports["trained"], data)
     results["garment_following"] = garment_following(data, work / "trained", work / "trained-swapped", pairs)
     print(json.dumps(results, indent=2))
 
