@@ -15,9 +15,9 @@ On held-out synthetic samples (dataset seed 8, 10 s at 8 fps, never trained on),
    truth of the sample it comes from: same shading, and the scale the model's own colours are
    on; the truth itself is 0 from the old one as worn); beside them, the stream without the switch
    against the old garment as worn: the floor of how close this student renders any garment.
-   The synthetic references
-   always wear garments of the target's categories (as FashionChameleon's curated references
-   do), so `cross` asks for what training never showed.
+   Training shows a garment of another category only in place of the user photo's clothes
+   (half the whole-body samples: a dress for a top and a bottom, or the reverse), never a
+   switch mid-stream, so `cross` asks for more than training showed.
 3. Frame sheets (one frame per second, a row per run) in WORK/sheets/ to look at.
 4. With --example, the quickstart's example with the switch the issue tried (the person of
    `examples/sample_00002` in its top, then `sample_00001`'s striped dress at 2 s, 10 s): a
