@@ -1,6 +1,7 @@
 """Measure that the demo model learned try-on, on held-out synthetic samples.
 
     python examples/prove_it_learns.py --model weights/demo --count 24 --work /tmp/prove
+    python examples/prove_it_learns.py --other-layout --count 14 --work /tmp/prove-other
 
 1. `tryon data synth` writes held-out samples (dataset seed 7: sample seeds 700021+i, never
    used in training, which uses seeds 0..n-1).
@@ -13,7 +14,8 @@
    the garment that was given and of the one that was not.
 4. The trained model's scores split by the user photo's layout: the same garments as the
    target's (of another look), or the other whole-body layout (a top and a bottom where the
-   target is a dress, or the reverse).
+   target is a dress, or the reverse). With --other-layout every held-out sample is of the
+   second kind (the first `count` such samples of the same held-out dataset).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +130,8 @@ def main() -> None:
     parser.add_argument("--model", default="weights/demo")
     parser.add_argument("--count", type=int, default=24)
     parser.add_argument("--work", type=Path, default=Path("/tmp/prove"))
+    parser.add_argument("--other-layout", action="store_true",
+                        help="only held-out samples whose user photo shows the other whole-body layout")
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -134,8 +139,17 @@ def main() -> None:
     meta_size = "96x160"
 
     data = work / "heldout"
-    tryon("data", "synth", data, "--count", args.count, "--seed", HELD_OUT_SEED, "--size", meta_size,
-          "--frames", 17, "--fps", 8, "-q")
+    if args.other_layout:
+        drawn = work / "heldout-all"
+        tryon("data", "synth", drawn, "--count", args.count * 6, "--seed", HELD_OUT_SEED, "--size", meta_size,
+              "--frames", 17, "--fps", 8, "-q")
+        data.mkdir(exist_ok=True)
+        for sample in [s for s in samples(drawn) if other_layout(s)][: args.count]:
+            if not (data / sample.name).exists():
+                shutil.copytree(sample, data / sample.name)
+    else:
+        tryon("data", "synth", data, "--count", args.count, "--seed", HELD_OUT_SEED, "--size", meta_size,
+              "--frames", 17, "--fps", 8, "-q")
     all_samples = samples(data)
     write_manifest(work / "own.csv", [row(s, garments_of(s), f"{s.name}.mp4") for s in all_samples])
 
