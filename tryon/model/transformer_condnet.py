@@ -69,6 +69,11 @@ class Condition:
     latent: torch.Tensor
 
 
+def without_garments(conditions: list[Condition]) -> list[Condition]:
+    """The conditions that guidance's unconditional branch keeps: the user photo alone."""
+    return [c for c in conditions if c.role == "user"]
+
+
 class CondNetTransformer(WanTransformer3DModel):
     """`WanTransformer3DModel` with CondNet conditioning (see the module docstring)."""
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from tryon.errors import RuntimeFailure
 from tryon.model.roles import MAX_GARMENTS
-from tryon.model.transformer_condnet import Condition, CondNetTransformer
+from tryon.model.transformer_condnet import Condition, CondNetTransformer, without_garments
 from tryon.pipelines.shapes import VideoShape
 from tryon.progress import Progress, no_progress
 
@@ -256,7 +256,7 @@ class TryOnPipeline(DiffusionPipeline):
         if use_guidance:
             # Unconditional branch: no prompt, no garments; the person and the motion stay.
             uncond_text = self.encode_prompt("")
-            uncond_conditions = conditions[:1]
+            uncond_conditions = without_garments(conditions)
         progress("encoding", 1, 1)
 
         # 2. Noise, and the anchored first frame.

@@ -31,6 +31,7 @@ from dataclasses import replace
 
 import torch
 
+from tryon.model.transformer_condnet import without_garments
 from tryon.train.flow import FlowBatch
 from tryon.train.loop import predict_flow
 
@@ -41,7 +42,7 @@ def predicted_x0(model, batch: FlowBatch, guidance: float = 1.0, empty_text: tor
     flow = predict_flow(model, batch)
     if guidance > 1.0:
         # Unconditional branch: no prompt; the reference and the motion stay, the garments as asked.
-        conditions = batch.conditions if keep_garments else [c for c in batch.conditions if c.role == "user"]
+        conditions = batch.conditions if keep_garments else without_garments(batch.conditions)
         uncond = predict_flow(model, replace(batch, text=empty_text, conditions=conditions))
         flow = uncond + guidance * (flow - uncond)
     sigma = (batch.timestep / 1000.0)[:, None, :, None, None]
