@@ -30,5 +30,5 @@ def test_train_rejects_a_bad_config_with_one_line(tiny_checkpoint, tmp_path, try
 def test_builtin_training_recipes_parse():
     from tryon.api import load_train_config
 
-    for name in ("default", "demo", "wan5b-teacher"):
+    for name in ("default", "demo", "demo-continue", "demo-anneal", "wan5b-teacher"):
         assert load_train_config(name).total_steps > 0
