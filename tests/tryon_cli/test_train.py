@@ -28,7 +28,11 @@ def test_train_rejects_a_bad_config_with_one_line(tiny_checkpoint, tmp_path, try
 
 
 def test_builtin_training_recipes_parse():
-    from tryon.api import load_train_config
+    from tryon.api import load_student_config, load_train_config
+    from tryon.api.train import TRAIN_CONFIGS
 
-    for name in ("default", "demo", "demo-continue", "demo-anneal", "wan5b-teacher"):
-        assert load_train_config(name).total_steps > 0
+    names = sorted(path.stem for path in TRAIN_CONFIGS.glob("*.json"))
+    assert {"default", "demo", "demo-continue", "demo-anneal", "wan5b-teacher", "student", "wan5b-student"} <= set(names)
+    for name in names:
+        load = load_student_config if "student" in name else load_train_config
+        assert load(name).total_steps > 0

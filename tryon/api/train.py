@@ -24,7 +24,7 @@ def _config_path(config: str | Path | None, default: str) -> Path:
 
 
 def load_train_config(config: str | Path | None):
-    """A training config file, or a built-in recipe by name (`default`, `demo`, `demo-continue`, `demo-anneal`, `wan5b-teacher`)."""
+    """A training config file, or a built-in teacher recipe by name (a file of `TRAIN_CONFIGS`; `default` if None)."""
     from tryon.train import TrainConfig
 
     return TrainConfig.from_file(_config_path(config, "default"))
