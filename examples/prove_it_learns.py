@@ -140,17 +140,15 @@ def main() -> None:
     meta_size = "96x160"
 
     data = work / "heldout"
+    # With --other-layout, draw six times as many and keep the first `count` of that kind.
+    drawn = work / "heldout-all" if args.other_layout else data
+    tryon("data", "synth", drawn, "--count", args.count * (6 if args.other_layout else 1), "--seed", args.seed,
+          "--size", meta_size, "--frames", 17, "--fps", 8, "-q")
     if args.other_layout:
-        drawn = work / "heldout-all"
-        tryon("data", "synth", drawn, "--count", args.count * 6, "--seed", args.seed, "--size", meta_size,
-              "--frames", 17, "--fps", 8, "-q")
         data.mkdir(exist_ok=True)
         for sample in [s for s in samples(drawn) if other_layout(s)][: args.count]:
             if not (data / sample.name).exists():
                 shutil.copytree(sample, data / sample.name)
-    else:
-        tryon("data", "synth", data, "--count", args.count, "--seed", args.seed, "--size", meta_size,
-              "--frames", 17, "--fps", 8, "-q")
     all_samples = samples(data)
     write_manifest(work / "own.csv", [row(s, garments_of(s), f"{s.name}.mp4") for s in all_samples])
 
