@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from tryon.api.bench import BenchRequest
-from tryon.api.bench.benchmark import run_bench
-from tryon.modes import Acceleration, RunOptions
+from engine.api.bench import BenchRequest
+from engine.api.bench.benchmark import run_bench
+from engine.modes import Acceleration, RunOptions
 
 
 def items(dry: bool) -> list[tuple[str, float, dict]]:

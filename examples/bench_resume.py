@@ -34,8 +34,8 @@ try:  # the code before completion records, when it is on PYTHONPATH, for the "b
     from engine import batch as eb
     from engine.api import init_model
 except ImportError:
-    from tryon.api import batch as eb
-    from tryon.api.models import init_model
+    from engine.api import batch as eb
+    from engine.api.models import init_model
 
 FAST = {"size": (64, 64), "seconds": 0.25, "fps": 24, "steps": 1}
 
@@ -43,7 +43,7 @@ FAST = {"size": (64, 64), "seconds": 0.25, "fps": 24, "steps": 1}
 def job_defaults(model: str):
     """The batch's command-line defaults, in this checkout's form (a request template; formerly `Defaults`)."""
     if hasattr(eb, "job_defaults"):
-        from tryon.modes import RunOptions
+        from engine.modes import RunOptions
 
         return eb.job_defaults(run=RunOptions(model=model), **FAST)
     return eb.Defaults(model=model, **FAST)
@@ -120,7 +120,7 @@ def main() -> None:
 
     if args.thousand:
         if not hasattr(eb, "check_jobs"):
-            raise SystemExit("--thousand needs tryon.api.batch.check_jobs (this checkout has none)")
+            raise SystemExit("--thousand needs engine.api.batch.check_jobs (this checkout has none)")
         many = args.work / "many"
         copy_jobs(manifest(folder, 1000, "many.csv"), many, defaults, outdir / "out_1.mp4")
         started, cpu = time.perf_counter(), time.process_time()

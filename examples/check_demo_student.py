@@ -36,8 +36,8 @@ import numpy as np
 from PIL import Image
 from prove_it_learns import garment_colour, garments_of, region_colour, samples, tryon
 
-from tryon.media import read_video
-from tryon.metrics import delta_e76, motion_magnitude, psnr_per_frame, rgb_to_lab
+from engine.media import read_video
+from engine.metrics import delta_e76, motion_magnitude, psnr_per_frame, rgb_to_lab
 
 EXAMPLES = Path(__file__).resolve().parent
 FPS, SECONDS, SWITCH_AT = 8, 10, 5

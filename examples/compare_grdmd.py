@@ -24,10 +24,10 @@ import numpy as np
 from prove_it_learns import garments_of, samples, tryon
 from prove_streaming import CLIP_FRAMES, FPS, LONG_FRAMES, SIZE, render
 
-from tryon.api import load_student_config
-from tryon.media import read_video
-from tryon.metrics import motion_magnitude, psnr_per_frame, smoothness
-from tryon.train.student import train_student
+from engine.api import load_student_config
+from engine.media import read_video
+from engine.metrics import motion_magnitude, psnr_per_frame, smoothness
+from engine.train.student import train_student
 
 VARIANTS = {"naive-dmd": dict(reweight=False), "gr-dmd-0.2": dict(tau=0.2), "gr-dmd-0.3": dict(tau=0.3),
             "gr-dmd-0.5": dict(tau=0.5)}

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from tryon.checkpoint import load_model, save_checkpoint
-from tryon.model.transformer_condnet import CondNetTransformer
+from engine.checkpoint import load_model, save_checkpoint
+from engine.model.transformer_condnet import CondNetTransformer
 
 from prove_it_learns import HELD_OUT_SEED, garments_of, row, samples, tryon, write_manifest
 

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tryon.media import read_video, write_video
-from tryon.metrics import delta_e76, rgb_to_lab
+from engine.media import read_video, write_video
+from engine.metrics import delta_e76, rgb_to_lab
 
 HELD_OUT_SEED = 7
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from prove_it_learns import garment_colour, garments_of, samples, tryon
 
-from tryon.media import read_video
-from tryon.metrics import delta_e76, psnr_per_frame, rgb_to_lab, ssim_per_frame
+from engine.media import read_video
+from engine.metrics import delta_e76, psnr_per_frame, rgb_to_lab, ssim_per_frame
 
 SIZE, FPS, CLIP_FRAMES = "96x160", 8, 17
 LONG_FRAMES = 4 * (CLIP_FRAMES - 1) + 1  # 4x the training clip's length

@@ -21,14 +21,14 @@ def pytest_configure(config) -> None:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-weight tiny checkpoint, saved through the project's own writer."""
-    from tryon.api import init_model
+    from engine.api import init_model
 
     return init_model("tiny", tmp_path_factory.mktemp("models") / "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
-    from tryon.checkpoint import load_model
+    from engine.checkpoint import load_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,7 +38,7 @@ def tiny_model(tiny_checkpoint):
 @pytest.fixture(scope="session")
 def tiny_route(tmp_path_factory) -> Path:
     """The public route at toy size (`tryon models init public-tiny`), written once per session."""
-    from tryon.api import init_model
+    from engine.api import init_model
 
     return init_model("public-tiny", tmp_path_factory.mktemp("models") / "public-tiny", seed=0)
 

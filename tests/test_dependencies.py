@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 RUN_DEMO = """
 import sys
-from tryon.api import default_model
-from tryon.checkpoint import load_model
+from engine.api import default_model
+from engine.checkpoint import load_model
 load_model(default_model())
 print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
 """

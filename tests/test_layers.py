@@ -14,20 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 # Top to bottom; a module may import from its own layer and the layers below it.
 LAYERS = [
     ["tryon_cli"],
-    ["tryon.api"],
-    ["tryon.curate"],
-    ["tryon.train"],
-    ["tryon.checkpoint"],
-    ["tryon.pipelines"],
-    ["tryon.model"],
-    ["tryon.media", "tryon.synth", "tryon.metrics", "tryon.vision"],
-    ["tryon.errors", "tryon.progress", "tryon.paths", "tryon.jsonfiles", "tryon.modes", "tryon.limits"],
+    ["engine.api"],
+    ["engine.curate"],
+    ["engine.train"],
+    ["engine.checkpoint"],
+    ["engine.pipelines"],
+    ["engine.model"],
+    ["engine.media", "engine.synth", "engine.metrics", "engine.vision"],
+    ["engine.errors", "engine.progress", "engine.paths", "engine.jsonfiles", "engine.modes", "engine.limits"],
 ]
 
 
 def module_files() -> dict[str, Path]:
     found = {}
-    for package in ("tryon", "tryon_cli"):
+    for package in ("engine", "tryon_cli"):
         for path in (ROOT / package).rglob("*.py"):
             parts = path.relative_to(ROOT).with_suffix("").parts
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
@@ -112,4 +112,4 @@ def test_no_import_cycles():
 
 def test_the_checks_see_a_cycle_and_an_upward_import():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert layer_of("tryon.model.kv_cache") > layer_of("tryon.pipelines.runtime") > layer_of("tryon.api.bench.clock")
+    assert layer_of("engine.model.kv_cache") > layer_of("engine.pipelines.runtime") > layer_of("engine.api.bench.clock")

@@ -17,7 +17,7 @@ try:  # Ctrl-C while the CLI itself loads is the same clean line as later, not a
 
     import typer
 
-    from tryon.errors import InputError, TryonError, from_os_error
+    from engine.errors import InputError, TryonError, from_os_error
     from tryon_cli.commands import (
         batch,
         bench,

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tryon.modes import Acceleration, RunOptions
+from engine.modes import Acceleration, RunOptions
 
 RUNTIME_PANEL = "Runtime"
 

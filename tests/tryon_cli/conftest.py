@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tryon.media import write_video
+from engine.media import write_video
 
 
 @dataclass

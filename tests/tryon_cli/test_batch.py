@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from tryon.api import batch as api_batch
-from tryon.media import probe_video
+from engine.api import batch as api_batch
+from engine.media import probe_video
 
 FAST = ("--size", "64x64", "--seconds", "0.25", "--fps", "24", "--steps", "1")
 
@@ -155,7 +155,7 @@ def test_a_row_whose_seed_overflows_fails_alone(tiny_checkpoint, jobs, tmp_path,
 
 
 def test_a_disk_that_stays_full_ends_the_batch_with_one_line(tiny_checkpoint, jobs, tmp_path, tryon, monkeypatch):
-    from tryon.errors import DiskFull
+    from engine.errors import DiskFull
 
     def no_space(request, **kwargs):
         raise DiskFull(request.output, "writing the video")

@@ -66,13 +66,13 @@ def test_a_local_run_on_ray_renders_and_exits_0(tiny_checkpoint, inputs, tmp_pat
 def test_on_a_cluster_of_two_nodes_an_out_on_a_local_disk_is_refused(tiny_checkpoint, inputs, tmp_path, tryon,
                                                                      monkeypatch):
     ray = pytest.importorskip("ray")
-    from tryon.api.ray_pool import LOCAL_FILE_SYSTEMS, file_system_of
+    from engine.api.ray_pool import LOCAL_FILE_SYSTEMS, file_system_of
 
     kind = file_system_of(tmp_path, open("/proc/self/mounts").read())
     if kind not in LOCAL_FILE_SYSTEMS:
         pytest.skip(f"the test folder is on {kind}, not a local file system")
     # A second node is faked: a real one on this machine would see the same disk anyway.
-    ray_pool = importlib.import_module("tryon.api.ray_pool")  # the module the CLI will use
+    ray_pool = importlib.import_module("engine.api.ray_pool")  # the module the CLI will use
     monkeypatch.setattr(ray_pool, "alive_nodes", lambda: [{"NodeID": "head"}, {"NodeID": "other"}])
     path = write_manifest(inputs, ["user.png,,,,,,"])
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST, "--ray", "local", "--quiet")

@@ -38,7 +38,7 @@ def test_synth_rejects_a_bad_count(tmp_path, tryon):
 def test_eval_table_shows_whole_sample_names(tmp_path, tryon):
     import numpy as np
 
-    from tryon.media import write_video
+    from engine.media import write_video
 
     name = "catalogue_2026_summer_collection_model_0042_linen_shirt_and_wide_trousers"
     frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)

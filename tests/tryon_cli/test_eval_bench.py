@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tryon.media import probe_video
+from engine.media import probe_video
 
 
 @pytest.fixture

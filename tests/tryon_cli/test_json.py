@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from tryon.media import write_video
+from engine.media import write_video
 
 FAST = ("--steps", "1", "--size", "64x64", "--seconds", "1", "--fps", "8")
 

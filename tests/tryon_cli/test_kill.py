@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tryon.media import probe_video
+from engine.media import probe_video
 
 SERVER = r"""
 import json, os, sys
-import tryon.api  # the heavy imports (torch, diffusers), once, before any fork
+import engine.api  # the heavy imports (torch, diffusers), once, before any fork
 from tryon_cli.main import app
 
 for line in sys.stdin:

@@ -52,7 +52,7 @@ def test_init_overwrite_replaces_a_checkpoint_it_wrote(tiny_checkpoint, tmp_path
     ("broken.safetensors", b"not safetensors", "not a readable .safetensors"),
 ])
 def test_convert_refuses_bad_sources_with_one_line(name, content, message, tiny_checkpoint, tmp_path, tryon):
-    """`tryon models convert` (the conversion itself: tests/tryon/checkpoint/test_convert.py)."""
+    """`tryon models convert` (the conversion itself: tests/engine/checkpoint/test_convert.py)."""
     if content is not None:
         (tmp_path / name).write_bytes(content)
     run = tryon("models", "convert", tmp_path / name, tmp_path / "out", "--base", tiny_checkpoint)

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from tryon.checkpoint.presets import PRESETS
-from tryon.modes import Acceleration, RunOptions
+from engine.checkpoint.presets import PRESETS
+from engine.modes import Acceleration, RunOptions
 from tryon_cli import options
 
 RUNTIME_FLAGS = ("--model", "--revision", "--device", "--dtype", "--attention", "--offload", "--fp8", "--compile",

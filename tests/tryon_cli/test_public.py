@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tryon.media import probe_video
+from engine.media import probe_video
 
 FAST = ("--size", "64x96", "--fps", "8", "--steps", "1")
 
@@ -74,8 +74,8 @@ def test_dress_and_dance_following_a_real_motion_video(tryon, tiny_route, real_c
 
 @pytest.mark.slow
 def test_batch_loads_each_stage_once(tryon, tiny_route, inputs, tmp_path, monkeypatch):
-    from tryon.api import loading
-    from tryon.checkpoint.public import route as route_module
+    from engine.api import loading
+    from engine.checkpoint.public import route as route_module
 
     loading._loaded.clear()  # the route as a new process finds it: nothing loaded yet
     loads = []

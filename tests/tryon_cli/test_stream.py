@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tryon.media import probe_video, read_video, write_video
-from tryon.pipelines.pipeline_tryon_streaming import TryOnStream
+from engine.media import probe_video, read_video, write_video
+from engine.pipelines.pipeline_tryon_streaming import TryOnStream
 
 # 24 frames: chunks start at frames 0, 9 (1.125 s) and 21 (2.625 s)
 FAST = ("--steps", "1", "--seconds", "3", "--fps", "8", "--size", "64x64")

@@ -35,7 +35,7 @@ def test_a_port_in_use_is_an_input_error(tiny_checkpoint, tryon):
 
 
 def test_any_other_host_gets_a_token_made_up_and_printed_once(monkeypatch):
-    from tryon.api.studio.server import access_token, is_loopback
+    from engine.api.studio.server import access_token, is_loopback
 
     assert access_token("127.0.0.1", None) is None and access_token("::1", None) is None
     assert is_loopback("localhost") and not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")

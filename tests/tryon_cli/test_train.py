@@ -1,6 +1,6 @@
 import json
 
-from tryon.checkpoint import load_model
+from engine.checkpoint import load_model
 
 
 def test_train_teacher_from_the_command_line_writes_a_loadable_trained_checkpoint(tiny_checkpoint, tmp_path, tryon):
@@ -28,8 +28,8 @@ def test_train_rejects_a_bad_config_with_one_line(tiny_checkpoint, tmp_path, try
 
 
 def test_builtin_training_recipes_parse():
-    from tryon.api import load_student_config, load_train_config
-    from tryon.api.train import TRAIN_CONFIGS
+    from engine.api import load_student_config, load_train_config
+    from engine.api.train import TRAIN_CONFIGS
 
     names = sorted(path.stem for path in TRAIN_CONFIGS.glob("*.json"))
     assert {"default", "demo", "demo-continue", "demo-anneal", "wan5b-teacher", "student", "wan5b-student"} <= set(names)

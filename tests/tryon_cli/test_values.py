@@ -78,7 +78,7 @@ def test_a_render_that_turns_nan_fails_in_one_line_and_writes_nothing(inputs, ti
 
 
 def test_models_list_names_both_shipped_defaults(tryon):
-    from tryon.api.loading import DEMO_MODEL, DEMO_STUDENT
+    from engine.api.loading import DEMO_MODEL, DEMO_STUDENT
 
     run = tryon("models", "list", "--json")
     assert run.code == 0, run.stderr

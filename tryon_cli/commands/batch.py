@@ -1,4 +1,4 @@
-"""`tryon batch`: render every job of a manifest; the rules live in tryon.api.batch."""
+"""`tryon batch`: render every job of a manifest; the rules live in engine.api.batch."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tryon.modes import RunOptions
+from engine.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.console import print_json, stderr
 
 if TYPE_CHECKING:
-    from tryon.api.batch import BadRow, BatchSummary, JobOutcome, ReadyJob
+    from engine.api.batch import BadRow, BatchSummary, JobOutcome, ReadyJob
 
 ShardOption = Annotated[
     Optional[str],
@@ -37,7 +37,7 @@ OutDir = Annotated[
 ]
 
 
-class BatchDisplay:  # a tryon.api.batch.BatchListener (not subclassed: the engine loads when the command runs)
+class BatchDisplay:  # a engine.api.batch.BatchListener (not subclassed: the engine loads when the command runs)
     """One progress bar for the batch (stderr): the current row and stage, per-job times, an ETA.
 
     The ETA is the mean time of the jobs rendered so far times the jobs left; rich's own
@@ -137,7 +137,7 @@ def show_summary(summary: BatchSummary, listed: set[int] = frozenset()) -> None:
 
 def _executor(ray: str | None, workers: int | None, shard: str | None, outdir: Path):
     """The Ray executor for --ray (None: the local loop); its options checked first."""
-    from tryon.errors import InputError
+    from engine.errors import InputError
 
     if ray is None:
         if workers is not None:
@@ -145,7 +145,7 @@ def _executor(ray: str | None, workers: int | None, shard: str | None, outdir: P
         return None
     if shard is not None:
         raise InputError("--shard and --ray do not go together: Ray hands the jobs out itself")
-    from tryon.api.batch_ray import RayExecutor  # Ray is optional: imported only for --ray
+    from engine.api.batch_ray import RayExecutor  # Ray is optional: imported only for --ray
 
     return RayExecutor(ray, outdir, workers)
 
@@ -186,9 +186,9 @@ def batch(
 
     On a Ray cluster: tryon batch jobs.csv -o /shared/renders --ray auto
     """
-    from tryon.api import batch as api_batch
-    from tryon.errors import RuntimeFailure
-    from tryon.media import parse_size
+    from engine.api import batch as api_batch
+    from engine.errors import RuntimeFailure
+    from engine.media import parse_size
 
     executor = _executor(ray, workers, shard, outdir)
     defaults = api_batch.job_defaults(

@@ -1,4 +1,4 @@
-"""`tryon bench`: end-to-end speed of the real pipeline (see tryon.api.bench)."""
+"""`tryon bench`: end-to-end speed of the real pipeline (see engine.api.bench)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from tryon.modes import COMPARABLE, Acceleration, RunOptions
+from engine.modes import COMPARABLE, Acceleration, RunOptions
 from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
 
 if TYPE_CHECKING:
-    from tryon.api.bench import BenchResult
+    from engine.api.bench import BenchResult
 
 # The presets' size multiples (Preset.size_multiple; written out here so that --help loads no
 # engine; tests/tryon_cli/test_options.py checks them against the presets).
@@ -74,9 +74,9 @@ def bench(
 
     Example: tryon bench --preset tiny --random-weights --mode stream --size 256x448 --seconds 10 --json
     """
-    from tryon import api
-    from tryon.api.bench import BenchRequest
-    from tryon.media import parse_size
+    from engine import api
+    from engine.api.bench import BenchRequest
+    from engine.media import parse_size
 
     request = BenchRequest(
         preset=preset, random_weights=random_weights, mode=mode,
@@ -101,7 +101,7 @@ def _fps(value: float | None) -> str:
 
 
 def print_tables(result: BenchResult) -> None:
-    from tryon.api.bench import STAGES
+    from engine.api.bench import STAGES
 
     runs = f"mean of {result.repeat}" if result.repeat > 1 else "1 run"
     title = (f"tryon bench: {result.mode}, {result.model}, {result.size[0]}x{result.size[1]}, "

@@ -27,8 +27,8 @@ def synth(
 
     Example: tryon data synth ./data --count 200 --seed 1
     """
-    from tryon import api
-    from tryon.media import parse_size
+    from engine import api
+    from engine.media import parse_size
 
     with StageProgress(enabled=not quiet) as progress:
         folders = api.synthesize(out, count, seed, size=parse_size(size), num_frames=frames, fps=fps,
@@ -44,7 +44,7 @@ def curate(
     vlm: Annotated[Path, typer.Option(help="A Qwen2.5-VL-class model folder: captions and validation.")],
     editor: Annotated[Path, typer.Option(help="The edit model: a public route folder (its edit stage) "
                                               "or a QwenImageEditPlus folder.")],
-    config: Annotated[Optional[Path], typer.Option(help="A JSON file of curation thresholds (see tryon/curate/config.py).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="A JSON file of curation thresholds (see engine/curate/config.py).")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th video from the K-th, as tryon batch.")] = None,
     edit_steps: Annotated[int, typer.Option(help="Denoising steps of each edit.")] = 40,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N] for every model.")] = "cpu",
@@ -59,8 +59,8 @@ def curate(
 
     On a Ray cluster: tryon data curate /shared/raw /shared/curated ... --ray auto
     """
-    from tryon import api
-    from tryon.errors import InputError, RuntimeFailure
+    from engine import api
+    from engine.errors import InputError, RuntimeFailure
 
     if workers is not None and ray is None:
         raise InputError("--workers needs --ray (without it the videos are curated one at a time)")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Column, Table
 
-from tryon.errors import InputError
+from engine.errors import InputError
 from tryon_cli.console import notice, print_json, stdout
 
 COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "garment_color_error": "garment ΔE", "garment_mae": "garment MAE", "smoothness": "smooth", "motion_magnitude": "motion"}
@@ -49,7 +49,7 @@ def evaluate(
     Example: tryon eval results/ --reference data/
     Bench:   tryon eval --bench hgc ./HGC-Bench --model ./teacher --predictions ./hgc-out --vlm ./qwen2.5-vl
     """
-    from tryon import api
+    from engine import api
 
     if bench is not None:
         _evaluate_bench(bench, prediction, predictions, model, size, seconds, fps, steps, seed, device,
@@ -72,7 +72,7 @@ def evaluate(
 
 
 def api_models(vlm, identity, text, quality, device: str):
-    from tryon.api.data import BenchModels
+    from engine.api.data import BenchModels
 
     return BenchModels(vlm=vlm, identity=identity, text=text, quality=quality,
                        device="cpu" if device == "auto" else device)
@@ -80,11 +80,11 @@ def api_models(vlm, identity, text, quality, device: str):
 
 def _evaluate_bench(bench, folder: Path, predictions: Path | None, model, size, seconds, fps, steps, seed, device,
                     models, json_output: bool) -> None:
-    from tryon import api
-    from tryon.api import batch as api_batch
-    from tryon.modes import RunOptions
-    from tryon.media import parse_size
-    from tryon.metrics.hgc import METRICS
+    from engine import api
+    from engine.api import batch as api_batch
+    from engine.modes import RunOptions
+    from engine.media import parse_size
+    from engine.metrics.hgc import METRICS
     from tryon_cli.commands.batch import BatchDisplay
 
     if bench != "hgc":

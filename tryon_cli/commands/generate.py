@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tryon.modes import RunOptions
+from engine.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.console import StageProgress, notice, print_json
 
 if TYPE_CHECKING:
-    from tryon import api
-    from tryon.api.specs import GarmentSpec
+    from engine import api
+    from engine.api.specs import GarmentSpec
 
 # The engine (torch, diffusers) is imported when a command runs, so that --help and usage
 # errors answer at once.
@@ -26,7 +26,7 @@ def default_output(user: Path, garments: list[GarmentSpec], command: str) -> Pat
 
 
 def run_generation(request: api.GenerateRequest, command, json_output: bool, quiet: bool) -> None:
-    from tryon.model.distributed import is_main_process
+    from engine.model.distributed import is_main_process
 
     if request.run.acceleration.context_parallel and not is_main_process():
         command(request)  # one render split across torchrun's processes: the first speaks for all
@@ -41,8 +41,8 @@ def run_generation(request: api.GenerateRequest, command, json_output: bool, qui
 
 
 def build_request(user: Path, garments: list[GarmentSpec], output: Path | None, command: str, **fields) -> api.GenerateRequest:
-    from tryon import api
-    from tryon.media import parse_size
+    from engine import api
+    from engine.media import parse_size
 
     size = fields.pop("size")
     return api.GenerateRequest(
@@ -76,14 +76,14 @@ def dress(
 
     Example: tryon dress user.png shirt.png:top pants.png:bottom --motion dance.mp4 -o out.mp4
     """
-    from tryon.api.specs import parse_garment
+    from engine.api.specs import parse_garment
 
     specs = [parse_garment(text) for text in garments]
     request = build_request(
         user, specs, output, "dress", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
         seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,
     )
-    from tryon import api
+    from engine import api
 
     run_generation(request, api.dress, json_output, quiet)
 
@@ -113,6 +113,6 @@ def dance(
         user, [], output, "dance", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
         seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,
     )
-    from tryon import api
+    from engine import api
 
     run_generation(request, api.dance, json_output, quiet)

@@ -20,7 +20,7 @@ def list_models(json_output: options.Json = False) -> None:
 
     Example: tryon models list
     """
-    from tryon import api
+    from engine import api
 
     entries = api.list_models()
     if json_output:
@@ -43,7 +43,7 @@ def init(
 
     Example: tryon models init tiny ./ck
     """
-    from tryon import api
+    from engine import api
 
     path = api.init_model(preset, folder, seed=seed, overwrite=overwrite)
     notice(f"wrote a random-weight '{preset}' checkpoint to {path} (untrained: for smoke and speed tests)")
@@ -62,7 +62,7 @@ def convert(
 
     Example: tryon models convert fc_student.safetensors ./fc-student --kind student
     """
-    from tryon import api
+    from engine import api
 
     path = api.convert_model(source, folder, base=base, kind=kind, overwrite=overwrite)
     notice(f"wrote a FashionChameleon {kind} to {path} (conditions in its layout: reference, garment, then video)")

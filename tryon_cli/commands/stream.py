@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tryon.modes import RunOptions
+from engine.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.commands.generate import default_output, run_generation
 from tryon_cli.console import notice
@@ -31,7 +31,7 @@ Disentangle = Annotated[Optional[bool], typer.Option(
 
 def run_stream(request, command, json_output: bool, quiet: bool) -> None:
     """Run like any generation; on Ctrl-C say what was kept and exit 130."""
-    from tryon import api
+    from engine import api
 
     try:
         run_generation(request, command, json_output, quiet)
@@ -82,9 +82,9 @@ def swap(
 
     Example: tryon swap user.png -g shirt.png:top -g dress.png:dress@2.5 --motion dance.mp4 -o out.mp4
     """
-    from tryon import api
-    from tryon.api.specs import parse_garment
-    from tryon.media import parse_size
+    from engine import api
+    from engine.api.specs import parse_garment
+    from engine.media import parse_size
 
     specs = [parse_garment(text, allow_time=True) for text in garment]
     request = api.SwapRequest(
@@ -120,8 +120,8 @@ def extend(
 
     Example: tryon extend clip.mp4 --seconds 3 --prompt "she keeps dancing" -o longer.mp4
     """
-    from tryon import api
-    from tryon.api.specs import parse_garment
+    from engine import api
+    from engine.api.specs import parse_garment
 
     request = api.ExtendRequest(
         video=video, output=output or Path(f"{video.stem}_extended.mp4"), seconds=seconds,

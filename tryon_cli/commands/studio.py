@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tryon.modes import RunOptions
+from engine.modes import RunOptions
 from tryon_cli import options
 from tryon_cli.console import notice, stdout
 
@@ -33,11 +33,11 @@ def studio(
 
     Example: tryon studio --port 7860   (then open http://127.0.0.1:7860/)
     """
-    from tryon.api.studio import require_dependencies
+    from engine.api.studio import require_dependencies
 
     require_dependencies()
-    from tryon.api.studio.server import StudioOptions, bind, load_studio, serve
-    from tryon.media import parse_size
+    from engine.api.studio.server import StudioOptions, bind, load_studio, serve
+    from engine.media import parse_size
 
     chosen = StudioOptions(run=run, size=parse_size(size) if size else None, fps=fps, steps=steps, host=host,
                            port=port, token=token, max_seconds=max_seconds)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tryon.errors import InputError
+from engine.errors import InputError
 from tryon_cli import options
 from tryon_cli.console import StageProgress, notice, print_json, stdout
 
@@ -41,7 +41,7 @@ def teacher(
     Example: tryon train teacher --data ./data --base ./ck --output ./teacher --config demo
     Plan:    tryon train teacher --config wan5b-teacher --plan --gpus 8 --gpu-memory 80
     """
-    from tryon import api
+    from engine import api
 
     if plan:
         show_plan(api.plan_training(config, preset, gpus, gpu_memory, kind="teacher"), json_output)
@@ -106,8 +106,8 @@ def vae(
 
     Example: tryon train vae --base ./ck --output ./ck-vae --steps 1500
     """
-    from tryon import api
-    from tryon.media import parse_size
+    from engine import api
+    from engine.media import parse_size
 
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_vae(base, output, steps, parse_size(size), frames, lr, examples, batch_size,
@@ -134,7 +134,7 @@ def student(
     Example: tryon train student --teacher ./teacher --data synthetic --output ./student --config student
     Plan:    tryon train student --config wan5b-student --plan --gpus 8 --gpu-memory 80
     """
-    from tryon import api
+    from engine import api
 
     if plan:
         show_plan(api.plan_training(config, preset, gpus, gpu_memory, kind="student"), json_output)

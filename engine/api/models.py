@@ -1,0 +1,114 @@
+"""`tryon models`: the models one can use, and random-weight checkpoints for smoke and speed tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.api.loading import DEMO_MODEL, DEMO_STUDENT
+from engine.checkpoint import (
+    PRESETS,
+    CheckpointInfo,
+    build_random,
+    check_checkpoint_target,
+    get_preset,
+    save_checkpoint,
+)
+from engine.checkpoint.public import ROUTE_PRESETS, save_tiny_route
+from engine.errors import InputError
+from engine.limits import check_seed
+from engine.paths import make_folder
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    kind: str  # preset | route | route stage | cached | default
+    description: str
+
+
+def list_models() -> list[ModelEntry]:
+    """The presets, the default model, and the checkpoints in the local Hub cache."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    entries = [ModelEntry(p.name, "preset", f"{p.description}; needs {p.hardware}") for p in PRESETS.values()]
+    entries += route_entries()
+    if DEMO_MODEL.is_dir():
+        entries.append(ModelEntry(str(DEMO_MODEL), "default", "the demo model shipped with tryon "
+                                  "(dress, dance, batch; trained at 96x160 on the synthetic world only: "
+                                  "for real photos use --model public)"))
+    if DEMO_STUDENT.is_dir():
+        entries.append(ModelEntry(str(DEMO_STUDENT), "default", "the demo streaming student shipped with tryon "
+                                  "(swap, extend; trained at 96x160 on the synthetic world)"))
+    try:
+        cache = scan_cache_dir()
+    except CacheNotFound:
+        return entries
+    base_repos = {p.base_repo for p in PRESETS.values() if p.base_repo}
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        snapshots = [r.snapshot_path for r in repo.revisions]
+        is_tryon = any((s / "tryon.json").exists() for s in snapshots)
+        if repo.repo_type == "model" and (is_tryon or repo.repo_id in base_repos):
+            what = "tryon checkpoint" if is_tryon else "Wan base weights"
+            entries.append(ModelEntry(repo.repo_id, "cached", f"{what}, {repo.size_on_disk_str} in the Hub cache"))
+    return entries
+
+
+def route_entries() -> list[ModelEntry]:
+    """The public route and its stages: repos, licences, sizes computed from parameter counts."""
+    from engine.checkpoint.public.presets import PART_STAGE, PUBLIC, PUBLIC_TINY, overridden
+    from engine.checkpoint.public.sizes import stage_sizes
+
+    parts = overridden(PUBLIC.parts)
+    entries = [ModelEntry(PUBLIC.name, "route", f"{PUBLIC.description}; needs {PUBLIC.hardware}; "
+                          "sizes below are computed from parameter counts (weights only), not measured")]
+    for size in stage_sizes():
+        used = [p for name, p in parts.items() if PART_STAGE[name] == size.stage]
+        repos = ", ".join(f"{p.repo}@{p.revision} ({p.licence})" for p in used)
+        entries.append(ModelEntry(f"{PUBLIC.name}: {size.stage}", "route stage", f"{repos}; {size.describe()}"))
+    entries.append(ModelEntry(PUBLIC_TINY.name, "preset", f"{PUBLIC_TINY.description}; "
+                              "make it with `tryon models init public-tiny DIR`"))
+    return entries
+
+
+def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a random-weight checkpoint of `preset` to `folder`, marked untrained."""
+    if preset in ROUTE_PRESETS:
+        if preset != "public-tiny":
+            raise InputError(f"'{preset}' is made of Hub weights: use it with --model {preset}; "
+                             "`tryon models init public-tiny DIR` writes its tiny random-weight copy")
+        return save_tiny_route(Path(folder), seed=seed, overwrite=overwrite)
+    spec = get_preset(preset)
+    check_seed(seed)
+    folder = Path(folder)
+    if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
+        raise InputError("already exists (use --overwrite to replace it)", folder)
+    check_checkpoint_target(folder)
+    make_folder(folder.parent)  # a missing parent is created; an unwritable one is refused before building
+    pipeline = build_random(spec, seed=seed)
+    return save_checkpoint(pipeline, folder, CheckpointInfo(kind="teacher", preset=spec.name, condnet_trained=False,
+                                                            training={"note": f"random init, seed {seed}"}))
+
+
+def convert_model(source: Path, folder: Path, base: str = "wan2.2-ti2v-5b", kind: str = "student",
+                  overwrite: bool = False) -> Path:
+    """Write a tryon checkpoint from a FashionChameleon checkpoint (Wan2.2's original key layout)
+    to `folder`; the VAE, text encoder and tokenizer come from `base`."""
+    import warnings
+
+    from engine.checkpoint import CondNetUntrainedWarning, load_model
+    from engine.checkpoint.convert import convert_checkpoint, read_original
+
+    if kind not in ("teacher", "student"):
+        raise InputError(f"--kind must be teacher or student, not '{kind}'")
+    folder = Path(folder)
+    if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
+        raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
+    check_checkpoint_target(folder)
+    original = read_original(source)
+    dtype = next(iter(original.values())).dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CondNetUntrainedWarning)  # the base's CondNet is replaced
+        model = load_model(base, dtype=dtype)
+    return convert_checkpoint(original, folder, model, kind, source_name=Path(source).name)

@@ -1,0 +1,139 @@
+"""The public-weights route: its parts (Hub repo, revision, licence) and its presets.
+
+The route is FashionChameleon's "Edit + I2V" baseline and its motion-video variant, built
+only from diffusers and transformers pipelines on Apache-2.0 weights:
+
+- `edit`: Qwen-Image-Edit-2509 (`QwenImageEditPlusPipeline`) puts the garments on the photo;
+- `i2v`: Wan2.2-TI2V-5B (`WanImageToVideoPipeline`, first frame = the dressed photo);
+- `animate`: Wan2.2-Animate-14B (`WanAnimatePipeline`), driven by a pose video and a face
+  video extracted from `--motion` by
+- `detector` (RT-DETR, person boxes) and `keypoints` (ViTPose, COCO body keypoints).
+
+Each part's repo id and revision can be overridden with `TRYON_PUBLIC_<PART>_REPO` and
+`TRYON_PUBLIC_<PART>_REVISION` (e.g. `TRYON_PUBLIC_EDIT_REVISION=<commit>`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+from engine.errors import InputError
+
+ROUTE_KIND = "route"
+PART_NAMES = ("edit", "i2v", "animate", "detector", "keypoints")
+# The stages each part belongs to: the two pose models are one stage, "pose".
+PART_STAGE = {"edit": "edit", "i2v": "i2v", "animate": "animate", "detector": "pose", "keypoints": "pose"}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One model of the route: which class it is, and the Hub repo and revision it stands for."""
+
+    name: str
+    repo: str
+    loader: str  # the class that loads it (from engine.checkpoint.public.loading's allow-list)
+    licence: str
+    revision: str = "main"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"repo": self.repo, "revision": self.revision, "licence": self.licence, "loader": self.loader}
+
+
+PUBLIC_PARTS: dict[str, Part] = {
+    part.name: part
+    for part in (
+        Part("edit", "Qwen/Qwen-Image-Edit-2509", "QwenImageEditPlusPipeline", "Apache-2.0"),
+        Part("i2v", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "WanImageToVideoPipeline", "Apache-2.0"),
+        Part("animate", "Wan-AI/Wan2.2-Animate-14B-Diffusers", "WanAnimatePipeline", "Apache-2.0"),
+        Part("detector", "PekingU/rtdetr_r50vd_coco_o365", "RTDetrForObjectDetection", "Apache-2.0"),
+        Part("keypoints", "usyd-community/vitpose-base-simple", "VitPoseForPoseEstimation", "Apache-2.0"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Sampling defaults of one generating stage (`--steps`/`--guidance` override the video stage's)."""
+
+    steps: int
+    guidance: float
+
+
+@dataclass(frozen=True)
+class RoutePreset:
+    """What `--model public` (or a `public-tiny` folder) renders by default, and how."""
+
+    name: str
+    description: str
+    parts: dict[str, Part]
+    default_size: tuple[int, int] = (1280, 704)
+    default_fps: float = 24.0
+    default_seconds: float = 5.0
+    size_multiple: int = 32  # Wan2.2's 16x VAE times 2x2 patches; Qwen-Image and Wan2.1's VAE need 16
+    edit: StageSettings = StageSettings(40, 4.0)  # Qwen-Image-Edit-2509's card: 40 steps, true CFG 4
+    i2v: StageSettings = StageSettings(50, 5.0)  # Wan2.2-TI2V-5B's defaults
+    animate: StageSettings = StageSettings(20, 1.0)  # Wan-Animate: no CFG
+    # Pixels each reference image is VAE-encoded at by the edit stage; None keeps diffusers' own
+    # (1024x1024). The tiny route lowers it: a 1024x1024 VAE pass takes ~25 s on a small CPU.
+    edit_image_area: int | None = None
+    animate_window: int = 77  # frames per WanAnimate window (4k+1), chained with...
+    animate_overlap: int = 1  # ...this many frames of the previous window as its start
+    negative_prompt: str = "blurry, distorted body, extra limbs, deformed hands, low quality, watermark, text"
+    hardware: str = ""
+    notes: dict[str, str] = field(default_factory=dict)
+
+    # What the generation API reads from a model's preset (engine.api.generate.plan_output).
+    @property
+    def default_steps(self) -> int:
+        return self.i2v.steps
+
+    @property
+    def default_guidance(self) -> float:
+        return self.i2v.guidance
+
+
+PUBLIC = RoutePreset(
+    name="public",
+    description="real people today: Qwen-Image-Edit-2509 dresses the photo, Wan2.2 animates it "
+                "(TI2V-5B from --prompt, Animate-14B from --motion via RT-DETR + ViTPose)",
+    parts=PUBLIC_PARTS,
+    hardware="one GPU with 80 GB (H100/H200/A100 80 GB) in bf16, one stage on the GPU at a time; "
+             "about 40 GB with --offload model (--offload group and --fp8 go lower)",
+)
+
+PUBLIC_TINY = RoutePreset(
+    name="public-tiny",
+    description="the public route's classes at toy size with random weights: tests and smoke runs only",
+    parts=PUBLIC_PARTS,
+    default_size=(128, 224),
+    default_fps=8.0,
+    default_seconds=1.0,
+    edit=StageSettings(2, 1.0),
+    i2v=StageSettings(2, 1.0),
+    animate=StageSettings(2, 1.0),
+    edit_image_area=128 * 128,
+    animate_window=9,
+    animate_overlap=1,
+    hardware="any CPU",
+)
+
+ROUTE_PRESETS: dict[str, RoutePreset] = {p.name: p for p in (PUBLIC, PUBLIC_TINY)}
+
+
+def get_route_preset(name: str) -> RoutePreset:
+    try:
+        return ROUTE_PRESETS[name]
+    except KeyError:
+        raise InputError(f"unknown route preset '{name}' (known: {', '.join(ROUTE_PRESETS)})") from None
+
+
+def overridden(parts: dict[str, Part], environ: dict[str, str] | None = None) -> dict[str, Part]:
+    """The parts with `TRYON_PUBLIC_<PART>_REPO` / `_REVISION` from the environment applied."""
+    environ = os.environ if environ is None else environ
+    result = {}
+    for name, part in parts.items():
+        prefix = f"TRYON_PUBLIC_{name.upper()}_"
+        result[name] = replace(part, repo=environ.get(prefix + "REPO") or part.repo,
+                               revision=environ.get(prefix + "REVISION") or part.revision)
+    return result

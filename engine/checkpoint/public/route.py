@@ -1,0 +1,209 @@
+"""The public route as one object: its stages loaded once each, run in order for a request.
+
+`dress`: edit (garments onto the photo, at the output size) → motion. `dance`: motion from
+the photo itself. Motion is Wan2.2-TI2V-5B image-to-video from `--prompt` alone, or
+Wan2.2-Animate-14B driven by the pose and face videos extracted from `--motion`.
+
+Each stage is loaded the first time a request needs it and kept for the next request (so a
+batch loads each stage once). Without offloading, a stage that is done waits in CPU memory
+while the next one runs, so the GPU holds one stage at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.errors import InputError
+from engine.model.attention import diffusers_backend
+from engine.checkpoint.public.loading import RouteSource, load_part, resolve_route
+from engine.pipelines.public.pose import DrivingVideos, PoseExtractor
+from engine.checkpoint.public.presets import PART_STAGE, RoutePreset
+from engine.pipelines.public.stages import animate_photo, dress_photo, follow_motion
+from engine.pipelines.runtime import Runtime
+
+MAX_ROUTE_GARMENTS = 3  # Qwen-Image-Edit-2509 is made for 1-3 reference images beside the person
+
+
+@dataclass
+class RouteInputs:
+    """One request, fitted to the output: photo and garments at the output size, motion frames resampled."""
+
+    user: Image.Image
+    garments: list[tuple[str, Image.Image]]
+    prompt: str
+    motion: np.ndarray | None  # (frames, H, W, 3) uint8 at the output size and fps, or None
+    size: tuple[int, int]
+    num_frames: int
+    steps: int | None = None  # the video stage's (the edit stage keeps its preset's)
+    guidance: float | None = None  # the video stage's
+    seed: int = 0
+
+
+@dataclass
+class PublicRoute:
+    """The route's parts, where they live, and the runtime they run on."""
+
+    source: RouteSource
+    runtime: Runtime
+    _stages: dict[str, object] = field(default_factory=dict)
+    used: list[str] = field(default_factory=list)  # the stages the last render ran
+
+    @property
+    def preset(self) -> RoutePreset:
+        return self.source.preset
+
+    @property
+    def size_multiple(self) -> int:
+        return self.preset.size_multiple
+
+    def stage_record(self, stage: str) -> dict[str, str]:
+        """What --json says about a stage: its parts' repos and revisions."""
+        parts = [p for name, p in self.source.parts.items() if PART_STAGE[name] == stage]
+        return {"stage": stage, "repo": ", ".join(p.repo for p in parts),
+                "revision": ", ".join(p.revision for p in parts)}
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def stage(self, name: str):
+        """The stage's pipeline (or the pose extractor), loaded and set up on first use."""
+        if name not in self._stages:
+            if name == "pose":
+                detector = load_part("detector", self.source.parts["detector"], self.source.folders["detector"],
+                                     self.runtime.dtype)
+                keypoints = load_part("keypoints", self.source.parts["keypoints"], self.source.folders["keypoints"],
+                                      self.runtime.dtype)
+                self._stages[name] = (detector, keypoints)
+            else:
+                pipeline = load_part(name, self.source.parts[name], self.source.folders[name], self.runtime.dtype)
+                pipeline.set_progress_bar_config(disable=True)
+                apply_stage_runtime(pipeline, self.runtime)
+                self._stages[name] = pipeline
+        return self._stages[name]
+
+    def _on_device(self, name: str):
+        """The stage, on the runtime's device; every other stage back in CPU memory (without offloading)."""
+        stage = self.stage(name)
+        if self.runtime.acceleration.offload == "none" and self.runtime.device.type != "cpu":
+            for other, loaded in self._stages.items():
+                if other != name:
+                    _move(loaded, torch.device("cpu"))
+            _move(stage, self.runtime.device)
+        return stage
+
+    def extractor(self) -> PoseExtractor:
+        (detector, detector_processor), (keypoints, keypoints_processor) = self._on_device("pose")
+        device = self.runtime.device if self.runtime.acceleration.offload == "none" else torch.device("cpu")
+        return PoseExtractor(detector, detector_processor, keypoints, keypoints_processor, device)
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    def render(self, inputs: RouteInputs, anchor_first_frame: bool, report) -> np.ndarray:
+        """The video for one request: exactly `inputs.num_frames` uint8 frames at `inputs.size`."""
+        if len(inputs.garments) > MAX_ROUTE_GARMENTS:
+            raise InputError(f"{len(inputs.garments)} garments given; the public route dresses at most "
+                             f"{MAX_ROUTE_GARMENTS} at once")
+        preset = self.preset
+        self.used = []
+        photo = inputs.user
+        if inputs.garments and not anchor_first_frame:
+            report("edit: loading", 0, 1)
+            pipeline = self._on_device("edit")
+            self.used.append("edit")
+            photo = dress_photo(pipeline, inputs.user, inputs.garments, inputs.size, preset.edit.steps,
+                                preset.edit.guidance, preset.negative_prompt, self._generator(inputs.seed),
+                                lambda done, total: report("edit", done, total), preset.edit_image_area)
+        if inputs.motion is None:
+            return self._from_prompt(photo, inputs, report)
+        return self._from_motion(photo, inputs, report)
+
+    def _from_prompt(self, photo: Image.Image, inputs: RouteInputs, report) -> np.ndarray:
+        settings = self.preset.i2v
+        report("i2v: loading", 0, 1)
+        pipeline = self._on_device("i2v")
+        self.used.append("i2v")
+        return animate_photo(pipeline, photo, inputs.prompt, self.preset.negative_prompt, inputs.size,
+                             inputs.num_frames, inputs.steps or settings.steps,
+                             settings.guidance if inputs.guidance is None else inputs.guidance,
+                             self._generator(inputs.seed), lambda done, total: report("i2v", done, total))
+
+    def _from_motion(self, photo: Image.Image, inputs: RouteInputs, report) -> np.ndarray:
+        settings = self.preset.animate
+        report("pose", 0, 1)
+        extractor = self.extractor()
+        self.used.append("pose")
+        pipeline = self.stage("animate")
+        driving = extractor.driving_videos(inputs.motion, face_size(pipeline))
+        report("pose", 1, 1)
+        pipeline = self._on_device("animate")
+        self.used.append("animate")
+        return follow_motion(pipeline, photo, driving.pose, driving.face, inputs.prompt, self.preset.negative_prompt,
+                             inputs.size, self.preset.animate_window, self.preset.animate_overlap,
+                             inputs.steps or settings.steps,
+                             settings.guidance if inputs.guidance is None else inputs.guidance,
+                             self._generator(inputs.seed), lambda done, total: report("animate", done, total))
+
+    def driving_videos(self, motion: np.ndarray) -> DrivingVideos:
+        """The pose and face videos the animate stage would be driven by (for inspection and tests)."""
+        return self.extractor().driving_videos(motion, face_size(self.stage("animate")))
+
+    def _generator(self, seed: int) -> torch.Generator:
+        # Offloaded pipelines draw their noise on the execution device, like diffusers' own examples.
+        return torch.Generator(device=self.runtime.device).manual_seed(seed)
+
+
+def face_size(animate_pipeline) -> int:
+    """The face crops' side: the animate transformer's motion-encoder input size."""
+    return int(animate_pipeline.transformer.config.motion_encoder_size)
+
+
+def apply_stage_runtime(pipeline, runtime: Runtime) -> None:
+    """The speed and memory modes that apply to a diffusers pipeline of the route, with diffusers' own tools."""
+    modes = runtime.acceleration
+    if modes.fuse_qkv:
+        raise InputError("--fuse-qkv applies to the CondNet models only, not to the public route")
+    if modes.context_parallel:
+        raise InputError("--context-parallel applies to the CondNet models only, not to the public route")
+    backend = diffusers_backend(runtime.attention)
+    if backend != "native":
+        pipeline.transformer.set_attention_backend(backend)
+    if modes.fp8:
+        pipeline.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=runtime.dtype)
+    if modes.offload == "model":
+        pipeline.enable_model_cpu_offload(device=runtime.device)
+    elif modes.offload == "group":
+        pipeline.enable_group_offload(onload_device=runtime.device, offload_type="block_level",
+                                      num_blocks_per_group=1, use_stream=runtime.device.type == "cuda")
+    if modes.compile:
+        pipeline.transformer.compile_repeated_blocks(dynamic=True)
+
+
+def _move(stage, device: torch.device) -> None:
+    if isinstance(stage, tuple):  # the pose stage: (model, processor) pairs
+        for model, _ in stage:
+            model.to(device)
+    else:
+        stage.to(device)
+
+
+@dataclass
+class LoadedRoute:
+    """What the generation API holds for `--model public` or a route folder (like a LoadedModel)."""
+
+    pipeline: PublicRoute
+    source: str
+
+    @property
+    def preset(self) -> RoutePreset:
+        return self.pipeline.preset
+
+
+def load_route(source: str, runtime: Runtime) -> LoadedRoute:
+    """Find every part (downloading `public`'s from the Hub); stages load when a request needs them."""
+    found = resolve_route(source)
+    if runtime.acceleration.context_parallel or runtime.acceleration.fuse_qkv:
+        apply_stage_runtime(None, runtime)  # raises the option's one-line error before anything loads
+    return LoadedRoute(PublicRoute(found, runtime), source)
+

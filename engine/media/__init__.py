@@ -1,0 +1,48 @@
+"""Media layer: image and video reading, fitting to a size and frame rate, MP4 writing."""
+
+from engine.media.geometry import (
+    SizeDecision,
+    choose_output_size,
+    covering_multiple,
+    crop_center,
+    fit_frames,
+    fit_image,
+    pad_edges,
+    parse_size,
+    round_to_multiple,
+)
+from engine.media.image import MAX_IMAGE_PIXELS, load_image, save_image, to_rgb
+from engine.media.video import (
+    VideoFrames,
+    VideoInfo,
+    VideoWriter,
+    probe_video,
+    read_video,
+    resample_indices,
+    video_fps,
+    write_video,
+)
+
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "SizeDecision",
+    "VideoFrames",
+    "VideoInfo",
+    "VideoWriter",
+    "choose_output_size",
+    "covering_multiple",
+    "crop_center",
+    "fit_frames",
+    "fit_image",
+    "load_image",
+    "pad_edges",
+    "parse_size",
+    "probe_video",
+    "read_video",
+    "resample_indices",
+    "round_to_multiple",
+    "save_image",
+    "to_rgb",
+    "video_fps",
+    "write_video",
+]

@@ -1,0 +1,61 @@
+"""The run options, as plain data: no torch here, so the CLI can describe them instantly.
+
+`RunOptions` (which model, where, how) is nested in every request; its speed and memory modes
+(`Acceleration`) are applied to a loaded pipeline by `engine.pipelines.runtime.apply_runtime`,
+and the rest resolved by `engine.api.options.resolve_run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import InputError
+
+OFFLOAD_CHOICES = ("none", "model", "group")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Speed and memory modes; all off by default (what each does: engine.pipelines.runtime's docstring)."""
+
+    offload: str = "none"  # none | model | group
+    fp8: bool = False
+    compile: bool = False
+    fuse_qkv: bool = False
+    context_parallel: bool = False  # the teacher's sequence split across torchrun's processes (engine.model.distributed)
+
+    def __post_init__(self) -> None:
+        if self.offload not in OFFLOAD_CHOICES:
+            raise InputError(f"must be one of {', '.join(OFFLOAD_CHOICES)}, not '{self.offload}'", option="offload")
+
+    def describe(self) -> str:
+        """The modes that are on, e.g. 'fp8, offload group' ('' when none is)."""
+        named = [name.replace("_", " ") for name in ("fuse_qkv", "fp8", "compile", "context_parallel")
+                 if getattr(self, name)]
+        if self.offload != "none":
+            named.append(f"offload {self.offload}")
+        return ", ".join(named)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Which model (None: the default one), on which device, in which dtype, with which attention
+    backend and speed and memory modes. Nested in every request."""
+
+    model: str | None = None  # a checkpoint folder, a Hub repo id or a preset name
+    revision: str | None = None  # a Hub branch, tag or commit
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "auto"
+    acceleration: Acceleration = field(default_factory=Acceleration)
+
+
+# `--compare` names -> the change each makes to the request's modes.
+COMPARABLE: dict[str, dict[str, Any]] = {
+    "fuse-qkv": {"fuse_qkv": True},
+    "fp8": {"fp8": True},
+    "compile": {"compile": True},
+    "offload-model": {"offload": "model"},
+    "offload-group": {"offload": "group"},
+}

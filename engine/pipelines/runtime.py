@@ -1,0 +1,140 @@
+"""Where and how to run: device, dtype, attention backend and the speed and memory modes.
+
+The modes (`Acceleration`) are applied once to a loaded pipeline by `apply_runtime`, each with
+the ecosystem's own tool:
+
+- `fuse_qkv`: one projection for queries, keys and values (`WanAttention.fuse_projections`).
+- `fp8`: the transformer's and text encoder's weights stored in float8 and cast to the compute
+  dtype layer by layer (diffusers' layerwise casting): half the weight memory of bf16.
+- `offload`: `model` keeps one whole model on the GPU at a time (diffusers' model CPU offload);
+  `group` streams the transformer's and text encoder's blocks to the GPU as they run, overlapped
+  with compute on a second CUDA stream (diffusers' group offloading). Both keep the weights in
+  CPU memory; on the CPU they change nothing but the code path.
+- `compile`: torch.compile of the transformer's repeated blocks, with dynamic shapes (a stream's
+  context grows until its window is full).
+
+`context_parallel` is applied by the generation API instead, which starts the processes
+(engine.model.distributed.enable_context_parallel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.errors import InputError
+from engine.model.attention import diffusers_backend, resolve_attention
+from engine.modes import OFFLOAD_CHOICES, Acceleration  # noqa: F401 - the modes' home is engine.modes
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype
+    attention: str  # sdpa | flash | flash3 | xformers
+    acceleration: Acceleration = field(default_factory=Acceleration)
+
+    @property
+    def load_device(self) -> torch.device:
+        """Where weights are loaded: the CPU when they are offloaded, else the device."""
+        return torch.device("cpu") if self.acceleration.offload != "none" else self.device
+
+    @property
+    def dtype_name(self) -> str:
+        return next(name for name, value in DTYPES.items() if value == self.dtype)
+
+
+def resolve_device(choice: str) -> torch.device:
+    """`auto` → the first CUDA GPU if there is one, else the CPU."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(choice)
+    except RuntimeError:
+        raise InputError(f"must be auto, cpu, cuda or cuda:N, not '{choice}'", option="device") from None
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"must be auto, cpu, cuda or cuda:N, not '{choice}'", option="device")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"{choice}: no CUDA GPU is available here (try cpu)", option="device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"{choice}: only {torch.cuda.device_count()} CUDA device(s) here", option="device")
+    return device
+
+
+def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
+    """`auto` → bf16 on CUDA, fp32 on the CPU (where bf16 matmuls are slow)."""
+    if choice == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if choice not in DTYPES:
+        raise InputError(f"must be auto, bf16, fp16 or fp32, not '{choice}'", option="dtype")
+    return DTYPES[choice]
+
+
+def resolve_runtime(
+    device: str = "auto", dtype: str = "auto", attention: str = "auto", acceleration: Acceleration | None = None
+) -> Runtime:
+    resolved = resolve_device(device)
+    return Runtime(resolved, resolve_dtype(dtype, resolved), resolve_attention(attention, resolved),
+                   acceleration or Acceleration())
+
+
+def runtime_notices(runtime: Runtime) -> list[str]:
+    """What the user should know about modes that cannot help on this device."""
+    notices = []
+    if runtime.device.type == "cpu":
+        if runtime.acceleration.offload != "none":
+            notices.append("note: --offload changes nothing on a CPU: the weights are in CPU memory already")
+        if runtime.acceleration.fp8:
+            notices.append("note: --fp8 on a CPU only stores the weights smaller; it makes nothing faster")
+    return notices
+
+
+def apply_runtime(pipeline, runtime: Runtime) -> None:
+    """Set the attention backend and apply the speed and memory modes to a `TryOnPipeline`.
+
+    The pipeline is on `runtime.load_device`; offloading moves what it needs from there.
+    """
+    backend = diffusers_backend(runtime.attention)
+    transformer, text_encoder = pipeline.transformer, pipeline.text_encoder
+    if backend != "native":
+        transformer.set_attention_backend(backend)
+    modes = runtime.acceleration
+    if modes.fuse_qkv:
+        for block in transformer.blocks:
+            _fuse_qkv(block.attn1)
+    if modes.fp8:
+        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=runtime.dtype)
+        _fp8_storage(text_encoder, runtime.dtype)
+    if modes.offload == "model":
+        pipeline.enable_model_cpu_offload(device=runtime.device)
+    elif modes.offload == "group":
+        _group_offload(transformer, runtime.device)
+        _group_offload(text_encoder, runtime.device)
+        pipeline.vae.to(runtime.device)  # small; decoding chunk by chunk would thrash it
+    if modes.compile:
+        transformer.compile_repeated_blocks(dynamic=True)
+
+
+def _fuse_qkv(attention: torch.nn.Module) -> None:
+    attention.fuse_projections()
+    # diffusers keeps the separate projections too, to unfuse later; we never do: free them.
+    del attention.to_q, attention.to_k, attention.to_v
+
+
+def _fp8_storage(text_encoder: torch.nn.Module, compute_dtype: torch.dtype) -> None:
+    from diffusers.hooks import apply_layerwise_casting
+
+    # Norms and the token embedding (a lookup) keep their dtype, and so does the feed-forward's
+    # output projection `wo`: UMT5 casts its input to that layer's weight dtype.
+    apply_layerwise_casting(text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype,
+                            skip_modules_pattern=("norm", "shared", "embed_tokens", r"\.wo$"))
+
+
+def _group_offload(model: torch.nn.Module, device: torch.device) -> None:
+    from diffusers.hooks import apply_group_offloading
+
+    apply_group_offloading(model, onload_device=device, offload_device=torch.device("cpu"),
+                           offload_type="block_level", num_blocks_per_group=1,
+                           use_stream=device.type == "cuda")

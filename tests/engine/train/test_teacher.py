@@ -1,0 +1,164 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine.errors import InputError
+from engine.synth import make_sample, write_sample
+from engine.train.loop import load_quietly
+from engine.train.teacher import train_teacher
+from engine.train.trainable import LORA_TARGETS
+
+CONDNET = ("role_embedding.", "motion_embedding.")
+
+
+class Stop(Exception):
+    """Raised from the progress callback: the run is killed."""
+
+
+def transformer_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors")
+
+
+def metrics(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def changed(before: dict, after: dict, atol: float = 0.0) -> set[str]:
+    assert before.keys() == after.keys()
+    return {name for name in before if not torch.allclose(before[name], after[name], rtol=0, atol=atol)}
+
+
+def stop_at(step: int):
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == step:
+            raise Stop
+    return progress
+
+
+def test_overfitting_two_examples_lowers_the_loss_and_checkpoints_load(unit_latent_checkpoint, tmp_path,
+                                                                       config_factory):
+    config = config_factory(steps=30, num_frames=5, batch_size=2, checkpoint_every=15)
+    seen = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == 16:  # the step-15 checkpoint is in place
+            seen["mid"] = load_quietly(tmp_path / "out").info
+
+    output = train_teacher("synthetic", str(unit_latent_checkpoint), tmp_path / "out", config, progress=progress)
+
+    losses = [line["loss"] for line in metrics(output)]
+    assert len(losses) == 30 and metrics(output)[-1]["step"] == 30
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+    assert seen["mid"].condnet_trained and seen["mid"].training["steps"] == 15
+    final = load_quietly(output)
+    assert final.info.kind == "teacher" and final.info.condnet_trained and final.info.preset == "tiny"
+    assert final.info.training["steps"] == 30 and final.info.training["data"] == "synthetic"
+    assert not final.pipeline.transformer.condnet_is_zero()
+
+
+def test_a_killed_run_resumes_at_its_checkpoint_and_ends_as_an_uninterrupted_one(tiny_checkpoint, tmp_path,
+                                                                                 config_factory):
+    stages = [{"name": "images", "steps": 2, "size": [32, 32], "num_frames": 1, "lr": 3e-3},
+              {"name": "clips", "steps": 2, "size": [32, 32], "num_frames": 5, "lr": 1e-3}]
+    config = config_factory(checkpoint_every=2, p_dance=0.5)
+    config = type(config).from_dict({**config.to_dict(), "stages": stages})
+    whole = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "whole", config)
+
+    with pytest.raises(Stop):
+        train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "parts", config, progress=stop_at(3))
+    assert json.loads((tmp_path / "parts" / "training_state" / "state.json").read_text())["step"] == 2
+    notes = []
+    parts = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "parts", config, resume=True, log=notes.append)
+
+    assert notes[0] == "resuming at step 2 of 4"
+    assert changed(transformer_weights(tiny_checkpoint), transformer_weights(whole))
+    assert changed(transformer_weights(whole), transformer_weights(parts)) == set()
+    assert [(m["step"], m["stage"], m["loss"], m["lr"]) for m in metrics(parts)] == \
+           [(m["step"], m["stage"], m["loss"], m["lr"]) for m in metrics(whole)]
+
+
+def test_lora_learns_only_adapters_and_condnet_and_saves_a_plain_transformer(tiny_checkpoint, tmp_path,
+                                                                             config_factory):
+    config = config_factory(steps=3, trainable="lora", lora_rank=4, lr=1e-2)
+    output = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config)
+
+    before, after = transformer_weights(tiny_checkpoint), transformer_weights(output)
+    assert not any("lora" in name or "base_layer" in name for name in after)
+    moved = changed(before, after)
+    lora_targets = {name for name in before if any(f".{t}.weight" in name for t in LORA_TARGETS)}
+    assert moved - lora_targets == {"role_embedding.weight", "motion_embedding.weight", "motion_embedding.bias"}
+    assert moved & lora_targets
+    assert type(load_quietly(output).pipeline.transformer).__name__ == "CondNetTransformer"
+
+
+def test_a_resumed_lora_run_ends_close_to_an_uninterrupted_one(tiny_checkpoint, tmp_path, config_factory):
+    config = config_factory(steps=3, trainable="lora", lora_rank=4, lr=1e-2, checkpoint_every=1)
+    whole = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "whole", config)
+    with pytest.raises(Stop):
+        train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "parts", config, progress=stop_at(2))
+    parts = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "parts", config, resume=True)
+    assert changed(transformer_weights(whole), transformer_weights(parts), atol=1e-5) == set()
+
+
+def test_attention_mode_leaves_the_rest_of_the_transformer_alone(tiny_checkpoint, tmp_path, config_factory):
+    output = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out",
+                           config_factory(steps=1, trainable="attention"))
+    moved = changed(transformer_weights(tiny_checkpoint), transformer_weights(output))
+    assert all(".attn1." in name or ".attn2." in name or name.startswith(CONDNET) for name in moved)
+    assert any(".attn2." in name for name in moved)
+
+
+def test_training_reads_sample_folders(tiny_checkpoint, tmp_path, config_factory):
+    for seed in range(2):
+        write_sample(make_sample(seed, size=(32, 32), num_frames=5), tmp_path / "data" / f"s{seed}")
+    output = train_teacher(tmp_path / "data", str(tiny_checkpoint), tmp_path / "out",
+                           config_factory(steps=2, num_frames=5))
+    assert load_quietly(output).info.training["data"] == str(tmp_path / "data")
+
+
+def test_bad_runs_fail_before_training(tiny_checkpoint, tmp_path, config_factory):
+    config = config_factory(steps=1)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="already holds files"):
+        train_teacher("synthetic", str(tiny_checkpoint), busy, config)
+    with pytest.raises(InputError, match="nothing to resume"):
+        train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "new", config, resume=True)
+    with pytest.raises(InputError, match="folder of sample folders"):
+        train_teacher(tmp_path / "absent", str(tiny_checkpoint), tmp_path / "new", config)
+    odd_size = type(config).from_dict({**config.to_dict(), "stages": [
+        {"name": "odd", "steps": 1, "size": [48, 32], "num_frames": 1}]})
+    with pytest.raises(InputError, match="not a multiple of 32"):
+        train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "new", odd_size)
+
+
+def test_the_output_is_never_the_current_folder_nor_a_resumed_folder_holding_other_things(
+        tiny_checkpoint, tmp_path, config_factory, monkeypatch):
+    config = config_factory(steps=1)
+    monkeypatch.chdir(tmp_path)
+    for output in (Path("."), Path(".."), Path(tmp_path)):
+        with pytest.raises(InputError, match="replaced at every checkpoint"):
+            train_teacher("synthetic", str(tiny_checkpoint), output, config)
+    resumed = tmp_path / "resumed"
+    (resumed / "training_state").mkdir(parents=True)
+    (resumed / "training_state" / "state.json").write_text("{}")
+    (resumed / "model_index.json").write_text("{}")
+    (resumed / "tryon.json").write_text("{}")
+    (resumed / "holiday.jpg").write_text("mine")
+    with pytest.raises(InputError, match="not a tryon checkpoint's"):
+        train_teacher("synthetic", str(tiny_checkpoint), resumed, config, resume=True)
+    assert (resumed / "holiday.jpg").read_text() == "mine"
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_start_again(tiny_checkpoint, tmp_path, config_factory):
+    config = config_factory(steps=2, checkpoint_every=2)
+    with pytest.raises(Stop):
+        train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config, progress=stop_at(2))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["metrics.jsonl"]
+    train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config)
+    assert [m["step"] for m in metrics(tmp_path / "out")] == [1, 2]

@@ -1,6 +1,0 @@
-"""`tryon data curate`: FashionChameleon's four-stage curation of raw videos into training samples."""
-
-from tryon.curate.config import CurateConfig
-from tryon.curate.pipeline import CurationModels, CurationSummary, curate
-
-__all__ = ["CurateConfig", "CurationModels", "CurationSummary", "curate"]
