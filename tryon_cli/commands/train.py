@@ -24,7 +24,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="With --plan: print the
 
 @app.command("teacher")
 def teacher(
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see README), or 'synthetic'.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
     base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
     config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-continue, demo-anneal, wan5b-teacher.")] = None,
@@ -118,7 +118,7 @@ def vae(
 @app.command("student")
 def student(
     teacher: Annotated[Optional[str], typer.Option(help="The trained teacher checkpoint to distill (folder or Hub id).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see README), or 'synthetic'.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Student checkpoint folder to write (and resume).")] = None,
     config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: student, wan5b-student.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
