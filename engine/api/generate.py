@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from engine.api.inputs import check_garments, check_motion, check_options, check_output
 from engine.api.loading import default_model, get_model
@@ -94,6 +95,12 @@ class OutputPlan(SizeDecision):
         return [self.reach_notice] if self.reach_notice else []
 
 
+def note_demo_on_camera_photo(model: LoadedModel | LoadedRoute, photo: Image.Image, tell: Notice) -> None:
+    """The demo model knows only the synthetic world: on a camera photo, say where real people are served."""
+    if isinstance(model, LoadedModel) and model.info.preset == "demo" and not looks_synthetic(photo):
+        tell(DEMO_ON_REAL_PHOTO)
+
+
 def plan_output(request: GenerateRequest, model: LoadedModel | LoadedRoute, user_size: tuple[int, int]) -> OutputPlan:
     """The model preset's defaults for what the request leaves open; the size rule of engine.media."""
     preset = model.preset
@@ -145,8 +152,7 @@ def _generate(
     for message in plan.notices:
         tell(message)
     check_frames_fit_in_memory(plan.num_frames, plan.generate_width, plan.generate_height, "the video")
-    if isinstance(model, LoadedModel) and model.info.preset == "demo" and not looks_synthetic(user):
-        tell(DEMO_ON_REAL_PHOTO)
+    note_demo_on_camera_photo(model, user, tell)
     if isinstance(model, LoadedRoute):  # the public route runs its own stages
         frames = render_request(model, request, user, garments, plan, anchor_first_frame, report)
         result = _finish(request, frames, plan, source, list(tell), started, report, processes.is_main,
