@@ -50,6 +50,7 @@ class FrameScorer(Protocol):
     """Frames uint8 (T, H, W, 3) → quality scores (T,), higher is better, about 1 to 10."""
 
     name: str
+    keep_from: float  # on the same scale: the curation gate keeps a clip whose mean score reaches this
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor: ...
 
@@ -78,6 +79,10 @@ class SharpnessColourScorer:
     """The default score: mean of squashed sharpness and colourfulness (see the module docstring)."""
 
     name = "sharpness_colour"
+    # The curation gate's default (engine.curate): real footage at the analysis size scores 6.6-7.1
+    # (tryon's real cases), the same frames under a radius-4 Gaussian blur ~4.1, in greyscale ~3.5,
+    # a flat frame 1.0.
+    keep_from = 4.5
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         pixels = _pixels(frames)
@@ -90,6 +95,7 @@ class AestheticScorer:
     """LAION-style aesthetic predictor: a linear head on the CLIP image embedding, its raw score."""
 
     name = "aesthetic"
+    keep_from = 4.5  # the curation gate's default: LAION-Aesthetics V2's widest published subset, "4.5+"
 
     def __init__(self, folder: Path) -> None:
         from safetensors.torch import load_file
@@ -110,6 +116,9 @@ class AestheticScorer:
         for weight, bias in self.layers:
             score = F.linear(score, weight, bias)
         return score[:, 0]
+
+
+SCORER_CLASSES: dict[str, type] = {"sharpness_colour": SharpnessColourScorer, "aesthetic": AestheticScorer}
 
 
 def aesthetic_weights_present(folder: str | Path | None) -> bool:
