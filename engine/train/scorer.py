@@ -125,6 +125,13 @@ def aesthetic_weights_present(folder: str | Path | None) -> bool:
     return folder is not None and (Path(folder) / "head.safetensors").is_file() and (Path(folder) / "clip").is_dir()
 
 
+def check_scorer_weights(choice: str, aesthetic_weights: str | None) -> None:
+    """Scorer "aesthetic" needs its weights present (before anything else loads)."""
+    if choice == "aesthetic" and not aesthetic_weights_present(aesthetic_weights):
+        raise InputError("scorer 'aesthetic' needs clip/ and head.safetensors in aesthetic_weights",
+                         aesthetic_weights)
+
+
 def make_scorer(choice: str, aesthetic_weights: str | None, log: Callable[[str], None]) -> FrameScorer:
     """The scorer a config names: "sharpness_colour", "aesthetic", or "auto" (aesthetic when its
     weights are present, else sharpness_colour, with a notice through `log`)."""
@@ -132,9 +139,7 @@ def make_scorer(choice: str, aesthetic_weights: str | None, log: Callable[[str],
         return SharpnessColourScorer()
     if aesthetic_weights_present(aesthetic_weights):
         return AestheticScorer(Path(aesthetic_weights))
-    if choice == "aesthetic":
-        raise InputError("scorer 'aesthetic' needs clip/ and head.safetensors in aesthetic_weights",
-                         aesthetic_weights)
+    check_scorer_weights(choice, aesthetic_weights)
     where = f"at {aesthetic_weights}" if aesthetic_weights else "(aesthetic_weights is not set)"
     log(f"no aesthetic model weights {where}: GR-DMD scores frames by sharpness and colourfulness")
     return SharpnessColourScorer()

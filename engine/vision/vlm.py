@@ -67,15 +67,20 @@ def _answer_probabilities(probabilities: torch.Tensor, answers: list[list[int]])
     return torch.stack([probabilities[ids].sum() for ids in answers])
 
 
+def check_vlm_folder(folder: str | Path) -> Path:
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise InputError("not a vision-language model folder (no config.json)", folder)
+    return folder
+
+
 class LocalVLM:
     """A Qwen2.5-VL-class model from a local folder, on `device`."""
 
     def __init__(self, folder: str | Path, device: str | torch.device = "cpu") -> None:
         from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-        folder = Path(folder)
-        if not (folder / "config.json").is_file():
-            raise InputError("not a vision-language model folder (no config.json)", folder)
+        folder = check_vlm_folder(folder)
         self.folder, self.device = folder, torch.device(device)
         self.name = f"VLM {folder.name}"
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
