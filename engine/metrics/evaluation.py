@@ -24,7 +24,9 @@ from PIL import Image
 from engine.errors import InputError
 from engine.media import read_video, resample_indices, video_fps
 from engine.metrics import frames as fm
+from engine.metrics import silhouette
 from engine.metrics.perceptual import lpips_distance
+from engine.synth.render import background
 
 SAMPLE_TARGET = "target.mp4"
 SAMPLE_META = "meta.json"
@@ -48,13 +50,20 @@ class SampleScores:
     ref_smoothness: float
     ref_motion_magnitude: float
     frames: int
+    # Where the reference is a synthetic sample (its backdrop known, `engine.metrics.silhouette`):
+    figure_iou: float | None = None  # the figure's silhouette IoU, mean over frames
+    figure_iou_worst: float | None = None  # ... in its worst frame
+    figure_height_ratio: float | None = None  # shorter / taller figure height, in the worst frame
+    garment_ssim: float | None = None  # SSIM inside the garment masks: the pattern's fidelity
+    figure_iou_frames: list[float] | None = None  # per frame
+    figure_worst_frame: int | None = None  # the frame of figure_iou_worst
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 METRICS: tuple[str, ...] = tuple(
-    f.name for f in fields(SampleScores) if f.name not in ("name", "frames")
+    f.name for f in fields(SampleScores) if f.name not in ("name", "frames", "figure_iou_frames", "figure_worst_frame")
 )
 """The averaged metric names, in report order."""
 
@@ -117,6 +126,7 @@ def score_videos(
     *,
     notices: list[str] | None = None,
     performer: dict[str, object] | None = None,
+    backdrop: np.ndarray | None = None,
 ) -> SampleScores:
     """Score `pred` against `ref` (uint8 RGB, (T, H, W, 3) each).
 
@@ -127,7 +137,9 @@ def score_videos(
     (or when the union is empty in every compared frame). Smoothness and motion are computed
     for both videos over the compared frames, at the reference size. `performer` maps category
     -> the motion video performer's garment RGB (a synthetic sample's meta); with masks it gives
-    `motion_leakage` (engine.metrics.frames), else that is None.
+    `motion_leakage` (engine.metrics.frames), else that is None. `backdrop` (H, W, 3), the
+    reference scene's background without the figure, gives the figure's silhouette measures
+    (`engine.metrics.silhouette`), else they are None.
     """
     fm.check_video(pred, "pred")
     fm.check_video(ref, "ref")
@@ -150,6 +162,7 @@ def score_videos(
     lpips_score, lpips_notice = lpips_distance(pred, ref)
     if lpips_notice is not None:
         notes.append(lpips_notice)
+    figure = {} if backdrop is None else figure_scores(pred, ref, backdrop)
     return SampleScores(
         name=name,
         psnr=fm.psnr(pred, ref),
@@ -164,7 +177,20 @@ def score_videos(
         ref_smoothness=fm.smoothness(ref),
         ref_motion_magnitude=fm.motion_magnitude(ref),
         frames=n,
+        garment_ssim=None if mask is None else fm.garment_ssim(pred, ref, mask),
+        **figure,
     )
+
+
+def figure_scores(pred: np.ndarray, ref: np.ndarray, backdrop: np.ndarray) -> dict[str, object]:
+    """The silhouette fields of SampleScores: both videos segmented against the same backdrop."""
+    pred_figure, ref_figure = silhouette.figure_masks(pred, backdrop), silhouette.figure_masks(ref, backdrop)
+    ious = silhouette.silhouette_iou_per_frame(pred_figure, ref_figure)
+    heights = silhouette.height_ratio_per_frame(pred_figure, ref_figure)
+    worst = int(np.argmin(ious))
+    return {"figure_iou": float(ious.mean()), "figure_iou_worst": float(ious[worst]),
+            "figure_height_ratio": float(heights.min()), "figure_iou_frames": [round(float(v), 4) for v in ious],
+            "figure_worst_frame": worst}
 
 
 # --- files --------------------------------------------------------------------------------
@@ -177,6 +203,7 @@ class _Reference:
     video: Path
     masks: Path | None = None
     performer: dict[str, object] | None = None  # the motion performer's garment colours
+    background: dict | None = None  # the scene's backdrop (engine.synth.render.background's spec)
 
 
 def _is_sample_folder(path: Path) -> bool:
@@ -190,6 +217,7 @@ def _sample_reference(folder: Path) -> _Reference:
         raise InputError(f"not found (a sample folder holds {SAMPLE_TARGET})", target)
     meta_path = folder / SAMPLE_META
     masks_name: object = SAMPLE_MASKS
+    meta: dict = {}
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -206,9 +234,22 @@ def _sample_reference(folder: Path) -> _Reference:
                     f"masks file not found (named in {meta_path.name})", folder / masks_name
                 )
     masks = folder / str(masks_name)
-    person = meta.get("motion_person") if meta_path.is_file() else None
+    person = meta.get("motion_person")
     performer = person.get("garment_rgb") if isinstance(person, dict) else None
-    return _Reference(target, masks if masks.is_file() else None, performer if isinstance(performer, dict) else None)
+    return _Reference(target, masks if masks.is_file() else None, performer if isinstance(performer, dict) else None,
+                      _background_spec(meta, meta_path))
+
+
+def _background_spec(meta: dict, meta_path: Path) -> dict | None:
+    """The figure's backdrop as the synthetic world records it (meta person.appearance.background)."""
+    try:
+        spec = meta["person"]["appearance"]["background"]
+    except (KeyError, TypeError):
+        return None
+    if not (isinstance(spec, dict) and spec.get("kind") in ("plain", "two_tone") and isinstance(spec.get("colours"), list)
+            and isinstance(spec.get("split"), (int, float))):
+        raise InputError("person.appearance.background is not a synthetic backdrop (kind, colours, split)", meta_path)
+    return spec
 
 
 def _load_masks(path: Path) -> dict[str, np.ndarray]:
@@ -308,7 +349,14 @@ def _score_file_pair(name: str, pred_path: Path, ref: _Reference, notices: list[
         kept = _at_rate(len(ref_frames), ref_fps, rate)
         ref_frames = ref_frames[kept]
         masks = None if masks is None else {key: mask[kept] for key, mask in masks.items()}
-    return score_videos(pred_frames, ref_frames, masks, name, notices=notices, performer=ref.performer)
+    backdrop = None
+    if ref.background is not None:
+        try:
+            backdrop = background(ref.background, (width, height))
+        except (KeyError, IndexError) as exc:
+            raise InputError(f"unknown backdrop colour {exc}", ref.video.parent / SAMPLE_META) from None
+    return score_videos(pred_frames, ref_frames, masks, name, notices=notices, performer=ref.performer,
+                        backdrop=backdrop)
 
 
 def _at_rate(count: int, fps: float, rate: float) -> list[int]:

@@ -22,6 +22,9 @@ def test_synth_then_eval_round_trip(tmp_path, tryon):
     scores = {s["name"]: s for s in report["samples"]}
     assert scores["sample_00000"]["psnr"] == 100.0 and scores["sample_00000"]["garment_color_error"] == 0.0
     assert scores["sample_00001"]["psnr"] < 30 and scores["sample_00001"]["garment_color_error"] > 1.0
+    assert scores["sample_00000"]["figure_iou_worst"] == scores["sample_00000"]["garment_ssim"] == 1.0
+    assert scores["sample_00001"]["figure_iou_worst"] < 0.9  # another person, on another backdrop
+    assert len(scores["sample_00001"]["figure_iou_frames"]) == 5
     assert any("sample_00002" in n for n in report["notices"])  # a reference with no prediction
 
 

@@ -11,7 +11,9 @@ from rich.table import Column, Table
 from engine.errors import InputError
 from tryon_cli.console import notice, print_json, stdout
 
-COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "garment_color_error": "garment ΔE", "garment_mae": "garment MAE", "smoothness": "smooth", "motion_magnitude": "motion"}
+COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "garment_color_error": "garment ΔE", "garment_mae": "garment MAE", "smoothness": "smooth", "motion_magnitude": "motion",
+           "figure_iou": "figure IoU", "figure_iou_worst": "worst IoU", "figure_height_ratio": "height",
+           "garment_ssim": "garment SSIM"}
 
 
 def _cell(value) -> str:
@@ -43,7 +45,9 @@ def evaluate(
                                                                "(clip/, head.safetensors) for VQ.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
-    """PSNR, SSIM, garment colour error, smoothness and motion magnitude, per sample and mean;
+    """PSNR, SSIM, garment colour error, smoothness and motion magnitude, per sample and mean; against
+    synthetic samples also the figure's silhouette IoU (mean and worst frame), its height ratio
+    (worst frame) and the garment pattern's SSIM;
     or, with --bench hgc, HGC-Bench's metrics (Cur, GME, Amp, Smoo, VQ, HGC, LGC, NTP).
 
     Example: tryon eval results/ --reference data/
