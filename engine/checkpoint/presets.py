@@ -169,7 +169,7 @@ DEMO = Preset(
     name="demo",
     description="the CPU demo model's size: a 6-layer, 192-wide CondNet on a small 8x VAE and the tiny text encoder",
     transformer=dict(TINY.transformer, num_attention_heads=6, attention_head_dim=32, ffn_dim=768, num_layers=6,
-                     in_channels=16, out_channels=16),
+                     in_channels=16, out_channels=16, motion_conditioning="additive", motion_pool=1),
     vae=DEMO_VAE,
     text_encoder=TINY.text_encoder,
     scheduler=dict(num_train_timesteps=1000, shift=3.0),

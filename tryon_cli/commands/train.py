@@ -27,7 +27,7 @@ def teacher(
     data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see README), or 'synthetic'.")] = None,
     base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-continue, demo-anneal, wan5b-teacher.")] = None,
+    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-attention, demo-continue, demo-anneal, wan5b-teacher.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
     plan: PlanOption = False,
     gpus: GpusOption = 8,
