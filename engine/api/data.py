@@ -30,11 +30,11 @@ def synthesize(
                          progress=lambda done: report("samples", done, count))
 
 
-def evaluate(prediction: Path, reference: Path):
-    """Score a video (or a folder of videos) against ground truth: see engine.metrics."""
+def evaluate(prediction: Path, reference: Path, sheet: Path | None = None):
+    """Score a video (or a folder of videos) against ground truth, and draw a contact sheet: see engine.metrics."""
     from engine.metrics import evaluate as evaluate_videos
 
-    return evaluate_videos(Path(prediction), Path(reference))
+    return evaluate_videos(Path(prediction), Path(reference), None if sheet is None else Path(sheet))
 
 
 def curate(videos: Path, out: Path, detector: Path, vlm: Path, editor: Path, config: str | Path | None = None,
