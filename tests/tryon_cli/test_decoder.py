@@ -90,3 +90,24 @@ def test_bench_random_weights_stream_with_a_random_tiny_decoder(tryon):
                 "--seconds", "0.5", "--steps", "1", "--decoder", "tiny", "--json")
     assert run.code == 0, run.stderr
     assert json.loads(run.stdout)["decoder"] == "tiny (random weights)"
+
+
+def test_train_decoder_plan_prints_its_memory(tryon):
+    run = tryon("train", "decoder", "--plan", "--preset", "wan2.2-ti2v-5b", "--gpus", "1", "--json")
+    assert run.code == 0, run.stderr
+    plan = json.loads(run.stdout)
+    assert plan["kind"] == "decoder" and plan["fits"]
+    assert 9e6 < plan["trained_parameters"] < 11e6  # taew2_2's decoder: 9.9 M
+    assert plan["stages"][0]["activations"] > 0
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "decoder", "--data", "synthetic", "--output", "out"],
+    ["train", "decoder", "--plan", "--channels", "64,32"],
+    ["train", "decoder", "--plan", "--channels", "a,b,c,d"],
+    ["train", "decoder", "--plan", "--variant", "huge"],
+])
+def test_train_decoder_bad_arguments_exit_2_with_one_line(tryon, args):
+    run = tryon(*args)
+    assert run.code == 2 and run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1 and run.stderr.startswith("tryon: error")
