@@ -1,4 +1,5 @@
-"""`tryon train`: the teacher (flow matching), the streaming student (distillation) and the VAE."""
+"""`tryon train`: the teacher (flow matching), the streaming student (distillation), the VAE and the tiny
+streaming decoder."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def show_plan(plan, json_output: bool) -> None:
                           f"{stage.optimizer:.1f}", f"{stage.activations:.1f}", f"{stage.frozen:.1f}",
                           f"{stage.total:.1f}", "yes" if stage.fits else "NO")
         console.print(table)
-        console.print(f"transformer {plan.transformer_parameters / 1e9:.2f} B parameters, "
+        trained_model = "tiny decoder" if plan.kind == "decoder" else "transformer"
+        console.print(f"{trained_model} {plan.transformer_parameters / 1e9:.2f} B parameters, "
                      f"{plan.trained_parameters / 1e9:.2f} B trained; frozen: "
                      + ", ".join(f"{name} {count / 1e9:.2f} B" for name, count in plan.frozen_parameters.items()))
         for line in plan.notes:
@@ -151,3 +153,50 @@ def student(
         path = api.train_student(teacher, data, output, config=config, resume=resume, progress=progress,
                                  notice=notice)
     notice(f"wrote the streaming student to {path} (metrics in {path / 'metrics.jsonl'})")
+
+
+@app.command("decoder")
+def decoder(
+    vae: Annotated[Optional[str], typer.Option(help="The checkpoint (folder or Hub id) whose VAE to distil.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="A folder of videos (sample folders or raw .mp4), or 'synthetic'.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The tiny decoder's folder to write (and resume).")] = None,
+    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: decoder (the default).")] = None,
+    channels: Annotated[Optional[str], typer.Option(help="The decoder's four widths, e.g. 64,32,16,16 (default: "
+                                                    "TAEHV's 256,128,64,64; super 512,256,128,64).")] = None,
+    variant: Annotated[str, typer.Option(help="base, or super (about twice the weights).")] = "base",
+    ship: Annotated[Optional[list[Path]], typer.Option("--ship", help="When done, copy it into this checkpoint as "
+                                                        "its tiny_decoder/ (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
+    plan: PlanOption = False,
+    gpus: GpusOption = 8,
+    gpu_memory: GpuMemoryOption = 80.0,
+    preset: PresetOption = "wan2.2-ti2v-5b",
+    json_output: JsonOption = False,
+    quiet: options.Quiet = False,
+) -> None:
+    """Distil a tiny streaming decoder from a checkpoint's VAE (what --decoder tiny streams with).
+
+    Example: tryon train decoder --vae weights/demo --data synthetic --output ./td --channels 64,32,16,16 --ship weights/demo
+    Plan:    tryon train decoder --plan --preset wan2.2-ti2v-5b --gpus 1 --gpu-memory 80
+    """
+    from engine import api
+
+    widths = parse_channels(channels)
+    if plan:
+        show_plan(api.plan_training(config, preset, gpus, gpu_memory, kind="decoder", channels=widths,
+                                    variant=variant), json_output)
+        return
+    vae, data, output = require_run_options(vae=vae, data=data, output=output)
+    with StageProgress(enabled=not quiet) as progress:
+        path = api.train_decoder(vae, data, output, config=config, channels=widths, variant=variant, resume=resume,
+                                 ship=tuple(ship or ()), progress=progress, notice=notice)
+    notice(f"wrote the tiny decoder to {path} (metrics in {path / 'metrics.jsonl'})")
+
+
+def parse_channels(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise InputError(f"must be widths separated by commas (e.g. 64,32,16,16), not '{text}'", option="channels") from None
