@@ -88,6 +88,7 @@ def test_the_decoded_ground_truth_segments_like_the_drawn_one(sample_folder):
     assert silhouette_iou_per_frame(decoded, drawn).min() > 0.95
 
 
+@pytest.mark.slow
 def test_evaluate_reports_the_figure_against_a_synthetic_sample(sample_folder, tmp_path):
     from engine.media import write_video
 
