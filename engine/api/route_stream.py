@@ -1,0 +1,91 @@
+"""`swap`, `extend` and the studio on the public route: the editor and LongLive's student, live.
+
+engine.api.stream runs the stream loop for every model; for a route (`--model public` or a
+route folder) it takes its stream from here (engine.pipelines.public.stream): the editor
+dresses the photo, the student streams from it, and each switch re-dresses the last shown
+frame in the background and lands a chunk or more later.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.checkpoint.public import LoadedRoute, is_route_source
+from engine.checkpoint.public.route import MAX_ROUTE_GARMENTS
+from engine.checkpoint.public.sizes import GIB, live_memory_problem
+from engine.errors import InputError
+from engine.pipelines.pipeline_tryon_streaming import StreamConfig
+from engine.pipelines.public.stages import dress_photo
+from engine.pipelines.public.stream import LiveRouteStream, LiveSettings, redress_frame
+from engine.pipelines.runtime import Runtime
+
+
+def refuse_motion(source: str, motion) -> None:
+    """A route streams from the prompt: a motion video is an input error, said before anything loads."""
+    if motion is not None and is_route_source(source):
+        raise InputError("the public route's live stream (LongLive) is driven by --prompt, not a motion video: drop "
+                         "--motion, or use `tryon dance --model public --motion VIDEO` to follow a video")
+
+
+def check_route_garments(count: int) -> None:
+    if count > MAX_ROUTE_GARMENTS:
+        raise InputError(f"{count} garments worn at once; the public route dresses at most {MAX_ROUTE_GARMENTS}")
+
+
+def check_gpu_memory(model: LoadedRoute, runtime: Runtime, size: tuple[int, int]) -> None:
+    """On a GPU too small for the real route's editor and student together, one line saying so."""
+    if model.preset.name != "public" or runtime.device.type != "cuda" or runtime.acceleration.offload != "none":
+        return
+    device_gib = torch.cuda.get_device_properties(runtime.device).total_memory / GIB
+    problem = live_memory_problem(device_gib, runtime.acceleration.fp8, size)
+    if problem:
+        raise InputError(problem)
+
+
+class LiveRoute:
+    """The route set up for live streaming: its student, its editor (with Lightning), their settings."""
+
+    def __init__(self, model: LoadedRoute, runtime: Runtime, size: tuple[int, int]) -> None:
+        check_gpu_memory(model, runtime, size)
+        self.route = model.pipeline
+        self.student = self.route.student()
+        self.editor = self.route.editor(lightning=True)
+        self.route.live_on_device()
+        self.route.used = ["edit", "stream"]
+        self.settings = LiveSettings.from_section(self.route.stream_info.stream)
+        self.device = runtime.device
+
+    @property
+    def config(self) -> StreamConfig:
+        return self.settings.stream_config()
+
+    def _edit_options(self, seed: int) -> dict:
+        preset = self.route.preset
+        settings = self.route.edit_settings(lightning=True)
+        return dict(steps=settings.steps, true_cfg=settings.guidance, negative_prompt=preset.negative_prompt,
+                    generator=torch.Generator(device=self.device).manual_seed(seed), image_area=preset.edit_image_area)
+
+    def dress(self, photo: Image.Image, garments: list[tuple[str, Image.Image]], seed: int) -> np.ndarray:
+        """The photo dressed in `garments` by the editor: the stream's first frame, (1, H, W, 3) uint8."""
+        return np.asarray(dress_photo(self.editor, photo, garments, photo.size, **self._edit_options(seed)).convert(
+            "RGB"))[None]
+
+    def stream(self, *, start: np.ndarray, photo: Image.Image, prompt: str, seed: int,
+               show_start: bool) -> LiveRouteStream:
+        """The student streaming after the clean frames `start`; switches re-dressed with `photo` as identity."""
+        options = self._edit_options(seed)
+        redress = partial(_redress, self.editor, photo=photo, options=options, seed=seed, device=self.device)
+        return LiveRouteStream(self.student, start=start, prompt=prompt,
+                               generator=torch.Generator(device=self.device).manual_seed(seed),
+                               settings=self.settings, redress=redress, show_start=show_start)
+
+
+def _redress(editor, frame: np.ndarray, garments: list[tuple[str, Image.Image]], *, photo: Image.Image, options: dict,
+             seed: int, device: torch.device) -> Image.Image:
+    # each edit draws from its own generator, so a switch never changes the stream's random numbers
+    options = dict(options, generator=torch.Generator(device=device).manual_seed(seed))
+    return redress_frame(editor, frame, garments, photo=photo, **options)
