@@ -1,0 +1,156 @@
+"""The public route's live stream: LongLive's chunking on our one chunk runner, and the switch."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from engine.api.route_stream import LiveRoute
+from engine.checkpoint.convert import LONGLIVE_STREAM
+from engine.checkpoint.presets import TINY
+from engine.checkpoint.public import load_route
+from engine.checkpoint.public.sizes import live_memory_problem, live_plan
+from engine.model.attention import CondNetAttnProcessor
+from engine.model.transformer_condnet import CondNetTransformer
+from engine.modes import RunOptions
+from engine.pipelines.block_causal import BlockCausalRunner
+from engine.pipelines.pipeline_tryon_streaming import renoise_sigmas
+from engine.pipelines.public.stream import LiveSettings
+from engine.api.options import resolve_run
+
+SIZE = (64, 96)
+
+
+def randn(*shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_longlive_stream_section_is_what_the_runner_takes():
+    settings = LiveSettings.from_section(LONGLIVE_STREAM)
+    assert (settings.chunk_frames, settings.window) == (8, 3)  # 32 frames of window: the chunk and 3 before it
+    assert settings.sigmas == pytest.approx(tuple(renoise_sigmas(4, 5.0)))
+    other = LiveSettings.from_section({**LONGLIVE_STREAM, "chunk_frames": 5, "local_window_frames": 12,
+                                       "timesteps": [1000, 500], "shift": 3.0})
+    assert (other.chunk_frames, other.window, other.stream_config().steps) == (5, 2, 2)
+    assert other.sigmas == pytest.approx((1.0, 0.75))
+
+
+class MaskedProcessor(CondNetAttnProcessor):
+    """Reference attention: one masked SDPA call over the whole sequence."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__(layout=None)
+        self.mask = mask
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        query, key, value = (t.transpose(1, 2) for t in self.project(attn, hidden_states, rotary_emb))
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=self.mask).transpose(1, 2)
+        return attn.to_out[1](attn.to_out[0](out.flatten(2, 3)))
+
+
+def longlive_mask(chunk_of: list[int], window: int) -> torch.Tensor:
+    """Frame f (one token each) sees the sink (chunk -1) and the chunks from `window` before its own to its own."""
+    chunk = torch.tensor(chunk_of)
+    query, key = chunk[:, None], chunk[None, :]
+    return (key == -1) | ((key <= query) & (key >= query - window))
+
+
+@torch.no_grad()
+def masked_forward(model, mask, latents, timesteps, text):
+    saved = [block.attn1.processor for block in model.blocks]
+    try:
+        for block in model.blocks:
+            block.attn1.set_processor(MaskedProcessor(mask))
+        return model(latents, timesteps, text).sample
+    finally:
+        for block, processor in zip(model.blocks, saved):
+            block.attn1.set_processor(processor)
+
+
+@torch.no_grad()
+def test_the_chunk_runner_at_longlive_configuration_equals_a_full_masked_pass():
+    """A clean first frame (the sink), then chunks of 8 frames with a 32-frame window: each chunk's
+    flow from the cached runner equals one masked pass over [sink, earlier chunks clean, the chunk noisy]."""
+    settings = LiveSettings.from_section(LONGLIVE_STREAM)
+    torch.manual_seed(0)
+    model = CondNetTransformer(**TINY.transformer).eval()
+    text = randn(1, 5, TINY.transformer["text_dim"], seed=1)
+    runner = BlockCausalRunner(model, model, text=text, latent_size=(2, 2), chunk_frames=settings.chunk_frames,
+                               window=settings.window)
+    chunks, size = 5, settings.chunk_frames  # 5 chunks: the window slides past the first ones
+    sink = randn(1, 48, 1, 2, 2, seed=2)
+    clean = [randn(1, 48, size, 2, 2, seed=10 + k) for k in range(chunks)]
+    runner.write_chunk(sink, 0, None)
+    position = 1
+    for k in range(chunks):
+        noisy, level = randn(1, 48, size, 2, 2, seed=30 + k), 1000.0 * settings.sigmas[k % 4]
+        got = runner.predict(noisy, torch.full((1, size), level), position, None)
+        runner.write_chunk(clean[k], position, None)
+        position += size
+
+        latents = torch.cat([sink, *clean[:k], noisy], dim=2)
+        timesteps = torch.cat([torch.zeros(1, 1 + k * size), torch.full((1, size), level)], dim=1)
+        chunk_of = [-1] + [j for j in range(k + 1) for _ in range(size)]
+        expected = masked_forward(model, longlive_mask(chunk_of, settings.window), latents, timesteps, text)
+        torch.testing.assert_close(got, expected[:, :, -size:], atol=1e-5, rtol=1e-5)
+    assert runner.cache.frames("sink") == 1 and runner.cache.history_chunks() == settings.window
+
+
+class SpyEditor:
+    """The editor pipeline, recording what each call is given."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+        self.calls: list[dict] = []
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        return self.pipeline(**kwargs)
+
+
+def noise_image(seed: int, size=SIZE) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+@pytest.fixture(scope="module")
+def live(tiny_route):
+    runtime = resolve_run(RunOptions(model=str(tiny_route), device="cpu"))
+    live = LiveRoute(load_route(str(tiny_route), runtime), runtime, SIZE)
+    live.editor = SpyEditor(live.editor)
+    return live
+
+
+@pytest.mark.slow
+def test_a_switch_redresses_the_last_frame_with_the_photo_second_clears_the_old_outfit_and_keeps_counting(live):
+    photo, top, dress = noise_image(1), noise_image(2), noise_image(3)
+    start = live.dress(photo, [("top", top)], seed=0)
+    assert live.editor.calls[-1]["image"][0] is photo and len(live.editor.calls[-1]["image"]) == 2
+    stream = live.stream(start=start, photo=photo, prompt="she turns", seed=0, show_start=True)
+    first = stream.next_chunk()
+    assert len(first) == 1 + 4 * 8 and np.array_equal(first[0], start[0])  # the dressed photo, then a chunk
+    second = stream.next_chunk()
+    assert stream.cache.frames("sink") == 1 and stream.cache.history_chunks() == 2
+    position = stream.position
+
+    stream.switch([("dress", dress)])
+    stream.wait_for_edits()
+    call = live.editor.calls[-1]
+    assert np.array_equal(np.asarray(call["image"][0]), second[-1])  # the last frame shown
+    assert call["image"][1] is photo and call["image"][2] is dress  # the photo, second, for identity
+    assert stream.land_switches() == 1 and stream.edits_pending == 0
+    assert stream.cache.frames("sink") == 1 and stream.cache.history_chunks() == 0  # the old outfit withdrawn
+    assert stream.position == position + 1  # the re-dressed frame took the next RoPE position
+    third = stream.next_chunk(10)
+    assert len(third) == 10 and stream.frames_made == len(first) + len(second) + 10
+    assert stream.cache.history_chunks() == 1 and stream.position == position + 1 + 3
+    stream.close()
+
+
+def test_memory_plan_says_what_does_not_fit_on_one_line():
+    assert live_plan(True).total_gib < 80 < live_plan(False).total_gib  # one 80 GB GPU needs the FP8 editor
+    problem = live_memory_problem(79.0, fp8=False, size=(1280, 704))
+    assert "add --fp8" in problem and "79 GiB" in problem and "\n" not in problem
+    assert live_memory_problem(79.0, fp8=True, size=(1280, 704)) is None
+    assert "more memory" in live_memory_problem(40.0, fp8=True, size=(1280, 704))
