@@ -154,3 +154,23 @@ def test_memory_plan_says_what_does_not_fit_on_one_line():
     assert "add --fp8" in problem and "79 GiB" in problem and "\n" not in problem
     assert live_memory_problem(79.0, fp8=True, size=(1280, 704)) is None
     assert "more memory" in live_memory_problem(40.0, fp8=True, size=(1280, 704))
+
+
+@pytest.mark.slow
+def test_lightning_is_the_editor_s_lora_and_scheduler_and_dress_can_turn_it_off(live):
+    import math
+
+    route, photo, top = live.route, noise_image(4), noise_image(5)
+
+    def edit(lightning: bool) -> np.ndarray:
+        pipeline = route.editor(lightning)
+        result = pipeline(image=[photo, top], prompt="wear it", height=SIZE[1], width=SIZE[0], num_inference_steps=2,
+                          generator=torch.Generator().manual_seed(0), output_type="np", true_cfg_scale=1.0)
+        return pipeline.scheduler.config, result.images[0]
+
+    lightning_config, with_lora = edit(True)
+    full_config, without = edit(False)
+    assert lightning_config.base_shift == pytest.approx(math.log(3)) and full_config.base_shift == 0.5
+    assert np.isfinite(without).all() and not np.allclose(with_lora, without)  # the LoRA changes the edit
+    _, again = edit(True)
+    np.testing.assert_allclose(again, with_lora, atol=1e-6)
