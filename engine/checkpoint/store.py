@@ -129,8 +129,9 @@ class CheckpointInfo:
             raise InputError(f"unknown preset '{info.preset}' (known: {', '.join(PRESETS)})", path)
         for name, value in info.stream.items():
             if not _is_stream_value(name, value):
-                raise InputError(f"'stream' takes {', '.join(SWITCH_OPERATIONS)} as true or false and "
-                                 f"{', '.join(STREAM_SETTINGS)} as numbers, not {name!r}: {json.dumps(value)}", path)
+                raise InputError(f"'stream' takes {', '.join(SWITCH_OPERATIONS)} as true or false, "
+                                 f"{', '.join(STREAM_SETTINGS)} as positive numbers (timesteps a list of them up "
+                                 f"to 1000), not {name!r}: {json.dumps(value)}", path)
         return info
 
     def switch_defaults(self) -> dict[str, bool]:

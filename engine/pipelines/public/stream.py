@@ -33,7 +33,7 @@ from PIL import Image
 from engine.model.causal_vae import CausalDecoder
 from engine.pipelines.pipeline_tryon import TryOnPipeline
 from engine.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream, warp_timesteps
-from engine.pipelines.public.stages import GARMENT_WORDS, to_uint8, vae_image_area
+from engine.pipelines.public.stages import dress_photo, garments_in_pictures
 
 # (last shown frame uint8 (H, W, 3), the outfit as (role, image) pairs) -> that frame re-dressed, same size
 Redress = Callable[[np.ndarray, list[tuple[str, Image.Image]]], Image.Image]
@@ -41,32 +41,20 @@ Redress = Callable[[np.ndarray, list[tuple[str, Image.Image]]], Image.Image]
 
 def switch_prompt(roles: list[str]) -> str:
     """The instruction for a switch: picture 1 is the last frame, picture 2 the person's photo, 3.. the garments."""
-    pieces = [f"the {GARMENT_WORDS.get(role, 'garment')} in picture {index}" for index, role in enumerate(roles, 3)]
-    wearing = pieces[0] if len(pieces) == 1 else ", ".join(pieces[:-1]) + " and " + pieces[-1]
-    return (f"The person in picture 1 now wears {wearing}. Picture 2 is the same person: keep their face, hair and "
-            "identity as in picture 2, and the pose, framing and background of picture 1 exactly; only the clothes "
-            "change, with the garments' exact colours, patterns, logos and cut.")
+    return (f"The person in picture 1 now wears {garments_in_pictures(roles, 3)}. Picture 2 is the same person: keep "
+            "their face, hair and identity as in picture 2, and the pose, framing and background of picture 1 "
+            "exactly; only the clothes change, with the garments' exact colours, patterns, logos and cut.")
 
 
 def redress_frame(pipeline, frame: np.ndarray, garments: list[tuple[str, Image.Image]], *, photo: Image.Image,
                   steps: int, true_cfg: float, negative_prompt: str, generator: torch.Generator,
                   image_area: int | None = None) -> Image.Image:
-    """QwenImageEditPlusPipeline: the last frame, the person's photo (identity) and the garments in;
-    the frame re-dressed, at the frame's size, out."""
+    """The editor with the last frame, the person's photo (identity) and the garments: the frame re-dressed,
+    at its own size."""
     height, width = frame.shape[:2]
-    with vae_image_area(image_area):
-        result = pipeline(
-            image=[Image.fromarray(frame), photo] + [image for _, image in garments],
-            prompt=switch_prompt([role for role, _ in garments]),
-            negative_prompt=negative_prompt,
-            true_cfg_scale=true_cfg,
-            height=height,
-            width=width,
-            num_inference_steps=steps,
-            generator=generator,
-            output_type="np",
-        )
-    return Image.fromarray(to_uint8(result.images[0]))
+    return dress_photo(pipeline, Image.fromarray(frame), garments, (width, height), steps, true_cfg, negative_prompt,
+                       generator, image_area=image_area, references=(photo,),
+                       prompt=switch_prompt([role for role, _ in garments]))
 
 
 @dataclass(frozen=True)

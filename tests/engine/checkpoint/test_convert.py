@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from engine.api import convert_model
 from engine.checkpoint import load_model
 from engine.checkpoint.presets import TINY
-from engine.checkpoint.convert import rename_key
+from engine.checkpoint.convert import original_key, rename_key
 from engine.errors import InputError
 from engine.model.transformer_condnet import Condition
 
@@ -84,6 +84,7 @@ def test_every_original_key_maps_to_a_parameter_of_the_same_shape(wan):
     ours = wan.state_dict()
     for key, tensor in ours.items():
         assert rename_key(original_name(key)) == key
+        assert original_key(key) == original_name(key)  # the inverse, which the tiny route's LongLive layout uses
     assert rename_key("blocks.0.self_attn.lora_A.weight") is None and rename_key("head.extra") is None
 
 

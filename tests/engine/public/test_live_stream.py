@@ -1,29 +1,23 @@
-"""The public route's live stream: LongLive's chunking on our one chunk runner, and the switch."""
+"""The public route's live stream: LongLive's stream section, the switch, the editor, the memory plan.
+
+The chunk runner at LongLive's configuration is checked against a masked full pass in
+tests/engine/model/test_kv_cache.py."""
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from engine.api.route_stream import LiveRoute
 from engine.checkpoint.convert import LONGLIVE_STREAM
-from engine.checkpoint.presets import TINY
 from engine.checkpoint.public import load_route
 from engine.checkpoint.public.sizes import live_memory_problem, live_plan
-from engine.model.attention import CondNetAttnProcessor
-from engine.model.transformer_condnet import CondNetTransformer
 from engine.modes import RunOptions
-from engine.pipelines.block_causal import BlockCausalRunner
 from engine.pipelines.pipeline_tryon_streaming import renoise_sigmas
 from engine.pipelines.public.stream import LiveSettings
 from engine.api.options import resolve_run
 
 SIZE = (64, 96)
-
-
-def randn(*shape, seed):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def test_longlive_stream_section_is_what_the_runner_takes():
@@ -34,67 +28,6 @@ def test_longlive_stream_section_is_what_the_runner_takes():
                                        "timesteps": [1000, 500], "shift": 3.0})
     assert (other.chunk_frames, other.window, other.stream_config().steps) == (5, 2, 2)
     assert other.sigmas == pytest.approx((1.0, 0.75))
-
-
-class MaskedProcessor(CondNetAttnProcessor):
-    """Reference attention: one masked SDPA call over the whole sequence."""
-
-    def __init__(self, mask: torch.Tensor) -> None:
-        super().__init__(layout=None)
-        self.mask = mask
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
-        query, key, value = (t.transpose(1, 2) for t in self.project(attn, hidden_states, rotary_emb))
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=self.mask).transpose(1, 2)
-        return attn.to_out[1](attn.to_out[0](out.flatten(2, 3)))
-
-
-def longlive_mask(chunk_of: list[int], window: int) -> torch.Tensor:
-    """Frame f (one token each) sees the sink (chunk -1) and the chunks from `window` before its own to its own."""
-    chunk = torch.tensor(chunk_of)
-    query, key = chunk[:, None], chunk[None, :]
-    return (key == -1) | ((key <= query) & (key >= query - window))
-
-
-@torch.no_grad()
-def masked_forward(model, mask, latents, timesteps, text):
-    saved = [block.attn1.processor for block in model.blocks]
-    try:
-        for block in model.blocks:
-            block.attn1.set_processor(MaskedProcessor(mask))
-        return model(latents, timesteps, text).sample
-    finally:
-        for block, processor in zip(model.blocks, saved):
-            block.attn1.set_processor(processor)
-
-
-@torch.no_grad()
-def test_the_chunk_runner_at_longlive_configuration_equals_a_full_masked_pass():
-    """A clean first frame (the sink), then chunks of 8 frames with a 32-frame window: each chunk's
-    flow from the cached runner equals one masked pass over [sink, earlier chunks clean, the chunk noisy]."""
-    settings = LiveSettings.from_section(LONGLIVE_STREAM)
-    torch.manual_seed(0)
-    model = CondNetTransformer(**TINY.transformer).eval()
-    text = randn(1, 5, TINY.transformer["text_dim"], seed=1)
-    runner = BlockCausalRunner(model, model, text=text, latent_size=(2, 2), chunk_frames=settings.chunk_frames,
-                               window=settings.window)
-    chunks, size = 5, settings.chunk_frames  # 5 chunks: the window slides past the first ones
-    sink = randn(1, 48, 1, 2, 2, seed=2)
-    clean = [randn(1, 48, size, 2, 2, seed=10 + k) for k in range(chunks)]
-    runner.write_chunk(sink, 0, None)
-    position = 1
-    for k in range(chunks):
-        noisy, level = randn(1, 48, size, 2, 2, seed=30 + k), 1000.0 * settings.sigmas[k % 4]
-        got = runner.predict(noisy, torch.full((1, size), level), position, None)
-        runner.write_chunk(clean[k], position, None)
-        position += size
-
-        latents = torch.cat([sink, *clean[:k], noisy], dim=2)
-        timesteps = torch.cat([torch.zeros(1, 1 + k * size), torch.full((1, size), level)], dim=1)
-        chunk_of = [-1] + [j for j in range(k + 1) for _ in range(size)]
-        expected = masked_forward(model, longlive_mask(chunk_of, settings.window), latents, timesteps, text)
-        torch.testing.assert_close(got, expected[:, :, -size:], atol=1e-5, rtol=1e-5)
-    assert runner.cache.frames("sink") == 1 and runner.cache.history_chunks() == settings.window
 
 
 class SpyEditor:
