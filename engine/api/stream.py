@@ -124,7 +124,6 @@ class SwitchReport:
 @dataclass
 class StreamResult(GenerateResult):
     switches: list[SwitchReport] = field(default_factory=list)
-    stages: list[dict] = field(default_factory=list)  # the public route's parts: stage, repo, revision
 
 
 class StreamInterrupted(KeyboardInterrupt):
@@ -453,10 +452,10 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         tell(message)
     check_switch_times(switches, plan.num_frames / plan.fps)
     size = plan.generate_size  # the output is its centre
-    live = None
+    route = None  # the public route's editor and student, set up for streaming
     if isinstance(model, LoadedRoute):
         route_stream.check_route_garments(len(outfit))
-        live = route_stream.LiveRoute(model, runtime, size)
+        route = route_stream.LiveRoute(model, runtime, size)
 
     # 3. Stream into the MP4, decoding the motion video as the stream reaches it.
     with ExitStack() as resources:
@@ -467,9 +466,9 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         writer = resources.enter_context(streaming_writer(request.output, plan.fps, plan.size, runtime.device))
         photo = fit_image(user, size, "cover")
         garments = [(spec.role, fit_image(image, size, "contain")) for spec, image in outfit]
-        if live is not None:
-            stream = live.stream(start=live.dress(photo, garments, request.seed), photo=photo, prompt=request.prompt,
-                                 seed=request.seed, show_start=True)
+        if route is not None:
+            stream = route.stream(start=route.dress(photo, garments, request.seed), photo=photo, prompt=request.prompt,
+                                  seed=request.seed, show_start=True)
             resources.callback(stream.close)
         else:
             stream = TryOnStream(
@@ -532,9 +531,9 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     model = get_model(source, request.run.revision, runtime, tell)
     output_size = (info.width, info.height)
     decision = choose_output_size(output_size, output_size, multiple=model.pipeline.size_multiple)
-    live = route_stream.LiveRoute(model, runtime, decision.generate_size) if isinstance(model, LoadedRoute) else None
-    config = live.config if live else stream_config(request, model)
-    student = live.student if live else model.pipeline
+    route = route_stream.LiveRoute(model, runtime, decision.generate_size) if isinstance(model, LoadedRoute) else None
+    config = route.config if route else stream_config(request, model)
+    student = route.student if route else model.pipeline
 
     # 3. The video is copied into the MP4 (decoded a batch at a time); its last frames fill the
     #    cache; the new frames follow them.
@@ -549,9 +548,9 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             tail.append(frames[max(0, tail_start - start) :])
             report("copying", writer.copied, count)
         context = pad_edges(np.concatenate(tail), decision.generate_size)
-        if live is not None:
-            stream = live.stream(start=context, photo=Image.fromarray(context[-1]), prompt=request.prompt,
-                                 seed=request.seed, show_start=False)
+        if route is not None:
+            stream = route.stream(start=context, photo=Image.fromarray(context[-1]), prompt=request.prompt,
+                                  seed=request.seed, show_start=False)
         else:
             stream = TryOnStream(
                 student,
@@ -566,7 +565,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
         try:
             reports = switching.write(writer, num_new, report, decision.crop)
         finally:
-            if live is not None:
+            if route is not None:
                 stream.close()
     return StreamResult(
         output=str(request.output), frames=count + num_new, fps=info.fps, size=list(output_size),

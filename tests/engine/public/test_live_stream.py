@@ -14,6 +14,7 @@ from engine.checkpoint.public import load_route
 from engine.checkpoint.public.sizes import live_memory_problem, live_plan
 from engine.modes import RunOptions
 from engine.pipelines.pipeline_tryon_streaming import renoise_sigmas
+from engine.pipelines.public.stages import vae_image_area
 from engine.pipelines.public.stream import LiveSettings
 from engine.api.options import resolve_run
 
@@ -81,6 +82,18 @@ def test_a_switch_redresses_the_last_frame_with_the_photo_second_clears_the_old_
     stream.close()
 
 
+def test_the_real_route_without_a_converted_student_says_how_to_make_one():
+    from engine.checkpoint.public import PUBLIC
+    from engine.checkpoint.public.loading import RouteSource, live_part
+    from engine.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        live_part(RouteSource(PUBLIC, {}, {}, "public"), "stream", environ={})
+    message = str(caught.value)
+    assert "\n" not in message and "Efficient-Large-Model/LongLive-2.0-5B model_bf16.pt" in message
+    assert "--from longlive" in message and "TRYON_PUBLIC_STREAM_DIR" in message
+
+
 def test_memory_plan_says_what_does_not_fit_on_one_line():
     assert live_plan(True).total_gib < 80 < live_plan(False).total_gib  # one 80 GB GPU needs the FP8 editor
     problem = live_memory_problem(79.0, fp8=False, size=(1280, 704))
@@ -97,8 +110,9 @@ def test_lightning_is_the_editor_s_lora_and_scheduler_and_dress_can_turn_it_off(
 
     def edit(lightning: bool) -> np.ndarray:
         pipeline = route.editor(lightning)
-        result = pipeline(image=[photo, top], prompt="wear it", height=SIZE[1], width=SIZE[0], num_inference_steps=2,
-                          generator=torch.Generator().manual_seed(0), output_type="np", true_cfg_scale=1.0)
+        with vae_image_area(route.preset.edit_image_area):
+            result = pipeline(image=[photo, top], prompt="wear it", height=SIZE[1], width=SIZE[0], num_inference_steps=2,
+                              generator=torch.Generator().manual_seed(0), output_type="np", true_cfg_scale=1.0)
         return pipeline.scheduler.config, result.images[0]
 
     lightning_config, with_lora = edit(True)
