@@ -315,7 +315,7 @@ class SwitchingStream:
             self.tell(f"garments at {switch.at:g} s start after the last chunk has begun; not applied")
             reports.append(SwitchReport(describe(switch.garments), switch.at, None))
         for switch in self.editing:
-            self.tell(f"{' '.join(describe(switch.garments))}: the edit was not ready before the video ended; "
+            self.tell(f"the edit for {' '.join(describe(switch.garments))} was not ready before the video ended; "
                       "not applied")
             reports.append(SwitchReport(describe(switch.garments), switch.at, None))
         if self.live is not None:

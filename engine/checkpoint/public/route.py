@@ -132,6 +132,7 @@ class PublicRoute:
                 part, folder = live_part(self.source, "lightning")
                 with quiet_loading():
                     pipeline.load_lora_weights(folder, weight_name=LIGHTNING_WEIGHTS, adapter_name="lightning")
+                _lora_in_compute_dtype(pipeline.transformer, self.runtime.dtype)
                 self.live_parts["lightning"] = part
             pipeline.enable_lora()
             if self._full_scheduler is None:
@@ -242,6 +243,14 @@ def apply_stage_runtime(pipeline, runtime: Runtime) -> None:
                                       num_blocks_per_group=1, use_stream=runtime.device.type == "cuda")
     if modes.compile:
         pipeline.transformer.compile_repeated_blocks(dynamic=True)
+
+
+def _lora_in_compute_dtype(transformer: torch.nn.Module, dtype: torch.dtype) -> None:
+    """LoRA weights take their base layer's dtype, FP8 under --fp8, where no layerwise-casting hook
+    upcasts them: they are small, so they are kept in the compute dtype."""
+    for name, param in transformer.named_parameters():
+        if "lora_" in name and param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 def _move(stage, device: torch.device) -> None:
