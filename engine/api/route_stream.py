@@ -9,12 +9,14 @@ frame in the background and lands a chunk or more later.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from engine.checkpoint.public import LoadedRoute, is_route_source
+from engine.checkpoint.public import PUBLIC, LoadedRoute, is_route_source
+from engine.checkpoint.public.loading import RouteSource, live_part
 from engine.checkpoint.public.route import MAX_ROUTE_GARMENTS
 from engine.checkpoint.public.sizes import GIB, live_memory_problem
 from engine.errors import InputError
@@ -24,11 +26,22 @@ from engine.pipelines.public.stream import LiveRouteStream, LiveSettings, redres
 from engine.pipelines.runtime import Runtime
 
 
-def refuse_motion(source: str, motion) -> None:
-    """A route streams from the prompt: a motion video is an input error, said before anything loads."""
-    if motion is not None and is_route_source(source):
+def check_live_source(source: str, motion=None) -> None:
+    """Before anything loads: a route streams from the prompt (a motion video is an input error),
+    and `--model public` needs LongLive converted on this machine (one line saying how)."""
+    if not is_route_source(source):
+        return
+    if motion is not None:
         raise InputError("the public route's live stream (LongLive) is driven by --prompt, not a motion video: drop "
                          "--motion, or use `tryon dance --model public --motion VIDEO` to follow a video")
+    if not Path(source).expanduser().is_dir():  # the Hub's `public`: its student is a local conversion
+        live_part(RouteSource(PUBLIC, {}, {}, source), "stream")
+
+
+def load_live_parts(model: LoadedRoute) -> None:
+    """Load the student and the Lightning editor now (the studio, so that a missing part fails at start)."""
+    model.pipeline.student()
+    model.pipeline.editor(lightning=True)
 
 
 def check_route_garments(count: int) -> None:

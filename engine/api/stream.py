@@ -436,7 +436,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     user = load_image(request.user)
     outfit, switches = plan_switches(request.garments, worn_from_start=True)
     source = request.run.model or default_model(streaming=True)
-    route_stream.refuse_motion(source, request.motion)
+    route_stream.check_live_source(source, request.motion)
     motion_info = check_motion(request.motion)
     check_options(request.seconds, request.fps, request.steps, seed=request.seed)
     for message in runtime_notices(runtime):
@@ -521,13 +521,14 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
         raise InputError(f"has {info.fps:g} fps; extend keeps the frame rate, which must be 1 to 120", request.video)
     num_new = frame_count(request.seconds, info.fps)
     _, switches = plan_switches(request.garments, worn_from_start=False)
+    source = request.run.model or default_model(streaming=True)
+    route_stream.check_live_source(source)
     check_switch_times(switches, request.seconds)
     check_options(steps=request.steps, seed=request.seed)
     for message in runtime_notices(runtime):
         tell(message)
 
     # 2. The model, and the size it generates at.
-    source = request.run.model or default_model(streaming=True)
     model = get_model(source, request.run.revision, runtime, tell)
     output_size = (info.width, info.height)
     decision = choose_output_size(output_size, output_size, multiple=model.pipeline.size_multiple)

@@ -16,6 +16,16 @@ def test_motion_is_refused_on_the_route_in_one_line_before_loading(tryon, tiny_r
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_the_real_route_without_longlive_converted_is_one_line_before_any_download(tryon, inputs, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.delenv("TRYON_PUBLIC_STREAM_DIR", raising=False)
+    run = tryon("swap", inputs / "user.png", "-g", f"{inputs / 'shirt.png'}:top", "--model", "public",
+                "-o", tmp_path / "o.mp4")
+    assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "tryon models convert" in run.stderr and "--from longlive" in run.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
 @pytest.fixture
 def edits_land_one_chunk_later(monkeypatch):
     """An edit still running at the next chunk boundary is waited for at the one after: the stream

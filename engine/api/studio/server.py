@@ -14,6 +14,7 @@ import uvicorn
 from engine.api.inputs import check_options
 from engine.api.loading import default_model, get_model
 from engine.api.options import resolve_run
+from engine.api.route_stream import check_live_source, load_live_parts
 from engine.api.studio.app import Studio, create_app
 from engine.api.studio.live import StudioModel
 from engine.checkpoint.public import LoadedRoute
@@ -64,8 +65,10 @@ def load_studio(options: StudioOptions, notice: Notice) -> Studio:
         raise InputError(f"--max-seconds must be more than 0, not {options.max_seconds:g}")
     token = access_token(options.host, options.token)
     run = replace(options.run, model=options.run.model or default_model(streaming=True))
+    check_live_source(run.model)
     loaded = get_model(run.model, run.revision, resolve_run(run), notice)
     if isinstance(loaded, LoadedRoute):  # the public route: its editor re-dresses, LongLive streams
+        load_live_parts(loaded)
         switch_defaults = CheckpointInfo().switch_defaults()
     else:
         if loaded.info.kind != "student":
