@@ -77,6 +77,8 @@ class LiveRoute:
         return self.settings.stream_config()
 
     def _edit_options(self, seed: int) -> dict:
+        """The editor's settings with Lightning; its own generator for each edit, so that a switch
+        never changes the stream's random numbers."""
         preset = self.route.preset
         settings = self.route.edit_settings(lightning=True)
         return dict(steps=settings.steps, true_cfg=settings.guidance, negative_prompt=preset.negative_prompt,
@@ -90,15 +92,11 @@ class LiveRoute:
     def stream(self, *, start: np.ndarray, photo: Image.Image, prompt: str, seed: int,
                show_start: bool) -> LiveRouteStream:
         """The student streaming after the clean frames `start`; switches re-dressed with `photo` as identity."""
-        options = self._edit_options(seed)
-        redress = partial(_redress, self.editor, photo=photo, options=options, seed=seed, device=self.device)
         return LiveRouteStream(self.student, start=start, prompt=prompt,
                                generator=torch.Generator(device=self.device).manual_seed(seed),
-                               settings=self.settings, redress=redress, show_start=show_start)
+                               settings=self.settings, redress=partial(self._redress, photo=photo, seed=seed),
+                               show_start=show_start)
 
-
-def _redress(editor, frame: np.ndarray, garments: list[tuple[str, Image.Image]], *, photo: Image.Image, options: dict,
-             seed: int, device: torch.device) -> Image.Image:
-    # each edit draws from its own generator, so a switch never changes the stream's random numbers
-    options = dict(options, generator=torch.Generator(device=device).manual_seed(seed))
-    return redress_frame(editor, frame, garments, photo=photo, **options)
+    def _redress(self, frame: np.ndarray, garments: list[tuple[str, Image.Image]], *, photo: Image.Image,
+                 seed: int) -> Image.Image:
+        return redress_frame(self.editor, frame, garments, photo=photo, **self._edit_options(seed))

@@ -63,8 +63,8 @@ class LiveSettings:
 
     `chunk_frames` latent frames per chunk; `local_window_frames` the frames a chunk's attention
     window spans, itself included, so `window` = the history chunks before it; the sink holds
-    the clean frames the stream started (or restarted) from; `sigmas` are the timesteps warped
-    by the shift.
+    the first `sink_frames` clean frames the stream started (or restarted) from (at most a
+    chunk); `sigmas` are the timesteps warped by the shift.
     """
 
     chunk_frames: int
@@ -77,7 +77,7 @@ class LiveSettings:
         chunk = int(section["chunk_frames"])
         window = max(0, math.ceil((int(section["local_window_frames"]) - chunk) / chunk))
         sigmas = warp_timesteps([float(t) for t in section["timesteps"]], float(section["shift"]))
-        return cls(chunk, window, int(section.get("sink_frames", 1)), tuple(sigmas))
+        return cls(chunk, window, min(int(section.get("sink_frames", 1)), chunk), tuple(sigmas))
 
     def stream_config(self) -> StreamConfig:
         return StreamConfig(chunk_frames=self.chunk_frames, steps=len(self.sigmas), window=self.window,
@@ -104,6 +104,19 @@ class LiveRouteStream(TryOnStream):
 
     def sigmas(self) -> list[float]:
         return list(self.settings.sigmas)
+
+    @torch.no_grad()
+    def _prefill(self, latents: torch.Tensor) -> None:
+        """Cache clean frames as if generated: the first `sink_frames` as the sink, the rest chunk by
+        chunk into the history; then run them through the decoder."""
+        sink = self.settings.sink_frames
+        self.runner.write_chunk(latents[:, :, :sink], self.position, None)
+        self.position += min(sink, latents.shape[2])
+        for start in range(sink, latents.shape[2], self.config.chunk_frames):
+            chunk = latents[:, :, start : start + self.config.chunk_frames]
+            self.runner.write_chunk(chunk, self.position, None)
+            self.position += chunk.shape[2]
+        self._decode(latents)
 
     @torch.no_grad()
     def next_chunk(self, max_frames: int | None = None) -> np.ndarray:
