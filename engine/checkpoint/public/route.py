@@ -174,7 +174,7 @@ class PublicRoute:
         if inputs.garments and not anchor_first_frame:
             report("edit: loading", 0, 1)
             self._on_device("edit")
-            lightning = os.environ.get("TRYON_PUBLIC_EDITOR", "full") == "lightning"
+            lightning = lightning_for_dress()
             pipeline, settings = self.editor(lightning), self.edit_settings(lightning)
             self.used.append("edit")
             photo = dress_photo(pipeline, inputs.user, inputs.garments, inputs.size, settings.steps,
@@ -243,6 +243,14 @@ def apply_stage_runtime(pipeline, runtime: Runtime) -> None:
                                       num_blocks_per_group=1, use_stream=runtime.device.type == "cuda")
     if modes.compile:
         pipeline.transformer.compile_repeated_blocks(dynamic=True)
+
+
+def lightning_for_dress(environ: dict[str, str] | None = None) -> bool:
+    """Whether `dress` edits with the 4-step Lightning editor: TRYON_PUBLIC_EDITOR=lightning (default: full)."""
+    chosen = (os.environ if environ is None else environ).get("TRYON_PUBLIC_EDITOR", "full")
+    if chosen not in ("full", "lightning"):
+        raise InputError(f"TRYON_PUBLIC_EDITOR must be full or lightning, not '{chosen[:40]}'")
+    return chosen == "lightning"
 
 
 def _lora_in_compute_dtype(transformer: torch.nn.Module, dtype: torch.dtype) -> None:

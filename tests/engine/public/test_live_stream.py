@@ -134,3 +134,12 @@ def test_with_fp8_the_lightning_editor_runs_its_lora_in_the_compute_dtype(tiny_r
     assert lora and all(p.dtype == runtime.dtype for p in lora)
     dressed = live.dress(noise_image(6), [("top", noise_image(7))], seed=0)
     assert dressed.shape == (1, SIZE[1], SIZE[0], 3)
+
+
+def test_dress_picks_its_editor_from_the_environment_and_refuses_a_typo():
+    from engine.checkpoint.public.route import lightning_for_dress
+    from engine.errors import InputError
+
+    assert not lightning_for_dress({}) and lightning_for_dress({"TRYON_PUBLIC_EDITOR": "lightning"})
+    with pytest.raises(InputError, match="full or lightning"):
+        lightning_for_dress({"TRYON_PUBLIC_EDITOR": "lightnin"})
