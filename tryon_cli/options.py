@@ -30,6 +30,9 @@ Steps = Annotated[Optional[int], typer.Option(help="Denoising steps, 1 to 1000 (
 Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale, 0 to 100; 1 turns it off.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+KeepIntermediates = Annotated[Optional[Path], typer.Option(
+    "--keep-intermediates", metavar="DIR",
+    help="Public route only: keep what its stages hand on in DIR (dressed.png, pose.mp4, faces.mp4).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 
 

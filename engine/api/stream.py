@@ -48,7 +48,7 @@ import torch
 from PIL import Image
 
 from engine.api.decoder import choose_decoder
-from engine.api.generate import GenerateRequest, GenerateResult, plan_output
+from engine.api.generate import GenerateRequest, GenerateResult, note_demo_on_camera_photo, plan_output
 from engine.api.inputs import check_garments, check_motion, check_options, check_output
 from engine.api.loading import default_model, get_model
 from engine.api.options import out_of_memory_is_a_failure, resolve_run
@@ -415,6 +415,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     # 2. The model and the output it implies.
     source = request.run.model or default_model(streaming=True)
     model = get_model(source, request.run.revision, runtime, tell)
+    note_demo_on_camera_photo(model, user, tell)
     tiny_decoder, decoder = choose_decoder(model, runtime, model.pipeline.vae.config)
     until_input_ends = request.live is not None and request.seconds is None
     plan = plan_output(replace(request, seconds=MAX_SECONDS) if until_input_ends else request, model, user.size)
@@ -500,6 +501,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             tail.append(frames[max(0, tail_start - start) :])
             report("copying", writer.copied, count)
         context = pad_edges(np.concatenate(tail), decision.generate_size)
+        note_demo_on_camera_photo(model, Image.fromarray(context[-1]), tell)
         stream = TryOnStream(
             model.pipeline,
             reference=Image.fromarray(context[-1]),

@@ -86,8 +86,11 @@ def train_vae(
     examples: int,
     batch_size: int = 1,
     progress: Progress | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> Path:
-    """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips."""
+    """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips (resumable
+    from `output` when it saved checkpoints: `checkpoint_every`)."""
     from engine.train import train_vae as run
 
     check_int(steps, "steps", 1, MAX_TRAIN_STEPS)
@@ -95,10 +98,11 @@ def train_vae(
     check_int(num_frames, "frames", 1, MAX_CLIP_FRAMES)
     check_int(examples, "examples", 1, MAX_EXAMPLES)
     check_number(lr, "lr", 1e-12, 1.0)
+    check_int(checkpoint_every, "checkpoint_every", 0, MAX_TRAIN_STEPS)
     check_frames_fit_in_memory(2 * batch_size * num_frames, size[0], size[1], "train vae")
 
     return run(base, output, steps=steps, size=size, num_frames=num_frames, lr=lr, seeds=range(examples),
-               batch_size=batch_size, progress=progress)
+               batch_size=batch_size, progress=progress, checkpoint_every=checkpoint_every, resume=resume)
 
 
 def train_decoder(

@@ -25,10 +25,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="With --plan: print the
 
 @app.command("teacher")
 def teacher(
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see README), or 'synthetic'.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
     base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-continue, demo-anneal, wan5b-teacher.")] = None,
+    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-attention, demo-continue, demo-anneal, wan5b-teacher.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
     plan: PlanOption = False,
     gpus: GpusOption = 8,
@@ -94,33 +94,40 @@ def show_plan(plan, json_output: bool) -> None:
 
 @app.command("vae")
 def vae(
-    base: Annotated[str, typer.Option(help="The checkpoint whose VAE to fine-tune.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the whole checkpoint.")],
+    base: Annotated[Optional[str], typer.Option(help="The checkpoint whose VAE to fine-tune (not with --resume).")] = None,
     steps: Annotated[int, typer.Option(help="Optimizer steps, 1 to 10^7 (batch-size clips and stills each).")] = 1500,
     batch_size: Annotated[int, typer.Option(help="Clips (and as many stills) per step, 1 to 1024.")] = 4,
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the synthetic frames.")] = "96x160",
     frames: Annotated[int, typer.Option(help="Frames per clip (4k+1), up to 257.")] = 9,
     lr: Annotated[float, typer.Option(help="AdamW learning rate, above 0 and up to 1.")] = 1e-3,
     examples: Annotated[int, typer.Option(help="Synthetic samples to cycle through, 1 to 100003.")] = 1000,
+    checkpoint_every: Annotated[int, typer.Option(help="Save the checkpoint and its training state to --output "
+                                                       "every this many steps (0: only at the end); --resume "
+                                                       "continues from there.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
     quiet: options.Quiet = False,
 ) -> None:
     """Fine-tune the VAE on synthetic frames (needed before training a small teacher from scratch).
 
     Example: tryon train vae --base ./ck --output ./ck-vae --steps 1500
+    Resumable: tryon train vae --base ./ck --output ./ck-vae --steps 20000 --checkpoint-every 250 [--resume]
     """
     from engine import api
     from engine.media import parse_size
 
+    if (base is None) != resume:
+        raise InputError("give --base (a new run) or --resume (the run in --output), one of them")
     with StageProgress(enabled=not quiet) as progress:
-        path = api.train_vae(base, output, steps, parse_size(size), frames, lr, examples, batch_size,
-                             progress=progress)
+        path = api.train_vae(base or "", output, steps, parse_size(size), frames, lr, examples, batch_size,
+                             progress=progress, checkpoint_every=checkpoint_every, resume=resume)
     notice(f"wrote {path}")
 
 
 @app.command("student")
 def student(
     teacher: Annotated[Optional[str], typer.Option(help="The trained teacher checkpoint to distill (folder or Hub id).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see README), or 'synthetic'.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Student checkpoint folder to write (and resume).")] = None,
     config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: student, wan5b-student.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,

@@ -229,6 +229,23 @@ def test_the_official_sampler_steps_at_the_warped_timesteps_and_renoises(tiny_mo
     assert renoised.next_chunk().shape == euler.shape and not np.array_equal(renoised.next_chunk(), euler)
 
 
+def test_the_zero_copy_cache_read_makes_the_video_that_concatenation_made(tiny_model, monkeypatch):
+    """Across the ring's wrap (window 1), a switch (refresh, disentangle, withdraw) and the chunks after it."""
+    from engine.model.kv_cache import KVCache
+
+    def video():
+        generator = stream(tiny_model.pipeline)
+        frames = [generator.next_chunk() for _ in range(3)]
+        generator.switch([("dress", image(3))])
+        return np.concatenate(frames + [generator.next_chunk() for _ in range(2)]).astype(int)
+
+    zero_copy = video()
+    monkeypatch.setattr(KVCache, "_run_before", lambda *args, **kwargs: None)  # always concatenate
+    concatenated = video()
+    assert np.abs(zero_copy - concatenated).max() <= 1  # the order of keys changes float sums only
+    assert (zero_copy == concatenated).mean() > 0.99
+
+
 def test_a_stream_with_the_tiny_decoder_gives_the_whole_clip_decode_of_its_latents(tiny_model):
     from engine.model.tiny_decoder import TinyVideoDecoder
 
