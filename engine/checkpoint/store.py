@@ -269,8 +269,10 @@ def check_checkpoint_target(folder: Path) -> None:
     check_replaceable(folder, is_checkpoint_folder, "tryon checkpoint")
 
 
-def save_checkpoint(pipeline: TryOnPipeline, folder: Path, info: CheckpointInfo) -> Path:
-    """Write the whole checkpoint to `folder` atomically (built beside it, then renamed).
+def save_checkpoint(pipeline: TryOnPipeline, folder: Path, info: CheckpointInfo,
+                    tiny_decoder: TinyVideoDecoder | None = None) -> Path:
+    """Write the whole checkpoint to `folder` atomically (built beside it, then renamed), with
+    `tiny_decoder` as its tiny_decoder/ when given (it decodes this pipeline's VAE latents).
 
     What is there already is replaced only if `check_checkpoint_target` allows it.
     """
@@ -281,6 +283,8 @@ def save_checkpoint(pipeline: TryOnPipeline, folder: Path, info: CheckpointInfo)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         pipeline.save_pretrained(staging, safe_serialization=True)
+        if tiny_decoder is not None:
+            tiny_decoder.save_pretrained(staging / TINY_DECODER, safe_serialization=True)
         info.write(staging)
         check_checkpoint_target(folder)  # still ours after the minutes the save took
         retired = staging.with_name(staging.name + ".old")

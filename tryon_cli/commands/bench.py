@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from engine.modes import COMPARABLE, Acceleration, RunOptions
 from tryon_cli import options
@@ -153,7 +153,7 @@ def print_tables(result: BenchResult) -> None:
         stdout.print(table)
 
     if result.compare:
-        table = Table("mode", "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
+        table = Table(Column("mode", no_wrap=True), "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
                       title="each mode alone against the run above (same process, same inputs)", title_justify="left")
         for entry in result.compare:
             table.add_row(entry["mode"], _fps(entry["fps"]), f"{entry['fps_ratio']:.2f}",
