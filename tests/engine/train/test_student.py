@@ -393,7 +393,7 @@ def test_the_teachers_unconditional_branch_keeps_the_reference_and_the_garments_
     batch = FlowBatch(noisy=torch.zeros(1, 4, 2, 2, 2), timestep=torch.full((1, 2), 500.0), text=torch.ones(1, 3, 8),
                       conditions=[user, top], motion=None, flow=torch.zeros(1, 4, 2, 2, 2),
                       loss_frames=torch.ones(1, 2, dtype=torch.bool))
-    distill.predicted_x0(None, batch, guidance=3.0, empty_text=torch.zeros(1, 3, 8), keep_garments=keep_garments)
+    distill.predicted_x0(None, batch, guidance=3.0, negative_text=torch.zeros(1, 3, 8), keep_garments=keep_garments)
     conditional, unconditional = seen
     assert conditional.conditions == [user, top]
     assert unconditional.conditions == ([user, top] if keep_garments else [user])
@@ -556,3 +556,26 @@ def ddp_worker(base: str, output: str, config_file: str, weights: str) -> None:
 if __name__ == "__main__":
     ddp_worker(*sys.argv[1:])
 
+
+
+def test_the_dmd_guidance_unconditional_branch_is_fashionchameleons_negative_prompt(tiny_checkpoint, tmp_path,
+                                                                                     monkeypatch):
+    from engine.train import student as module
+    from engine.train.student_config import WAN_NEGATIVE_PROMPT
+
+    trainer = StudentTrainer("synthetic", str(tiny_checkpoint), tmp_path / "out", config(dmd=1, reweight=False),
+                             False, CPU)
+    unconditional = []
+    real = module.predicted_x0
+
+    def recording(model, batch, guidance=1.0, negative_text=None, keep_garments=True):
+        unconditional.append(negative_text)
+        return real(model, batch, guidance, negative_text, keep_garments)
+
+    monkeypatch.setattr(module, "predicted_x0", recording)
+    trainer.run(None, None)
+    negative = trainer.pipeline.encode_prompt(WAN_NEGATIVE_PROMPT)
+    assert "过曝" in WAN_NEGATIVE_PROMPT and trainer.config.negative_prompt == WAN_NEGATIVE_PROMPT
+    teacher_branch = unconditional[0]  # the teacher's (guided) call comes first, the critic's has no guidance
+    torch.testing.assert_close(teacher_branch.cpu(), negative.cpu())
+    assert not torch.equal(negative.cpu(), trainer.pipeline.encode_prompt("").cpu())
