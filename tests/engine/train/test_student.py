@@ -353,11 +353,13 @@ def test_the_aesthetic_hook_is_used_only_when_its_weights_exist(tmp_path):
         make_scorer("aesthetic", None, notes.append)
 
     from safetensors.torch import save_file
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     tiny = CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
                             image_size=32, patch_size=16, projection_dim=4)
     CLIPVisionModelWithProjection(tiny).save_pretrained(tmp_path / "aesthetic" / "clip", safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "aesthetic" / "clip")
     save_file({"layers.0.weight": torch.randn(3, 4), "layers.0.bias": torch.zeros(3),
                "layers.1.weight": torch.zeros(1, 3), "layers.1.bias": torch.full((1,), 5.0)},
               tmp_path / "aesthetic" / "head.safetensors")
