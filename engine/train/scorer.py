@@ -127,8 +127,12 @@ def aesthetic_weights_present(folder: str | Path | None) -> bool:
 def check_scorer_weights(choice: str, aesthetic_weights: str | None) -> None:
     """Scorer "aesthetic" needs its weights present (before anything else loads)."""
     if choice == "aesthetic" and not aesthetic_weights_present(aesthetic_weights):
-        raise InputError("scorer 'aesthetic' needs clip/ and head.safetensors in aesthetic_weights",
-                         aesthetic_weights)
+        where = "aesthetic_weights is not set" if aesthetic_weights is None else f"{aesthetic_weights} is not one"
+        raise InputError(f"scorer 'aesthetic' needs the LAION aesthetic predictor's folder ({where}): make it with "
+                         "tryon models convert sac+logos+ava1-l14-linearMSE.pth DIR --kind aesthetic --clip CLIP_DIR "
+                         "and give DIR as aesthetic_weights (tryon train student --aesthetic-weights DIR), or ask "
+                         "for the sharpness and colour heuristic: scorer sharpness_colour (tryon train student "
+                         "--scorer sharpness_colour)")
 
 
 def make_scorer(choice: str, aesthetic_weights: str | None, log: Callable[[str], None]) -> FrameScorer:

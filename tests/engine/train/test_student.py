@@ -581,3 +581,23 @@ def test_the_dmd_guidance_unconditional_branch_is_fashionchameleons_negative_pro
     teacher_branch = unconditional[0]  # the teacher's (guided) call comes first, the critic's has no guidance
     torch.testing.assert_close(teacher_branch.cpu(), negative.cpu())
     assert not torch.equal(negative.cpu(), trainer.pipeline.encode_prompt("").cpu())
+
+
+def test_the_5b_recipe_refuses_the_heuristic_reward_unless_asked(tmp_path):
+    from engine.api import load_student_config, train_student as api_train_student
+
+    assert load_student_config("wan5b-student").scorer == "aesthetic"
+    missing_teacher = str(tmp_path / "no-teacher")
+    with pytest.raises(InputError) as refused:
+        api_train_student(missing_teacher, "synthetic", tmp_path / "out", config="wan5b-student")
+    message = str(refused.value)
+    assert "tryon models convert" in message and "--scorer sharpness_colour" in message
+    assert not (tmp_path / "out").exists()
+    # asked for the heuristic (or given the weights), it goes on: here to the missing teacher
+    for asked in ({"scorer": "sharpness_colour"}, {"aesthetic_weights": str(tmp_path / "none")}):
+        with pytest.raises(InputError) as next_problem:
+            api_train_student(missing_teacher, "synthetic", tmp_path / "out", config="wan5b-student", **asked)
+        if "scorer" in asked:
+            assert "no-teacher" in str(next_problem.value)
+        else:
+            assert "none" in str(next_problem.value) and "aesthetic" in str(next_problem.value)
