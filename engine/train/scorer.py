@@ -117,9 +117,6 @@ class AestheticScorer:
         return score[:, 0]
 
 
-SCORER_CLASSES: dict[str, type] = {"sharpness_colour": SharpnessColourScorer, "aesthetic": AestheticScorer}
-
-
 def aesthetic_weights_present(folder: str | Path | None) -> bool:
     return folder is not None and is_aesthetic_folder(Path(folder))
 
