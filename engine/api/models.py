@@ -98,10 +98,13 @@ def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False
 
 
 def convert_model(source: Path, folder: Path, base: str = "wan2.2-ti2v-5b", kind: str = "student",
-                  overwrite: bool = False, layout: str = "fashionchameleon", revision: str = "main") -> Path:
+                  overwrite: bool = False, layout: str = "fashionchameleon", revision: str = "main",
+                  clip: Path | None = None) -> Path:
     """Write a tryon checkpoint from a FashionChameleon or LongLive checkpoint (Wan2.2's original
     key layout) to `folder`; the VAE, text encoder and tokenizer come from `base`. LongLive's
-    `model_bf16.pt` (a pickle) is read as tensors only; `revision` is the Hub revision it came from."""
+    `model_bf16.pt` (a pickle) is read as tensors only; `revision` is the Hub revision it came from.
+    With kind "aesthetic": the LAION aesthetic predictor's state dict `source` and the CLIP folder
+    `clip` as GR-DMD's aesthetic scorer folder."""
     import warnings
 
     from engine.checkpoint import CondNetUntrainedWarning, load_model
@@ -109,11 +112,17 @@ def convert_model(source: Path, folder: Path, base: str = "wan2.2-ti2v-5b", kind
 
     if layout not in SOURCE_LAYOUTS:
         raise InputError(f"--from must be one of {', '.join(SOURCE_LAYOUTS)}, not '{layout}'")
-    if kind not in ("teacher", "student"):
-        raise InputError(f"--kind must be teacher or student, not '{kind}'")
+    if kind not in ("teacher", "student", "aesthetic"):
+        raise InputError(f"--kind must be teacher, student or aesthetic, not '{kind}'")
+    if (kind == "aesthetic") != (clip is not None):
+        raise InputError("--clip (a CLIP ViT-L/14 folder) goes with --kind aesthetic, and only with it")
     folder = Path(folder)
     if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
         raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
+    if kind == "aesthetic":
+        from engine.checkpoint.aesthetic import convert_aesthetic
+
+        return convert_aesthetic(source, clip, folder)
     check_checkpoint_target(folder)
     original = read_original(source, allow_pickle=layout == "longlive")
     dtype = next(iter(original.values())).dtype

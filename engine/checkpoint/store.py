@@ -276,17 +276,26 @@ def save_checkpoint(pipeline: TryOnPipeline, folder: Path, info: CheckpointInfo,
 
     What is there already is replaced only if `check_checkpoint_target` allows it.
     """
-    folder = Path(folder)
-    check_checkpoint_target(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     info.max_text_tokens = pipeline.max_text_tokens
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+
+    def write(staging: Path) -> None:
         pipeline.save_pretrained(staging, safe_serialization=True)
         if tiny_decoder is not None:
             tiny_decoder.save_pretrained(staging / TINY_DECODER, safe_serialization=True)
         info.write(staging)
-        check_checkpoint_target(folder)  # still ours after the minutes the save took
+
+    return write_folder(Path(folder), write, check_checkpoint_target)
+
+
+def write_folder(folder: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> Path:
+    """`write` a folder's files into a staging folder beside `folder`, then rename it into place; `check(folder)`
+    (may it be replaced?) runs before and again after the write, which can take minutes."""
+    check(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        write(staging)
+        check(folder)
         retired = staging.with_name(staging.name + ".old")
         replaced = folder.exists() or folder.is_symlink()
         if replaced:

@@ -135,6 +135,11 @@ def student(
     gpus: GpusOption = 8,
     gpu_memory: GpuMemoryOption = 80.0,
     preset: PresetOption = "wan2.2-ti2v-5b",
+    scorer: Annotated[Optional[str], typer.Option(
+        help="GR-DMD's frame reward, replacing the config's: aesthetic (the LAION predictor; see --aesthetic-weights), "
+             "sharpness_colour (a heuristic, no model) or auto.")] = None,
+    aesthetic_weights: Annotated[Optional[str], typer.Option(
+        help="The aesthetic predictor's folder (tryon models convert ... --kind aesthetic), replacing the config's.")] = None,
     json_output: JsonOption = False,
     quiet: options.Quiet = False,
 ) -> None:
@@ -151,7 +156,7 @@ def student(
     teacher, data, output = require_run_options(teacher=teacher, data=data, output=output)
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_student(teacher, data, output, config=config, resume=resume, progress=progress,
-                                 notice=notice)
+                                 notice=notice, scorer=scorer, aesthetic_weights=aesthetic_weights)
     notice(f"wrote the streaming student to {path} (metrics in {path / 'metrics.jsonl'})")
 
 

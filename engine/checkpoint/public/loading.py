@@ -200,12 +200,14 @@ def load_part(name: str, part: Part, folder: Path, dtype: torch.dtype):
 
 @contextmanager
 def quiet_loading():
-    """No progress bars, warnings or info logs from diffusers and transformers while loading or saving."""
+    """No progress bars, warnings or info logs from diffusers and transformers while loading or saving;
+    afterwards each library is as it was (bars a command turned off stay off)."""
     import diffusers
     import transformers
 
     libraries = (diffusers.utils.logging, transformers.utils.logging)
     levels = [library.get_verbosity() for library in libraries]
+    bars = [library.is_progress_bar_enabled() for library in libraries]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for library in libraries:
@@ -214,9 +216,10 @@ def quiet_loading():
         try:
             yield
         finally:
-            for library, level in zip(libraries, levels):
+            for library, level, bar in zip(libraries, levels, bars):
                 library.set_verbosity(level)
-                library.enable_progress_bar()
+                if bar:
+                    library.enable_progress_bar()
 
 
 def _load(loader: str, folder: Path, dtype: torch.dtype):
