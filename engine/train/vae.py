@@ -16,6 +16,7 @@ VAE reconstructs, so the VAE is trained first. Rules:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from diffusers import AutoencoderKLWan
 
 from engine.checkpoint import check_checkpoint_target, save_checkpoint
 from engine.errors import InputError
+from engine.limits import check_frames_fit_in_memory, check_int, check_number
 from engine.pipelines.pipeline_tryon import frames_to_pixels
 from engine.progress import Progress
 from engine.synth import make_sample
@@ -36,6 +38,43 @@ FPS = 8.0
 
 
 
+MAX_TRAIN_STEPS = 10**7
+MAX_BATCH_SIZE = 1024
+MAX_CLIP_FRAMES = 257
+MAX_EXAMPLES = 100_003  # the synthetic world's samples per seed
+
+
+@dataclass(frozen=True)
+class VaeTraining:
+    """One fine-tuning run: `steps` optimizer steps, each on `batch_size` synthetic clips of
+    `num_frames` frames at `size` (W, H) and as many stills, cycling through the first `examples`
+    synthetic samples; AdamW at `lr`."""
+
+    steps: int = 1500
+    size: tuple[int, int] = (96, 160)
+    num_frames: int = 9
+    lr: float = 1e-3
+    examples: int = 1000
+    batch_size: int = 4
+
+    def check(self) -> None:
+        """The ranges, before any model is loaded."""
+        check_int(self.steps, "steps", 1, MAX_TRAIN_STEPS)
+        check_int(self.batch_size, "batch_size", 1, MAX_BATCH_SIZE)
+        check_int(self.num_frames, "frames", 1, MAX_CLIP_FRAMES)
+        check_int(self.examples, "examples", 1, MAX_EXAMPLES)
+        check_number(self.lr, "lr", 1e-12, 1.0)
+        check_frames_fit_in_memory(2 * self.batch_size * self.num_frames, self.size[0], self.size[1], "train vae")
+
+    def check_for(self, vae: AutoencoderKLWan) -> None:
+        """What the VAE's compression asks of the size and the frame count."""
+        factor = vae.config.scale_factor_spatial
+        if self.size[0] % factor or self.size[1] % factor:
+            raise InputError(f"size {self.size[0]}x{self.size[1]} must be a multiple of {factor} (the VAE's compression)")
+        if (self.num_frames - 1) % vae.config.scale_factor_temporal:
+            raise InputError(f"num_frames must be 4k+1 (1, 5, 9, ...), not {self.num_frames}")
+
+
 @torch.no_grad()
 def reconstruction_error(vae: AutoencoderKLWan, frames: np.ndarray) -> float:
     """Mean absolute error, in [0, 2] pixel units, of encoding (posterior mode) then decoding."""
@@ -44,28 +83,18 @@ def reconstruction_error(vae: AutoencoderKLWan, frames: np.ndarray) -> float:
     return (decoded - pixels).abs().mean().item()
 
 
-def train_vae(
-    base: str,
-    output: Path,
-    steps: int,
-    size: tuple[int, int],
-    num_frames: int,
-    lr: float,
-    seeds: range,
-    batch_size: int = 1,
-    progress: Progress | None = None,
-) -> Path:
-    """Fine-tune the VAE of checkpoint `base` and save the whole checkpoint to `output` (replaced).
-
-    `size` (W, H) must be multiples of the VAE's spatial factor and `num_frames` 4k+1.
-    """
+def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress | None = None) -> Path:
+    """Fine-tune the VAE of checkpoint `base` and save the whole checkpoint to `output` (replaced)."""
     started = time.perf_counter()
+    settings.check()
     check_checkpoint_target(Path(output))  # before the minutes of training, not after
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_quietly(base, device)
     pipeline = loaded.pipeline
     vae = pipeline.vae
-    check_arguments(vae, steps, size, num_frames, lr, seeds, batch_size)
+    settings.check_for(vae)
+    steps, size, num_frames, lr = settings.steps, settings.size, settings.num_frames, settings.lr
+    batch_size, seeds = settings.batch_size, range(settings.examples)
 
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr)
@@ -110,20 +139,3 @@ def set_latent_statistics(vae: AutoencoderKLWan, clips: list[np.ndarray]) -> Non
     latents = torch.cat([vae.encode(frames_to_pixels(clip, vae.device)).latent_dist.mode() for clip in clips], dim=2)
     channels = latents.transpose(0, 1).flatten(1)
     vae.register_to_config(latents_mean=channels.mean(1).tolist(), latents_std=channels.std(1).clamp_min(1e-4).tolist())
-
-
-def check_arguments(vae: AutoencoderKLWan, steps: int, size: tuple[int, int], num_frames: int, lr: float,
-                    seeds: range, batch_size: int) -> None:
-    factor = vae.config.scale_factor_spatial
-    if steps < 1:
-        raise InputError(f"steps must be at least 1, not {steps}")
-    if batch_size < 1:
-        raise InputError(f"batch size must be at least 1, not {batch_size}")
-    if size[0] % factor or size[1] % factor:
-        raise InputError(f"size {size[0]}x{size[1]} must be a multiple of {factor} (the VAE's compression)")
-    if num_frames < 1 or (num_frames - 1) % vae.config.scale_factor_temporal:
-        raise InputError(f"num_frames must be 4k+1 (1, 5, 9, ...), not {num_frames}")
-    if not lr > 0:
-        raise InputError(f"lr must be positive, not {lr}")
-    if len(seeds) == 0:
-        raise InputError("seeds must not be empty")

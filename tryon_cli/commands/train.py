@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -22,12 +23,10 @@ PresetOption = Annotated[str, typer.Option("--preset", help="With --plan: the mo
 JsonOption = Annotated[bool, typer.Option("--json", help="With --plan: print the plan as JSON on stdout.")]
 
 
-@app.command("teacher")
-def teacher(
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
-    base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-continue, demo-anneal, wan5b-teacher.")] = None,
+DataOption = Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")]
+
+
+def training_options(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
     plan: PlanOption = False,
     gpus: GpusOption = 8,
@@ -36,6 +35,34 @@ def teacher(
     json_output: JsonOption = False,
     quiet: options.Quiet = False,
 ) -> None:
+    """The options train teacher and train student share: a signature for `options.parameters_of`."""
+
+
+def train_or_plan(kind: str, config: str | None, shared: dict[str, Any], required: dict[str, object],
+                  train: Callable[..., Path]) -> Path | None:
+    """Print the memory plan (--plan), or check the `required` options and run
+    `train(*their values, config=, resume=, progress=, notice=)`."""
+    from engine import api
+
+    if shared["plan"]:
+        show_plan(api.plan_training(config, shared["preset"], shared["gpus"], shared["gpu_memory"], kind=kind),
+                  shared["json_output"])
+        return None
+    values = require_run_options(**required)
+    with StageProgress(enabled=not shared["quiet"]) as progress:
+        return train(*values, config=config, resume=shared["resume"], progress=progress, notice=notice)
+
+
+@app.command("teacher")
+@options.parameters_of(training_options, into="shared")
+def teacher(
+    data: DataOption = None,
+    base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
+    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-continue, demo-anneal, wan5b-teacher.")] = None,
+    *,
+    shared: dict[str, Any],
+) -> None:
     """Train the CondNet teacher; runs as is or under torchrun (DDP, or FSDP2 with "parallel": "fsdp").
 
     Example: tryon train teacher --data ./data --base ./ck --output ./teacher --config demo
@@ -43,13 +70,9 @@ def teacher(
     """
     from engine import api
 
-    if plan:
-        show_plan(api.plan_training(config, preset, gpus, gpu_memory, kind="teacher"), json_output)
-        return
-    data, base, output = require_run_options(data=data, base=base, output=output)
-    with StageProgress(enabled=not quiet) as progress:
-        path = api.train_teacher(data, base, output, config=config, resume=resume, progress=progress, notice=notice)
-    notice(f"wrote the trained teacher to {path} (metrics in {path / 'metrics.jsonl'})")
+    path = train_or_plan("teacher", config, shared, dict(data=data, base=base, output=output), api.train_teacher)
+    if path is not None:
+        notice(f"wrote the trained teacher to {path} (metrics in {path / 'metrics.jsonl'})")
 
 
 def require_run_options(**options: object) -> list:
@@ -108,26 +131,24 @@ def vae(
     """
     from engine import api
     from engine.media import parse_size
+    from engine.train.vae import VaeTraining
 
+    settings = VaeTraining(steps=steps, size=parse_size(size), num_frames=frames, lr=lr, examples=examples,
+                           batch_size=batch_size)
     with StageProgress(enabled=not quiet) as progress:
-        path = api.train_vae(base, output, steps, parse_size(size), frames, lr, examples, batch_size,
-                             progress=progress)
+        path = api.train_vae(base, output, settings, progress=progress)
     notice(f"wrote {path}")
 
 
 @app.command("student")
+@options.parameters_of(training_options, into="shared")
 def student(
     teacher: Annotated[Optional[str], typer.Option(help="The trained teacher checkpoint to distill (folder or Hub id).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
+    data: DataOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Student checkpoint folder to write (and resume).")] = None,
     config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: student, wan5b-student.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
-    plan: PlanOption = False,
-    gpus: GpusOption = 8,
-    gpu_memory: GpuMemoryOption = 80.0,
-    preset: PresetOption = "wan2.2-ti2v-5b",
-    json_output: JsonOption = False,
-    quiet: options.Quiet = False,
+    *,
+    shared: dict[str, Any],
 ) -> None:
     """Distill the teacher into the streaming few-step student: teacher forcing, then GR-DMD.
 
@@ -136,11 +157,7 @@ def student(
     """
     from engine import api
 
-    if plan:
-        show_plan(api.plan_training(config, preset, gpus, gpu_memory, kind="student"), json_output)
-        return
-    teacher, data, output = require_run_options(teacher=teacher, data=data, output=output)
-    with StageProgress(enabled=not quiet) as progress:
-        path = api.train_student(teacher, data, output, config=config, resume=resume, progress=progress,
-                                 notice=notice)
-    notice(f"wrote the streaming student to {path} (metrics in {path / 'metrics.jsonl'})")
+    path = train_or_plan("student", config, shared, dict(teacher=teacher, data=data, output=output),
+                         api.train_student)
+    if path is not None:
+        notice(f"wrote the streaming student to {path} (metrics in {path / 'metrics.jsonl'})")

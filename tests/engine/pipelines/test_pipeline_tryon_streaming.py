@@ -227,3 +227,11 @@ def test_the_official_sampler_steps_at_the_warped_timesteps_and_renoises(tiny_mo
     euler = stream(tiny_model.pipeline, config=StreamConfig(chunk_frames=2, steps=2, window=1)).next_chunk()
     renoised = stream(tiny_model.pipeline, config=StreamConfig(chunk_frames=2, steps=2, window=1, sampler="renoise"))
     assert renoised.next_chunk().shape == euler.shape and not np.array_equal(renoised.next_chunk(), euler)
+
+
+def test_prompt_embeds_stand_for_the_prompt(tiny_model):
+    pipe = tiny_model.pipeline
+    said = stream(pipe).next_chunk()
+    embedded = stream(pipe, prompt="", prompt_embeds=pipe.encode_prompt("she spins")).next_chunk()
+    assert np.array_equal(said, embedded)
+    assert not np.array_equal(said, stream(pipe, prompt="").next_chunk())
