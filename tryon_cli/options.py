@@ -31,6 +31,10 @@ Steps = Annotated[Optional[int], typer.Option(help="Denoising steps, 1 to 1000 (
 Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale, 0 to 100; 1 turns it off.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+Chart = Annotated[
+    Optional[Path],
+    typer.Option("--chart", metavar="PNG", help="Also draw what is printed as a chart, into this .png file."),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 
 

@@ -49,7 +49,10 @@ COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer/*"]
 # Everything a checkpoint folder of ours may hold: only such a folder is ever replaced.
-CHECKPOINT_ENTRIES = {"model_index.json", INFO_FILE, *COMPONENTS, "training_state", "metrics.jsonl"}
+# What a checkpoint folder may hold: the checkpoint, and what training writes beside it
+# (engine.train.state.RUN_LOG).
+CHECKPOINT_ENTRIES = {"model_index.json", INFO_FILE, *COMPONENTS, "training_state", "metrics.jsonl", "curves.png",
+                      "tensorboard"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # The classes a component folder may name in model_index.json, and nothing else.

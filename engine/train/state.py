@@ -25,9 +25,11 @@ from safetensors.torch import load_file, save_file
 from engine.checkpoint import CheckpointInfo, check_checkpoint_target, save_checkpoint
 from engine.errors import InputError
 from engine.pipelines.pipeline_tryon import TryOnPipeline
+from engine.train.curves import CURVES_FILE, TENSORBOARD_FOLDER
 
 STATE_DIR = "training_state"
 METRICS_FILE = "metrics.jsonl"
+RUN_LOG = (METRICS_FILE, CURVES_FILE, TENSORBOARD_FOLDER)  # what a run writes beside its checkpoint
 
 
 @dataclass
@@ -81,8 +83,11 @@ def publish_checkpoint(pipeline: TryOnPipeline, output: Path, info: CheckpointIn
     staging = output.parent / f".{output.name}.next"
     save_checkpoint(pipeline, staging, info)
     save_training_state(staging / STATE_DIR, state, optimizer, adapters)
-    if (output / METRICS_FILE).is_file():
-        shutil.copy2(output / METRICS_FILE, staging / METRICS_FILE)
+    for name in RUN_LOG:
+        if (output / name).is_dir():
+            shutil.copytree(output / name, staging / name)
+        elif (output / name).is_file():
+            shutil.copy2(output / name, staging / name)
     retired = output.parent / f".{output.name}.old"
     shutil.rmtree(retired, ignore_errors=True)
     if output.exists():

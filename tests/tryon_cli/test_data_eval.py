@@ -1,6 +1,10 @@
 import json
 import shutil
 
+from PIL import Image
+
+from engine.media.chart import PANEL_SIZE
+
 
 def test_synth_then_eval_round_trip(tmp_path, tryon):
     data = tmp_path / "data"
@@ -16,8 +20,10 @@ def test_synth_then_eval_round_trip(tmp_path, tryon):
     predictions.mkdir()
     shutil.copy(data / "sample_00000" / "target.mp4", predictions / "sample_00000.mp4")  # perfect
     shutil.copy(data / "sample_00001" / "motion.mp4", predictions / "sample_00001.mp4")  # another person
-    run = tryon("eval", predictions, "--reference", data, "--json")
+    run = tryon("eval", predictions, "--reference", data, "--json", "--chart", tmp_path / "scores.png")
     assert run.code == 0, run.stderr
+    with Image.open(tmp_path / "scores.png") as chart:  # PSNR, SSIM, ΔE, MAE, smoothness, motion (no LPIPS)
+        assert chart.size == (2 * PANEL_SIZE[0], 36 + 3 * PANEL_SIZE[1])
     report = json.loads(run.stdout)
     scores = {s["name"]: s for s in report["samples"]}
     assert scores["sample_00000"]["psnr"] == 100.0 and scores["sample_00000"]["garment_color_error"] == 0.0
@@ -47,3 +53,8 @@ def test_eval_table_shows_whole_sample_names(tmp_path, tryon):
     run = tryon("eval", tmp_path / f"{name}.mp4", "--reference", tmp_path / "reference.mp4")
     assert run.code == 0, run.stderr
     assert name in run.stdout
+
+
+def test_eval_refuses_a_chart_that_is_not_a_png_before_scoring(tmp_path, tryon):
+    run = tryon("eval", tmp_path / "nothing.mp4", "--reference", tmp_path / "gt.mp4", "--chart", tmp_path / "c.svg")
+    assert run.code == 2 and "--chart must be a .png file" in run.stderr and len(run.stderr.strip().splitlines()) == 1

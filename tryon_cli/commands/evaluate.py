@@ -9,6 +9,7 @@ import typer
 from rich.table import Column, Table
 
 from engine.errors import InputError
+from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
 
 COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "garment_color_error": "garment ΔE", "garment_mae": "garment MAE", "smoothness": "smooth", "motion_magnitude": "motion"}
@@ -42,22 +43,29 @@ def evaluate(
     quality_model: Annotated[Optional[Path], typer.Option(help="With --bench: the aesthetic model folder "
                                                                "(clip/, head.safetensors) for VQ.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    chart: options.Chart = None,
 ) -> None:
     """PSNR, SSIM, garment colour error, smoothness and motion magnitude, per sample and mean;
     or, with --bench hgc, HGC-Bench's metrics (Cur, GME, Amp, Smoo, VQ, HGC, LGC, NTP).
 
-    Example: tryon eval results/ --reference data/
+    Example: tryon eval results/ --reference data/ --chart scores.png
     Bench:   tryon eval --bench hgc ./HGC-Bench --model ./teacher --predictions ./hgc-out --vlm ./qwen2.5-vl
     """
     from engine import api
+    from engine.api.charts import check_chart_path, eval_chart
 
+    check_chart_path(chart)
     if bench is not None:
+        if chart is not None:
+            raise InputError("--chart draws the per-sample scores: not with --bench")
         _evaluate_bench(bench, prediction, predictions, model, size, seconds, fps, steps, seed, device,
                         api_models(vlm, identity_model, text_model, quality_model, device), json_output)
         return
     if reference is None:
         raise InputError("--reference is required (or --bench hgc to score a benchmark)")
     report = api.evaluate(prediction, reference)
+    if chart is not None:
+        eval_chart(report, chart, COLUMNS)
     if json_output:
         print_json(report.to_dict())
         return

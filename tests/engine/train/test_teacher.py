@@ -159,6 +159,7 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again(tiny_checkpoin
     config = config_factory(steps=2, checkpoint_every=2)
     with pytest.raises(Stop):
         train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config, progress=stop_at(2))
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["metrics.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["curves.png", "metrics.jsonl", "tensorboard"]
     train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config)
     assert [m["step"] for m in metrics(tmp_path / "out")] == [1, 2]
+    assert (tmp_path / "out" / "curves.png").is_file() and any((tmp_path / "out" / "tensorboard").iterdir())
