@@ -13,6 +13,9 @@ from typing import Any
 from engine.errors import InputError
 
 OFFLOAD_CHOICES = ("none", "model", "group")
+# The stream's decoder: "auto" (the checkpoint's tiny decoder when it ships one, else the VAE's),
+# "full" (the VAE's), "tiny" (the checkpoint's), or else a TAEHV weights file or Hub file.
+DECODER_CHOICES = ("auto", "full", "tiny")
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,13 @@ class Acceleration:
     compile: bool = False
     fuse_qkv: bool = False
     context_parallel: bool = False  # the teacher's sequence split across torchrun's processes (engine.model.distributed)
+    decoder: str = "auto"  # the stream's decoder: DECODER_CHOICES or a TAEHV weights source
 
     def __post_init__(self) -> None:
         if self.offload not in OFFLOAD_CHOICES:
             raise InputError(f"must be one of {', '.join(OFFLOAD_CHOICES)}, not '{self.offload}'", option="offload")
+        if not self.decoder.strip():
+            raise InputError(f"must be one of {', '.join(DECODER_CHOICES)} or a TAEHV weights file", option="decoder")
 
     def describe(self) -> str:
         """The modes that are on, e.g. 'fp8, offload group' ('' when none is)."""
@@ -35,6 +41,8 @@ class Acceleration:
                  if getattr(self, name)]
         if self.offload != "none":
             named.append(f"offload {self.offload}")
+        if self.decoder != "auto":
+            named.append(f"decoder {self.decoder}")
         return ", ".join(named)
 
 
@@ -58,4 +66,6 @@ COMPARABLE: dict[str, dict[str, Any]] = {
     "compile": {"compile": True},
     "offload-model": {"offload": "model"},
     "offload-group": {"offload": "group"},
+    "tiny-decoder": {"decoder": "tiny"},
+    "full-decoder": {"decoder": "full"},
 }

@@ -35,6 +35,9 @@ Chart = Annotated[
     Optional[Path],
     typer.Option("--chart", metavar="PNG", help="Also draw what is printed as a chart, into this .png file."),
 ]
+KeepIntermediates = Annotated[Optional[Path], typer.Option(
+    "--keep-intermediates", metavar="DIR",
+    help="Public route only: keep what its stages hand on in DIR (dressed.png, pose.mp4, faces.mp4).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 
 
@@ -46,7 +49,7 @@ def _runtime_option(*names: str, help: str) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=RUNTIME_PANEL)
 
 
-def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect.Parameter]:
+def _runtime_parameters(model_help: str, context_parallel: bool, decoder: bool) -> list[inspect.Parameter]:
     """The runtime options as Typer reads them: (name, type with its typer.Option, default)."""
     shared = [
         ("model", Annotated[Optional[str], _runtime_option("--model", "-m", help=model_help)], None),
@@ -72,24 +75,30 @@ def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect
         shared.append(("context_parallel", Annotated[bool, _runtime_option(
             "--context-parallel", help="Split the render's token sequence across the processes of a torchrun "
             "launch (Ulysses): torchrun --nproc-per-node N -m tryon_cli dress ... --context-parallel")], False))
+    if decoder:
+        shared.append(("decoder", Annotated[str, _runtime_option(
+            "--decoder", help="The stream's decoder: auto (the model's tiny decoder when it ships one, else full), "
+            "full (the VAE's), tiny (the model's), or TAEHV weights (FILE.safetensors|.pth, or owner/repo/FILE on "
+            "the Hub).")], "auto"))
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             for name, annotation, default in shared]
 
 
 def build_run_options(model: str | None, revision: str | None, device: str, dtype: str, attention: str,
                       offload: str, fp8: bool, compile_: bool, fuse_qkv: bool,
-                      context_parallel: bool = False) -> RunOptions:
+                      context_parallel: bool = False, decoder: str = "auto") -> RunOptions:
     """The one place the runtime options become a `RunOptions`."""
     acceleration = Acceleration(offload=offload, fp8=fp8, compile=compile_, fuse_qkv=fuse_qkv,
-                                context_parallel=context_parallel)
+                                context_parallel=context_parallel, decoder=decoder)
     return RunOptions(model=model, revision=revision, device=device, dtype=dtype, attention=attention,
                       acceleration=acceleration)
 
 
-def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False) -> Callable[[Callable], Callable]:
+def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False,
+                decoder: bool = False) -> Callable[[Callable], Callable]:
     """Give a Typer command the runtime options in place of its `run: RunOptions` parameter,
     handed to it as one `RunOptions`."""
-    return lambda command: _splice(command, "run", _runtime_parameters(model_help, context_parallel),
+    return lambda command: _splice(command, "run", _runtime_parameters(model_help, context_parallel, decoder),
                                    build_run_options)
 
 

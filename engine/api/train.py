@@ -1,10 +1,13 @@
-"""`tryon train`: the teacher, the streaming student and the VAE, from a config file or a built-in recipe."""
+"""`tryon train`: the teacher, the streaming student, the VAE and the tiny decoder, from a config file or a
+built-in recipe."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.errors import InputError
+from engine.limits import check_int
 from engine.progress import Notice, Progress
 
 if TYPE_CHECKING:
@@ -72,17 +75,65 @@ def _data_source(data: str) -> str | Path:
     return "synthetic" if data == "synthetic" else Path(data)
 
 
-def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress | None = None) -> Path:
+def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress | None = None,
+              resume: bool = False) -> Path:
     """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips (`VaeTraining`
-    from engine.train.vae says how long, on what and at which rate)."""
+    from engine.train.vae says how long, on what and at which rate); resumable from `output` when
+    it saved checkpoints (`checkpoint_every`)."""
     from engine.train.vae import train_vae as run
 
-    return run(base, output, settings, progress=progress)
+    return run(base, output, settings, progress=progress, resume=resume)
 
 
-def plan_training(config: str | Path | None, preset: str, gpus: int, gpu_memory: float, kind: str = "teacher"):
-    """Per-GPU memory of each stage of a teacher or student run (engine.train.plan), on the meta device."""
-    from engine.train.plan import plan_training as plan
+def train_decoder(
+    vae: str,
+    data: str,
+    output: Path,
+    config: str | Path | None = None,
+    channels: tuple[int, ...] | None = None,
+    variant: str = "base",
+    resume: bool = False,
+    ship: tuple[Path, ...] = (),
+    progress: Progress | None = None,
+    notice: Notice | None = None,
+) -> Path:
+    """Distil a tiny streaming decoder from checkpoint `vae`'s VAE (engine.train.decoder) into `output`,
+    then copy it into each checkpoint of `ship` as its tiny_decoder/."""
+    from engine.train.decoder import check_ship_target, ship_decoder, train_decoder as run
 
+    check_decoder_shape(channels, variant)
+    for checkpoint in ship:
+        check_ship_target(Path(checkpoint))
+    path = run(vae, _data_source(data), output, load_train_config(config or "decoder"), channels, variant,
+               resume=resume, progress=progress, log=notice)
+    for checkpoint in ship:
+        target = ship_decoder(path, Path(checkpoint))
+        if notice:
+            notice(f"shipped the tiny decoder as {target}")
+    return path
+
+
+def check_decoder_shape(channels: tuple[int, ...] | None, variant: str) -> None:
+    from engine.model.tiny_decoder import STAGES, VARIANTS
+
+    if variant not in VARIANTS:
+        raise InputError(f"must be one of {', '.join(VARIANTS)}, not '{variant}'", option="variant")
+    if channels is not None:
+        if len(channels) != STAGES + 1:
+            raise InputError(f"needs {STAGES + 1} widths (e.g. 64,32,16,16), not {len(channels)}", option="channels")
+        for width in channels:
+            check_int(width, "channels", 1, 4096)
+
+
+def plan_training(config: str | Path | None, preset: str, gpus: int, gpu_memory: float, kind: str = "teacher",
+                  channels: tuple[int, ...] | None = None, variant: str = "base"):
+    """Per-GPU memory of each stage of a teacher, student or tiny decoder run (engine.train.plan), on
+    the meta device."""
+    from engine.train.plan import plan_decoder_training, plan_training as plan
+
+    if kind == "decoder":
+        check_decoder_shape(channels, variant)
+        return plan_decoder_training(load_train_config(config or "decoder"), preset, gpus, gpu_memory, channels,
+                                     variant)
     loaded = load_train_config(config) if kind == "teacher" else load_student_config(config)
     return plan(loaded, preset, gpus, gpu_memory, kind=kind)

@@ -12,16 +12,15 @@ from engine.media.geometry import (
     round_to_multiple,
 )
 from engine.media.image import MAX_IMAGE_PIXELS, load_image, save_image, to_rgb
-from engine.media.video import (
+from engine.media.video_reader import (
     VideoFrames,
     VideoInfo,
-    VideoWriter,
     probe_video,
     read_video,
     resample_indices,
     video_fps,
-    write_video,
 )
+from engine.media.video_writer import VideoWriter, write_video
 
 __all__ = [
     "MAX_IMAGE_PIXELS",

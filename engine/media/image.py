@@ -106,7 +106,7 @@ def save_image(path: str | Path, image: Image.Image) -> None:
         raise
 
 
-# ---- shared file helpers (also used by engine.media.video) ----
+# ---- shared file helpers (also used by engine.media.video_reader) ----
 
 
 def require_file(path: str | Path) -> Path:

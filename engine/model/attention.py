@@ -120,17 +120,16 @@ class CondNetAttnProcessor:
         return attn.to_out[1](attn.to_out[0](out))
 
     def context(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What video tokens attend to: this pass's keys and values, after the cached ones."""
+        """What video tokens attend to: the cached keys and values and this pass's (KVCache.context)."""
         if self.layout.cache is None:
             return key, value
-        cached_key, cached_value = self.read_cache()
-        return torch.cat([cached_key, key], dim=1), torch.cat([cached_value, value], dim=1)
+        return self.read_cache(key, value)
 
     # The cache is reached outside torch.compile: every block's processor differs only in its
     # `layer`, and a compiled block reading it would be recompiled for each of the 30 layers.
     @torch.compiler.disable
-    def read_cache(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.layout.cache.keys_values(self.layer, self.layout.cache_view)
+    def read_cache(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.layout.cache.context(self.layer, key, value, self.layout.cache_view)
 
     @torch.compiler.disable
     def write_cache(self, key: torch.Tensor, value: torch.Tensor) -> None:

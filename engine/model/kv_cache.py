@@ -19,6 +19,18 @@ still reads the entry that is being replaced, so a pass sees the same context at
 Capacity is allocated up front: memory never grows with the length of the stream.
 The cache holds one sequence (batch size 1).
 
+Storage: one persistent buffer per layer (`keys`, `values`: (layers, tokens, heads, head_dim)),
+laid out `[conditions | sink | history slots | scratch]`; each region is a slice of it. The
+conditions are written against the end of their slice (the number of garments varies), so in
+the steady stream (full-length entries) everything cached is one contiguous run of the buffer.
+`context(layer, key, value)` — what a pass's video tokens attend to — writes the pass's own
+keys and values right after that run (into the scratch, or into history slots not yet used)
+and returns the run as a view: no concatenation of the cache per layer per pass. Attention
+does not depend on the order of its keys, so the ring's slots are read in slot order. Where
+the run is not contiguous (a short chunk, a pinned view of an older time) or gradients are on
+(in-place writes into a buffer whose views autograd kept would break the backward pass), it
+falls back to concatenating the valid entries.
+
 `view()` pins what a pass reads: the entries valid now, each with the number of times its slot
 has been committed. `keys_values(layer, view)` reads exactly those entries later — what
 activation checkpointing needs to recompute a block in the backward pass — and refuses if one
@@ -49,13 +61,17 @@ CacheView = dict[str, tuple[Entry, ...]]  # region name -> its valid entries, ol
 
 
 class Region:
-    """`slots` entries of at most `entry_tokens` tokens each, for every layer; a ring if slots > 1."""
+    """`slots` entries of at most `entry_tokens` tokens each, for every layer; a ring if slots > 1.
 
-    def __init__(self, slots: int, entry_tokens: int, layers: int, heads: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device) -> None:
-        shape = (layers, slots, entry_tokens, heads, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+    Its storage is the slice of the cache's buffers from `offset`; `align_end`: an entry's tokens
+    are written against the end of its slot instead of its start.
+    """
+
+    def __init__(self, slots: int, entry_tokens: int, buffers: tuple[torch.Tensor, torch.Tensor], offset: int,
+                 align_end: bool = False) -> None:
+        stop = offset + slots * entry_tokens
+        self.offset, self.align_end = offset, align_end
+        self.keys, self.values = (buffer[:, offset:stop].unflatten(1, (slots, entry_tokens)) for buffer in buffers)
         self.lengths = [0] * slots  # valid tokens in each entry; 0: empty
         self.generations = [0] * slots  # commits into each slot so far
         self.cursor = 0  # the entry the next write goes to: the oldest one
@@ -76,9 +92,23 @@ class Region:
         if key.shape[0] != 1 or tokens > self.entry_tokens:
             raise ValueError(f"a cache entry holds one sequence of at most {self.entry_tokens} tokens, "
                              f"got {tuple(key.shape[:2])}")
-        self.keys[layer, self.cursor, :tokens] = key[0]
-        self.values[layer, self.cursor, :tokens] = value[0]
+        where = self._tokens_of(tokens)
+        self.keys[layer, self.cursor, where] = key[0]
+        self.values[layer, self.cursor, where] = value[0]
         self.pending = tokens
+
+    def _tokens_of(self, tokens: int) -> slice:
+        """Where in its slot an entry of `tokens` tokens lies."""
+        return slice(self.entry_tokens - tokens, None) if self.align_end else slice(0, tokens)
+
+    def spans(self, entries: tuple[Entry, ...]) -> list[tuple[int, int]]:
+        """Where `entries` lie in the cache's buffers: (start, stop) token indices, in the entries' order."""
+        spans = []
+        for entry in entries:
+            start = self.offset + entry.slot * self.entry_tokens + self._tokens_of(entry.tokens).indices(
+                self.entry_tokens)[0]
+            spans.append((start, start + entry.tokens))
+        return spans
 
     def commit(self) -> None:
         self.lengths[self.cursor] = self.pending
@@ -102,8 +132,8 @@ class Region:
     def valid(self, layer: int, view: tuple[Entry, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (tokens, heads, head_dim) of the valid entries at one layer, or of `view`'s."""
         entries = self.view() if view is None else self._unchanged(view)
-        keys = [self.keys[layer, entry.slot, : entry.tokens] for entry in entries]
-        values = [self.values[layer, entry.slot, : entry.tokens] for entry in entries]
+        keys = [self.keys[layer, entry.slot, self._tokens_of(entry.tokens)] for entry in entries]
+        values = [self.values[layer, entry.slot, self._tokens_of(entry.tokens)] for entry in entries]
         if not keys:
             return self.keys[layer].flatten(0, 1)[:0], self.values[layer].flatten(0, 1)[:0]
         return torch.cat(keys), torch.cat(values)
@@ -125,15 +155,22 @@ class KVCache:
     """The regions `conditions`, `sink` and `history` (see the module docstring)."""
 
     def __init__(self, *, layers: int, heads: int, head_dim: int, frame_tokens: int, chunk_frames: int,
-                 window: int, dtype: torch.dtype, device: torch.device) -> None:
+                 window: int, dtype: torch.dtype, device: torch.device, pass_tokens: int | None = None) -> None:
         if window < 0:
             raise ValueError(f"the history window cannot be negative, got {window}")
-        shape = dict(layers=layers, heads=heads, head_dim=head_dim, dtype=dtype, device=device)
         chunk_tokens = chunk_frames * frame_tokens
+        condition_tokens = (1 + MAX_GARMENTS) * frame_tokens
+        # The scratch after the history: one pass's own keys (a chunk, and as many motion tokens).
+        self.scratch = max(pass_tokens or 0, chunk_tokens)
+        total = condition_tokens + (1 + window) * chunk_tokens + self.scratch
+        shape = (layers, total, heads, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        buffers = (self.keys, self.values)
         self.regions = {
-            "conditions": Region(1, (1 + MAX_GARMENTS) * frame_tokens, **shape),
-            "sink": Region(1, chunk_tokens, **shape),
-            "history": Region(window, chunk_tokens, **shape),
+            "conditions": Region(1, condition_tokens, buffers, 0, align_end=True),
+            "sink": Region(1, chunk_tokens, buffers, condition_tokens),
+            "history": Region(window, chunk_tokens, buffers, condition_tokens + chunk_tokens),
         }
         self.layers = layers
         self.frame_tokens = frame_tokens
@@ -147,9 +184,12 @@ class KVCache:
         `device`: where the transformer runs, when its weights are elsewhere (offloaded).
         """
         config = transformer.config
+        chunk_tokens = chunk_frames * frame_tokens
+        attended_motion = config.get("motion_conditioning") == "attention"
         return cls(layers=config.num_layers, heads=config.num_attention_heads, head_dim=config.attention_head_dim,
                    frame_tokens=frame_tokens, chunk_frames=chunk_frames, window=window,
-                   dtype=transformer.dtype, device=device or transformer.device)
+                   dtype=transformer.dtype, device=device or transformer.device,
+                   pass_tokens=2 * chunk_tokens if attended_motion else chunk_tokens)
 
     # -- region operations --------------------------------------------------------------------
 
@@ -182,6 +222,46 @@ class KVCache:
         keys = torch.cat([k for k, _ in parts])
         values = torch.cat([v for _, v in parts])
         return keys[None], values[None]
+
+    def context(self, layer: int, key: torch.Tensor, value: torch.Tensor,
+                view: CacheView | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a pass's video tokens attend to at `layer`: everything cached (or what `view` pinned),
+        then this pass's `key` and `value` (1, tokens, heads, head_dim); a view of the buffers where
+        it can be (see the module docstring), in an order attention does not depend on."""
+        spans = self._spans(view)
+        place = None
+        if not torch.is_grad_enabled() and key.shape[0] == 1:
+            place = self._run_before(spans, key.shape[1], pinned=view is not None)
+        if place is None:
+            cached_key, cached_value = self.keys_values(layer, view)
+            return torch.cat([cached_key, key], dim=1), torch.cat([cached_value, value], dim=1)
+        start, end = place
+        stop = end + key.shape[1]
+        self.keys[layer, end:stop] = key[0]
+        self.values[layer, end:stop] = value[0]
+        return self.keys[layer, start:stop][None], self.values[layer, start:stop][None]
+
+    def _spans(self, view: CacheView | None) -> list[tuple[int, int]]:
+        spans = []
+        for name in REGIONS:
+            region = self.regions[name]
+            spans += region.spans(region.view() if view is None else region._unchanged(view[name]))
+        return spans
+
+    def _run_before(self, spans: list[tuple[int, int]], tokens: int, pinned: bool) -> tuple[int, int] | None:
+        """(start, end) when `spans` are one contiguous run [start, end) followed by room for `tokens`
+        tokens that hold nothing valid now; else None."""
+        ordered = sorted(spans)
+        if any(a[1] != b[0] for a, b in zip(ordered, ordered[1:])):
+            return None
+        scratch = self.keys.shape[1] - self.scratch
+        start, end = (ordered[0][0], ordered[-1][1]) if ordered else (scratch, scratch)
+        stop = end + tokens
+        if stop > self.keys.shape[1]:
+            return None
+        if pinned and any(a < stop and end < b for a, b in self._spans(None)):
+            return None  # a pinned view of an older time: what follows its run holds newer entries
+        return start, end
 
     def read(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """A region, or the `reference` / `garments` slice of `conditions`: (layers, tokens, heads, head_dim)."""

@@ -165,9 +165,10 @@ class CondNetTransformer(WanTransformer3DModel):
         """Wrap a plain Wan transformer (e.g. the Wan2.2 base weights) in a fresh CondNet."""
         config = {k: v for k, v in base.config.items() if not k.startswith("_")}
         model = cls(**{**config, **condnet_config})
+        own = ("role_embedding", "motion_embedding", "motion_role")  # CondNet's, not the Wan backbone's
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-        fresh = {name for name, _ in model.named_parameters()
-                 if name.startswith(("role_embedding", "motion_embedding", "motion_role"))}
+        fresh = {name for name, _ in model.named_parameters() if name.startswith(own)}
+        unexpected = [name for name in unexpected if not name.startswith(own)]  # a CondNet base's other motion form
         if set(missing) - fresh or unexpected:
             raise ValueError(f"base transformer does not match: missing {missing}, unexpected {unexpected}")
         return model if base.dtype == torch.float32 else model.to(base.dtype)

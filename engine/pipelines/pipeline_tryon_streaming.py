@@ -38,6 +38,7 @@ from PIL import Image
 from engine.media import VideoFrames
 from engine.model.causal_vae import CausalDecoder, CausalEncoder
 from engine.model.kv_cache import KVCache
+from engine.model.tiny_decoder import TinyStreamDecoder, TinyVideoDecoder
 from engine.model.transformer_condnet import Condition
 from engine.pipelines.block_causal import BlockCausalRunner
 from engine.pipelines.pipeline_tryon import TryOnPipeline, check_finite
@@ -96,6 +97,7 @@ class TryOnStream:
     asked for), is the motion video for the frames to come.
     `context`, uint8 frames (4k+1 of them, at the output size), is a video to continue: it
     fills the sink and history, primes the VAE decoder, and the first new frame follows it.
+    `tiny_decoder`: decode with it (engine.model.tiny_decoder) instead of the VAE's decoder.
     `prompt_embeds` (1, L, dim), as the teacher pipeline takes them, stand for `prompt`.
     """
 
@@ -110,6 +112,7 @@ class TryOnStream:
         motion: np.ndarray | VideoFrames | None = None,
         context: np.ndarray | None = None,
         config: StreamConfig = StreamConfig(),
+        tiny_decoder: TinyVideoDecoder | None = None,
         prompt_embeds: torch.Tensor | None = None,
     ) -> None:
         self.pipeline = pipeline
@@ -120,7 +123,7 @@ class TryOnStream:
         self.shape = pipeline.video_shape(width, height, 1)
         # diffusers' `_execution_device` looks through every module for offload hooks: once per stream.
         self.device = pipeline._execution_device
-        self.decoder = CausalDecoder(pipeline.vae)
+        self.decoder = CausalDecoder(pipeline.vae) if tiny_decoder is None else TinyStreamDecoder(tiny_decoder)
         text = pipeline.encode_prompt(prompt) if prompt_embeds is None else prompt_embeds
         self.runner = BlockCausalRunner(self.transformer, self.transformer, text=text,
                                         latent_size=(self.shape.latent_height, self.shape.latent_width),
@@ -202,8 +205,10 @@ class TryOnStream:
 
     def _decode(self, latents: torch.Tensor) -> np.ndarray:
         check_finite(latents)
-        mean, std = self.pipeline._latent_stats(latents)
-        pixels = self.decoder.decode((latents * std + mean).to(self.pipeline.vae.dtype))
+        if isinstance(self.decoder, CausalDecoder):  # the VAE decodes raw latents, the tiny decoder normalised ones
+            mean, std = self.pipeline._latent_stats(latents)
+            latents = (latents * std + mean).to(self.pipeline.vae.dtype)
+        pixels = self.decoder.decode(latents)
         pixels = ((pixels[0] + 1) * 127.5).round().to(torch.uint8)
         return pixels.permute(1, 2, 3, 0).cpu().numpy()
 

@@ -9,12 +9,17 @@ VAE reconstructs, so the VAE is trained first. Rules:
   (per element), with the latent sampled from the posterior.
 - AdamW with cosine decay to a tenth of `lr`, gradients clipped to norm 1.0; the rest of the
   checkpoint is kept as it is.
+- With `checkpoint_every`, `output/` holds the whole checkpoint and its `training_state/` every
+  that many steps; `resume` continues from there. Step i draws the same clips and noise
+  whether or not the run was resumed before it.
 - After training, the latent statistics in the VAE config (latents_mean, latents_std) are
   measured again on the training clips, so the transformer keeps seeing unit-scale latents.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +34,21 @@ from engine.limits import check_frames_fit_in_memory, check_int, check_number
 from engine.pipelines.pipeline_tryon import frames_to_pixels
 from engine.progress import Progress
 from engine.synth import make_sample
-from engine.train.loop import load_quietly
+from engine.train.curves import log_to_tensorboard, write_curves
+from engine.train.loop import check_output, load_quietly
+from engine.train.state import (
+    METRICS_FILE,
+    STATE_DIR,
+    TrainingState,
+    keep_metrics_until,
+    publish_checkpoint,
+    read_training_state,
+)
 
 KL_WEIGHT = 1e-4
 MAX_GRAD_NORM = 1.0
 STATS_CLIPS = 16  # training clips the latent statistics are measured on
 FPS = 8.0
-
-
-
 MAX_TRAIN_STEPS = 10**7
 MAX_BATCH_SIZE = 1024
 MAX_CLIP_FRAMES = 257
@@ -48,7 +59,8 @@ MAX_EXAMPLES = 100_003  # the synthetic world's samples per seed
 class VaeTraining:
     """One fine-tuning run: `steps` optimizer steps, each on `batch_size` synthetic clips of
     `num_frames` frames at `size` (W, H) and as many stills, cycling through the first `examples`
-    synthetic samples; AdamW at `lr`."""
+    synthetic samples; AdamW at `lr`; the checkpoint and its training state saved every
+    `checkpoint_every` steps (0: only at the end)."""
 
     steps: int = 1500
     size: tuple[int, int] = (96, 160)
@@ -56,6 +68,11 @@ class VaeTraining:
     lr: float = 1e-3
     examples: int = 1000
     batch_size: int = 4
+    checkpoint_every: int = 0
+
+    @property
+    def seeds(self) -> range:
+        return range(self.examples)
 
     def check(self) -> None:
         """The ranges, before any model is loaded."""
@@ -64,6 +81,7 @@ class VaeTraining:
         check_int(self.num_frames, "frames", 1, MAX_CLIP_FRAMES)
         check_int(self.examples, "examples", 1, MAX_EXAMPLES)
         check_number(self.lr, "lr", 1e-12, 1.0)
+        check_int(self.checkpoint_every, "checkpoint_every", 0, MAX_TRAIN_STEPS)
         check_frames_fit_in_memory(2 * self.batch_size * self.num_frames, self.size[0], self.size[1], "train vae")
 
     def check_for(self, vae: AutoencoderKLWan) -> None:
@@ -83,47 +101,93 @@ def reconstruction_error(vae: AutoencoderKLWan, frames: np.ndarray) -> float:
     return (decoded - pixels).abs().mean().item()
 
 
-def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress | None = None) -> Path:
-    """Fine-tune the VAE of checkpoint `base` and save the whole checkpoint to `output` (replaced)."""
+def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress | None = None,
+              resume: bool = False) -> Path:
+    """Fine-tune the VAE of checkpoint `base` and save the whole checkpoint to `output` (replaced).
+
+    With `resume`, `base` is ignored and the run saved in `output` (by `checkpoint_every`) goes on.
+    """
     started = time.perf_counter()
     settings.check()
-    check_checkpoint_target(Path(output))  # before the minutes of training, not after
+    steps, size, num_frames, lr = settings.steps, settings.size, settings.num_frames, settings.lr
+    batch_size, seeds, checkpoint_every = settings.batch_size, settings.seeds, settings.checkpoint_every
+    output = Path(output)
+    if resume or checkpoint_every:
+        check_output(output, resume)
+    else:
+        check_checkpoint_target(output)  # before the minutes of training, not after
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    loaded = load_quietly(base, device)
+    loaded = load_quietly(output if resume else base, device)
     pipeline = loaded.pipeline
     vae = pipeline.vae
     settings.check_for(vae)
-    steps, size, num_frames, lr = settings.steps, settings.size, settings.num_frames, settings.lr
-    batch_size, seeds = settings.batch_size, range(settings.examples)
 
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=lr / 10)
-    generator = torch.Generator(device=device).manual_seed(0)
-    for step in range(steps):
+    done, seconds_before = 0, 0.0
+    if resume:
+        state, optimizer_state, _ = read_training_state(output / STATE_DIR)
+        optimizer.load_state_dict(optimizer_state)
+        done, seconds_before = state.step, state.seconds
+        keep_metrics_until(output, done)
+    losses: list[float] = []
+
+    def publish(step: int) -> None:
+        seconds = seconds_before + time.perf_counter() - started
+        info = with_vae_record(loaded.info, settings, seconds)
+        names = [name for name, _ in vae.named_parameters()]
+        publish_checkpoint(pipeline, output, info, TrainingState(step, seconds, "vae", names), optimizer, {})
+
+    for step in range(done, steps):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(lr, step, steps)
         samples = [make_sample(seeds[(step * batch_size + i) % len(seeds)], size=size, num_frames=num_frames, fps=FPS)
                    for i in range(batch_size)]
         clips = torch.cat([frames_to_pixels(sample.target, device) for sample in samples])
         stills = torch.cat([frames_to_pixels(next(iter(sample.garments.values()))[None], device) for sample in samples])
+        generator = torch.Generator(device=device).manual_seed(step)
         for pixels in (clips, stills):
-            (autoencoder_loss(vae, pixels, generator) / 2).backward()
+            loss = autoencoder_loss(vae, pixels, generator) / 2
+            loss.backward()
+            losses.append(loss.item())
         torch.nn.utils.clip_grad_norm_(vae.parameters(), MAX_GRAD_NORM)
         optimizer.step()
-        schedule.step()
         optimizer.zero_grad(set_to_none=True)
         if progress:
             progress("vae", step + 1, steps)
+        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            publish(step + 1)
+            line = {"step": step + 1, "loss": float(np.mean(losses))}
+            with open(output / METRICS_FILE, "a") as log:
+                log.write(json.dumps(line) + "\n")
+            write_curves(output)
+            log_to_tensorboard(output, line)
+            losses.clear()
     vae.eval()
     vae.requires_grad_(False)
     set_latent_statistics(vae, [make_sample(seed, size=size, num_frames=num_frames, fps=FPS).target
                                 for seed in seeds[:STATS_CLIPS]])
+    if resume or checkpoint_every:  # like the teacher's runs: the finished run keeps its state
+        publish(steps)
+        return output
+    seconds = time.perf_counter() - started
+    return save_checkpoint(pipeline, output, with_vae_record(loaded.info, settings, seconds))
 
-    info = loaded.info
+
+def cosine_lr(lr: float, step: int, steps: int) -> float:
+    """The learning rate of `step`: cosine decay from `lr` to a tenth of it over `steps`."""
+    floor = lr / 10
+    return floor + (lr - floor) * (1 + math.cos(math.pi * step / steps)) / 2
+
+
+def with_vae_record(info, settings: VaeTraining, seconds: float):
+    """`info` with this VAE run recorded in its training summary."""
     info.training = {**info.training, "vae": {
-        "steps": steps, "batch_size": batch_size, "size": list(size), "num_frames": num_frames, "lr": lr,
-        "seeds": [seeds.start, seeds.stop], "seconds": round(time.perf_counter() - started, 3),
+        "steps": settings.steps, "batch_size": settings.batch_size, "size": list(settings.size),
+        "num_frames": settings.num_frames, "lr": settings.lr, "seeds": [0, settings.examples],
+        "seconds": round(seconds, 3),
     }}
-    return save_checkpoint(pipeline, Path(output), info)
+    return info
 
 
 def autoencoder_loss(vae: AutoencoderKLWan, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

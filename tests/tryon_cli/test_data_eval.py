@@ -4,6 +4,7 @@ import shutil
 from PIL import Image
 
 from engine.media.chart import PANEL_SIZE
+from tryon_cli.commands.evaluate import COLUMNS
 
 
 def test_synth_then_eval_round_trip(tmp_path, tryon):
@@ -22,12 +23,17 @@ def test_synth_then_eval_round_trip(tmp_path, tryon):
     shutil.copy(data / "sample_00001" / "motion.mp4", predictions / "sample_00001.mp4")  # another person
     run = tryon("eval", predictions, "--reference", data, "--json", "--chart", tmp_path / "scores.png")
     assert run.code == 0, run.stderr
-    with Image.open(tmp_path / "scores.png") as chart:  # PSNR, SSIM, ΔE, MAE, smoothness, motion (no LPIPS)
-        assert chart.size == (2 * PANEL_SIZE[0], 36 + 3 * PANEL_SIZE[1])
     report = json.loads(run.stdout)
+    charted = [name for name in COLUMNS if any(sample[name] is not None for sample in report["samples"])]
+    assert "lpips" not in charted and "psnr" in charted  # a panel per metric the table shows with a value
+    with Image.open(tmp_path / "scores.png") as chart:
+        assert chart.size == (2 * PANEL_SIZE[0], 36 + (len(charted) + 1) // 2 * PANEL_SIZE[1])
     scores = {s["name"]: s for s in report["samples"]}
     assert scores["sample_00000"]["psnr"] == 100.0 and scores["sample_00000"]["garment_color_error"] == 0.0
     assert scores["sample_00001"]["psnr"] < 30 and scores["sample_00001"]["garment_color_error"] > 1.0
+    assert scores["sample_00000"]["figure_iou_worst"] == scores["sample_00000"]["garment_ssim"] == 1.0
+    assert scores["sample_00001"]["figure_iou_worst"] < 0.9  # another person, on another backdrop
+    assert len(scores["sample_00001"]["figure_iou_frames"]) == 5
     assert any("sample_00002" in n for n in report["notices"])  # a reference with no prediction
 
 
@@ -58,3 +64,16 @@ def test_eval_table_shows_whole_sample_names(tmp_path, tryon):
 def test_eval_refuses_a_chart_that_is_not_a_png_before_scoring(tmp_path, tryon):
     run = tryon("eval", tmp_path / "nothing.mp4", "--reference", tmp_path / "gt.mp4", "--chart", tmp_path / "c.svg")
     assert run.code == 2 and "--chart must be a .png file" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+def test_eval_sheet_is_written_and_a_bad_one_is_exit_2(tmp_path, tryon):
+    import numpy as np
+
+    from engine.media import write_video
+
+    frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    write_video(tmp_path / "pred.mp4", frames, 8)
+    assert tryon("eval", tmp_path / "pred.mp4", "-r", tmp_path / "pred.mp4", "--sheet", tmp_path / "s.png").code == 0
+    assert (tmp_path / "s.png").stat().st_size > 0
+    run = tryon("eval", tmp_path / "pred.mp4", "-r", tmp_path / "pred.mp4", "--sheet", tmp_path / "s.gif")
+    assert run.code == 2 and "s.gif" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    run = tryon("eval", "--bench", "hgc", tmp_path, "--predictions", tmp_path, "--sheet", tmp_path / "b.png")
+    assert run.code == 2 and "--sheet" in run.stderr and not (tmp_path / "b.png").exists()

@@ -189,7 +189,7 @@ def _ctrl_c_after(function, on_call: int = 1):
 @pytest.mark.parametrize("moment", ["encoder starts", "frames sent", "ffmpeg finishes", "rename"])
 def test_ctrl_c_while_the_mp4_is_written_is_exit_130_and_leaves_no_temp_file(
         moment, tiny_checkpoint, inputs, tmp_path, tryon, monkeypatch):
-    from engine.media import video
+    from engine.media import video_writer as video
 
     if moment == "encoder starts":
         monkeypatch.setattr(video.subprocess, "Popen", _ctrl_c_after(subprocess.Popen))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from engine.modes import COMPARABLE, Acceleration, RunOptions
 from tryon_cli import options
@@ -26,7 +26,7 @@ STAGE_NAMES = {
 }
 
 
-@options.run_options(model_help="A checkpoint folder or Hub repo id, instead of --preset.")
+@options.run_options(model_help="A checkpoint folder or Hub repo id, instead of --preset.", decoder=True)
 def bench(
     preset: Annotated[Optional[str], typer.Option(help="Preset to bench: tiny, demo or wan2.2-ti2v-5b.")] = None,
     random_weights: Annotated[
@@ -117,6 +117,8 @@ def print_tables(result: BenchResult) -> None:
     modes = Acceleration(**result.acceleration).describe()
     summary.add_row("device", f"{result.device}, {result.dtype}, attention {result.attention}"
                     + (f", {modes}" if modes else ""))
+    if result.stream:
+        summary.add_row("decoder", result.decoder)
     best = f" (best {_fps(result.fps_best)})" if result.repeat > 1 else ""
     summary.add_row("FPS (video frames / wall second)", _fps(result.fps) + best)
     summary.add_row("total", _s(result.total_s) + (f" (min {_s(result.total_s_min)})" if result.repeat > 1 else ""))
@@ -157,10 +159,12 @@ def print_tables(result: BenchResult) -> None:
         stdout.print(table)
 
     if result.compare:
-        table = Table("mode", "FPS", "× FPS", "first frame", "weights", "peak memory",
+        modes = Column("mode", no_wrap=True, min_width=max(len(entry["mode"]) for entry in result.compare))
+        table = Table(modes, "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
                       title="each mode alone against the run above (same process, same inputs)", title_justify="left")
         for entry in result.compare:
-            table.add_row(entry["mode"], _fps(entry["fps"]), f"{entry['fps_ratio']:.2f}", _s(entry["first_frame_s"]),
+            table.add_row(entry["mode"], _fps(entry["fps"]), f"{entry['fps_ratio']:.2f}",
+                          f"{_s(entry['vae_decode_s'])} ({entry['vae_decode_ratio']:.2f}×)", _s(entry["first_frame_s"]),
                           f"{entry['weights_mb']:,.0f} MiB ({entry['weights_ratio']:.2f}×)",
                           f"{entry['peak_memory_mb']:,.0f} MiB")
         stdout.print(table)

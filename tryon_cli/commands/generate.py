@@ -67,6 +67,7 @@ def generation_options(
     steps: options.Steps = None,
     guidance: options.Guidance = None,
     overwrite: options.Overwrite = False,
+    keep_intermediates: options.KeepIntermediates = None,
     run: RunOptions = RunOptions(),
     json_output: options.Json = False,
     quiet: options.Quiet = False,

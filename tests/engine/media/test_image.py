@@ -12,7 +12,7 @@ from PIL import Image
 import engine.media.image as image_module
 from engine.errors import InputError, RuntimeFailure
 from engine.media.image import load_image, save_image, to_rgb
-from engine.media.video import write_video
+from engine.media.video_writer import write_video
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 

@@ -188,3 +188,93 @@ def test_an_entry_larger_than_its_region_is_refused():
                     dtype=torch.float32, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="at most 2 tokens"):
         cache.write("sink", 0, torch.zeros(1, 3, 1, 1), torch.zeros(1, 3, 1, 1))
+
+
+def same_rows(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two (1, tokens, heads, dim) tensors hold the same token rows, in any order."""
+    direction = torch.randn(a[0].flatten(1).shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def ordered(x):
+        rows = x[0].flatten(1).double()
+        return rows[torch.argsort(rows @ direction)]
+
+    return a.shape == b.shape and torch.equal(ordered(a), ordered(b))
+
+
+def shares_buffer(tensor: torch.Tensor, cache: KVCache) -> bool:
+    return tensor.untyped_storage().data_ptr() == cache.keys.untyped_storage().data_ptr()
+
+
+@torch.no_grad()
+def test_the_zero_copy_read_holds_what_concatenation_held_across_a_wrap_a_withdraw_and_a_switch():
+    layers, frame_tokens, chunk = 2, 3, 2
+    cache = KVCache(layers=layers, heads=2, head_dim=4, frame_tokens=frame_tokens, chunk_frames=chunk, window=2,
+                    dtype=torch.float32, device=torch.device("cpu"))
+    seed = iter(range(10_000))
+    views = []
+
+    def tokens(count):
+        return randn(1, count, 2, 4, seed=next(seed)), randn(1, count, 2, 4, seed=next(seed))
+
+    def a_pass(count, region=None):
+        """Every layer reads its context as a stream's pass would, then (optionally) writes its keys."""
+        for layer in range(layers):
+            key, value = tokens(count)
+            before = [torch.cat([c, x], dim=1) for c, x in zip(cache.keys_values(layer), (key, value))]
+            keys, values = cache.context(layer, key, value)
+            assert same_rows(keys, before[0]) and same_rows(values, before[1])
+            views.append(shares_buffer(keys, cache))
+            if region is not None:
+                cache.write(region, layer, key, value)
+        if region is not None:
+            cache.commit(region)
+
+    a_pass(3 * frame_tokens, "conditions")  # the reference and two garments
+    a_pass(chunk * frame_tokens, "sink")
+    for _ in range(4):  # the ring of two wraps
+        a_pass(chunk * frame_tokens)  # a denoising pass reads only
+        a_pass(chunk * frame_tokens, "history")
+    assert cache.history_chunks() == 2 and all(views[-4:])  # the steady chunk reads a view
+    cache.clear("history")
+    cache.clear("sink")  # the withdraw of a switch
+    a_pass(2 * frame_tokens, "conditions")  # one garment fewer after it
+    a_pass(chunk * frame_tokens, "sink")
+    a_pass(chunk * frame_tokens, "history")
+    a_pass(chunk * frame_tokens)
+    assert all(views[-6:])
+    a_pass(frame_tokens, "history")  # a short chunk at the end of the run: still one run
+    a_pass(chunk * frame_tokens)
+    assert views[-1]
+    cache.clear("history")
+    cache.clear("sink")
+    a_pass(frame_tokens, "sink")  # a short sink leaves a hole before the history: concatenated
+    a_pass(chunk * frame_tokens, "history")
+    a_pass(chunk * frame_tokens)
+    assert not views[-1]
+
+
+@torch.no_grad()
+def test_a_pinned_view_of_an_older_time_never_writes_over_newer_entries():
+    cache = KVCache(layers=1, heads=1, head_dim=1, frame_tokens=1, chunk_frames=1, window=3,
+                    dtype=torch.float32, device=torch.device("cpu"))
+
+    def append(region, value):
+        cache.write(region, 0, torch.full((1, 1, 1, 1), value), torch.full((1, 1, 1, 1), value))
+        cache.commit(region)
+
+    append("sink", 1.0)
+    pinned = cache.view()
+    append("history", 2.0)
+    keys, _ = cache.context(0, torch.full((1, 1, 1, 1), 9.0), torch.full((1, 1, 1, 1), 9.0), pinned)
+    assert sorted(keys.flatten().tolist()) == [1.0, 9.0]
+    assert sorted(cache.keys_values(0)[0].flatten().tolist()) == [1.0, 2.0]  # the newer entry is intact
+
+
+def test_with_gradients_the_read_is_a_fresh_tensor():
+    cache = KVCache(layers=1, heads=1, head_dim=1, frame_tokens=1, chunk_frames=1, window=1,
+                    dtype=torch.float32, device=torch.device("cpu"))
+    key = torch.ones(1, 1, 1, 1, requires_grad=True)
+    keys, _ = cache.context(0, key, key)
+    assert not shares_buffer(keys, cache)
+    keys.sum().backward()
+    assert key.grad.item() == 1.0  # the gradient reaches the pass's keys

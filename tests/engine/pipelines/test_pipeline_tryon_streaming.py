@@ -229,6 +229,39 @@ def test_the_official_sampler_steps_at_the_warped_timesteps_and_renoises(tiny_mo
     assert renoised.next_chunk().shape == euler.shape and not np.array_equal(renoised.next_chunk(), euler)
 
 
+def test_the_zero_copy_cache_read_makes_the_video_that_concatenation_made(tiny_model, monkeypatch):
+    """Across the ring's wrap (window 1), a switch (refresh, disentangle, withdraw) and the chunks after it."""
+    from engine.model.kv_cache import KVCache
+
+    def video():
+        generator = stream(tiny_model.pipeline)
+        frames = [generator.next_chunk() for _ in range(3)]
+        generator.switch([("dress", image(3))])
+        return np.concatenate(frames + [generator.next_chunk() for _ in range(2)]).astype(int)
+
+    zero_copy = video()
+    monkeypatch.setattr(KVCache, "_run_before", lambda *args, **kwargs: None)  # always concatenate
+    concatenated = video()
+    assert np.abs(zero_copy - concatenated).max() <= 1  # the order of keys changes float sums only
+    assert (zero_copy == concatenated).mean() > 0.99
+
+
+def test_a_stream_with_the_tiny_decoder_gives_the_whole_clip_decode_of_its_latents(tiny_model):
+    from engine.model.tiny_decoder import TinyVideoDecoder
+
+    pipeline = tiny_model.pipeline
+    torch.manual_seed(0)
+    tiny = TinyVideoDecoder.for_vae(pipeline.vae.config, channels=(8, 8, 8, 8)).eval()
+    made = stream(pipeline, tiny_decoder=tiny)
+    seen = []
+    decode = made.decoder.decode
+    made.decoder.decode = lambda latents: decode(seen.append(latents) or latents)
+    frames = np.concatenate([made.next_chunk() for _ in range(3)])
+
+    assert len(frames) == 1 + 4 * 5 and not isinstance(made.decoder, CausalDecoder)
+    whole = tiny.decode(torch.cat(seen, dim=2))  # normalised latents, as the transformer made them
+    expected = ((whole[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+    assert np.abs(frames.astype(int) - expected).max() <= 1
 def test_prompt_embeds_stand_for_the_prompt(tiny_model):
     pipe = tiny_model.pipeline
     said = stream(pipe).next_chunk()

@@ -1,5 +1,8 @@
 
+import json
+
 import pytest
+import torch
 
 from engine.errors import InputError
 from engine.synth import make_sample
@@ -27,9 +30,36 @@ def test_fine_tuning_the_vae_lowers_its_reconstruction_error(tiny_checkpoint, tm
 
 @pytest.mark.parametrize("change, words", [({"num_frames": 4}, "4k\\+1"), ({"size": (40, 32)}, "multiple of 16"),
                                            ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"),
-                                           ({"examples": 0}, "examples"), ({"lr": 0.0}, "lr")])
+                                           ({"examples": 0}, "examples"), ({"lr": 0.0}, "lr"),
+                                           ({"checkpoint_every": -1}, "checkpoint_every")])
 def test_bad_vae_arguments_are_input_errors_and_nothing_is_written(tiny_checkpoint, tmp_path, change, words):
     settings = VaeTraining(**{"steps": 1, "size": (32, 32), "num_frames": 1, "lr": 1e-3, "examples": 1, **change})
     with pytest.raises(InputError, match=words):
         train_vae(str(tiny_checkpoint), tmp_path / "vae", settings)
     assert not (tmp_path / "vae").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_vae_run_ends_with_the_weights_of_an_uninterrupted_one(tiny_checkpoint, tmp_path):
+    settings = VaeTraining(steps=4, size=(32, 32), num_frames=1, lr=1e-3, examples=3, batch_size=1, checkpoint_every=2)
+    whole = train_vae(str(tiny_checkpoint), tmp_path / "whole", settings)
+
+    def stop_after_the_first_checkpoint(stage: str, done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_vae(str(tiny_checkpoint), tmp_path / "cut", settings, progress=stop_after_the_first_checkpoint)
+    assert json.loads((tmp_path / "cut" / "training_state" / "state.json").read_text())["step"] == 2
+    resumed = train_vae("", tmp_path / "cut", settings, resume=True)
+
+    expected = load_quietly(whole).pipeline.vae.state_dict()
+    got = load_quietly(resumed).pipeline.vae.state_dict()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    assert [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()] == [2]
+    assert load_quietly(resumed).info.training["vae"]["steps"] == 4
+
+
+def test_resuming_a_vae_run_needs_its_saved_state(tiny_checkpoint, tmp_path):
+    with pytest.raises(InputError, match="nothing to resume"):
+        train_vae("", tmp_path / "none", VaeTraining(steps=2, size=(32, 32), num_frames=1, examples=1), resume=True)
