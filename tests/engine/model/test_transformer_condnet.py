@@ -150,6 +150,15 @@ def test_each_motion_form_has_only_parameters_it_uses(base_and_condnet, form):
         {"motion_embedding"} if form == "additive" else {"motion_role"})
 
 
+def test_a_condnet_base_wraps_into_the_other_motion_form_with_the_backbone_kept(base_and_condnet):
+    additive = base_and_condnet[1]
+    attention = CondNetTransformer.from_base(additive, motion_conditioning="attention")
+    assert attention.motion_embedding is None and attention.motion_role is not None
+    kept = attention.state_dict()
+    assert all(torch.equal(kept[name], value) for name, value in additive.state_dict().items()
+               if not name.startswith("motion_embedding"))
+
+
 def test_motion_tokens_sit_at_the_output_frames_slots_and_pool_to_their_mean_position(attending):
     motion = torch.randn(1, 48, 3, 4, 6)
     tokens, (cos, sin) = attending[1].embed_motion(motion, frame_offset=5)
