@@ -46,9 +46,9 @@ def curve_panels(lines: list[dict[str, Any]]) -> list[LinePanel]:
     return panels
 
 
-def write_curves(folder: Path, metrics_file: str = "metrics.jsonl") -> Path | None:
+def write_curves(folder: Path) -> Path | None:
     """Draw `folder/metrics.jsonl` as `folder/curves.png`; None when there is nothing to draw yet."""
-    path = Path(folder) / metrics_file
+    path = Path(folder) / "metrics.jsonl"
     lines = [line for line in read_metrics(path) if _number(line.get("step"))] if path.is_file() else []
     panels = curve_panels(lines)
     if not panels:
