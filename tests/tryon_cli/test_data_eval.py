@@ -59,6 +59,8 @@ def test_eval_table_shows_whole_sample_names(tmp_path, tryon):
     run = tryon("eval", tmp_path / f"{name}.mp4", "--reference", tmp_path / "reference.mp4")
     assert run.code == 0, run.stderr
     assert name in run.stdout
+    # A plain video has PSNR, SSIM, smoothness and motion; no columns of dashes (garment, figure, LPIPS off).
+    assert run.stdout.splitlines()[0].count("┳") == 4
 
 
 def test_eval_refuses_a_chart_that_is_not_a_png_before_scoring(tmp_path, tryon):
