@@ -48,9 +48,10 @@ def variant_base(base: str, options: dict, folder: Path) -> Path:
         warnings.simplefilter("ignore")
         loaded = load_model(base)
     transformer = CondNetTransformer.from_base(loaded.pipeline.transformer, **options)
-    with torch.no_grad():
-        for param in transformer.motion_embedding.parameters():
-            param.zero_()
+    if transformer.motion_embedding is not None:  # the additive form's own input (the attention form has none)
+        with torch.no_grad():
+            for param in transformer.motion_embedding.parameters():
+                param.zero_()
     loaded.pipeline.register_modules(transformer=transformer)
     return save_checkpoint(loaded.pipeline, folder, loaded.info)
 

@@ -2,7 +2,8 @@
 
 The runtime options (which model, device, dtype, attention backend, speed and memory modes)
 are added to a command by `run_options` and reach it as one `RunOptions`; `--help` shows
-them in their own panel.
+them in their own panel. Other options that several commands share are declared once in a
+template signature and added by `parameters_of`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ Steps = Annotated[Optional[int], typer.Option(help="Denoising steps, 1 to 1000 (
 Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale, 0 to 100; 1 turns it off.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+Chart = Annotated[
+    Optional[Path],
+    typer.Option("--chart", metavar="PNG", help="Also draw what is printed as a chart, into this .png file."),
+]
 KeepIntermediates = Annotated[Optional[Path], typer.Option(
     "--keep-intermediates", metavar="DIR",
     help="Public route only: keep what its stages hand on in DIR (dressed.png, pose.mp4, faces.mp4).")]
@@ -91,34 +96,43 @@ def build_run_options(model: str | None, revision: str | None, device: str, dtyp
 
 def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False,
                 decoder: bool = False) -> Callable[[Callable], Callable]:
-    """Give a Typer command the runtime options in place of its `run: RunOptions` parameter.
+    """Give a Typer command the runtime options in place of its `run: RunOptions` parameter,
+    handed to it as one `RunOptions`."""
+    return lambda command: _splice(command, "run", _runtime_parameters(model_help, context_parallel, decoder),
+                                   build_run_options)
+
+
+def parameters_of(template: Callable, into: str) -> Callable[[Callable], Callable]:
+    """Give a Typer command `template`'s parameters (options several commands share, declared
+    once in a signature that is never called) in place of its parameter `into`, handed to it as
+    one dict of their values."""
+    added = list(inspect.signature(template, eval_str=True).parameters.values())
+    return lambda command: _splice(command, into, added, dict)
+
+
+def _splice(command: Callable, name: str, added: list[inspect.Parameter], build: Callable[..., Any]) -> Callable:
+    """`command` with the parameters `added` in place of its parameter `name`, which receives
+    `build(**their values)`.
 
     Typer builds a command from its signature, and an option's default must sit in the
-    signature; this writes the runtime options into it once, for every command, and hands the
-    command one `RunOptions` built from them.
+    signature; this writes shared options into it once, for every command that has them.
     """
+    signature = inspect.signature(command, eval_str=True)
+    names = [parameter.name for parameter in added]
+    parameters = []
+    for parameter in signature.parameters.values():
+        replaced = added if parameter.name == name else [parameter]
+        parameters += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in replaced]
 
-    def decorate(command: Callable) -> Callable:
-        signature = inspect.signature(command, eval_str=True)
-        added = _runtime_parameters(model_help, context_parallel, decoder)
-        names = [parameter.name for parameter in added]
-        parameters = []
-        for parameter in signature.parameters.values():
-            if parameter.name == "run":
-                parameters += added
-            else:
-                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    @functools.wraps(command)
+    def spliced(**values: Any) -> Any:
+        shared = {key: values.pop(key) for key in names}
+        return command(**values, **{name: build(**shared)})
 
-        @functools.wraps(command)
-        def with_run_options(**values: Any) -> Any:
-            shared = {name: values.pop(name) for name in names}
-            return command(**values, run=build_run_options(**shared))
+    spliced.__signature__ = signature.replace(parameters=parameters)
+    spliced.__annotations__ = {p.name: p.annotation for p in parameters}
+    return spliced
 
-        with_run_options.__signature__ = signature.replace(parameters=parameters)
-        with_run_options.__annotations__ = {p.name: p.annotation for p in parameters}
-        return with_run_options
-
-    return decorate
 
 RayAddress = Annotated[
     Optional[str],

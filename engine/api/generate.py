@@ -33,6 +33,7 @@ from engine.media import (
 )
 from engine.model.distributed import Processes, enable_context_parallel, start_processes
 from engine.modes import RunOptions
+from engine.pipelines.pipeline_tryon import to_uint8
 from engine.pipelines.runtime import Runtime, runtime_notices
 from engine.pipelines.shapes import frame_count
 from engine.progress import Notice, Notices, Progress, no_progress
@@ -189,7 +190,7 @@ def _generate(
             generator=generator,
             progress=report,
         ).frames
-    return _finish(request, frames, plan, source, list(tell), started, report, processes.is_main)
+    return _finish(request, to_uint8(frames[0]), plan, source, list(tell), started, report, processes.is_main)
 
 
 def _finish(request: GenerateRequest, frames: np.ndarray, plan: OutputPlan, source: str, notices: list[str],

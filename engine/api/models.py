@@ -86,6 +86,9 @@ def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False
                              "`tryon models init public-tiny DIR` writes its tiny random-weight copy")
         return save_tiny_route(Path(folder), seed=seed, overwrite=overwrite)
     spec = get_preset(preset)
+    if not spec.tokenizer_vocabulary:
+        raise InputError(f"preset '{spec.name}' has no offline tokenizer: load its base weights from "
+                         f"{spec.base_repo} instead of building it at random")
     check_seed(seed)
     folder = Path(folder)
     if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):

@@ -4,15 +4,14 @@ built-in recipe."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import InputError
+from engine.limits import check_int
 from engine.progress import Notice, Progress
-from engine.limits import check_frames_fit_in_memory, check_int, check_number
 
-MAX_TRAIN_STEPS = 10**7
-MAX_BATCH_SIZE = 1024
-MAX_CLIP_FRAMES = 257
-MAX_EXAMPLES = 100_003  # the synthetic world's samples per seed
+if TYPE_CHECKING:
+    from engine.train.vae import VaeTraining
 
 TRAIN_CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
@@ -87,33 +86,14 @@ def _data_source(data: str) -> str | Path:
     return "synthetic" if data == "synthetic" else Path(data)
 
 
-def train_vae(
-    base: str,
-    output: Path,
-    steps: int,
-    size: tuple[int, int],
-    num_frames: int,
-    lr: float,
-    examples: int,
-    batch_size: int = 1,
-    progress: Progress | None = None,
-    checkpoint_every: int = 0,
-    resume: bool = False,
-) -> Path:
-    """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips (resumable
-    from `output` when it saved checkpoints: `checkpoint_every`)."""
-    from engine.train import train_vae as run
+def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress | None = None,
+              resume: bool = False) -> Path:
+    """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips (`VaeTraining`
+    from engine.train.vae says how long, on what and at which rate); resumable from `output` when
+    it saved checkpoints (`checkpoint_every`)."""
+    from engine.train.vae import train_vae as run
 
-    check_int(steps, "steps", 1, MAX_TRAIN_STEPS)
-    check_int(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
-    check_int(num_frames, "frames", 1, MAX_CLIP_FRAMES)
-    check_int(examples, "examples", 1, MAX_EXAMPLES)
-    check_number(lr, "lr", 1e-12, 1.0)
-    check_int(checkpoint_every, "checkpoint_every", 0, MAX_TRAIN_STEPS)
-    check_frames_fit_in_memory(2 * batch_size * num_frames, size[0], size[1], "train vae")
-
-    return run(base, output, steps=steps, size=size, num_frames=num_frames, lr=lr, seeds=range(examples),
-               batch_size=batch_size, progress=progress, checkpoint_every=checkpoint_every, resume=resume)
+    return run(base, output, settings, progress=progress, resume=resume)
 
 
 def train_decoder(

@@ -6,7 +6,6 @@ from engine.checkpoint.store import (
     CondNetUntrainedWarning,
     LoadedModel,
     build_random,
-    build_random_on,
     check_checkpoint_target,
     is_checkpoint_folder,
     load_model,
@@ -19,5 +18,5 @@ __all__ = [
     "check_checkpoint_target",
     "is_checkpoint_folder",
     "PRESETS", "Preset", "get_preset", "CheckpointInfo", "CondNetUntrainedWarning", "LoadedModel",
-    "build_random", "build_random_on", "load_model", "resolve_source", "save_checkpoint", "validate_checkpoint",
+    "build_random", "load_model", "resolve_source", "save_checkpoint", "validate_checkpoint",
 ]

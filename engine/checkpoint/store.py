@@ -52,7 +52,10 @@ PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer/*"]
 # Everything a checkpoint folder of ours may hold: only such a folder is ever replaced.
 TINY_DECODER = "tiny_decoder"  # an optional component folder, outside model_index.json
-CHECKPOINT_ENTRIES = {"model_index.json", INFO_FILE, *COMPONENTS, TINY_DECODER, "training_state", "metrics.jsonl"}
+# What a checkpoint folder may hold: the checkpoint, and what training writes beside it
+# (engine.train.state.RUN_LOG).
+CHECKPOINT_ENTRIES = {"model_index.json", INFO_FILE, *COMPONENTS, TINY_DECODER, "training_state", "metrics.jsonl",
+                      "curves.png", "tensorboard"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # The classes a component folder may name in model_index.json, and nothing else.
@@ -180,28 +183,6 @@ def build_tokenizer(preset: Preset):
     return T5Tokenizer(vocab=specials + words, extra_ids=0, model_max_length=preset.max_text_tokens)
 
 
-def build_random(preset: Preset | str, seed: int = 0) -> TryOnPipeline:
-    """All components of a preset at random initialisation (CondNet zero, i.e. untrained)."""
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    if not preset.tokenizer_vocabulary:
-        raise InputError(
-            f"preset '{preset.name}' has no offline tokenizer: load its base weights from "
-            f"{preset.base_repo} instead of building it at random"
-        )
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer(preset)
-    text_config = UMT5Config(vocab_size=len(tokenizer), **preset.text_encoder)
-    pipeline = TryOnPipeline(
-        transformer=CondNetTransformer(**preset.transformer),
-        vae=AutoencoderKLWan(**preset.vae),
-        text_encoder=UMT5EncoderModel(text_config),
-        tokenizer=tokenizer,
-        scheduler=FlowMatchEulerDiscreteScheduler(**preset.scheduler),
-        max_text_tokens=preset.max_text_tokens,
-    )
-    return pipeline
-
-
 @contextmanager
 def default_dtype(dtype: torch.dtype) -> Iterator[None]:
     previous = torch.get_default_dtype()
@@ -212,18 +193,19 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def build_random_on(preset: Preset, device: torch.device, dtype: torch.dtype, seed: int = 0,
-                    draw_on: torch.device | None = None) -> TryOnPipeline:
-    """The preset's components at random, made on `device` in `dtype` (the VAE in float32).
+def build_random(preset: Preset | str, seed: int = 0, device: torch.device = torch.device("cpu"),
+                 dtype: torch.dtype = torch.float32, draw_on: torch.device | None = None) -> TryOnPipeline:
+    """The preset's components at random (CondNet zero, i.e. untrained), made on `device` in `dtype`
+    (the VAE in float32).
 
-    The same classes and configurations as `build_random`, without the
-    float32 CPU copy. A preset without an offline vocabulary gets the tiny preset's word
-    tokenizer as a placeholder; its text encoder keeps the preset's own vocabulary size.
-    `draw_on` (default: `device`) is where the random numbers are drawn, a component at a
-    time, before it moves to `device`: a GPU draws the 5 B preset's 11 billion numbers in
-    seconds, a CPU, whose random fills run on one core, in minutes (offloaded runs keep the
-    weights on the CPU).
+    A preset without an offline vocabulary gets the tiny preset's word tokenizer as a
+    placeholder (enough for speed runs, not for a checkpoint); its text encoder keeps the
+    preset's own vocabulary size. `draw_on` (default: `device`) is where the random numbers are
+    drawn, a component at a time, before it moves to `device`: a GPU draws the 5 B preset's 11
+    billion numbers in seconds, a CPU, whose random fills run on one core, in minutes (offloaded
+    runs keep the weights on the CPU).
     """
+    preset = get_preset(preset) if isinstance(preset, str) else preset
     text_config = dict(preset.text_encoder)
     if preset.tokenizer_vocabulary:
         tokenizer = build_tokenizer(preset)
@@ -235,16 +217,16 @@ def build_random_on(preset: Preset, device: torch.device, dtype: torch.dtype, se
 
     def made(build: Callable[[], torch.nn.Module], in_dtype: torch.dtype) -> torch.nn.Module:
         with torch.device(draw_on), default_dtype(in_dtype):
-            return build().to(device)
+            return build().to(device).eval()
 
     torch.manual_seed(seed)
     transformer = made(lambda: CondNetTransformer(**preset.transformer), dtype)
-    text_encoder = made(lambda: UMT5EncoderModel(UMT5Config(**text_config)), dtype)
     vae = made(lambda: AutoencoderKLWan(**preset.vae), torch.float32)
+    text_encoder = made(lambda: UMT5EncoderModel(UMT5Config(**text_config)), dtype)
     _keep_in_float32(transformer, dtype, when=(torch.float16, torch.bfloat16))  # as diffusers' loader does
     _keep_in_float32(text_encoder, dtype, when=(torch.float16,))  # as transformers' loader does
-    return TryOnPipeline(transformer=transformer.eval(), vae=vae.eval(), text_encoder=text_encoder.eval(),
-                         tokenizer=tokenizer, scheduler=FlowMatchEulerDiscreteScheduler(**preset.scheduler),
+    return TryOnPipeline(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                         scheduler=FlowMatchEulerDiscreteScheduler(**preset.scheduler),
                          max_text_tokens=preset.max_text_tokens)
 
 
@@ -525,6 +507,7 @@ def load_model(
     pipeline = TryOnPipeline(transformer=transformer, vae=vae, text_encoder=text_encoder,
                              tokenizer=tokenizer, scheduler=scheduler, max_text_tokens=info.max_text_tokens)
     pipeline.to(device)
+    pipeline.set_progress_bar_config(disable=True)  # the engine reports progress through its own callbacks
     tiny_decoder = None
     if (folder / TINY_DECODER).is_dir():
         tiny_decoder = _load_component(TinyVideoDecoder.from_pretrained, folder, TINY_DECODER,

@@ -46,10 +46,14 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
-from diffusers import WanTransformer3DModel
+# A checkpoint's model_index.json names this module for its transformer. diffusers' pipeline loader
+# (DiffusionPipeline.from_pretrained) picks a component's load method by looking its base classes up
+# by name in the component's module, so `ModelMixin` must be importable from here.
+from diffusers import ModelMixin, WanTransformer3DModel  # noqa: F401
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.utils import apply_lora_scale
 
 from engine.errors import InputError
 from engine.model.attention import CondNetAttnProcessor, SequenceLayout
@@ -130,10 +134,11 @@ class CondNetTransformer(WanTransformer3DModel):
             raise ValueError(f"motion_pool must be at least 1, not {motion_pool}")
         inner_dim = num_attention_heads * attention_head_dim
         self.role_embedding = nn.Embedding(num_roles, inner_dim)
+        # Each motion form has only its own parameters: attended motion goes through the patch embedding.
+        additive = motion_conditioning == "additive"
         self.motion_embedding = nn.Conv3d(motion_channels or in_channels, inner_dim, kernel_size=patch_size,
-                                          stride=patch_size)
-        # Created only when used, so checkpoints of the additive form load as they were saved.
-        self.motion_role = nn.Parameter(torch.zeros(inner_dim)) if motion_conditioning == "attention" else None
+                                          stride=patch_size) if additive else None
+        self.motion_role = None if additive else nn.Parameter(torch.zeros(inner_dim))
         self.layout = SequenceLayout(conditions_see_video=condition_layout == "fashionchameleon")
         for index, block in enumerate(self.blocks):
             block.attn1.set_processor(CondNetAttnProcessor(self.layout, layer=index))
@@ -148,8 +153,8 @@ class CondNetTransformer(WanTransformer3DModel):
                 param.zero_()
 
     def condnet_parameters(self) -> list[nn.Parameter]:
-        motion_role = [] if self.motion_role is None else [self.motion_role]
-        return [*self.role_embedding.parameters(), *self.motion_embedding.parameters(), *motion_role]
+        motion = self.motion_embedding.parameters() if self.motion_role is None else [self.motion_role]
+        return [*self.role_embedding.parameters(), *motion]
 
     def condnet_is_zero(self) -> bool:
         """True while CondNet has never been trained (all its parameters are still zero)."""
@@ -160,9 +165,10 @@ class CondNetTransformer(WanTransformer3DModel):
         """Wrap a plain Wan transformer (e.g. the Wan2.2 base weights) in a fresh CondNet."""
         config = {k: v for k, v in base.config.items() if not k.startswith("_")}
         model = cls(**{**config, **condnet_config})
+        own = ("role_embedding", "motion_embedding", "motion_role")  # CondNet's, not the Wan backbone's
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-        fresh = {name for name, _ in model.named_parameters()
-                 if name.startswith(("role_embedding", "motion_embedding", "motion_role"))}
+        fresh = {name for name, _ in model.named_parameters() if name.startswith(own)}
+        unexpected = [name for name in unexpected if not name.startswith(own)]  # a CondNet base's other motion form
         if set(missing) - fresh or unexpected:
             raise ValueError(f"base transformer does not match: missing {missing}, unexpected {unexpected}")
         return model if base.dtype == torch.float32 else model.to(base.dtype)
@@ -278,6 +284,7 @@ class CondNetTransformer(WanTransformer3DModel):
                 slots.append(user_slot - garment_index)
         return slots
 
+    @apply_lora_scale("attention_kwargs")
     def forward(  # type: ignore[override]
         self,
         hidden_states: torch.Tensor | None,
@@ -288,12 +295,14 @@ class CondNetTransformer(WanTransformer3DModel):
         frame_offset: int = 0,
         user_slot: int = 0,
         return_dict: bool = True,
+        attention_kwargs: dict | None = None,
         **_: object,
     ) -> torch.Tensor | Transformer2DModelOutput:
         """Predict the flow for noisy video latents `hidden_states` (B, C, F, H, W).
 
         `timestep` is (B,) or per latent frame (B, F); condition tokens always get timestep 0.
         Video frame f sits at RoPE slot `frame_offset + f`, the user image at `user_slot`.
+        `attention_kwargs` `{"scale": s}` scales the LoRA layers for this call, as in diffusers.
 
         With `hidden_states` None this is the condition pass: the condition tokens alone through
         every block, for a KV cache to record (`attend_to`); no sample. Conditions attend only

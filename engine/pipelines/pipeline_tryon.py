@@ -1,16 +1,27 @@
 """Bidirectional (teacher) try-on generation: flow matching with CondNet conditioning.
 
-`TryOnPipeline` is a diffusers `DiffusionPipeline`: called with the person's photo, the
-garments, a motion video and/or a prompt, and diffusers' sampling arguments
-(`num_inference_steps`, `guidance_scale`, `height`, `width`, `num_frames`, `latents`,
-`output_type`, `return_dict`, `callback_on_step_end`), it returns a `TryOnPipelineOutput`.
+`TryOnPipeline` is a diffusers `DiffusionPipeline`, called as diffusers' Wan pipelines are
+(`pipeline_wan_i2v.py`): the person's photo, the garments, a motion video and/or a prompt, and
+diffusers' arguments (`negative_prompt`, `prompt_embeds`, `negative_prompt_embeds`,
+`num_videos_per_prompt`, `num_inference_steps`, `guidance_scale`, `height`, `width`,
+`num_frames`, `generator`, `latents`, `output_type` "np" | "pil" | "pt" | "latent",
+`return_dict`, `attention_kwargs`, `callback_on_step_end` with
+`callback_on_step_end_tensor_inputs` from `_callback_tensor_inputs`); it returns a
+`TryOnPipelineOutput`, shows `self.progress_bar`, can be stopped by setting `interrupt`, and
+frees offloaded models at the end (`maybe_free_model_hooks`).
+
+A checkpoint folder loads with `TryOnPipeline.from_pretrained(path)` and, once this module is
+imported, with `diffusers.DiffusionPipeline.from_pretrained(path)`: its `model_index.json`
+names `TryOnPipeline` and the transformer's module and class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import diffusers
 import numpy as np
 import torch
 from diffusers import (
@@ -18,7 +29,9 @@ from diffusers import (
     DiffusionPipeline,
     FlowMatchEulerDiscreteScheduler,
 )
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
+from diffusers.video_processor import VideoProcessor
 from PIL import Image
 
 from engine.errors import RuntimeFailure
@@ -35,6 +48,12 @@ def check_finite(latents: torch.Tensor) -> None:
                              "its weights may be broken, or try --dtype fp32")
 
 
+def to_uint8(video: np.ndarray) -> np.ndarray:
+    """Frames as output_type "np" gives them (floats in [0, 1]) → uint8, rounded as diffusers rounds
+    them for "pil" (`numpy_to_pil`)."""
+    return (video * 255).round().astype(np.uint8)
+
+
 def frames_to_pixels(frames: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 frames (T, H, W, 3) → a VAE's input (1, 3, T, H, W) in [-1, 1]."""
     pixels = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(device, dtype)
@@ -43,15 +62,18 @@ def frames_to_pixels(frames: np.ndarray, device: torch.device, dtype: torch.dtyp
 
 @dataclass
 class TryOnPipelineOutput(BaseOutput):
-    """`frames`: uint8 (T, H, W, 3) for output_type "np"; the normalised latents (1, C, F, h, w) for "latent"."""
+    """`frames`, one video per `num_videos_per_prompt`: floats in [0, 1] (B, T, H, W, 3) for output_type
+    "np", (B, T, 3, H, W) for "pt", B lists of T PIL images for "pil"; the normalised latents
+    (B, C, F, h, w) for "latent"."""
 
-    frames: np.ndarray | torch.Tensor
+    frames: np.ndarray | torch.Tensor | list[list[Image.Image]]
 
 
 class TryOnPipeline(DiffusionPipeline):
     """User photo + garments + motion video and/or prompt → try-on video frames."""
 
     model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _callback_tensor_inputs = ["latents", "flow", "prompt_embeds", "negative_prompt_embeds"]
 
     def __init__(
         self,
@@ -67,11 +89,28 @@ class TryOnPipeline(DiffusionPipeline):
             transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler
         )
         self.register_to_config(max_text_tokens=max_text_tokens)
+        self.video_processor = VideoProcessor(vae_scale_factor=vae.config.scale_factor_spatial if vae else 8)
+        self._interrupt = False
+        self._attention_kwargs: dict[str, Any] | None = None
 
     @property
     def max_text_tokens(self) -> int:
         """Prompts are padded or cut to this many tokens."""
         return self.config.max_text_tokens
+
+    @property
+    def interrupt(self) -> bool:
+        """Set to True (from a step callback or another thread) to skip the remaining denoising steps."""
+        return self._interrupt
+
+    @interrupt.setter
+    def interrupt(self, value: bool) -> None:
+        self._interrupt = value
+
+    @property
+    def attention_kwargs(self) -> dict[str, Any] | None:
+        """The current call's `attention_kwargs` (`{"scale": s}` scales LoRA layers, as in diffusers)."""
+        return self._attention_kwargs
 
     # -- shapes -------------------------------------------------------------------------------
 
@@ -138,14 +177,16 @@ class TryOnPipeline(DiffusionPipeline):
         return self.encode_frames(np.asarray(image.convert("RGB"))[None])
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """Normalised latents (1, C, F, h, w) → uint8 frames (4F-3, H, W, 3)."""
+    def decode_pixels(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (B, C, F, h, w) → the VAE's pixels (B, 3, 4F-3, H, W), in [-1, 1] give or take."""
         check_finite(latents)
         latents = latents.to(self.vae.dtype)
         mean, std = self._latent_stats(latents)
-        pixels = self.vae.decode(latents * std + mean).sample
-        pixels = ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return pixels.permute(1, 2, 3, 0).cpu().numpy()
+        return self.vae.decode(latents * std + mean).sample
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Normalised latents (1, C, F, h, w) → uint8 frames (4F-3, H, W, 3)."""
+        return to_uint8(self.video_processor.postprocess_video(self.decode_pixels(latents), output_type="np")[0])
 
     def encode_conditions(self, image: Image.Image, garments: list[tuple[str, Image.Image]]) -> list[Condition]:
         """The person's photo, then each (role, garment image), as CondNet conditions."""
@@ -166,11 +207,32 @@ class TryOnPipeline(DiffusionPipeline):
         self.scheduler.set_begin_index(0)
         return self.scheduler.timesteps
 
-    def prepare_latents(self, shape: VideoShape, generator: torch.Generator | None) -> torch.Tensor:
-        size = (1, self.vae.config.z_dim, shape.latent_frames, shape.latent_height, shape.latent_width)
+    def prepare_latents(self, shape: VideoShape, generator: torch.Generator | None, batch: int = 1,
+                        latents: torch.Tensor | None = None) -> torch.Tensor:
+        """The starting noise (batch, C, F, h, w): `latents` copied (never written in place), else drawn
+        from `generator` on its device."""
+        size = (batch, self.vae.config.z_dim, shape.latent_frames, shape.latent_height, shape.latent_width)
+        if latents is not None:
+            if tuple(latents.shape) != size:
+                raise ValueError(f"`latents` has shape {tuple(latents.shape)}; expected {size}")
+            return latents.to(self._execution_device, self.transformer.dtype, copy=True)
         device = generator.device if generator is not None else torch.device("cpu")
         noise = torch.randn(size, generator=generator, device=device, dtype=torch.float32)
         return noise.to(self._execution_device, self.transformer.dtype)
+
+    def prompt_embeddings(self, prompt: str | None, negative_prompt: str | None, guided: bool, batch: int,
+                          prompt_embeds: torch.Tensor | None = None,
+                          negative_prompt_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The text embeddings of both branches, `batch` rows each (the negative one only when `guided`).
+
+        Given embeddings are used as they are (one row is repeated to `batch`); the negative
+        prompt defaults to the empty prompt, the branch the teacher was trained to drop to.
+        """
+        if prompt_embeds is None:
+            prompt_embeds = self.encode_prompt(prompt or "")
+        if guided and negative_prompt_embeds is None:
+            negative_prompt_embeds = self.encode_prompt(negative_prompt or "")
+        return _rows(prompt_embeds, batch), (_rows(negative_prompt_embeds, batch) if guided else None)
 
     def predict_flow(
         self,
@@ -180,12 +242,14 @@ class TryOnPipeline(DiffusionPipeline):
         conditions: list[Condition],
         motion: torch.Tensor | None,
     ) -> torch.Tensor:
-        return self.transformer(
-            latents, timestep, text, conditions=conditions, motion_latents=motion, return_dict=False
-        )[0]
+        return self.transformer(latents, timestep, text, conditions=conditions, motion_latents=motion,
+                                attention_kwargs=self.attention_kwargs, return_dict=False)[0]
 
     def check_inputs(self, image: Image.Image, garments: list[tuple[str, Image.Image]], motion: np.ndarray | None,
-                     height: int, width: int, num_frames: int, output_type: str) -> None:
+                     height: int, width: int, num_frames: int, output_type: str, prompt: str | None = None,
+                     negative_prompt: str | None = None, prompt_embeds: torch.Tensor | None = None,
+                     negative_prompt_embeds: torch.Tensor | None = None, num_videos_per_prompt: int = 1,
+                     callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ()) -> None:
         if len(garments) > MAX_GARMENTS:
             raise ValueError(f"`garments`: at most {MAX_GARMENTS}, got {len(garments)}")
         if image.size != (width, height):
@@ -193,8 +257,18 @@ class TryOnPipeline(DiffusionPipeline):
         if motion is not None and motion.shape[:3] != (num_frames, height, width):
             raise ValueError(f"`motion` has shape {motion.shape[:3]}; expected (num_frames, height, width) = "
                              f"{(num_frames, height, width)}")
-        if output_type not in ("np", "latent"):
-            raise ValueError(f"`output_type` must be 'np' or 'latent', not '{output_type}'")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {', '.join(OUTPUT_TYPES)}, not '{output_type}'")
+        if prompt and prompt_embeds is not None:
+            raise ValueError("give `prompt` or `prompt_embeds`, not both")
+        if negative_prompt and negative_prompt_embeds is not None:
+            raise ValueError("give `negative_prompt` or `negative_prompt_embeds`, not both")
+        if num_videos_per_prompt < 1:
+            raise ValueError(f"`num_videos_per_prompt` must be 1 or more, not {num_videos_per_prompt}")
+        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, "
+                             f"but found {unknown}")
 
     @torch.no_grad()
     def __call__(
@@ -202,66 +276,82 @@ class TryOnPipeline(DiffusionPipeline):
         image: Image.Image,
         garments: list[tuple[str, Image.Image]] | None = None,
         motion: np.ndarray | None = None,
-        prompt: str = "",
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
         height: int | None = None,
         width: int | None = None,
         num_frames: int | None = None,
         num_inference_steps: int = 40,
         guidance_scale: float = 5.0,
+        num_videos_per_prompt: int = 1,
         anchor_first_frame: bool = False,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
-        callback_on_step_end: Callable[..., dict] | None = None,
-        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
+        attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end: Callable[..., dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
         progress: Progress = no_progress,
     ) -> TryOnPipelineOutput | tuple:
-        """Generate a try-on video.
+        """Generate try-on videos.
 
         Args:
             image: the person's photo, already fitted to `width` x `height`.
             garments: (role, image) pairs, roles from engine.model.roles, fitted to the output size.
             motion: uint8 (num_frames, height, width, 3): the motion video to follow.
             prompt: text describing the motion and the scene.
+            negative_prompt: the unconditional branch's text (default: the empty prompt).
             height, width: the output size (default: the photo's).
             num_frames: frames to make (default: the motion video's, else 1 + the VAE's temporal factor x 4).
             num_inference_steps: denoising steps.
             guidance_scale: classifier-free guidance; 1 or less turns it off (the unconditional
                 branch drops the prompt and the garments, and keeps the person and the motion).
+            num_videos_per_prompt: videos made at once, each from its own noise.
             anchor_first_frame: the first frame IS the photo (dance: the person in their own clothes).
             generator: the noise's random numbers (on its device).
-            latents: the starting noise (1, C, F, h, w), instead of drawing it from `generator`.
-            output_type: "np" (uint8 frames) or "latent".
+            latents: the starting noise (num_videos_per_prompt, C, F, h, w), instead of drawing it
+                from `generator`; it is copied, never written to.
+            prompt_embeds, negative_prompt_embeds: text embeddings (1 or num_videos_per_prompt, L,
+                dim) instead of `prompt` and `negative_prompt`.
+            output_type: "np" (floats in [0, 1], (B, T, H, W, 3)), "pil", "pt" or "latent".
             return_dict: a `TryOnPipelineOutput` (True) or a tuple `(frames,)`.
+            attention_kwargs: passed to the transformer; `{"scale": s}` scales its LoRA layers.
             callback_on_step_end: called as `callback(pipeline, step, t, tensors)` after each
-                step with the tensors named in `callback_on_step_end_tensor_inputs` ("latents",
-                "flow"); a "latents" it returns replaces the latents.
+                step with the tensors named in `callback_on_step_end_tensor_inputs` (any of
+                `_callback_tensor_inputs`); the tensors it returns replace the pipeline's.
             progress: the engine's progress callback, by stage (encoding, denoising, decoding).
         """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         garments = list(garments or [])
         width = image.size[0] if width is None else width
         height = image.size[1] if height is None else height
         if num_frames is None:
             num_frames = len(motion) if motion is not None else 1 + 4 * self.vae.config.scale_factor_temporal
-        self.check_inputs(image, garments, motion, height, width, num_frames, output_type)
+        self.check_inputs(image, garments, motion, height, width, num_frames, output_type, prompt, negative_prompt,
+                          prompt_embeds, negative_prompt_embeds, num_videos_per_prompt,
+                          callback_on_step_end_tensor_inputs)
         shape = self.video_shape(width, height, num_frames)
+        batch = num_videos_per_prompt
+        self._interrupt = False
+        self._attention_kwargs = attention_kwargs
 
         # 1. Conditions: text, user + garments, motion.
         progress("encoding", 0, 1)
-        text = self.encode_prompt(prompt)
+        guided = guidance_scale > 1.0
+        prompt_embeds, negative_prompt_embeds = self.prompt_embeddings(prompt, negative_prompt, guided, batch,
+                                                                       prompt_embeds, negative_prompt_embeds)
         conditions = self.encode_conditions(image, garments)
-        motion_latents = None if motion is None else self.encode_frames(motion)
-        use_guidance = guidance_scale > 1.0
-        if use_guidance:
-            # Unconditional branch: no prompt, no garments; the person and the motion stay.
-            uncond_text = self.encode_prompt("")
-            uncond_conditions = without_garments(conditions)
+        # Unconditional branch: no garments; the person and the motion stay.
+        uncond_conditions = without_garments(conditions)
+        motion_latents = None if motion is None else _rows(self.encode_frames(motion), batch)
         progress("encoding", 1, 1)
 
         # 2. Noise, and the anchored first frame.
-        latents = self.prepare_latents(shape, generator) if latents is None else latents.to(
-            self._execution_device, self.transformer.dtype)
+        latents = self.prepare_latents(shape, generator, batch, latents)
         anchor = conditions[0].latent if anchor_first_frame else None
         frame_is_clean = torch.zeros(shape.latent_frames, dtype=torch.bool, device=self._execution_device)
         if anchor is not None:
@@ -269,20 +359,29 @@ class TryOnPipeline(DiffusionPipeline):
 
         # 3. Denoise.
         timesteps = self.start_schedule(num_inference_steps)
-        for i, t in enumerate(timesteps):
-            if anchor is not None:
-                latents[:, :, :1] = anchor
-            per_frame_t = torch.where(frame_is_clean, torch.zeros_like(t), t.expand(shape.latent_frames))[None]
-            flow = self.predict_flow(latents, per_frame_t, text, conditions, motion_latents)
-            if use_guidance:
-                uncond = self.predict_flow(latents, per_frame_t, uncond_text, uncond_conditions, motion_latents)
-                flow = uncond + guidance_scale * (flow - uncond)
-            latents = self.scheduler.step(flow, t, latents, return_dict=False)[0]
-            if callback_on_step_end is not None:
-                named = {"latents": latents, "flow": flow}
-                tensors = {name: named[name] for name in callback_on_step_end_tensor_inputs}
-                latents = callback_on_step_end(self, i, t, tensors).get("latents", latents)
-            progress("denoising", i + 1, len(timesteps))
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                if anchor is not None:
+                    latents[:, :, :1] = anchor
+                per_frame_t = torch.where(frame_is_clean, torch.zeros_like(t), t.expand(shape.latent_frames))
+                per_frame_t = per_frame_t.expand(batch, -1)
+                flow = self.predict_flow(latents, per_frame_t, prompt_embeds, conditions, motion_latents)
+                if guided:
+                    uncond = self.predict_flow(latents, per_frame_t, negative_prompt_embeds, uncond_conditions,
+                                               motion_latents)
+                    flow = uncond + guidance_scale * (flow - uncond)
+                latents = self.scheduler.step(flow, t, latents, return_dict=False)[0]
+                if callback_on_step_end is not None:
+                    named = {"latents": latents, "flow": flow, "prompt_embeds": prompt_embeds,
+                             "negative_prompt_embeds": negative_prompt_embeds}
+                    returned = callback_on_step_end(self, i, t, {k: named[k] for k in callback_on_step_end_tensor_inputs})
+                    latents = returned.pop("latents", latents)
+                    prompt_embeds = returned.pop("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = returned.pop("negative_prompt_embeds", negative_prompt_embeds)
+                progress("denoising", i + 1, len(timesteps))
+                progress_bar.update()
         if anchor is not None:
             latents[:, :, :1] = anchor
 
@@ -291,6 +390,23 @@ class TryOnPipeline(DiffusionPipeline):
             frames = latents
         else:
             progress("decoding", 0, 1)
-            frames = self.decode(latents)[: shape.num_frames]
+            pixels = self.decode_pixels(latents)[:, :, : shape.num_frames]
+            frames = self.video_processor.postprocess_video(pixels, output_type=output_type)
             progress("decoding", 1, 1)
+        self.maybe_free_model_hooks()
         return TryOnPipelineOutput(frames=frames) if return_dict else (frames,)
+
+
+OUTPUT_TYPES = ("np", "pil", "pt", "latent")
+
+
+def _rows(tensor: torch.Tensor, batch: int) -> torch.Tensor:
+    """A one-row tensor repeated to `batch` rows (one of `batch` rows as it is)."""
+    return tensor if tensor.shape[0] == batch else tensor.expand(batch, *tensor.shape[1:])
+
+
+# diffusers' `DiffusionPipeline.from_pretrained` finds a checkpoint's pipeline class by the name its
+# model_index.json gives (`_class_name`) among diffusers' own; with this, "TryOnPipeline" is found there
+# once this module is imported. The transformer's entry names its module, which diffusers looks up
+# among the imported ones (this module imports it).
+diffusers.TryOnPipeline = TryOnPipeline

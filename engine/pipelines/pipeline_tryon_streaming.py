@@ -103,6 +103,7 @@ class TryOnStream:
     `context`, uint8 frames (4k+1 of them, at the output size), is a video to continue: it
     fills the sink and history, primes the VAE decoder, and the first new frame follows it.
     `tiny_decoder`: decode with it (engine.model.tiny_decoder) instead of the VAE's decoder.
+    `prompt_embeds` (1, L, dim), as the teacher pipeline takes them, stand for `prompt`.
     """
 
     def __init__(
@@ -111,12 +112,13 @@ class TryOnStream:
         *,
         reference: Image.Image,
         garments: list[tuple[str, Image.Image]],
-        prompt: str,
+        prompt: str = "",
         generator: torch.Generator,
         motion: np.ndarray | VideoFrames | None = None,
         context: np.ndarray | None = None,
         config: StreamConfig = StreamConfig(),
         tiny_decoder: TinyVideoDecoder | None = None,
+        prompt_embeds: torch.Tensor | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.transformer = pipeline.transformer
@@ -127,7 +129,8 @@ class TryOnStream:
         # diffusers' `_execution_device` looks through every module for offload hooks: once per stream.
         self.device = pipeline._execution_device
         self.decoder = CausalDecoder(pipeline.vae) if tiny_decoder is None else TinyStreamDecoder(tiny_decoder)
-        self.runner = BlockCausalRunner(self.transformer, self.transformer, text=pipeline.encode_prompt(prompt),
+        text = pipeline.encode_prompt(prompt) if prompt_embeds is None else prompt_embeds
+        self.runner = BlockCausalRunner(self.transformer, self.transformer, text=text,
                                         latent_size=(self.shape.latent_height, self.shape.latent_width),
                                         chunk_frames=config.chunk_frames, window=config.window, device=self.device)
         self.position = 0  # RoPE slot of the next latent frame

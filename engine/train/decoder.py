@@ -13,7 +13,7 @@ Rules:
   (latents, and the teacher's frames as uint8) in CPU memory.
 - Loss: L1 + MSE between the tiny decoder's (unclamped) pixels and the teacher's, in [-1, 1].
 - `output/` is the decoder's own folder (config.json, diffusion_pytorch_model.safetensors)
-  plus training_state/ and metrics.jsonl while training: ship it as a checkpoint's
+  plus training_state/, metrics.jsonl and its curves while training: ship it as a checkpoint's
   `tiny_decoder/` (`ship_decoder` copies the two model files).
 """
 
@@ -37,7 +37,7 @@ from engine.progress import Progress
 from engine.train.config import Stage, TrainConfig
 from engine.train.data import open_clips
 from engine.train.loop import Log, Metrics, Trainer, train
-from engine.train.state import METRICS_FILE, STATE_DIR, TrainingState, publish
+from engine.train.state import METRICS_FILE, RUN_LOG, STATE_DIR, TrainingState, publish
 
 MODEL_FILES = (TinyVideoDecoder.config_name, "diffusion_pytorch_model.safetensors")
 
@@ -45,7 +45,7 @@ MODEL_FILES = (TinyVideoDecoder.config_name, "diffusion_pytorch_model.safetensor
 def is_decoder_folder(folder: Path) -> bool:
     """A tiny decoder this tool wrote (or a run's first metrics), holding nothing else."""
     return (((folder / TinyVideoDecoder.config_name).is_file() or (folder / METRICS_FILE).is_file())
-            and holds_only(folder, lambda name: name in (*MODEL_FILES, STATE_DIR, METRICS_FILE)))
+            and holds_only(folder, lambda name: name in (*MODEL_FILES, STATE_DIR, *RUN_LOG)))
 
 
 def check_decoder_target(folder: Path) -> None:

@@ -19,7 +19,9 @@ Rules:
   `load_model` reads, plus `training_state/` and `metrics.jsonl`. `resume` continues from it
   at the step it saved; with the same config it ends where an uninterrupted run ends.
 - metrics.jsonl: every `log_every` steps, one line: step, stage, the mean of each metric the
-  steps returned since the last line (over all processes), lr, examples_per_s, seconds.
+  steps returned since the last line (over all processes), lr, examples_per_s, seconds;
+  drawn anew as curves.png beside it, and added to TensorBoard in tensorboard/ when it is
+  installed (engine.train.curves).
 - Under torchrun the trained networks are wrapped in DDP, or with `parallel` "fsdp" the
   transformer is sharded by FSDP2 (engine.train.fsdp); only rank 0 writes.
 """
@@ -54,8 +56,10 @@ from engine.train import fsdp
 from engine.train.config import Stage, TrainConfig
 from engine.train.data import TrainingExample, open_dataset
 from engine.train.flow import Draw, Encoded, Encoder, FlowBatch, draw
+from engine.train.curves import log_to_tensorboard, write_curves
 from engine.train.state import (
     METRICS_FILE,
+    RUN_LOG,
     STATE_DIR,
     TrainingState,
     keep_metrics_until,
@@ -105,7 +109,7 @@ def mean_of(metrics: list[Metrics]) -> Metrics:
 def check_output(output: Path, resume: bool, check_target: Callable[[Path], None] = check_checkpoint_target) -> None:
     """With `resume`, `output/` must hold a training state; without, it must be new or empty.
 
-    A run killed before its first checkpoint leaves only metrics.jsonl, which may be replaced.
+    A run killed before its first checkpoint leaves only its metrics (RUN_LOG), which may be replaced.
     The folder is replaced at every checkpoint, so it must never be `.`, `~` or `/`, and a
     resumed one must hold nothing but the checkpoint.
     """
@@ -119,7 +123,7 @@ def check_output(output: Path, resume: bool, check_target: Callable[[Path], None
         return
     if output.exists() and not output.is_dir():
         raise InputError("the output must be a folder", output)
-    if output.is_dir() and any(entry.name != METRICS_FILE for entry in output.iterdir()):
+    if output.is_dir() and any(entry.name not in RUN_LOG for entry in output.iterdir()):
         raise InputError("already holds files: resume the run in it, or choose a new folder", output)
 
 
@@ -419,6 +423,8 @@ class Trainer:
         self.output.mkdir(parents=True, exist_ok=True)
         with open(self.output / METRICS_FILE, "a", encoding="utf-8") as file:
             file.write(json.dumps(line) + "\n")
+        write_curves(self.output)
+        log_to_tensorboard(self.output, line)
 
     def save(self, seconds: float) -> None:
         pipe = self.pipeline

@@ -27,9 +27,11 @@ from engine.checkpoint import CheckpointInfo, check_checkpoint_target, save_chec
 from engine.errors import InputError
 from engine.model.tiny_decoder import TinyVideoDecoder
 from engine.pipelines.pipeline_tryon import TryOnPipeline
+from engine.train.curves import CURVES_FILE, TENSORBOARD_FOLDER
 
 STATE_DIR = "training_state"
 METRICS_FILE = "metrics.jsonl"
+RUN_LOG = (METRICS_FILE, CURVES_FILE, TENSORBOARD_FOLDER)  # what a run writes beside its checkpoint
 
 
 @dataclass
@@ -93,8 +95,11 @@ def publish(output: Path, write: Callable[[Path], object], state: TrainingState,
     staging = output.parent / f".{output.name}.next"
     write(staging)
     save_training_state(staging / STATE_DIR, state, optimizer, adapters)
-    if (output / METRICS_FILE).is_file():
-        shutil.copy2(output / METRICS_FILE, staging / METRICS_FILE)
+    for name in RUN_LOG:
+        if (output / name).is_dir():
+            shutil.copytree(output / name, staging / name)
+        elif (output / name).is_file():
+            shutil.copy2(output / name, staging / name)
     retired = output.parent / f".{output.name}.old"
     shutil.rmtree(retired, ignore_errors=True)
     if output.exists():

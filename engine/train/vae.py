@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,11 @@ from diffusers import AutoencoderKLWan
 
 from engine.checkpoint import check_checkpoint_target, save_checkpoint
 from engine.errors import InputError
+from engine.limits import check_frames_fit_in_memory, check_int, check_number
 from engine.pipelines.pipeline_tryon import frames_to_pixels
 from engine.progress import Progress
 from engine.synth import make_sample
+from engine.train.curves import log_to_tensorboard, write_curves
 from engine.train.loop import check_output, load_quietly
 from engine.train.state import (
     METRICS_FILE,
@@ -46,7 +49,48 @@ KL_WEIGHT = 1e-4
 MAX_GRAD_NORM = 1.0
 STATS_CLIPS = 16  # training clips the latent statistics are measured on
 FPS = 8.0
+MAX_TRAIN_STEPS = 10**7
+MAX_BATCH_SIZE = 1024
+MAX_CLIP_FRAMES = 257
+MAX_EXAMPLES = 100_003  # the synthetic world's samples per seed
 
+
+@dataclass(frozen=True)
+class VaeTraining:
+    """One fine-tuning run: `steps` optimizer steps, each on `batch_size` synthetic clips of
+    `num_frames` frames at `size` (W, H) and as many stills, cycling through the first `examples`
+    synthetic samples; AdamW at `lr`; the checkpoint and its training state saved every
+    `checkpoint_every` steps (0: only at the end)."""
+
+    steps: int = 1500
+    size: tuple[int, int] = (96, 160)
+    num_frames: int = 9
+    lr: float = 1e-3
+    examples: int = 1000
+    batch_size: int = 4
+    checkpoint_every: int = 0
+
+    @property
+    def seeds(self) -> range:
+        return range(self.examples)
+
+    def check(self) -> None:
+        """The ranges, before any model is loaded."""
+        check_int(self.steps, "steps", 1, MAX_TRAIN_STEPS)
+        check_int(self.batch_size, "batch_size", 1, MAX_BATCH_SIZE)
+        check_int(self.num_frames, "frames", 1, MAX_CLIP_FRAMES)
+        check_int(self.examples, "examples", 1, MAX_EXAMPLES)
+        check_number(self.lr, "lr", 1e-12, 1.0)
+        check_int(self.checkpoint_every, "checkpoint_every", 0, MAX_TRAIN_STEPS)
+        check_frames_fit_in_memory(2 * self.batch_size * self.num_frames, self.size[0], self.size[1], "train vae")
+
+    def check_for(self, vae: AutoencoderKLWan) -> None:
+        """What the VAE's compression asks of the size and the frame count."""
+        factor = vae.config.scale_factor_spatial
+        if self.size[0] % factor or self.size[1] % factor:
+            raise InputError(f"size {self.size[0]}x{self.size[1]} must be a multiple of {factor} (the VAE's compression)")
+        if (self.num_frames - 1) % vae.config.scale_factor_temporal:
+            raise InputError(f"num_frames must be 4k+1 (1, 5, 9, ...), not {self.num_frames}")
 
 
 @torch.no_grad()
@@ -57,25 +101,16 @@ def reconstruction_error(vae: AutoencoderKLWan, frames: np.ndarray) -> float:
     return (decoded - pixels).abs().mean().item()
 
 
-def train_vae(
-    base: str,
-    output: Path,
-    steps: int,
-    size: tuple[int, int],
-    num_frames: int,
-    lr: float,
-    seeds: range,
-    batch_size: int = 1,
-    progress: Progress | None = None,
-    checkpoint_every: int = 0,
-    resume: bool = False,
-) -> Path:
+def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress | None = None,
+              resume: bool = False) -> Path:
     """Fine-tune the VAE of checkpoint `base` and save the whole checkpoint to `output` (replaced).
 
-    `size` (W, H) must be multiples of the VAE's spatial factor and `num_frames` 4k+1. With
-    `resume`, `base` is ignored and the run saved in `output` (by `checkpoint_every`) goes on.
+    With `resume`, `base` is ignored and the run saved in `output` (by `checkpoint_every`) goes on.
     """
     started = time.perf_counter()
+    settings.check()
+    steps, size, num_frames, lr = settings.steps, settings.size, settings.num_frames, settings.lr
+    batch_size, seeds, checkpoint_every = settings.batch_size, settings.seeds, settings.checkpoint_every
     output = Path(output)
     if resume or checkpoint_every:
         check_output(output, resume)
@@ -85,7 +120,7 @@ def train_vae(
     loaded = load_quietly(output if resume else base, device)
     pipeline = loaded.pipeline
     vae = pipeline.vae
-    check_arguments(vae, steps, size, num_frames, lr, seeds, batch_size)
+    settings.check_for(vae)
 
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr)
@@ -99,7 +134,7 @@ def train_vae(
 
     def publish(step: int) -> None:
         seconds = seconds_before + time.perf_counter() - started
-        info = with_vae_record(loaded.info, steps, batch_size, size, num_frames, lr, seeds, seconds)
+        info = with_vae_record(loaded.info, settings, seconds)
         names = [name for name, _ in vae.named_parameters()]
         publish_checkpoint(pipeline, output, info, TrainingState(step, seconds, "vae", names), optimizer, {})
 
@@ -122,8 +157,11 @@ def train_vae(
             progress("vae", step + 1, steps)
         if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             publish(step + 1)
+            line = {"step": step + 1, "loss": float(np.mean(losses))}
             with open(output / METRICS_FILE, "a") as log:
-                log.write(json.dumps({"step": step + 1, "loss": float(np.mean(losses))}) + "\n")
+                log.write(json.dumps(line) + "\n")
+            write_curves(output)
+            log_to_tensorboard(output, line)
             losses.clear()
     vae.eval()
     vae.requires_grad_(False)
@@ -133,8 +171,7 @@ def train_vae(
         publish(steps)
         return output
     seconds = time.perf_counter() - started
-    return save_checkpoint(pipeline, output, with_vae_record(loaded.info, steps, batch_size, size, num_frames, lr,
-                                                             seeds, seconds))
+    return save_checkpoint(pipeline, output, with_vae_record(loaded.info, settings, seconds))
 
 
 def cosine_lr(lr: float, step: int, steps: int) -> float:
@@ -143,12 +180,12 @@ def cosine_lr(lr: float, step: int, steps: int) -> float:
     return floor + (lr - floor) * (1 + math.cos(math.pi * step / steps)) / 2
 
 
-def with_vae_record(info, steps: int, batch_size: int, size: tuple[int, int], num_frames: int, lr: float,
-                    seeds: range, seconds: float):
+def with_vae_record(info, settings: VaeTraining, seconds: float):
     """`info` with this VAE run recorded in its training summary."""
     info.training = {**info.training, "vae": {
-        "steps": steps, "batch_size": batch_size, "size": list(size), "num_frames": num_frames, "lr": lr,
-        "seeds": [seeds.start, seeds.stop], "seconds": round(seconds, 3),
+        "steps": settings.steps, "batch_size": settings.batch_size, "size": list(settings.size),
+        "num_frames": settings.num_frames, "lr": settings.lr, "seeds": [0, settings.examples],
+        "seconds": round(seconds, 3),
     }}
     return info
 
@@ -166,20 +203,3 @@ def set_latent_statistics(vae: AutoencoderKLWan, clips: list[np.ndarray]) -> Non
     latents = torch.cat([vae.encode(frames_to_pixels(clip, vae.device)).latent_dist.mode() for clip in clips], dim=2)
     channels = latents.transpose(0, 1).flatten(1)
     vae.register_to_config(latents_mean=channels.mean(1).tolist(), latents_std=channels.std(1).clamp_min(1e-4).tolist())
-
-
-def check_arguments(vae: AutoencoderKLWan, steps: int, size: tuple[int, int], num_frames: int, lr: float,
-                    seeds: range, batch_size: int) -> None:
-    factor = vae.config.scale_factor_spatial
-    if steps < 1:
-        raise InputError(f"steps must be at least 1, not {steps}")
-    if batch_size < 1:
-        raise InputError(f"batch size must be at least 1, not {batch_size}")
-    if size[0] % factor or size[1] % factor:
-        raise InputError(f"size {size[0]}x{size[1]} must be a multiple of {factor} (the VAE's compression)")
-    if num_frames < 1 or (num_frames - 1) % vae.config.scale_factor_temporal:
-        raise InputError(f"num_frames must be 4k+1 (1, 5, 9, ...), not {num_frames}")
-    if not lr > 0:
-        raise InputError(f"lr must be positive, not {lr}")
-    if len(seeds) == 0:
-        raise InputError("seeds must not be empty")

@@ -3,6 +3,9 @@
 import json
 
 import pytest
+from PIL import Image
+
+from engine.media.chart import PANEL_SIZE
 
 FAST = ["bench", "--preset", "tiny", "--random-weights", "--size", "64x64", "--seconds", "0.5", "--steps", "1"]
 
@@ -32,11 +35,13 @@ def test_tables_without_json(tryon):
         assert text in run.stdout
 
 
-def test_compare_prints_each_mode_against_the_run(tryon):
-    run = tryon(*FAST, "--fp8", "--compare", "fuse-qkv,offload-group")
+def test_compare_prints_each_mode_against_the_run_and_charts_it(tryon, tmp_path):
+    run = tryon(*FAST, "--fp8", "--compare", "fuse-qkv,offload-group", "--chart", tmp_path / "bench.png")
     assert run.code == 0, run.stderr
     assert "fp8" in run.stdout  # the run's own modes, in the device row
     assert "each mode alone" in run.stdout and "fuse-qkv" in run.stdout and "offload-group" in run.stdout
+    with Image.open(tmp_path / "bench.png") as chart:  # stages, FPS, × FPS, first frame, peak memory: 3 rows of 2
+        assert chart.format == "PNG" and chart.size == (2 * PANEL_SIZE[0], 36 + 3 * PANEL_SIZE[1])
 
 
 @pytest.mark.parametrize(
@@ -50,6 +55,7 @@ def test_compare_prints_each_mode_against_the_run(tryon):
         ["bench", "--random-weights"],
         [*FAST, "--compare", "fuse-qkv,turbo"],
         [*FAST, "--offload", "disk"],
+        [*FAST, "--chart", "bench.jpg"],
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tryon, args):

@@ -1,6 +1,11 @@
 import json
 import shutil
 
+from PIL import Image
+
+from engine.media.chart import PANEL_SIZE
+from tryon_cli.commands.evaluate import COLUMNS
+
 
 def test_synth_then_eval_round_trip(tmp_path, tryon):
     data = tmp_path / "data"
@@ -16,9 +21,13 @@ def test_synth_then_eval_round_trip(tmp_path, tryon):
     predictions.mkdir()
     shutil.copy(data / "sample_00000" / "target.mp4", predictions / "sample_00000.mp4")  # perfect
     shutil.copy(data / "sample_00001" / "motion.mp4", predictions / "sample_00001.mp4")  # another person
-    run = tryon("eval", predictions, "--reference", data, "--json")
+    run = tryon("eval", predictions, "--reference", data, "--json", "--chart", tmp_path / "scores.png")
     assert run.code == 0, run.stderr
     report = json.loads(run.stdout)
+    charted = [name for name in COLUMNS if any(sample[name] is not None for sample in report["samples"])]
+    assert "lpips" not in charted and "psnr" in charted  # a panel per metric the table shows with a value
+    with Image.open(tmp_path / "scores.png") as chart:
+        assert chart.size == (2 * PANEL_SIZE[0], 36 + (len(charted) + 1) // 2 * PANEL_SIZE[1])
     scores = {s["name"]: s for s in report["samples"]}
     assert scores["sample_00000"]["psnr"] == 100.0 and scores["sample_00000"]["garment_color_error"] == 0.0
     assert scores["sample_00001"]["psnr"] < 30 and scores["sample_00001"]["garment_color_error"] > 1.0
@@ -54,6 +63,9 @@ def test_eval_table_shows_whole_sample_names(tmp_path, tryon):
     assert run.stdout.splitlines()[0].count("┳") == 4
 
 
+def test_eval_refuses_a_chart_that_is_not_a_png_before_scoring(tmp_path, tryon):
+    run = tryon("eval", tmp_path / "nothing.mp4", "--reference", tmp_path / "gt.mp4", "--chart", tmp_path / "c.svg")
+    assert run.code == 2 and "--chart must be a .png file" in run.stderr and len(run.stderr.strip().splitlines()) == 1
 def test_eval_sheet_is_written_and_a_bad_one_is_exit_2(tmp_path, tryon):
     import numpy as np
 

@@ -37,6 +37,12 @@ def test_init_over_a_file_without_overwrite_is_one_line(tmp_path, tryon):
     assert (tmp_path / "ck").read_text() == "a file"
 
 
+def test_init_of_a_preset_without_an_offline_tokenizer_is_one_line(tmp_path, tryon):
+    run = tryon("models", "init", "wan2.2-ti2v-5b", tmp_path / "ck", cwd=tmp_path)
+    assert run.code == 2 and len(error_lines(run)) == 1 and "no offline tokenizer" in run.stderr
+    assert not (tmp_path / "ck").exists()
+
+
 def test_init_overwrite_replaces_a_checkpoint_it_wrote(tiny_checkpoint, tmp_path, tryon):
     ck = tmp_path / "ck"
     shutil.copytree(tiny_checkpoint, ck)

@@ -1,5 +1,7 @@
 import json
 
+from PIL import Image
+
 from engine.checkpoint import load_model
 
 
@@ -16,6 +18,8 @@ def test_train_teacher_from_the_command_line_writes_a_loadable_trained_checkpoin
     assert loaded.info.condnet_trained and loaded.info.training
     lines = (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2]
+    with Image.open(tmp_path / "t" / "curves.png") as curves:  # the curves beside the metrics
+        assert curves.format == "PNG" and curves.width >= 500
 
 
 def test_train_rejects_a_bad_config_with_one_line(tiny_checkpoint, tmp_path, tryon):

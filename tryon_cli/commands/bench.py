@@ -63,6 +63,7 @@ def bench(
                                     f"(of: {', '.join(COMPARABLE)}). Use --warmup 1 with compile.")
     ] = None,
     json_output: options.Json = False,
+    chart: options.Chart = None,
     quiet: options.Quiet = False,
     run: RunOptions = RunOptions(),
 ) -> None:
@@ -73,9 +74,11 @@ def bench(
     this output, never in tests.
 
     Example: tryon bench --preset tiny --random-weights --mode stream --size 256x448 --seconds 10 --json
+    Chart:   tryon bench --preset tiny --random-weights --compare fuse-qkv,offload-group --chart bench.png
     """
     from engine import api
     from engine.api.bench import BenchRequest
+    from engine.api.charts import bench_chart, check_chart_path
     from engine.media import parse_size
 
     request = BenchRequest(
@@ -85,11 +88,14 @@ def bench(
         warmup=warmup, repeat=repeat, seed=seed, vae_tiling=vae_tiling,
         compare=tuple(name.strip() for name in compare.split(",")) if compare else (), run=run,
     )
+    check_chart_path(chart)
     result = api.bench_and_compare(request, notice=None if quiet else notice)
     if json_output:
         print_json(result.to_dict())
     else:
         print_tables(result)
+    if chart is not None:
+        bench_chart(result, chart, STAGE_NAMES)
 
 
 def _s(value: float | None) -> str:
@@ -153,7 +159,8 @@ def print_tables(result: BenchResult) -> None:
         stdout.print(table)
 
     if result.compare:
-        table = Table(Column("mode", no_wrap=True), "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
+        modes = Column("mode", no_wrap=True, min_width=max(len(entry["mode"]) for entry in result.compare))
+        table = Table(modes, "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
                       title="each mode alone against the run above (same process, same inputs)", title_justify="left")
         for entry in result.compare:
             table.add_row(entry["mode"], _fps(entry["fps"]), f"{entry['fps_ratio']:.2f}",

@@ -9,6 +9,7 @@ import typer
 from rich.table import Column, Table
 
 from engine.errors import InputError
+from tryon_cli import options
 from tryon_cli.console import notice, print_json, stdout
 
 COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "garment_color_error": "garment ΔE", "garment_mae": "garment MAE", "smoothness": "smooth", "motion_magnitude": "motion",
@@ -46,27 +47,34 @@ def evaluate(
     sheet: Annotated[Optional[Path], typer.Option(help="Also write a contact sheet (.png): the inputs, output frames "
                                                        "and ground truth of each sample, its worst frame framed.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    chart: options.Chart = None,
 ) -> None:
     """PSNR, SSIM, garment colour error, smoothness and motion magnitude, per sample and mean; against
     synthetic samples also the figure's silhouette IoU (mean and worst frame), its height ratio
     (worst frame) and the garment pattern's SSIM;
     or, with --bench hgc, HGC-Bench's metrics (Cur, GME, Amp, Smoo, VQ, HGC, LGC, NTP).
 
-    Example: tryon eval results/ --reference data/
+    Example: tryon eval results/ --reference data/ --chart scores.png
     Sheet:   tryon eval out.mp4 --reference examples/sample_00002 --sheet sheet.png
     Bench:   tryon eval --bench hgc ./HGC-Bench --model ./teacher --predictions ./hgc-out --vlm ./qwen2.5-vl
     """
     from engine import api
+    from engine.api.charts import check_chart_path, eval_chart
 
+    check_chart_path(chart)
     if bench is not None:
         if sheet is not None:
             raise InputError("--sheet is for scoring against --reference, not with --bench")
+        if chart is not None:
+            raise InputError("--chart draws the per-sample scores: not with --bench")
         _evaluate_bench(bench, prediction, predictions, model, size, seconds, fps, steps, seed, device,
                         api_models(vlm, identity_model, text_model, quality_model, device), json_output)
         return
     if reference is None:
         raise InputError("--reference is required (or --bench hgc to score a benchmark)")
     report = api.evaluate(prediction, reference, sheet)
+    if chart is not None:
+        eval_chart(report, chart, COLUMNS)
     if json_output:
         print_json(report.to_dict())
         return

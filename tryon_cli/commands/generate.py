@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -40,24 +40,23 @@ def run_generation(request: api.GenerateRequest, command, json_output: bool, qui
                f"at {result.fps:g} fps, in {result.seconds_taken:.1f} s")
 
 
-def build_request(user: Path, garments: list[GarmentSpec], output: Path | None, command: str, **fields) -> api.GenerateRequest:
+def render(user: Path, garments: list[GarmentSpec], command: str, engine_call, output: Path | None, size: str | None,
+           json_output: bool, quiet: bool, **fields) -> None:
+    """Build the request from the command line and run it through `engine_call` (api.dress or api.dance)."""
     from engine import api
     from engine.media import parse_size
 
-    size = fields.pop("size")
-    return api.GenerateRequest(
+    request = api.GenerateRequest(
         user=user,
         garments=garments,
         output=output or default_output(user, garments, command),
         size=parse_size(size) if size else None,
         **fields,
     )
+    run_generation(request, engine_call, json_output, quiet)
 
 
-@options.run_options(context_parallel=True)
-def dress(
-    user: Annotated[Path, typer.Argument(help="Photo of the person.")],
-    garments: Annotated[list[str], typer.Argument(help="Garment photos: PATH or PATH:top|bottom|dress (up to 4).")],
+def generation_options(
     motion: options.Motion = None,
     prompt: options.Prompt = "",
     output: options.Output = None,
@@ -72,51 +71,37 @@ def dress(
     run: RunOptions = RunOptions(),
     json_output: options.Json = False,
     quiet: options.Quiet = False,
+) -> None:
+    """The options dress and dance share, in their --help order: a signature for `options.parameters_of`."""
+
+
+@options.run_options(context_parallel=True)
+@options.parameters_of(generation_options, into="shared")
+def dress(
+    user: Annotated[Path, typer.Argument(help="Photo of the person.")],
+    garments: Annotated[list[str], typer.Argument(help="Garment photos: PATH or PATH:top|bottom|dress (up to 4).")],
+    shared: dict[str, Any],
 ) -> None:
     """Dress the person in the garments, moving like the --motion video and/or as --prompt says.
 
     Example: tryon dress user.png shirt.png:top pants.png:bottom --motion dance.mp4 -o out.mp4
     """
+    from engine import api
     from engine.api.specs import parse_garment
 
-    specs = [parse_garment(text) for text in garments]
-    request = build_request(
-        user, specs, output, "dress", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
-        seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,
-        keep_intermediates=keep_intermediates,
-    )
-    from engine import api
-
-    run_generation(request, api.dress, json_output, quiet)
+    render(user, [parse_garment(text) for text in garments], "dress", api.dress, **shared)
 
 
 @options.run_options(context_parallel=True)
+@options.parameters_of(generation_options, into="shared")
 def dance(
     user: Annotated[Path, typer.Argument(help="Photo of the person.")],
-    motion: options.Motion = None,
-    prompt: options.Prompt = "",
-    output: options.Output = None,
-    size: options.Size = None,
-    seconds: options.Seconds = None,
-    fps: options.Fps = None,
-    seed: options.Seed = 0,
-    steps: options.Steps = None,
-    guidance: options.Guidance = None,
-    overwrite: options.Overwrite = False,
-    keep_intermediates: options.KeepIntermediates = None,
-    run: RunOptions = RunOptions(),
-    json_output: options.Json = False,
-    quiet: options.Quiet = False,
+    shared: dict[str, Any],
 ) -> None:
     """Animate the person in their own clothes; the first frame is their photo.
 
     Example: tryon dance user.png --motion dance.mp4 -o moves.mp4
     """
-    request = build_request(
-        user, [], output, "dance", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
-        seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,
-        keep_intermediates=keep_intermediates,
-    )
     from engine import api
 
-    run_generation(request, api.dance, json_output, quiet)
+    render(user, [], "dance", api.dance, **shared)

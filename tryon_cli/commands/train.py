@@ -3,8 +3,9 @@ streaming decoder."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -23,12 +24,10 @@ PresetOption = Annotated[str, typer.Option("--preset", help="With --plan: the mo
 JsonOption = Annotated[bool, typer.Option("--json", help="With --plan: print the plan as JSON on stdout.")]
 
 
-@app.command("teacher")
-def teacher(
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
-    base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-attention, demo-continue, demo-anneal, wan5b-teacher.")] = None,
+DataOption = Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")]
+
+
+def training_options(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
     plan: PlanOption = False,
     gpus: GpusOption = 8,
@@ -37,6 +36,36 @@ def teacher(
     json_output: JsonOption = False,
     quiet: options.Quiet = False,
 ) -> None:
+    """The options train teacher, student and decoder share: a signature for `options.parameters_of`."""
+
+
+def train_or_plan(kind: str, config: str | None, shared: dict[str, Any], required: dict[str, object],
+                  train: Callable[..., Path], model: dict[str, Any] | None = None, **settings: Any) -> Path | None:
+    """Print the memory plan (--plan) of the `model` settings, or check the `required` options and
+    run `train(*their values, config=, resume=, progress=, notice=, **model, **settings)`."""
+    from engine import api
+
+    model = model or {}
+    if shared["plan"]:
+        show_plan(api.plan_training(config, shared["preset"], shared["gpus"], shared["gpu_memory"], kind=kind,
+                                    **model), shared["json_output"])
+        return None
+    values = require_run_options(**required)
+    with StageProgress(enabled=not shared["quiet"]) as progress:
+        return train(*values, config=config, resume=shared["resume"], progress=progress, notice=notice, **model,
+                     **settings)
+
+
+@app.command("teacher")
+@options.parameters_of(training_options, into="shared")
+def teacher(
+    data: DataOption = None,
+    base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
+    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-attention, demo-continue, demo-anneal, wan5b-teacher.")] = None,
+    *,
+    shared: dict[str, Any],
+) -> None:
     """Train the CondNet teacher; runs as is or under torchrun (DDP, or FSDP2 with "parallel": "fsdp").
 
     Example: tryon train teacher --data ./data --base ./ck --output ./teacher --config demo
@@ -44,13 +73,9 @@ def teacher(
     """
     from engine import api
 
-    if plan:
-        show_plan(api.plan_training(config, preset, gpus, gpu_memory, kind="teacher"), json_output)
-        return
-    data, base, output = require_run_options(data=data, base=base, output=output)
-    with StageProgress(enabled=not quiet) as progress:
-        path = api.train_teacher(data, base, output, config=config, resume=resume, progress=progress, notice=notice)
-    notice(f"wrote the trained teacher to {path} (metrics in {path / 'metrics.jsonl'})")
+    path = train_or_plan("teacher", config, shared, dict(data=data, base=base, output=output), api.train_teacher)
+    if path is not None:
+        notice(f"wrote the trained teacher to {path} (metrics and curves.png in {path})")
 
 
 def require_run_options(**options: object) -> list:
@@ -115,33 +140,31 @@ def vae(
     """
     from engine import api
     from engine.media import parse_size
+    from engine.train.vae import VaeTraining
 
     if (base is None) != resume:
         raise InputError("give --base (a new run) or --resume (the run in --output), one of them")
+    settings = VaeTraining(steps=steps, size=parse_size(size), num_frames=frames, lr=lr, examples=examples,
+                           batch_size=batch_size, checkpoint_every=checkpoint_every)
     with StageProgress(enabled=not quiet) as progress:
-        path = api.train_vae(base or "", output, steps, parse_size(size), frames, lr, examples, batch_size,
-                             progress=progress, checkpoint_every=checkpoint_every, resume=resume)
+        path = api.train_vae(base or "", output, settings, progress=progress, resume=resume)
     notice(f"wrote {path}")
 
 
 @app.command("student")
+@options.parameters_of(training_options, into="shared")
 def student(
     teacher: Annotated[Optional[str], typer.Option(help="The trained teacher checkpoint to distill (folder or Hub id).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
+    data: DataOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Student checkpoint folder to write (and resume).")] = None,
     config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: student, wan5b-student.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
-    plan: PlanOption = False,
-    gpus: GpusOption = 8,
-    gpu_memory: GpuMemoryOption = 80.0,
-    preset: PresetOption = "wan2.2-ti2v-5b",
     scorer: Annotated[Optional[str], typer.Option(
         help="GR-DMD's frame reward, replacing the config's: aesthetic (the LAION predictor; see --aesthetic-weights), "
              "sharpness_colour (a heuristic, no model) or auto.")] = None,
     aesthetic_weights: Annotated[Optional[str], typer.Option(
         help="The aesthetic predictor's folder (tryon models convert ... --kind aesthetic), replacing the config's.")] = None,
-    json_output: JsonOption = False,
-    quiet: options.Quiet = False,
+    *,
+    shared: dict[str, Any],
 ) -> None:
     """Distill the teacher into the streaming few-step student: teacher forcing, then GR-DMD.
 
@@ -150,17 +173,14 @@ def student(
     """
     from engine import api
 
-    if plan:
-        show_plan(api.plan_training(config, preset, gpus, gpu_memory, kind="student"), json_output)
-        return
-    teacher, data, output = require_run_options(teacher=teacher, data=data, output=output)
-    with StageProgress(enabled=not quiet) as progress:
-        path = api.train_student(teacher, data, output, config=config, resume=resume, progress=progress,
-                                 notice=notice, scorer=scorer, aesthetic_weights=aesthetic_weights)
-    notice(f"wrote the streaming student to {path} (metrics in {path / 'metrics.jsonl'})")
+    path = train_or_plan("student", config, shared, dict(teacher=teacher, data=data, output=output),
+                         api.train_student, scorer=scorer, aesthetic_weights=aesthetic_weights)
+    if path is not None:
+        notice(f"wrote the streaming student to {path} (metrics and curves.png in {path})")
 
 
 @app.command("decoder")
+@options.parameters_of(training_options, into="shared")
 def decoder(
     vae: Annotated[Optional[str], typer.Option(help="The checkpoint (folder or Hub id) whose VAE to distil.")] = None,
     data: Annotated[Optional[str], typer.Option(help="A folder of videos (sample folders or raw .mp4), or 'synthetic'.")] = None,
@@ -171,13 +191,8 @@ def decoder(
     variant: Annotated[str, typer.Option(help="base, or super (about twice the weights).")] = "base",
     ship: Annotated[Optional[list[Path]], typer.Option("--ship", help="When done, copy it into this checkpoint as "
                                                         "its tiny_decoder/ (repeatable).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
-    plan: PlanOption = False,
-    gpus: GpusOption = 8,
-    gpu_memory: GpuMemoryOption = 80.0,
-    preset: PresetOption = "wan2.2-ti2v-5b",
-    json_output: JsonOption = False,
-    quiet: options.Quiet = False,
+    *,
+    shared: dict[str, Any],
 ) -> None:
     """Distil a tiny streaming decoder from a checkpoint's VAE (what --decoder tiny streams with).
 
@@ -187,15 +202,10 @@ def decoder(
     from engine import api
 
     widths = parse_channels(channels)
-    if plan:
-        show_plan(api.plan_training(config, preset, gpus, gpu_memory, kind="decoder", channels=widths,
-                                    variant=variant), json_output)
-        return
-    vae, data, output = require_run_options(vae=vae, data=data, output=output)
-    with StageProgress(enabled=not quiet) as progress:
-        path = api.train_decoder(vae, data, output, config=config, channels=widths, variant=variant, resume=resume,
-                                 ship=tuple(ship or ()), progress=progress, notice=notice)
-    notice(f"wrote the tiny decoder to {path} (metrics in {path / 'metrics.jsonl'})")
+    path = train_or_plan("decoder", config, shared, dict(vae=vae, data=data, output=output), api.train_decoder,
+                         model=dict(channels=widths, variant=variant), ship=tuple(ship or ()))
+    if path is not None:
+        notice(f"wrote the tiny decoder to {path} (metrics and curves.png in {path})")
 
 
 def parse_channels(text: str | None) -> tuple[int, ...] | None:

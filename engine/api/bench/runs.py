@@ -18,11 +18,11 @@ from engine.api.loading import default_model, get_model
 from engine.api.options import out_of_memory_is_a_failure
 from engine.api.specs import GarmentSpec
 from engine.api.stream import ChunkWritten, Switch, SwitchingStream
-from engine.checkpoint import build_random_on
+from engine.checkpoint import build_random
 from engine.checkpoint.presets import Preset, get_preset
 from engine.media import VideoWriter, crop_center
 from engine.model.tiny_decoder import TinyVideoDecoder
-from engine.pipelines.pipeline_tryon import TryOnPipeline
+from engine.pipelines.pipeline_tryon import TryOnPipeline, to_uint8
 from engine.pipelines.pipeline_tryon_streaming import TryOnStream
 from engine.pipelines.runtime import Runtime, apply_runtime
 from engine.progress import Notice, no_progress
@@ -110,7 +110,7 @@ def load_bench_model(request: BenchRequest, runtime: Runtime, tell: Notice) -> B
     if request.random_weights:
         preset = get_preset(request.preset)
         with out_of_memory_is_a_failure(runtime.device, f"building '{preset.name}'; use --dtype bf16, or a smaller preset"):
-            pipeline = build_random_on(preset, runtime.load_device, runtime.dtype, request.seed, draw_on=runtime.device)
+            pipeline = build_random(preset, request.seed, runtime.load_device, runtime.dtype, draw_on=runtime.device)
         apply_runtime(pipeline, runtime)
         tiny, decoder = _random_tiny_decoder(pipeline, runtime)
         return BenchModel(pipeline, preset, f"{preset.name} (random weights)", tiny, decoder)
@@ -149,7 +149,7 @@ def run_dress(model: BenchModel, plan: RunPlan, inputs: BenchInputs, clock: Stag
     frames = pipeline(inputs.user, garments=inputs.garments, motion=inputs.motion, prompt=PROMPT,
                       height=height, width=width, num_frames=plan.num_frames, num_inference_steps=plan.steps,
                       guidance_scale=plan.guidance, generator=torch.Generator(device=device).manual_seed(seed)).frames
-    frames = crop_center(frames, plan.size)
+    frames = crop_center(to_uint8(frames[0]), plan.size)
     with _writer(folder, run, plan) as writer:
         clock.wrap(writer, "write", "writing")
         writer.write(frames[:1])

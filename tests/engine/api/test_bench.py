@@ -9,7 +9,7 @@ import torch
 from engine import api
 from engine.api import loading
 from engine.api.bench import STAGES, BenchRequest, StageClock
-from engine.checkpoint import build_random_on
+from engine.checkpoint import build_random
 from engine.checkpoint.presets import TINY
 from engine.errors import InputError
 from engine.modes import RunOptions
@@ -118,7 +118,7 @@ def test_stage_clock_times_nested_calls_once_and_restores():
 
 @pytest.mark.slow
 def test_vae_tiling_keeps_the_output_shape():
-    pipeline = build_random_on(TINY, torch.device("cpu"), torch.float32)
+    pipeline = build_random(TINY, device=torch.device("cpu"), dtype=torch.float32)
     latents = torch.randn(1, 48, 2, 6, 6, generator=torch.Generator().manual_seed(0))
     frames = np.random.default_rng(0).integers(0, 256, (5, 96, 96, 3), dtype=np.uint8)
     plain = pipeline.decode(latents), pipeline.encode_frames(frames)

@@ -8,7 +8,7 @@ import torch
 
 from engine.checkpoint import (
     CondNetUntrainedWarning,
-    build_random_on,
+    build_random,
     load_model,
     resolve_source,
     validate_checkpoint,
@@ -122,7 +122,7 @@ def test_hub_ids_load_through_the_hub_cache_offline(tiny_checkpoint, tmp_path, m
 def test_random_build_without_a_vocabulary_uses_a_placeholder_tokenizer():
     preset = replace(TINY, name="no-vocabulary", tokenizer_vocabulary=[], max_text_tokens=16,
                      text_encoder={**TINY.text_encoder, "vocab_size": 1000})
-    pipeline = build_random_on(preset, torch.device("cpu"), torch.bfloat16)
+    pipeline = build_random(preset, device=torch.device("cpu"), dtype=torch.bfloat16)
     assert torch.get_default_dtype() == torch.float32
     assert pipeline.transformer.dtype == torch.bfloat16 and pipeline.text_encoder.dtype == torch.bfloat16
     assert pipeline.vae.dtype == torch.float32
@@ -134,7 +134,7 @@ def test_random_build_has_the_dtypes_of_a_loaded_checkpoint(tiny_checkpoint):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = load_model(str(tiny_checkpoint), dtype=torch.bfloat16).pipeline
-    built = build_random_on(TINY, torch.device("cpu"), torch.bfloat16)
+    built = build_random(TINY, device=torch.device("cpu"), dtype=torch.bfloat16)
     for component in ("transformer", "text_encoder", "vae"):
         dtypes = [{n: p.dtype for n, p in getattr(pipe, component).named_parameters()} for pipe in (loaded, built)]
         assert dtypes[0] == dtypes[1], component

@@ -14,6 +14,7 @@ from PIL import Image
 
 from engine.checkpoint import load_model
 from engine.model.distributed import enable_context_parallel, start_processes
+from engine.pipelines.pipeline_tryon import to_uint8
 from engine.pipelines.pipeline_tryon_streaming import TryOnStream
 
 
@@ -35,9 +36,9 @@ def main(checkpoint: str, output: str) -> None:
             assert "KV-cached stream" in str(error)
         else:
             raise AssertionError("a stream accepted context parallelism")
-    frames = pipeline(image(0), garments=[("top", image(1)), ("bottom", image(2))], prompt="she spins",
+    frames = to_uint8(pipeline(image(0), garments=[("top", image(1)), ("bottom", image(2))], prompt="she spins",
                       height=64, width=64, num_frames=9, num_inference_steps=2, guidance_scale=2.0,
-                      generator=torch.Generator().manual_seed(0)).frames
+                      generator=torch.Generator().manual_seed(0)).frames[0])
     np.save(Path(output) / f"rank{processes.rank}-of-{processes.world_size}.npy", frames)
     processes.close()
 

@@ -138,6 +138,27 @@ def test_attended_motion_steers_the_video_and_keeps_its_own_tokens_out_of_the_ou
     assert not torch.allclose(model(latents, t, text, motion_latents=-motion).sample, steered)
 
 
+@pytest.mark.parametrize("form", ["additive", "attention"])
+def test_each_motion_form_has_only_parameters_it_uses(base_and_condnet, form):
+    model = CondNetTransformer.from_base(base_and_condnet[0], motion_conditioning=form)
+    latents, text = inputs()
+    model(latents, torch.tensor([700.0]), text, conditions=[Condition("user", latent(2)), Condition("top", latent(3))],
+          motion_latents=torch.randn_like(latents)).sample.square().mean().backward()
+    unused = sorted(name for name, param in model.named_parameters() if param.grad is None)
+    assert unused == []
+    assert {name.split(".")[0] for name, _ in model.named_parameters()} >= (
+        {"motion_embedding"} if form == "additive" else {"motion_role"})
+
+
+def test_a_condnet_base_wraps_into_the_other_motion_form_with_the_backbone_kept(base_and_condnet):
+    additive = base_and_condnet[1]
+    attention = CondNetTransformer.from_base(additive, motion_conditioning="attention")
+    assert attention.motion_embedding is None and attention.motion_role is not None
+    kept = attention.state_dict()
+    assert all(torch.equal(kept[name], value) for name, value in additive.state_dict().items()
+               if not name.startswith("motion_embedding"))
+
+
 def test_motion_tokens_sit_at_the_output_frames_slots_and_pool_to_their_mean_position(attending):
     motion = torch.randn(1, 48, 3, 4, 6)
     tokens, (cos, sin) = attending[1].embed_motion(motion, frame_offset=5)

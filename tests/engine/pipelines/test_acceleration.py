@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.checkpoint import build_random_on, load_model
+from engine.checkpoint import build_random, load_model
 from engine.checkpoint.presets import TINY
+from engine.pipelines.pipeline_tryon import to_uint8
 from engine.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
 from engine.pipelines.runtime import Acceleration, Runtime, apply_runtime
 
@@ -39,8 +40,8 @@ def stream_frames(pipeline):
 
 
 def teacher_frames(pipeline):
-    return pipeline(image(0), garments=[("top", image(1))], prompt="she spins", num_frames=5, num_inference_steps=2,
-                    guidance_scale=2.0, generator=torch.Generator().manual_seed(0)).frames
+    return to_uint8(pipeline(image(0), garments=[("top", image(1))], prompt="she spins", num_frames=5,
+                             num_inference_steps=2, guidance_scale=2.0, generator=torch.Generator().manual_seed(0)).frames[0])
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_compiled_blocks_give_the_same_stream(tiny_checkpoint, baseline):
 def graphs_compiled_for_a_stream(layers: int) -> int:
     """Graphs torch.compile captures for a short stream of the tiny model with `layers` blocks."""
     preset = replace(TINY, transformer=dict(TINY.transformer, num_layers=layers))
-    pipeline = build_random_on(preset, torch.device("cpu"), torch.float32)
+    pipeline = build_random(preset, device=torch.device("cpu"), dtype=torch.float32)
     graphs = []
 
     def count(graph, example_inputs):  # an eager backend: capture only, no code generation

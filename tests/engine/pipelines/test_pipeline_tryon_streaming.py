@@ -262,3 +262,9 @@ def test_a_stream_with_the_tiny_decoder_gives_the_whole_clip_decode_of_its_laten
     whole = tiny.decode(torch.cat(seen, dim=2))  # normalised latents, as the transformer made them
     expected = ((whole[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
     assert np.abs(frames.astype(int) - expected).max() <= 1
+def test_prompt_embeds_stand_for_the_prompt(tiny_model):
+    pipe = tiny_model.pipeline
+    said = stream(pipe).next_chunk()
+    embedded = stream(pipe, prompt="", prompt_embeds=pipe.encode_prompt("she spins")).next_chunk()
+    assert np.array_equal(said, embedded)
+    assert not np.array_equal(said, stream(pipe, prompt="").next_chunk())

@@ -7,15 +7,15 @@ import torch
 from engine.errors import InputError
 from engine.synth import make_sample
 from engine.train.loop import load_quietly
-from engine.train.vae import reconstruction_error, train_vae
+from engine.train.vae import VaeTraining, reconstruction_error, train_vae
 
 
 @pytest.mark.slow
 def test_fine_tuning_the_vae_lowers_its_reconstruction_error(tiny_checkpoint, tmp_path):
     held_out = make_sample(999, size=(32, 32), num_frames=5).target
     before = load_quietly(tiny_checkpoint)
-    output = train_vae(str(tiny_checkpoint), tmp_path / "vae", steps=12, size=(32, 32), num_frames=5, lr=1e-3,
-                       seeds=range(4), batch_size=2)
+    output = train_vae(str(tiny_checkpoint), tmp_path / "vae",
+                       VaeTraining(steps=12, size=(32, 32), num_frames=5, lr=1e-3, examples=4, batch_size=2))
     after = load_quietly(output)
     error_before = reconstruction_error(before.pipeline.vae, held_out)
     assert reconstruction_error(after.pipeline.vae, held_out) < 0.8 * error_before
@@ -29,26 +29,29 @@ def test_fine_tuning_the_vae_lowers_its_reconstruction_error(tiny_checkpoint, tm
 
 
 @pytest.mark.parametrize("change, words", [({"num_frames": 4}, "4k\\+1"), ({"size": (40, 32)}, "multiple of 16"),
-                                           ({"steps": 0}, "steps must be"), ({"batch_size": 0}, "batch size")])
-def test_bad_vae_arguments_are_input_errors(tiny_checkpoint, tmp_path, change, words):
-    arguments = {"steps": 1, "size": (32, 32), "num_frames": 1, "lr": 1e-3, "seeds": range(1), **change}
+                                           ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"),
+                                           ({"examples": 0}, "examples"), ({"lr": 0.0}, "lr"),
+                                           ({"checkpoint_every": -1}, "checkpoint_every")])
+def test_bad_vae_arguments_are_input_errors_and_nothing_is_written(tiny_checkpoint, tmp_path, change, words):
+    settings = VaeTraining(**{"steps": 1, "size": (32, 32), "num_frames": 1, "lr": 1e-3, "examples": 1, **change})
     with pytest.raises(InputError, match=words):
-        train_vae(str(tiny_checkpoint), tmp_path / "vae", **arguments)
+        train_vae(str(tiny_checkpoint), tmp_path / "vae", settings)
+    assert not (tmp_path / "vae").exists()
 
 
 @pytest.mark.slow
 def test_a_resumed_vae_run_ends_with_the_weights_of_an_uninterrupted_one(tiny_checkpoint, tmp_path):
-    arguments = {"steps": 4, "size": (32, 32), "num_frames": 1, "lr": 1e-3, "seeds": range(3), "checkpoint_every": 2}
-    whole = train_vae(str(tiny_checkpoint), tmp_path / "whole", **arguments)
+    settings = VaeTraining(steps=4, size=(32, 32), num_frames=1, lr=1e-3, examples=3, batch_size=1, checkpoint_every=2)
+    whole = train_vae(str(tiny_checkpoint), tmp_path / "whole", settings)
 
     def stop_after_the_first_checkpoint(stage: str, done: int, total: int) -> None:
         if done == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_vae(str(tiny_checkpoint), tmp_path / "cut", progress=stop_after_the_first_checkpoint, **arguments)
+        train_vae(str(tiny_checkpoint), tmp_path / "cut", settings, progress=stop_after_the_first_checkpoint)
     assert json.loads((tmp_path / "cut" / "training_state" / "state.json").read_text())["step"] == 2
-    resumed = train_vae("", tmp_path / "cut", resume=True, **arguments)
+    resumed = train_vae("", tmp_path / "cut", settings, resume=True)
 
     expected = load_quietly(whole).pipeline.vae.state_dict()
     got = load_quietly(resumed).pipeline.vae.state_dict()
@@ -59,4 +62,4 @@ def test_a_resumed_vae_run_ends_with_the_weights_of_an_uninterrupted_one(tiny_ch
 
 def test_resuming_a_vae_run_needs_its_saved_state(tiny_checkpoint, tmp_path):
     with pytest.raises(InputError, match="nothing to resume"):
-        train_vae("", tmp_path / "none", steps=2, size=(32, 32), num_frames=1, lr=1e-3, seeds=range(1), resume=True)
+        train_vae("", tmp_path / "none", VaeTraining(steps=2, size=(32, 32), num_frames=1, examples=1), resume=True)
