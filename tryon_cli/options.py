@@ -51,13 +51,20 @@ def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect
         ("dtype", Annotated[str, _runtime_option(
             "--dtype", help="auto, bf16, fp16 or fp32 (auto: bf16 on CUDA, fp32 on CPU).")], "auto"),
         ("attention", Annotated[str, _runtime_option(
-            "--attention", help="auto, sdpa, flash or xformers (auto: the fastest installed on CUDA).")], "auto"),
+            "--attention", help="auto, sdpa, cudnn, flash or xformers (auto: the fastest installed on CUDA; flash "
+            "is FlashAttention-3 where installed).")], "auto"),
         ("offload", Annotated[str, _runtime_option(
             "--offload", help="none, model or group: keep the weights in CPU memory and move them to the GPU as "
             "they run (less GPU memory, slower); group overlaps the moves with compute.")], "none"),
         ("fp8", Annotated[bool, _runtime_option(
-            "--fp8", help="Store the transformer's and text encoder's weights in float8: half the memory of bf16, "
-            "computed in --dtype.")], False),
+            "--fp8", help="Float8 matmuls in the transformer (torchao, row-wise dynamic scaling): faster, on GPUs "
+            "with float8 tensor cores (H100, H200, L4, RTX 4090); needs pip install 'tryon[fp8]'.")], False),
+        ("fp8_weights", Annotated[bool, _runtime_option(
+            "--fp8-weights", help="Store the transformer's and text encoder's weights in float8: half the memory "
+            "of bf16, computed in --dtype (any device; a little slower).")], False),
+        ("vae_bf16", Annotated[bool, _runtime_option(
+            "--vae-bf16", help="Decode with the full VAE in bf16: faster on GPUs, within a step or two of float32 "
+            "per pixel (docs/stream-speed.md).")], False),
         ("compile_", Annotated[bool, _runtime_option(
             "--compile", help="torch.compile the transformer's blocks (the first call is slow).")], False),
         ("fuse_qkv", Annotated[bool, _runtime_option(
@@ -73,10 +80,11 @@ def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect
 
 def build_run_options(model: str | None, revision: str | None, device: str, dtype: str, attention: str,
                       offload: str, fp8: bool, compile_: bool, fuse_qkv: bool,
-                      context_parallel: bool = False) -> RunOptions:
+                      context_parallel: bool = False, fp8_weights: bool = False,
+                      vae_bf16: bool = False) -> RunOptions:
     """The one place the runtime options become a `RunOptions`."""
-    acceleration = Acceleration(offload=offload, fp8=fp8, compile=compile_, fuse_qkv=fuse_qkv,
-                                context_parallel=context_parallel)
+    acceleration = Acceleration(offload=offload, fp8=fp8, fp8_weights=fp8_weights, compile=compile_,
+                                fuse_qkv=fuse_qkv, vae_bf16=vae_bf16, context_parallel=context_parallel)
     return RunOptions(model=model, revision=revision, device=device, dtype=dtype, attention=attention,
                       acceleration=acceleration)
 
@@ -92,7 +100,6 @@ def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False) ->
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
         added = _runtime_parameters(model_help, context_parallel)
-        names = [parameter.name for parameter in added]
         parameters = []
         for parameter in signature.parameters.values():
             if parameter.name == "run":
@@ -102,7 +109,7 @@ def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False) ->
 
         @functools.wraps(command)
         def with_run_options(**values: Any) -> Any:
-            shared = {name: values.pop(name) for name in names}
+            shared = {parameter.name: values.pop(parameter.name, parameter.default) for parameter in added}
             return command(**values, run=build_run_options(**shared))
 
         with_run_options.__signature__ = signature.replace(parameters=parameters)
