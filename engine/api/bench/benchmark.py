@@ -79,7 +79,7 @@ from engine.api.bench.summary import BenchResult, mean, stream_summary
 from engine.api.options import out_of_memory_is_a_failure, resolve_run
 from engine.checkpoint.presets import get_preset
 from engine.errors import InputError
-from engine.modes import COMPARABLE
+from engine.modes import COMPARABLE, RunOptions
 from engine.progress import Notice, Notices
 
 
@@ -145,6 +145,7 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
         warmup=warmup,
         repeat=request.repeat,
         vae_tiling=request.vae_tiling,
+        sync=request.sync,
         threads=torch.get_num_threads(),
         load_s=load_s,
         weights_mb=weights_mb(pipeline),
@@ -171,7 +172,7 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
 def _timed_runs(model: BenchModel, plan: RunPlan, inputs: BenchInputs, run_once: Callable[..., RunTiming],
                 warmup: int, request: BenchRequest, device: torch.device, notice: Notice | None) -> list[RunTiming]:
     """`warmup` untimed runs, then `request.repeat` timed ones with their stage times."""
-    clock = StageClock(device)
+    clock = StageClock(device, per_stage=request.sync == "stage")
     runs: list[RunTiming] = []
     with tempfile.TemporaryDirectory(prefix=".tryon-bench-") as folder:
         for i in range(warmup + request.repeat):
@@ -195,6 +196,13 @@ def _timed_runs(model: BenchModel, plan: RunPlan, inputs: BenchInputs, run_once:
     return runs
 
 
+def compared_run(run: RunOptions, name: str) -> RunOptions:
+    """`run` with the change the `--compare` mode `name` makes (COMPARABLE): to its modes or its attention."""
+    changes = dict(COMPARABLE[name])
+    attention = changes.pop("attention", run.attention)
+    return replace(run, attention=attention, acceleration=replace(run.acceleration, **changes))
+
+
 def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> BenchResult:
     """`run_bench`, then each `request.compare` mode on its own, as ratios against that baseline.
 
@@ -210,8 +218,7 @@ def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> Be
     for name in request.compare:
         if notice:
             notice(f"--compare {name}")
-        modes = replace(request.run.acceleration, **COMPARABLE[name])
-        variant = run_bench(replace(request, compare=(), run=replace(request.run, acceleration=modes)), notice)
+        variant = run_bench(replace(request, compare=(), run=compared_run(request.run, name)), notice)
         baseline.compare.append({
             "mode": name,
             "acceleration": variant.acceleration,
