@@ -168,12 +168,13 @@ def bf16_decoder(vae: torch.nn.Module) -> None:
     vae.decoder.to(torch.bfloat16)
 
 
-def compile_static(transformer) -> None:
-    """torch.compile of the repeated blocks for static shapes (see the module docstring)."""
+def compile_static(transformer, **options) -> None:
+    """torch.compile of the repeated blocks for static shapes (see the module docstring); `options`
+    go to torch.compile (a rehearsal on a CPU may want backend="eager")."""
     dynamo = torch._dynamo.config
     dynamo.recompile_limit = max(dynamo.recompile_limit, STATIC_RECOMPILE_LIMIT)
     dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 16 * STATIC_RECOMPILE_LIMIT)
-    transformer.compile_repeated_blocks(dynamic=False)
+    transformer.compile_repeated_blocks(dynamic=False, **options)
 
 
 def _fuse_qkv(attention: torch.nn.Module) -> None:

@@ -80,13 +80,12 @@ from engine.api.options import out_of_memory_is_a_failure, resolve_run
 from engine.checkpoint.presets import get_preset
 from engine.errors import InputError
 from engine.modes import COMPARABLE, RunOptions
+from engine.pipelines.runtime import Runtime
 from engine.progress import Notice, Notices
 
 
 def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResult:
     """Build or load the model once, run `warmup` untimed and `repeat` timed videos; see the module docstring."""
-    tell = Notices(notice)
-
     check_request(request)
     runtime = resolve_run(request.run)
     if request.preset is not None:  # bad sizes and switch times fail before the model is built
@@ -94,10 +93,18 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
         make_plan(request, preset, preset.size_multiple)
 
     load_start = time.perf_counter()
-    model = load_bench_model(request, runtime, tell)
+    model = load_bench_model(request, runtime, Notices(notice))
     if runtime.device.type == "cuda":
         torch.cuda.synchronize(runtime.device)
-    load_s = time.perf_counter() - load_start
+    return bench_model(request, model, runtime, time.perf_counter() - load_start, notice)
+
+
+def bench_model(request: BenchRequest, model: BenchModel, runtime: Runtime, load_s: float,
+                notice: Notice | None = None) -> BenchResult:
+    """`run_bench` on a model built or loaded already (a script that changes one model step by step
+    benches it after each step); `runtime` says how it runs, `load_s` how long it took to get."""
+    tell = Notices(notice)
+    check_request(request)
     pipeline, preset = model.pipeline, model.preset
     plan = make_plan(request, preset, pipeline.size_multiple)
     size, fps, num_frames, steps, guidance = plan.size, plan.fps, plan.num_frames, plan.steps, plan.guidance
