@@ -62,6 +62,16 @@ def _acceleration(state: State, **changes) -> None:
 def cudnn(state: State) -> str | None:
     if state.runtime.device.type != "cuda" or "cudnn" not in installed_backends():
         return "cuDNN attention needs CUDA"
+    config = state.model.pipeline.transformer.config
+    try:  # a stream's shapes (more keys than queries, no mask), small: a refusal must not cost the later steps
+        query = torch.randn(1, config.num_attention_heads, 64, config.attention_head_dim, device="cuda",
+                            dtype=state.runtime.dtype)
+        keys = torch.randn(1, config.num_attention_heads, 320, config.attention_head_dim, device="cuda",
+                           dtype=state.runtime.dtype)
+        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.CUDNN_ATTENTION):
+            torch.nn.functional.scaled_dot_product_attention(query, keys, keys)
+    except RuntimeError as error:
+        return f"cuDNN attention refused these shapes ({str(error).splitlines()[0][:80]})"
     state.model.pipeline.transformer.set_attention_backend(diffusers_backend("cudnn"))
     state.runtime = replace(state.runtime, attention="cudnn")
     return None
