@@ -1,7 +1,7 @@
 """The range of every number a user can give, checked before any work starts.
 
 The same checks serve the CLI's options, batch rows and the API, so a value is refused in
-one line wherever it comes from. The ranges are in each option's --help and in the README.
+one line wherever it comes from. The ranges are in each option's --help and in docs/commands.md.
 """
 
 from __future__ import annotations

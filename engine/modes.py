@@ -13,6 +13,9 @@ from typing import Any
 from engine.errors import InputError
 
 OFFLOAD_CHOICES = ("none", "model", "group")
+# The stream's decoder: "auto" (the checkpoint's tiny decoder when it ships one, else the VAE's),
+# "full" (the VAE's), "tiny" (the checkpoint's), or else a TAEHV weights file or Hub file.
+DECODER_CHOICES = ("auto", "full", "tiny")
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,15 @@ class Acceleration:
     fuse_qkv: bool = False
     vae_bf16: bool = False  # the full VAE's decoder in bf16: a quality mode (docs/stream-speed.md)
     context_parallel: bool = False  # the teacher's sequence split across torchrun's processes (engine.model.distributed)
+    decoder: str = "auto"  # the stream's decoder: DECODER_CHOICES or a TAEHV weights source
 
     def __post_init__(self) -> None:
         if self.offload not in OFFLOAD_CHOICES:
             raise InputError(f"must be one of {', '.join(OFFLOAD_CHOICES)}, not '{self.offload}'", option="offload")
         if self.fp8 and self.fp8_weights:
             raise InputError("give --fp8 (float8 matmuls) or --fp8-weights (float8 storage), not both", option="fp8")
+        if not self.decoder.strip():
+            raise InputError(f"must be one of {', '.join(DECODER_CHOICES)} or a TAEHV weights file", option="decoder")
 
     def describe(self) -> str:
         """The modes that are on, e.g. 'fp8, offload group' ('' when none is)."""
@@ -39,6 +45,8 @@ class Acceleration:
                                                      "context_parallel") if getattr(self, name)]
         if self.offload != "none":
             named.append(f"offload {self.offload}")
+        if self.decoder != "auto":
+            named.append(f"decoder {self.decoder}")
         return ", ".join(named)
 
 
@@ -66,4 +74,6 @@ COMPARABLE: dict[str, dict[str, Any]] = {
     "flash3": {"attention": "flash3"},
     "offload-model": {"offload": "model"},
     "offload-group": {"offload": "group"},
+    "tiny-decoder": {"decoder": "tiny"},
+    "full-decoder": {"decoder": "full"},
 }

@@ -5,8 +5,12 @@
 On held-out synthetic samples (dataset seed 8, 10 s at 8 fps, never trained on), for each student:
 
 1. A 10-s `tryon swap` wearing the sample's own garments: per second, PSNR against the ground
-   truth and the motion amplitude (mean absolute change between neighbouring frames; the
-   ground truth's beside it). A figure that fades out shows as amplitude falling to 0.
+   truth, the figure's silhouette IoU (`tryon eval`'s, against the sample's backdrop) and the
+   motion amplitude (mean absolute change between neighbouring frames; the ground truth's
+   beside it). A figure that fades out shows as amplitude falling to 0; one that comes apart,
+   as IoU falling. Over the whole stream: the worst frame's IoU, the height ratio and the
+   garment pattern's SSIM (means over samples; `figure_whole` counts the samples whose worst
+   frame keeps IoU >= 0.75 and height ratio >= 0.85).
 2. Switches at 5 s to another sample's garment that takes the first one off, of two kinds:
    `same` (a garment of the same category) and `cross` (a dress for a top or a bottom, a top
    for a dress). From a second after the switch, the old garment's region's CIELAB ΔE76 to
@@ -34,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from prove_it_learns import garment_colour, garments_of, region_colour, samples, tryon
+from prove_it_learns import WHOLE_HEIGHT, WHOLE_IOU, garment_colour, garments_of, region_colour, samples, tryon
 
 from engine.media import read_video
-from engine.metrics import delta_e76, motion_magnitude, psnr_per_frame, rgb_to_lab
+from engine.metrics import delta_e76, motion_magnitude, psnr_per_frame, rgb_to_lab, score_videos
+from engine.synth.render import background
 
 EXAMPLES = Path(__file__).resolve().parent
 FPS, SECONDS, SWITCH_AT = 8, 10, 5
@@ -58,14 +63,23 @@ def swap(student: str, sample: Path, garments: list[str], output: Path, *flags: 
     return read_video(output)
 
 
-def per_second(video: np.ndarray, target: np.ndarray) -> list[tuple[float, float, float]]:
-    """(PSNR, amplitude, ground-truth amplitude) per second."""
+def per_second(video: np.ndarray, target: np.ndarray, ious: list[float]) -> list[tuple[float, float, float, float]]:
+    """(PSNR, figure IoU, amplitude, ground-truth amplitude) per second."""
     psnrs = psnr_per_frame(video, target[: len(video)])
     rows = []
     for second in range(len(video) // FPS):
         window = slice(second * FPS, (second + 1) * FPS + 1)
-        rows.append((float(psnrs[window].mean()), motion_magnitude(video[window]), motion_magnitude(target[window])))
+        rows.append((float(psnrs[window].mean()), float(np.mean(ious[window])), motion_magnitude(video[window]),
+                     motion_magnitude(target[window])))
     return rows
+
+
+def figure_and_pattern(video: np.ndarray, target: np.ndarray, sample: Path):
+    """`tryon eval`'s silhouette and garment-pattern scores of a stream against its sample."""
+    meta = json.loads((sample / "meta.json").read_text())
+    backdrop = background(meta["person"]["appearance"]["background"], tuple(meta["size"]))
+    masks = dict(np.load(sample / "masks.npz"))
+    return score_videos(video, target, masks, sample.name, backdrop=backdrop)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -112,7 +126,7 @@ def main() -> None:
     chosen = samples(data)[: args.count]
     results = {}
     for number, student in enumerate(args.students.split(",")):
-        curves, shown = [], []
+        curves, shown, figures = [], [], []
         to_new: dict[str, list[float]] = {name: [] for name in SWITCHES}
         to_old: dict[str, list[float]] = {name: [] for name in SWITCHES}
         worn_new: dict[str, list[float]] = {name: [] for name in SWITCHES}
@@ -123,7 +137,8 @@ def main() -> None:
             target = read_video(sample / "target.mp4")
             video = swap(student, sample, [f"{path}:{category}" for category, path in own],
                          work / f"s{number}-{sample.name}.mp4")
-            curves.append(per_second(video, target))
+            figures.append(figure_and_pattern(video, target, sample))
+            curves.append(per_second(video, target, figures[-1].figure_iou_frames))
             shown += [target, video]
             category, old = own[0]
             others = [(kind, path) for d in chosen[i + 1:] + chosen[:i] for kind, path in garments_of(d)]
@@ -152,8 +167,13 @@ def main() -> None:
         sheet(shown[:6], work / "sheets" / f"student-{number}.png")
         curve = np.mean(np.array(curves), axis=0)
         results[student] = {
-            "per_second": [{"second": s, "psnr": round(p, 2), "amplitude": round(a, 4), "truth_amplitude": round(t, 4)}
-                           for s, (p, a, t) in enumerate(curve)],
+            "per_second": [{"second": s, "psnr": round(p, 2), "figure_iou": round(f, 3), "amplitude": round(a, 4),
+                            "truth_amplitude": round(t, 4)} for s, (p, f, a, t) in enumerate(curve)],
+            "figure": {"worst_frame_iou": _mean([f.figure_iou_worst for f in figures]),
+                       "height_ratio": _mean([f.figure_height_ratio for f in figures]),
+                       "garment_ssim": _mean([f.garment_ssim for f in figures if f.garment_ssim is not None]),
+                       "figure_whole": sum(f.figure_iou_worst >= WHOLE_IOU and f.figure_height_ratio >= WHOLE_HEIGHT
+                                           for f in figures), "samples": len(figures)},
             "switch": {name: {"pairs": len(to_new[name]),
                               "delta_e_to_new": _mean(to_new[name]), "delta_e_to_old": _mean(to_old[name]),
                               "delta_e_to_new_worn": _mean(worn_new[name]), "delta_e_to_old_worn": _mean(worn_old[name]),
@@ -167,8 +187,9 @@ def main() -> None:
     for student, result in results.items():
         print(f"\n{student}\n| second | " + " | ".join(str(r["second"]) for r in result["per_second"]) + " |")
         print("|---|" + "---|" * len(result["per_second"]))
-        for key in ("psnr", "amplitude", "truth_amplitude"):
+        for key in ("psnr", "figure_iou", "amplitude", "truth_amplitude"):
             print(f"| {key} | " + " | ".join(str(r[key]) for r in result["per_second"]) + " |")
+        print("whole stream:", json.dumps(result["figure"]))
         print("switch at 5 s:", json.dumps(result["switch"]))
 
 

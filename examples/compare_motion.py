@@ -1,6 +1,15 @@
 """Motion conditioning compared at the same training budget: additive vs attention (pooled or not).
 
     python examples/compare_motion.py --base weights/demo --steps 100 --count 8 --work /tmp/motion-cmp
+    python examples/compare_motion.py --from-scratch weights/demo --count 8 --work /tmp/motion-scratch
+
+With --from-scratch VAE_CHECKPOINT (issue 29: the form decided by training both from nothing):
+both forms start from the same freshly initialised transformer on that checkpoint's VAE and
+text encoder, and train by the built-in recipes `demo` (additive) and `demo-attention`
+(attention, 2x2 pooled): the same stages, steps, data and seed. Interrupted, a re-run resumes
+each training where its last checkpoint left it (`tryon train teacher --resume`). The table
+adds the figure's silhouette IoU (mean and worst frame), its height ratio and the garment
+pattern's SSIM.
 
 Each variant starts from the same trained demo teacher (`--base`) with its motion input reset
 (the additive `motion_embedding` zeroed; the attention variants start with a zero `motion_role`),
@@ -19,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from engine.api import load_train_config
 from engine.checkpoint import load_model, save_checkpoint
 from engine.model.transformer_condnet import CondNetTransformer
 
@@ -27,6 +37,9 @@ from prove_it_learns import HELD_OUT_SEED, garments_of, row, samples, tryon, wri
 VARIANTS = {"additive": dict(motion_conditioning="additive"),
             "attention": dict(motion_conditioning="attention", motion_pool=1),
             "attention-pool2": dict(motion_conditioning="attention", motion_pool=2)}
+RECIPES = {"additive": "demo", "attention-pool2": "demo-attention"}  # --from-scratch: the built-in recipe of each
+SCORES = ("psnr", "ssim", "garment_color_error", "garment_ssim", "figure_iou", "figure_iou_worst",
+          "figure_height_ratio", "motion_leakage")
 
 
 def variant_base(base: str, options: dict, folder: Path) -> Path:
@@ -42,6 +55,30 @@ def variant_base(base: str, options: dict, folder: Path) -> Path:
     return save_checkpoint(loaded.pipeline, folder, loaded.info)
 
 
+def fresh_base(source: str, folder: Path) -> Path:
+    """`source`'s VAE, text encoder and tokenizer with a freshly initialised transformer (seed 0)."""
+    if (folder / "tryon.json").is_file():
+        return folder
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = load_model(source)
+    config = {k: v for k, v in loaded.pipeline.transformer.config.items() if not k.startswith("_")}
+    torch.manual_seed(0)
+    loaded.pipeline.register_modules(transformer=CondNetTransformer(**config))
+    loaded.info.condnet_trained = False
+    loaded.info.training = {key: value for key, value in loaded.info.training.items() if key == "vae"}
+    return save_checkpoint(loaded.pipeline, folder, loaded.info)
+
+
+def train_from_scratch(base: Path, recipe: str, model: Path) -> None:
+    """Train (or resume, or leave alone when finished) `model` by the built-in `recipe`."""
+    state = model / "training_state" / "state.json"
+    if state.is_file() and json.loads(state.read_text())["step"] >= load_train_config(recipe).total_steps:
+        return
+    tryon("train", "teacher", "--data", "synthetic", "--base", base, "--config", recipe, "-o", model, "-q",
+          *(["--resume"] if state.is_file() else []))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="weights/demo")
@@ -51,7 +88,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--work", type=Path, default=Path("/tmp/motion-cmp"))
+    parser.add_argument("--from-scratch", metavar="CHECKPOINT",
+                        help="train each form from a fresh transformer on this checkpoint's VAE, by its recipe")
     args = parser.parse_args()
+    variants = list(RECIPES) if args.from_scratch else args.variants.split(",")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
 
@@ -67,9 +107,11 @@ def main() -> None:
     (work / "config.json").write_text(json.dumps(config, indent=1))
 
     results = {}
-    for name in args.variants.split(","):
+    for name in variants:
         model = work / f"model-{name}"
-        if not (model / "tryon.json").is_file():
+        if args.from_scratch:
+            train_from_scratch(fresh_base(args.from_scratch, work / "base-fresh"), RECIPES[name], model)
+        elif not (model / "tryon.json").is_file():
             base = variant_base(args.base, VARIANTS[name], work / f"base-{name}")
             tryon("train", "teacher", "--data", "synthetic", "--base", base, "--config", work / "config.json",
                   "-o", model, "-q")
@@ -79,14 +121,14 @@ def main() -> None:
         report = [json.loads(line) for line in (predictions / "report.jsonl").read_text().splitlines()]
         scores = json.loads(tryon("eval", predictions, "--reference", data, "--json"))["mean"]
         seconds = [job["seconds"] for job in report if job.get("status") == "ok"]
-        results[name] = {key: scores[key] for key in ("psnr", "ssim", "garment_color_error", "motion_leakage")}
+        results[name] = {key: scores[key] for key in SCORES}
         results[name]["seconds_per_video"] = sum(seconds) / len(seconds) if seconds else None
         print(name, json.dumps(results[name]), flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=1))
-    print("\n| variant | PSNR | SSIM | garment ΔE | motion_leakage | s/video |\n|---|---|---|---|---|---|")
+    print("\n| variant | PSNR | SSIM | garment ΔE | garment SSIM | figure IoU | worst-frame IoU | height ratio | "
+          "motion_leakage | s/video |\n|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
-                 for k in ("psnr", "ssim", "garment_color_error", "motion_leakage", "seconds_per_video")]
+        cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in (*SCORES, "seconds_per_video")]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

@@ -30,6 +30,9 @@ Steps = Annotated[Optional[int], typer.Option(help="Denoising steps, 1 to 1000 (
 Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale, 0 to 100; 1 turns it off.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+KeepIntermediates = Annotated[Optional[Path], typer.Option(
+    "--keep-intermediates", metavar="DIR",
+    help="Public route only: keep what its stages hand on in DIR (dressed.png, pose.mp4, faces.mp4).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 
 
@@ -41,7 +44,7 @@ def _runtime_option(*names: str, help: str) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=RUNTIME_PANEL)
 
 
-def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect.Parameter]:
+def _runtime_parameters(model_help: str, context_parallel: bool, decoder: bool) -> list[inspect.Parameter]:
     """The runtime options as Typer reads them: (name, type with its typer.Option, default)."""
     shared = [
         ("model", Annotated[Optional[str], _runtime_option("--model", "-m", help=model_help)], None),
@@ -74,6 +77,11 @@ def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect
         shared.append(("context_parallel", Annotated[bool, _runtime_option(
             "--context-parallel", help="Split the render's token sequence across the processes of a torchrun "
             "launch (Ulysses): torchrun --nproc-per-node N -m tryon_cli dress ... --context-parallel")], False))
+    if decoder:
+        shared.append(("decoder", Annotated[str, _runtime_option(
+            "--decoder", help="The stream's decoder: auto (the model's tiny decoder when it ships one, else full), "
+            "full (the VAE's), tiny (the model's), or TAEHV weights (FILE.safetensors|.pth, or owner/repo/FILE on "
+            "the Hub).")], "auto"))
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             for name, annotation, default in shared]
 
@@ -81,15 +89,17 @@ def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect
 def build_run_options(model: str | None, revision: str | None, device: str, dtype: str, attention: str,
                       offload: str, fp8: bool, compile_: bool, fuse_qkv: bool,
                       context_parallel: bool = False, fp8_weights: bool = False,
-                      vae_bf16: bool = False) -> RunOptions:
+                      vae_bf16: bool = False, decoder: str = "auto") -> RunOptions:
     """The one place the runtime options become a `RunOptions`."""
     acceleration = Acceleration(offload=offload, fp8=fp8, fp8_weights=fp8_weights, compile=compile_,
-                                fuse_qkv=fuse_qkv, vae_bf16=vae_bf16, context_parallel=context_parallel)
+                                fuse_qkv=fuse_qkv, vae_bf16=vae_bf16, context_parallel=context_parallel,
+                                decoder=decoder)
     return RunOptions(model=model, revision=revision, device=device, dtype=dtype, attention=attention,
                       acceleration=acceleration)
 
 
-def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False) -> Callable[[Callable], Callable]:
+def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False,
+                decoder: bool = False) -> Callable[[Callable], Callable]:
     """Give a Typer command the runtime options in place of its `run: RunOptions` parameter.
 
     Typer builds a command from its signature, and an option's default must sit in the
@@ -99,7 +109,7 @@ def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False) ->
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
-        added = _runtime_parameters(model_help, context_parallel)
+        added = _runtime_parameters(model_help, context_parallel, decoder)
         parameters = []
         for parameter in signature.parameters.values():
             if parameter.name == "run":

@@ -23,6 +23,7 @@ from engine.api.train import (
     load_student_config,
     load_train_config,
     plan_training,
+    train_decoder,
     train_student,
     train_teacher,
     train_vae,
@@ -32,5 +33,5 @@ __all__ = [
     "BenchRequest", "BenchResult", "ExtendRequest", "GenerateRequest", "GenerateResult", "ModelEntry",
     "StreamInterrupted", "StreamResult", "SwapRequest", "bench_and_compare", "convert_model", "dance", "default_model", "dress",
     "curate", "evaluate", "evaluate_hgc", "extend", "init_model", "list_models", "load_editor", "load_student_config", "load_train_config", "plan_training", "run_batch",
-    "swap", "synthesize", "train_student", "train_teacher", "train_vae",
+    "swap", "synthesize", "train_decoder", "train_student", "train_teacher", "train_vae",
 ]

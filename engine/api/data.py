@@ -30,11 +30,11 @@ def synthesize(
                          progress=lambda done: report("samples", done, count))
 
 
-def evaluate(prediction: Path, reference: Path):
-    """Score a video (or a folder of videos) against ground truth: see engine.metrics."""
+def evaluate(prediction: Path, reference: Path, sheet: Path | None = None):
+    """Score a video (or a folder of videos) against ground truth, and draw a contact sheet: see engine.metrics."""
     from engine.metrics import evaluate as evaluate_videos
 
-    return evaluate_videos(Path(prediction), Path(reference))
+    return evaluate_videos(Path(prediction), Path(reference), None if sheet is None else Path(sheet))
 
 
 def curate(videos: Path, out: Path, detector: Path, vlm: Path, editor: Path, config: str | Path | None = None,
@@ -55,6 +55,7 @@ def curate(videos: Path, out: Path, detector: Path, vlm: Path, editor: Path, con
 
     settings = CurateConfig.from_file(config) if config else CurateConfig()
     chosen = choose_shard(shard, os.environ)
+    check_curation_folders(detector, vlm, editor, settings)
     models = partial(curation_models, detector, vlm, editor, edit_steps, device, settings)
     if ray is None:
         return run(videos, out, models(notice), settings, shard=chosen, progress=progress)
@@ -63,6 +64,18 @@ def curate(videos: Path, out: Path, detector: Path, vlm: Path, editor: Path, con
     with ray_items(ray, out, partial(curation_worker, videos, out, models, settings), workers,
                    use_gpus=device != "cpu") as map_items:
         return run(videos, out, None, settings, shard=chosen, progress=progress, map_items=map_items)
+
+
+def check_curation_folders(detector: Path, vlm: Path, editor: Path, settings) -> None:
+    """Every model folder curation loads, checked before the first of them loads (each an InputError)."""
+    from engine.curate.models import check_detector_folder
+    from engine.train.scorer import check_scorer_weights
+    from engine.vision.vlm import check_vlm_folder
+
+    check_editor_folder(editor)
+    check_detector_folder(detector)
+    check_vlm_folder(vlm)
+    check_scorer_weights(settings.scorer, settings.aesthetic_weights)
 
 
 def curation_models(detector: Path, vlm: Path, editor: Path, edit_steps: int, device: str, settings,
@@ -90,22 +103,30 @@ def load_editor(folder: Path, steps: int = 40, device: str = "cpu"):
     public-tiny` writes, or the route's local copy), or a QwenImageEditPlusPipeline folder in diffusers layout."""
     from engine.api.options import resolve_run
     from engine.curate.models import QwenImageEditor
-    from engine.errors import InputError
     from engine.modes import RunOptions
 
     folder = Path(folder)
     runtime = resolve_run(RunOptions(device=device))
-    if (folder / "tryon.json").is_file():
+    if check_editor_folder(folder) == "route":
         from engine.checkpoint.public.route import load_route
 
         pipeline = load_route(str(folder), runtime).pipeline.stage("edit").to(runtime.device)
         return QwenImageEditor(pipeline, steps=steps, name=f"the public route's edit stage ({folder.name})")
-    if not (folder / "model_index.json").is_file():
-        raise InputError("not an image edit model folder (no model_index.json, and no route's tryon.json)", folder)
     from diffusers import QwenImageEditPlusPipeline
 
     pipeline = QwenImageEditPlusPipeline.from_pretrained(folder, use_safetensors=True).to(runtime.device)
     return QwenImageEditor(pipeline, steps=steps, name=f"Qwen-Image-Edit {folder.name}")
+
+
+def check_editor_folder(folder: Path) -> str:
+    """"route" (a public route folder: its edit stage) or "diffusers" (a QwenImageEditPlusPipeline folder)."""
+    from engine.errors import InputError
+
+    if (Path(folder) / "tryon.json").is_file():
+        return "route"
+    if not (Path(folder) / "model_index.json").is_file():
+        raise InputError("not an image edit model folder (no model_index.json, and no route's tryon.json)", folder)
+    return "diffusers"
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from engine.api.inputs import check_garments, check_motion, check_options, check_output
 from engine.api.loading import default_model, get_model
 from engine.api.options import out_of_memory_is_a_failure, resolve_run
 from engine.api.specs import GarmentSpec
-from engine.api.route import render_request
+from engine.api.route import check_intermediates_folder, keep_intermediates, render_request
 from engine.checkpoint import LoadedModel
 from engine.checkpoint.public import LoadedRoute
 from engine.errors import InputError
@@ -59,6 +60,7 @@ class GenerateRequest:
     guidance: float | None = None
     overwrite: bool = False
     run: RunOptions = RunOptions()
+    keep_intermediates: Path | None = None  # the public route's: a folder for what its stages hand each other
 
 
 @dataclass
@@ -71,7 +73,8 @@ class GenerateResult:
     model: str
     seed: int
     notices: list[str] = field(default_factory=list)
-    stages: list[dict] = field(default_factory=list)  # the public route's stages: stage, repo, revision
+    stages: list[dict] = field(default_factory=list)  # the public route's stages: stage, repo, revision, seconds
+    intermediates: list[str] = field(default_factory=list)  # the files --keep-intermediates wrote
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +93,12 @@ class OutputPlan(SizeDecision):
     @property
     def notices(self) -> list[str]:
         return [self.reach_notice] if self.reach_notice else []
+
+
+def note_demo_on_camera_photo(model: LoadedModel | LoadedRoute, photo: Image.Image, tell: Notice) -> None:
+    """The demo model knows only the synthetic world: on a camera photo, say where real people are served."""
+    if isinstance(model, LoadedModel) and model.info.preset == "demo" and not looks_synthetic(photo):
+        tell(DEMO_ON_REAL_PHOTO)
 
 
 def plan_output(request: GenerateRequest, model: LoadedModel | LoadedRoute, user_size: tuple[int, int]) -> OutputPlan:
@@ -121,6 +130,7 @@ def _generate(
     # 1. Everything the user gave us, checked before any model is loaded.
     runtime = resolve_run(request.run)
     check_output(request.output, request.overwrite)
+    check_intermediates_folder(request.keep_intermediates, request.overwrite)
     check_garments(request.garments)
     user = load_image(request.user)
     garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
@@ -142,12 +152,18 @@ def _generate(
     for message in plan.notices:
         tell(message)
     check_frames_fit_in_memory(plan.num_frames, plan.generate_width, plan.generate_height, "the video")
-    if isinstance(model, LoadedModel) and model.info.preset == "demo" and not looks_synthetic(user):
-        tell(DEMO_ON_REAL_PHOTO)
+    note_demo_on_camera_photo(model, user, tell)
     if isinstance(model, LoadedRoute):  # the public route runs its own stages
         frames = render_request(model, request, user, garments, plan, anchor_first_frame, report)
-        stages = [model.pipeline.stage_record(stage) for stage in model.pipeline.used]
-        return _finish(request, frames, plan, source, list(tell), started, report, processes.is_main, stages)
+        result = _finish(request, frames, plan, source, list(tell), started, report, processes.is_main,
+                         model.pipeline.stage_records())
+        if request.keep_intermediates is not None:
+            kept = keep_intermediates(request.keep_intermediates, model.pipeline.last, plan.fps)
+            result.intermediates = [str(path) for path in kept]
+        return result
+    if request.keep_intermediates is not None:
+        raise InputError("--keep-intermediates applies to the public route (--model public or a route folder); "
+                         f"{source} makes the video in one pass")
     fps = plan.fps
 
     # 3. Inputs fitted to the generation size (the output is its centre).

@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.api.generate import GenerateRequest, GenerateResult, plan_output
+from engine.api.decoder import choose_decoder
+from engine.api.generate import GenerateRequest, GenerateResult, note_demo_on_camera_photo, plan_output
 from engine.api.inputs import check_garments, check_motion, check_options, check_output
 from engine.api.loading import default_model, get_model
 from engine.api.options import out_of_memory_is_a_failure, resolve_run
@@ -117,6 +118,7 @@ class SwitchReport:
 @dataclass
 class StreamResult(GenerateResult):
     switches: list[SwitchReport] = field(default_factory=list)
+    decoder: str = "full"  # which decoder made the frames (engine.api.decoder)
 
 
 class StreamInterrupted(KeyboardInterrupt):
@@ -420,6 +422,8 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     # 2. The model and the output it implies.
     source = request.run.model or default_model(streaming=True)
     model = get_model(source, request.run.revision, runtime, tell)
+    note_demo_on_camera_photo(model, user, tell)
+    tiny_decoder, decoder = choose_decoder(model, runtime, model.pipeline.vae.config)
     until_input_ends = request.live is not None and request.seconds is None
     plan = plan_output(replace(request, seconds=MAX_SECONDS) if until_input_ends else request, model, user.size)
     for message in plan.notices:
@@ -442,6 +446,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
             generator=torch.Generator(device=runtime.device).manual_seed(request.seed),
             motion=motion,
             config=stream_config(request, model),
+            tiny_decoder=tiny_decoder,
         )
         resources.callback(stream.close)  # before the motion video closes
         live = None if request.live is None else LiveSwitches(request.live)
@@ -457,7 +462,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     return StreamResult(
         output=str(request.output), frames=stream.frames_made, fps=plan.fps, size=list(plan.size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
-        notices=list(tell), switches=reports,
+        notices=list(tell), switches=reports, decoder=decoder,
     )
 
 
@@ -486,6 +491,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     # 2. The model, and the size it generates at.
     source = request.run.model or default_model(streaming=True)
     model = get_model(source, request.run.revision, runtime, tell)
+    tiny_decoder, decoder = choose_decoder(model, runtime, model.pipeline.vae.config)
     output_size = (info.width, info.height)
     decision = choose_output_size(output_size, output_size, multiple=model.pipeline.size_multiple)
     config = stream_config(request, model)
@@ -503,6 +509,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             tail.append(frames[max(0, tail_start - start) :])
             report("copying", writer.copied, count)
         context = pad_edges(np.concatenate(tail), decision.generate_size)
+        note_demo_on_camera_photo(model, Image.fromarray(context[-1]), tell)
         stream = TryOnStream(
             model.pipeline,
             reference=Image.fromarray(context[-1]),
@@ -511,11 +518,12 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             generator=torch.Generator(device=runtime.device).manual_seed(request.seed),
             context=context,
             config=config,
+            tiny_decoder=tiny_decoder,
         )
         switching = SwitchingStream(stream, [], switches, None, decision.generate_size, info.fps, tell, count)
         reports = switching.write(writer, num_new, report, decision.crop)
     return StreamResult(
         output=str(request.output), frames=count + num_new, fps=info.fps, size=list(output_size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
-        notices=list(tell), switches=reports,
+        notices=list(tell), switches=reports, decoder=decoder,
     )

@@ -1,9 +1,11 @@
-"""`tryon train`: the teacher, the streaming student and the VAE, from a config file or a built-in recipe."""
+"""`tryon train`: the teacher, the streaming student, the VAE and the tiny decoder, from a config file or a
+built-in recipe."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from engine.errors import InputError
 from engine.progress import Notice, Progress
 from engine.limits import check_frames_fit_in_memory, check_int, check_number
 
@@ -84,8 +86,11 @@ def train_vae(
     examples: int,
     batch_size: int = 1,
     progress: Progress | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> Path:
-    """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips."""
+    """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips (resumable
+    from `output` when it saved checkpoints: `checkpoint_every`)."""
     from engine.train import train_vae as run
 
     check_int(steps, "steps", 1, MAX_TRAIN_STEPS)
@@ -93,15 +98,62 @@ def train_vae(
     check_int(num_frames, "frames", 1, MAX_CLIP_FRAMES)
     check_int(examples, "examples", 1, MAX_EXAMPLES)
     check_number(lr, "lr", 1e-12, 1.0)
+    check_int(checkpoint_every, "checkpoint_every", 0, MAX_TRAIN_STEPS)
     check_frames_fit_in_memory(2 * batch_size * num_frames, size[0], size[1], "train vae")
 
     return run(base, output, steps=steps, size=size, num_frames=num_frames, lr=lr, seeds=range(examples),
-               batch_size=batch_size, progress=progress)
+               batch_size=batch_size, progress=progress, checkpoint_every=checkpoint_every, resume=resume)
 
 
-def plan_training(config: str | Path | None, preset: str, gpus: int, gpu_memory: float, kind: str = "teacher"):
-    """Per-GPU memory of each stage of a teacher or student run (engine.train.plan), on the meta device."""
-    from engine.train.plan import plan_training as plan
+def train_decoder(
+    vae: str,
+    data: str,
+    output: Path,
+    config: str | Path | None = None,
+    channels: tuple[int, ...] | None = None,
+    variant: str = "base",
+    resume: bool = False,
+    ship: tuple[Path, ...] = (),
+    progress: Progress | None = None,
+    notice: Notice | None = None,
+) -> Path:
+    """Distil a tiny streaming decoder from checkpoint `vae`'s VAE (engine.train.decoder) into `output`,
+    then copy it into each checkpoint of `ship` as its tiny_decoder/."""
+    from engine.train.decoder import check_ship_target, ship_decoder, train_decoder as run
 
+    check_decoder_shape(channels, variant)
+    for checkpoint in ship:
+        check_ship_target(Path(checkpoint))
+    path = run(vae, _data_source(data), output, load_train_config(config or "decoder"), channels, variant,
+               resume=resume, progress=progress, log=notice)
+    for checkpoint in ship:
+        target = ship_decoder(path, Path(checkpoint))
+        if notice:
+            notice(f"shipped the tiny decoder as {target}")
+    return path
+
+
+def check_decoder_shape(channels: tuple[int, ...] | None, variant: str) -> None:
+    from engine.model.tiny_decoder import STAGES, VARIANTS
+
+    if variant not in VARIANTS:
+        raise InputError(f"must be one of {', '.join(VARIANTS)}, not '{variant}'", option="variant")
+    if channels is not None:
+        if len(channels) != STAGES + 1:
+            raise InputError(f"needs {STAGES + 1} widths (e.g. 64,32,16,16), not {len(channels)}", option="channels")
+        for width in channels:
+            check_int(width, "channels", 1, 4096)
+
+
+def plan_training(config: str | Path | None, preset: str, gpus: int, gpu_memory: float, kind: str = "teacher",
+                  channels: tuple[int, ...] | None = None, variant: str = "base"):
+    """Per-GPU memory of each stage of a teacher, student or tiny decoder run (engine.train.plan), on
+    the meta device."""
+    from engine.train.plan import plan_decoder_training, plan_training as plan
+
+    if kind == "decoder":
+        check_decoder_shape(channels, variant)
+        return plan_decoder_training(load_train_config(config or "decoder"), preset, gpus, gpu_memory, channels,
+                                     variant)
     loaded = load_train_config(config) if kind == "teacher" else load_student_config(config)
     return plan(loaded, preset, gpus, gpu_memory, kind=kind)

@@ -169,7 +169,7 @@ DEMO = Preset(
     name="demo",
     description="the CPU demo model's size: a 6-layer, 192-wide CondNet on a small 8x VAE and the tiny text encoder",
     transformer=dict(TINY.transformer, num_attention_heads=6, attention_head_dim=32, ffn_dim=768, num_layers=6,
-                     in_channels=16, out_channels=16),
+                     in_channels=16, out_channels=16, motion_conditioning="additive", motion_pool=1),
     vae=DEMO_VAE,
     text_encoder=TINY.text_encoder,
     scheduler=dict(num_train_timesteps=1000, shift=3.0),
@@ -183,7 +183,19 @@ DEMO = Preset(
     tokenizer_vocabulary=TINY_VOCABULARY,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (WAN22_TI2V_5B, TINY, DEMO)}
+# The demo's next VAE (issue 29): the same 8x spatial factor (so the same 300 transformer tokens
+# at 96x160) but 48 latent channels (16x compression instead of 48x) and wider stages, so that
+# stripes and checks a few pixels wide survive encoding; the transformer reads 48 channels.
+DEMO_Z48_VAE = dict(DEMO_VAE, base_dim=24, decoder_base_dim=24, z_dim=48, latents_mean=[0.0] * 48,
+                    latents_std=[1.0] * 48)
+
+DEMO_Z48 = Preset(
+    **{**DEMO.__dict__, "name": "demo-z48", "vae": DEMO_Z48_VAE,
+       "transformer": dict(DEMO.transformer, in_channels=48, out_channels=48),
+       "description": "the demo preset on a 48-channel 8x VAE that keeps garment patterns (being trained)"},
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (WAN22_TI2V_5B, TINY, DEMO, DEMO_Z48)}
 
 
 def get_preset(name: str) -> Preset:

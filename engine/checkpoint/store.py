@@ -9,6 +9,7 @@ Layout (diffusers' pipeline layout, plus `tryon.json`):
     text_encoder/             UMT5EncoderModel
     tokenizer/                T5 tokenizer files
     scheduler/                FlowMatchEulerDiscreteScheduler config
+    tiny_decoder/             optional: a TinyVideoDecoder (engine.model.tiny_decoder) for the stream
 
 Only `.safetensors` weights are ever loaded; a checkpoint holding pickled weights is
 refused. Component classes come from a fixed list, never from names in a downloaded file.
@@ -40,6 +41,7 @@ from transformers import AutoTokenizer, T5Tokenizer, UMT5Config, UMT5EncoderMode
 from engine.checkpoint.presets import PRESETS, TINY_VOCABULARY, Preset, get_preset
 from engine.errors import InputError
 from engine.jsonfiles import check_int_field, json_type, read_json_object
+from engine.model.tiny_decoder import TinyVideoDecoder
 from engine.model.transformer_condnet import CondNetTransformer
 from engine.paths import check_replaceable, holds_only, remove
 from engine.pipelines.pipeline_tryon import TryOnPipeline
@@ -49,7 +51,8 @@ COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer/*"]
 # Everything a checkpoint folder of ours may hold: only such a folder is ever replaced.
-CHECKPOINT_ENTRIES = {"model_index.json", INFO_FILE, *COMPONENTS, "training_state", "metrics.jsonl"}
+TINY_DECODER = "tiny_decoder"  # an optional component folder, outside model_index.json
+CHECKPOINT_ENTRIES = {"model_index.json", INFO_FILE, *COMPONENTS, TINY_DECODER, "training_state", "metrics.jsonl"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # The classes a component folder may name in model_index.json, and nothing else.
@@ -138,6 +141,7 @@ class LoadedModel:
     info: CheckpointInfo
     source: str
     path: Path
+    tiny_decoder: TinyVideoDecoder | None = None  # the checkpoint's tiny_decoder/, if it ships one
 
     @property
     def preset(self) -> Preset:
@@ -327,6 +331,7 @@ CONFIG_LIMITS: dict[str, dict[str, int]] = {
     "vae": {"base_dim": 1024, "decoder_base_dim": 1024, "z_dim": 1024, "num_res_blocks": 16, "dim_mult": 16,
             "in_channels": 64, "out_channels": 64, "patch_size": 16, "scale_factor_spatial": 64,
             "scale_factor_temporal": 64},
+    TINY_DECODER: {"latent_channels": 1024, "patch_size": 16, "channels": 4096, "encoder_channels": 4096},
     "text_encoder": {"num_layers": 100, "num_decoder_layers": 100, "d_model": 16384, "d_ff": 131072,
                      "num_heads": 256, "d_kv": 1024, "vocab_size": 2**22, "relative_attention_num_buckets": 1024,
                      "relative_attention_max_distance": 2**16},
@@ -392,7 +397,22 @@ def validate_checkpoint(folder: Path) -> dict[str, str]:
             if file.name != "config.json":
                 read_json_object(file)  # scheduler and tokenizer configs: JSON objects, UTF-8
         classes[component] = class_name
+    if (folder / TINY_DECODER).is_dir():
+        _validate_tiny_decoder(folder / TINY_DECODER)
     return classes
+
+
+def _validate_tiny_decoder(sub: Path) -> None:
+    _check_config(sub / "config.json", CONFIG_LIMITS[TINY_DECODER])
+    class_name = read_json_object(sub / "config.json").get("_class_name")
+    if class_name != TinyVideoDecoder.__name__:
+        raise InputError(f"unknown class '{class_name}' for the tiny decoder (allowed: TinyVideoDecoder)",
+                         sub / "config.json")
+    weights = sorted(sub.glob("*.safetensors"))
+    if not weights:
+        raise InputError("no .safetensors weights for the tiny decoder", sub)
+    for file in weights:
+        _check_weights(file)
 
 
 def _refuse_pickles(folder: Path) -> None:
@@ -471,6 +491,10 @@ def load_model(
     pipeline = TryOnPipeline(transformer=transformer, vae=vae, text_encoder=text_encoder,
                              tokenizer=tokenizer, scheduler=scheduler, max_text_tokens=info.max_text_tokens)
     pipeline.to(device)
+    tiny_decoder = None
+    if (folder / TINY_DECODER).is_dir():
+        tiny_decoder = _load_component(TinyVideoDecoder.from_pretrained, folder, TINY_DECODER,
+                                       torch_dtype=dtype, use_safetensors=True).to(device)
     if not info.condnet_trained:
         warnings.warn(
             f"{source}: CondNet in this checkpoint is untrained (random or zero weights): "
@@ -478,4 +502,4 @@ def load_model(
             CondNetUntrainedWarning,
             stacklevel=2,
         )
-    return LoadedModel(pipeline=pipeline, info=info, source=source, path=folder)
+    return LoadedModel(pipeline=pipeline, info=info, source=source, path=folder, tiny_decoder=tiny_decoder)

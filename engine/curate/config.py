@@ -2,7 +2,7 @@
 
 Example (`curate.json`)::
 
-    {"min_seconds": 2.0, "min_short_side": 480, "motion_band": [0.005, 0.15], "min_quality": 0.3}
+    {"min_seconds": 2.0, "min_short_side": 480, "motion_band": [0.005, 0.15], "min_quality": 5.0}
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from engine.errors import InputError
 from engine.jsonfiles import read_config
 from engine.train.config import _is_number, _reject_unknown, _require_choice, _require_int, _require_positive
+from engine.train.scorer import RAW_HIGH, RAW_LOW
 from engine.train.student_config import SCORERS
 
 
@@ -30,7 +31,9 @@ class CurateConfig:
     detect_frames: int = 3  # frames (evenly spaced) the person detector looks at
     person_threshold: float = 0.5  # detector score from which a box counts as a person
     motion_band: tuple[float, float] = (0.005, 0.15)  # mean |frame difference| / 255 must lie inside
-    min_quality: float = 0.3  # the GR-DMD frame scorer's mean score (about 0..1) must reach this
+    # the GR-DMD frame scorer's mean score (1 to 10, its scale) must reach this; None: the scorer's own
+    # default, kept beside it (engine.train.scorer: `keep_from`)
+    min_quality: float | None = None
     scorer: str = "auto"  # auto | sharpness_colour | aesthetic (engine.train.scorer)
     aesthetic_weights: str | None = None  # folder with clip/ and head.safetensors
     # stage 2: captions
@@ -46,7 +49,11 @@ class CurateConfig:
             _require_int(getattr(self, key), key, minimum=1)
         _require_int(self.seed, "seed", minimum=0)
         _require_positive(self.min_seconds, "min_seconds", allow_zero=True)
-        for key in ("scene_cut", "person_threshold", "min_quality", "category_threshold", "min_validation"):
+        if self.min_quality is not None and (not _is_number(self.min_quality)
+                                             or not RAW_LOW <= self.min_quality <= RAW_HIGH):
+            raise InputError(f"min_quality is on the scorers' scale, {RAW_LOW:g} to {RAW_HIGH:g}, not "
+                             f"{self.min_quality!r} (or null: the scorer's own threshold)")
+        for key in ("scene_cut", "person_threshold", "category_threshold", "min_validation"):
             value = getattr(self, key)
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise InputError(f"{key} must be a number between 0 and 1, not {value!r}")

@@ -92,10 +92,16 @@ def check_motion(frames: np.ndarray, config: CurateConfig) -> tuple[str | None, 
     return None, motion
 
 
+def quality_threshold(config: CurateConfig, scorer) -> float:
+    """The config's `min_quality`, else the scorer's own threshold (both on the scorer's 1-10 scale)."""
+    return scorer.keep_from if config.min_quality is None else config.min_quality
+
+
 def check_quality(scorer, frames: np.ndarray, config: CurateConfig) -> tuple[str | None, float]:
     """The GR-DMD frame scorer's mean over (at most 16, evenly spaced) frames."""
     picks = np.linspace(0, len(frames) - 1, min(16, len(frames))).round().astype(int)
     quality = float(scorer(frames[picks]).mean())
-    if quality < config.min_quality:
-        return f"quality {quality:.3f} ({scorer.name}) under {config.min_quality:g}", quality
+    threshold = quality_threshold(config, scorer)
+    if quality < threshold:
+        return f"quality {quality:.3f} ({scorer.name}) under {threshold:g}", quality
     return None, quality

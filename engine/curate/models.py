@@ -72,15 +72,20 @@ class QwenImageEditor:
                            self.true_cfg, " ", generator)
 
 
+def check_detector_folder(folder: str | Path) -> Path:
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise InputError("not a detector folder (no config.json)", folder)
+    return folder
+
+
 class RTDetrPersonDetector:
     """transformers' RT-DETR: boxes of the label named "person" (COCO's class 0 when unnamed)."""
 
     def __init__(self, folder: str | Path, device: str | torch.device = "cpu") -> None:
         from transformers import RTDetrForObjectDetection, RTDetrImageProcessorPil
 
-        folder = Path(folder)
-        if not (folder / "config.json").is_file():
-            raise InputError("not a detector folder (no config.json)", folder)
+        folder = check_detector_folder(folder)
         self.name = f"RT-DETR {folder.name}"
         self.device = torch.device(device)
         self.processor = RTDetrImageProcessorPil.from_pretrained(folder)

@@ -1,6 +1,8 @@
-"""Video quality metrics behind `tryon eval`: fidelity, garment colour, temporal behaviour.
+"""Video quality metrics behind `tryon eval`: fidelity, garment colour and pattern, the figure's
+silhouette, temporal behaviour.
 
-Array-level functions live in `frames` (no file I/O) and `perceptual` (LPIPS, offline only);
+Array-level functions live in `frames` (no file I/O), `silhouette` (the figure against the
+backdrop) and `perceptual` (LPIPS, offline only);
 `evaluate` reads videos and sample folders and builds the report.
 """
 
@@ -9,6 +11,7 @@ from engine.metrics.evaluation import (
     EvalReport,
     SampleScores,
     evaluate,
+    figure_scores,
     mean_scores,
     score_videos,
 )
@@ -17,6 +20,7 @@ from engine.metrics.frames import (
     delta_e76,
     garment_color_error,
     garment_mae,
+    garment_ssim,
     luma,
     motion_magnitude,
     psnr,
@@ -37,6 +41,8 @@ __all__ = [
     "evaluate",
     "garment_color_error",
     "garment_mae",
+    "garment_ssim",
+    "figure_scores",
     "lpips_available",
     "lpips_distance",
     "luma",

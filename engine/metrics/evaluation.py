@@ -24,7 +24,11 @@ from PIL import Image
 from engine.errors import InputError
 from engine.media import read_video, resample_indices, video_fps
 from engine.metrics import frames as fm
+from engine.metrics import silhouette
+from engine.media.image import load_image, save_image
 from engine.metrics.perceptual import lpips_distance
+from engine.metrics.sheet import MAX_SAMPLES, SheetPanel, contact_sheet
+from engine.synth.render import background
 
 SAMPLE_TARGET = "target.mp4"
 SAMPLE_META = "meta.json"
@@ -48,13 +52,20 @@ class SampleScores:
     ref_smoothness: float
     ref_motion_magnitude: float
     frames: int
+    # Where the reference is a synthetic sample (its backdrop known, `engine.metrics.silhouette`):
+    figure_iou: float | None = None  # the figure's silhouette IoU, mean over frames
+    figure_iou_worst: float | None = None  # ... in its worst frame
+    figure_height_ratio: float | None = None  # shorter / taller figure height, in the worst frame
+    garment_ssim: float | None = None  # SSIM inside the garment masks: the pattern's fidelity
+    figure_iou_frames: list[float] | None = None  # per frame
+    figure_worst_frame: int | None = None  # the frame of figure_iou_worst
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 METRICS: tuple[str, ...] = tuple(
-    f.name for f in fields(SampleScores) if f.name not in ("name", "frames")
+    f.name for f in fields(SampleScores) if f.name not in ("name", "frames", "figure_iou_frames", "figure_worst_frame")
 )
 """The averaged metric names, in report order."""
 
@@ -117,6 +128,7 @@ def score_videos(
     *,
     notices: list[str] | None = None,
     performer: dict[str, object] | None = None,
+    backdrop: np.ndarray | None = None,
 ) -> SampleScores:
     """Score `pred` against `ref` (uint8 RGB, (T, H, W, 3) each).
 
@@ -127,7 +139,9 @@ def score_videos(
     (or when the union is empty in every compared frame). Smoothness and motion are computed
     for both videos over the compared frames, at the reference size. `performer` maps category
     -> the motion video performer's garment RGB (a synthetic sample's meta); with masks it gives
-    `motion_leakage` (engine.metrics.frames), else that is None.
+    `motion_leakage` (engine.metrics.frames), else that is None. `backdrop` (H, W, 3), the
+    reference scene's background without the figure, gives the figure's silhouette measures
+    (`engine.metrics.silhouette`), else they are None.
     """
     fm.check_video(pred, "pred")
     fm.check_video(ref, "ref")
@@ -150,6 +164,7 @@ def score_videos(
     lpips_score, lpips_notice = lpips_distance(pred, ref)
     if lpips_notice is not None:
         notes.append(lpips_notice)
+    figure = {} if backdrop is None else figure_scores(pred, ref, backdrop)
     return SampleScores(
         name=name,
         psnr=fm.psnr(pred, ref),
@@ -164,7 +179,20 @@ def score_videos(
         ref_smoothness=fm.smoothness(ref),
         ref_motion_magnitude=fm.motion_magnitude(ref),
         frames=n,
+        garment_ssim=None if mask is None else fm.garment_ssim(pred, ref, mask),
+        **figure,
     )
+
+
+def figure_scores(pred: np.ndarray, ref: np.ndarray, backdrop: np.ndarray) -> dict[str, object]:
+    """The silhouette fields of SampleScores: both videos segmented against the same backdrop."""
+    pred_figure, ref_figure = silhouette.figure_masks(pred, backdrop), silhouette.figure_masks(ref, backdrop)
+    ious = silhouette.silhouette_iou_per_frame(pred_figure, ref_figure)
+    heights = silhouette.height_ratio_per_frame(pred_figure, ref_figure)
+    worst = int(np.argmin(ious))
+    return {"figure_iou": float(ious.mean()), "figure_iou_worst": float(ious[worst]),
+            "figure_height_ratio": float(heights.min()), "figure_iou_frames": [round(float(v), 4) for v in ious],
+            "figure_worst_frame": worst}
 
 
 # --- files --------------------------------------------------------------------------------
@@ -177,6 +205,8 @@ class _Reference:
     video: Path
     masks: Path | None = None
     performer: dict[str, object] | None = None  # the motion performer's garment colours
+    background: dict | None = None  # the scene's backdrop (engine.synth.render.background's spec)
+    folder: Path | None = None  # a sample folder: its inputs (user photo, garments, motion)
 
 
 def _is_sample_folder(path: Path) -> bool:
@@ -190,6 +220,7 @@ def _sample_reference(folder: Path) -> _Reference:
         raise InputError(f"not found (a sample folder holds {SAMPLE_TARGET})", target)
     meta_path = folder / SAMPLE_META
     masks_name: object = SAMPLE_MASKS
+    meta: dict = {}
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -206,9 +237,22 @@ def _sample_reference(folder: Path) -> _Reference:
                     f"masks file not found (named in {meta_path.name})", folder / masks_name
                 )
     masks = folder / str(masks_name)
-    person = meta.get("motion_person") if meta_path.is_file() else None
+    person = meta.get("motion_person")
     performer = person.get("garment_rgb") if isinstance(person, dict) else None
-    return _Reference(target, masks if masks.is_file() else None, performer if isinstance(performer, dict) else None)
+    return _Reference(target, masks if masks.is_file() else None, performer if isinstance(performer, dict) else None,
+                      _background_spec(meta, meta_path), folder)
+
+
+def _background_spec(meta: dict, meta_path: Path) -> dict | None:
+    """The figure's backdrop as the synthetic world records it (meta person.appearance.background)."""
+    try:
+        spec = meta["person"]["appearance"]["background"]
+    except (KeyError, TypeError):
+        return None
+    if not (isinstance(spec, dict) and spec.get("kind") in ("plain", "two_tone") and isinstance(spec.get("colours"), list)
+            and isinstance(spec.get("split"), (int, float))):
+        raise InputError("person.appearance.background is not a synthetic backdrop (kind, colours, split)", meta_path)
+    return spec
 
 
 def _load_masks(path: Path) -> dict[str, np.ndarray]:
@@ -277,7 +321,17 @@ def _pairs(pred: Path, reference: Path, notices: list[str]) -> list[tuple[str, P
     return pairs
 
 
-def _score_file_pair(name: str, pred_path: Path, ref: _Reference, notices: list[str]) -> SampleScores:
+@dataclass
+class _Loaded:
+    """One pair's videos as scored (frame rates aligned), with the reference's masks and backdrop."""
+
+    pred: np.ndarray
+    ref: np.ndarray
+    masks: dict[str, np.ndarray] | None
+    backdrop: np.ndarray | None
+
+
+def _load_pair(name: str, pred_path: Path, ref: _Reference, notices: list[str]) -> _Loaded:
     ref_frames = read_video(ref.video)
     height, width = ref_frames.shape[1:3]
     if min(height, width) < fm.SSIM_WINDOW:
@@ -308,7 +362,38 @@ def _score_file_pair(name: str, pred_path: Path, ref: _Reference, notices: list[
         kept = _at_rate(len(ref_frames), ref_fps, rate)
         ref_frames = ref_frames[kept]
         masks = None if masks is None else {key: mask[kept] for key, mask in masks.items()}
-    return score_videos(pred_frames, ref_frames, masks, name, notices=notices, performer=ref.performer)
+    backdrop = None
+    if ref.background is not None:
+        try:
+            backdrop = background(ref.background, (width, height))
+        except (KeyError, IndexError) as exc:
+            raise InputError(f"unknown backdrop colour {exc}", ref.video.parent / SAMPLE_META) from None
+    return _Loaded(pred_frames, ref_frames, masks, backdrop)
+
+
+def _sheet_panel(scores: SampleScores, loaded: _Loaded, ref: _Reference) -> SheetPanel:
+    """The sheet's part for one scored pair: the compared frames, and a sample folder's inputs."""
+    n, (height, width) = scores.frames, loaded.ref.shape[1:3]
+    output = loaded.pred[:n]
+    if output.shape[1:3] != (height, width):
+        output = _resize(output, height, width)
+    title = f"{scores.name}: PSNR {scores.psnr:.2f}  SSIM {scores.ssim:.3f}"
+    if scores.figure_iou is not None:
+        title += (f"  figure IoU {scores.figure_iou:.2f} (worst {scores.figure_iou_worst:.2f}, frame "
+                  f"{scores.figure_worst_frame})  height {scores.figure_height_ratio:.2f}")
+    if scores.garment_ssim is not None:
+        title += f"  garment SSIM {scores.garment_ssim:.2f}"
+    inputs, motion = None, None
+    if ref.folder is not None:
+        meta_path = ref.folder / SAMPLE_META
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        garments = meta.get("garments")
+        names = garments.values() if isinstance(garments, dict) else ()
+        files = [ref.folder / "user.png", *(ref.folder / str(name) for name in names)]
+        inputs = [np.asarray(load_image(path)) for path in files if path.is_file()]
+        if (ref.folder / "motion.mp4").is_file():
+            motion = read_video(ref.folder / "motion.mp4")
+    return SheetPanel(title, output, loaded.ref[:n], motion, inputs, scores.figure_worst_frame)
 
 
 def _at_rate(count: int, fps: float, rate: float) -> list[int]:
@@ -316,18 +401,31 @@ def _at_rate(count: int, fps: float, rate: float) -> list[int]:
     return resample_indices(count, fps, rate, math.ceil(count * rate / fps - 1e-9), loop=False)
 
 
-def evaluate(pred: Path, reference: Path) -> EvalReport:
+def evaluate(pred: Path, reference: Path, sheet: Path | None = None) -> EvalReport:
     """Score a predicted video (or a folder of them) against a reference (or a folder of them).
 
     Raises InputError (`<path>: <problem>`) for a missing or unreadable file, a malformed
     sample folder, or when no prediction matches a reference. The report's `mean` averages
     each metric over the samples that have it (None where none does); notices are de-duplicated.
+    With `sheet`, a contact sheet of the first `MAX_SAMPLES` samples is written there (PNG).
     """
     pred, reference = Path(pred), Path(reference)
+    if sheet is not None:
+        if Path(sheet).suffix.lower() != ".png":
+            raise InputError("the sheet must be a .png file", sheet)
+        if not Path(sheet).absolute().parent.is_dir():
+            raise InputError("the sheet's folder does not exist", sheet)
     notices: list[str] = []
-    samples = [
-        _score_file_pair(name, pred_path, ref, notices)
-        for name, pred_path, ref in _pairs(pred, reference, notices)
-    ]
+    samples, panels = [], []
+    for name, pred_path, ref in _pairs(pred, reference, notices):
+        loaded = _load_pair(name, pred_path, ref, notices)
+        samples.append(score_videos(loaded.pred, loaded.ref, loaded.masks, name, notices=notices,
+                                    performer=ref.performer, backdrop=loaded.backdrop))
+        if sheet is not None and len(panels) < MAX_SAMPLES:
+            panels.append(_sheet_panel(samples[-1], loaded, ref))
+    if sheet is not None:
+        if len(samples) > MAX_SAMPLES:
+            notices.append(f"the sheet shows the first {MAX_SAMPLES} of {len(samples)} samples")
+        save_image(sheet, contact_sheet(panels))
     unique_notices = list(dict.fromkeys(notices))
     return EvalReport(samples=samples, mean=mean_scores(samples), notices=unique_notices)

@@ -136,8 +136,8 @@ def _luma_tensor(video: np.ndarray, device: torch.device) -> torch.Tensor:
     return frames.to(torch.float32) @ weights - 128.0
 
 
-def _ssim_frames(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM of each frame; x, y: (N, H, W) luma minus 128. Returns (N,) float64.
+def _ssim_maps(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The SSIM map of each frame ('valid': (N, H - k + 1, W - k + 1)); x, y: (N, H, W) luma minus 128.
 
     Working in float32 on luma shifted by -128 keeps E[x^2] - mu^2 accurate (variances and
     covariances do not depend on the shift; the means get the 128 added back).
@@ -156,11 +156,12 @@ def _ssim_frames(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor) -> torc
     c2 = (SSIM_K2 * DATA_RANGE) ** 2
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
     den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    return (num / den).to(torch.float64).mean(dim=(1, 2))
+    return (num / den).to(torch.float64)
 
 
-def ssim_per_frame(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """SSIM of each frame's BT.601 luma (see `ssim`), as a (T,) float64 array."""
+def ssim_maps(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """The SSIM map of each frame's BT.601 luma (see `ssim`), (T, H - 10, W - 10) float64: entry
+    (i, j) is the window centred on pixel (i + 5, j + 5)."""
     _check_pair(pred, ref)
     t, h, w, _ = pred.shape
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
@@ -172,8 +173,13 @@ def ssim_per_frame(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         for s in range(0, t, chunk):
             x, y = (_luma_tensor(v[s : s + chunk], device) for v in (pred, ref))
-            out.append(_ssim_frames(x, y, kernel).cpu())
+            out.append(_ssim_maps(x, y, kernel).cpu())
     return torch.cat(out).numpy()
+
+
+def ssim_per_frame(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """SSIM of each frame's BT.601 luma (see `ssim`), as a (T,) float64 array."""
+    return ssim_maps(pred, ref).mean(axis=(1, 2))
 
 
 def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -259,6 +265,23 @@ def garment_mae(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float | 
         diff = np.abs(pred[t][m].astype(np.int16) - ref[t][m].astype(np.int16))
         errors.append(float(diff.mean(dtype=np.float64)))
     return float(np.mean(errors)) if errors else None
+
+
+def garment_ssim(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float | None:
+    """The garment pattern's fidelity: SSIM (`ssim`'s windows, on luma) inside the garment mask.
+
+    The mean of the SSIM map over the windows centred on a garment pixel (those at least 5
+    pixels from the frame's edge), pooled over all frames; None when no such pixel exists.
+    Colour error barely moves when stripes or checks turn into their mean colour; the local
+    variance and covariance in SSIM's windows fall with them.
+    """
+    _check_pair(pred, ref)
+    mask = _check_mask(mask, ref)
+    r = SSIM_WINDOW // 2
+    centres = mask[:, r : mask.shape[1] - r, r : mask.shape[2] - r]
+    values = [ssim_maps(pred[t : t + 1], ref[t : t + 1])[0][centres[t]]
+              for t in range(len(centres)) if centres[t].any()]  # frame by frame: large videos
+    return float(np.concatenate(values).mean()) if values else None
 
 
 # --- temporal -----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from PIL import Image
 from engine.media import VideoFrames
 from engine.model.causal_vae import CausalDecoder, CausalEncoder
 from engine.model.kv_cache import KVCache
+from engine.model.tiny_decoder import TinyStreamDecoder, TinyVideoDecoder
 from engine.model.transformer_condnet import Condition
 from engine.pipelines.block_causal import BlockCausalRunner
 from engine.pipelines.pipeline_tryon import TryOnPipeline
@@ -98,6 +99,7 @@ class TryOnStream:
     asked for), is the motion video for the frames to come.
     `context`, uint8 frames (4k+1 of them, at the output size), is a video to continue: it
     fills the sink and history, primes the VAE decoder, and the first new frame follows it.
+    `tiny_decoder`: decode with it (engine.model.tiny_decoder) instead of the VAE's decoder.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class TryOnStream:
         motion: np.ndarray | VideoFrames | None = None,
         context: np.ndarray | None = None,
         config: StreamConfig = StreamConfig(),
+        tiny_decoder: TinyVideoDecoder | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.transformer = pipeline.transformer
@@ -120,7 +123,7 @@ class TryOnStream:
         self.shape = pipeline.video_shape(width, height, 1)
         # diffusers' `_execution_device` looks through every module for offload hooks: once per stream.
         self.device = pipeline._execution_device
-        self.decoder = CausalDecoder(pipeline.vae)
+        self.decoder = CausalDecoder(pipeline.vae) if tiny_decoder is None else TinyStreamDecoder(tiny_decoder)
         self.runner = BlockCausalRunner(self.transformer, self.transformer, text=pipeline.encode_prompt(prompt),
                                         latent_size=(self.shape.latent_height, self.shape.latent_width),
                                         chunk_frames=config.chunk_frames, window=config.window, device=self.device)
@@ -230,8 +233,10 @@ class TryOnStream:
     def _decode(self, latents: torch.Tensor, max_frames: int | None = None) -> HostFrames:
         """The frames of `latents` (at most `max_frames`), on their way to the host; no wait on the device."""
         finite = torch.isfinite(latents).all()  # checked when the frames arrive, not here
-        mean, std = self.pipeline._latent_stats(latents)
-        pixels = self.decoder.decode(latents * std + mean)
+        if isinstance(self.decoder, CausalDecoder):  # the VAE decodes raw latents, the tiny decoder normalised ones
+            mean, std = self.pipeline._latent_stats(latents)
+            latents = latents * std + mean  # the causal decoder casts them to its dtype
+        pixels = self.decoder.decode(latents).float()
         pixels = ((pixels[0] + 1) * 127.5).round().to(torch.uint8)
         return HostFrames(pixels.permute(1, 2, 3, 0)[:max_frames], finite)
 

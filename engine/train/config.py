@@ -29,6 +29,7 @@ from typing import Any
 from engine.errors import InputError
 from engine.jsonfiles import read_config
 from engine.media import parse_size
+from engine.model.transformer_condnet import MOTION_CONDITIONING
 
 TRAINABLE = ("all", "attention", "lora")
 MIXED_PRECISION = ("auto", "bf16", "no")
@@ -101,6 +102,11 @@ class TrainConfig:
     # Under torchrun: "ddp" replicates the transformer on every process; "fsdp" shards its weights,
     # gradients and optimizer state over them (FSDP2; engine.train.fsdp), as a 5B full fine-tune needs.
     parallel: str = "ddp"
+    # Dress&Dance's motion input (engine.model.transformer_condnet): "additive" (motion latents
+    # added to the patch embedding) or "attention" (motion tokens the video attends to); None
+    # keeps the base model's. A new run converts the base's transformer (its other weights kept).
+    motion_conditioning: str | None = None
+    motion_pool: int | None = None  # attention: k x k motion patches pooled into one token; None: the base's
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -111,6 +117,10 @@ class TrainConfig:
         _require_choice(self.trainable, "trainable", TRAINABLE)
         _require_choice(self.mixed_precision, "mixed_precision", MIXED_PRECISION)
         _require_choice(self.parallel, "parallel", PARALLEL)
+        if self.motion_conditioning is not None:
+            _require_choice(self.motion_conditioning, "motion_conditioning", MOTION_CONDITIONING)
+        if self.motion_pool is not None:
+            _require_int(self.motion_pool, "motion_pool", minimum=1)
         if self.parallel == "fsdp" and self.trainable == "lora":
             raise InputError("parallel fsdp is for full or attention fine-tuning, not trainable lora")
         for key in ("lora_rank", "grad_accum", "checkpoint_every", "log_every", "synthetic_examples"):

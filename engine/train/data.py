@@ -144,6 +144,52 @@ class SyntheticDataset(Sequence):
         return check_example(example, f"synthetic sample {seed}")
 
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
+
+
+class VideoFolderDataset(Sequence):
+    """Every video under `root` (at any depth, hidden ones skipped; sample folders' target and
+    motion videos too), each one clip (T, H, W, 3) at the training size, length and fps."""
+
+    def __init__(self, root: Path, size: tuple[int, int], num_frames: int, fps: float) -> None:
+        self.root = Path(root)
+        self.size, self.num_frames, self.fps = size, num_frames, fps
+        if not self.root.is_dir():
+            raise InputError("the training data must be a folder of videos", self.root)
+        self.videos = sorted(
+            path for path in self.root.rglob("*") if path.suffix.lower() in VIDEO_SUFFIXES
+            and not any(part.startswith(".") for part in path.relative_to(self.root).parts)
+        )
+        if not self.videos:
+            raise InputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in this folder", self.root)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return read_video(self.videos[index], fps=self.fps, num_frames=self.num_frames, size=self.size, fit="cover")
+
+
+def open_clips(data: Path | str, stage: Stage, config: TrainConfig) -> Sequence[np.ndarray]:
+    """Clips (T, H, W, 3) of one stage: the synthetic samples' targets (as `open_dataset`), or
+    every video in a folder (`VideoFolderDataset`)."""
+    if data == "synthetic":
+        examples = open_dataset(data, stage, config)
+        return _Targets(examples)
+    return VideoFolderDataset(Path(data), stage.size, stage.num_frames, stage.fps)
+
+
+class _Targets(Sequence):
+    def __init__(self, examples: Sequence[TrainingExample]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.examples[index].target
+
+
 def open_dataset(data: Path | str, stage: Stage, config: TrainConfig) -> Sequence[TrainingExample]:
     """The examples of one stage, at its size, length and frame rate.
 

@@ -76,14 +76,15 @@ FLOW_STREAM, ORDER_STREAM, DISTILL_STREAM = 0, 1, 2  # the seeded random streams
 
 
 def train(make_trainer: Callable[[Processes], "Trainer"], data: Path | str, output: Path, resume: bool,
-          progress: Progress | None, log: Log | None) -> Path:
+          progress: Progress | None, log: Log | None,
+          check_target: Callable[[Path], None] = check_checkpoint_target) -> Path:
     """Check the output and the data, start the processes, run the trainer. Returns `output`.
 
     `progress(stage, steps done, total steps)` and `log(message)` are called on the main
-    process only.
+    process only; `check_target` says whether a resumed `output` may be replaced.
     """
     output = Path(output)
-    check_output(output, resume)
+    check_output(output, resume, check_target)
     if data != "synthetic" and not Path(data).is_dir():
         raise InputError("the training data must be a folder of sample folders, or 'synthetic'", data)
     processes = start_processes()
@@ -101,7 +102,7 @@ def mean_of(metrics: list[Metrics]) -> Metrics:
     return {key: float(np.mean([entry[key] for entry in metrics if key in entry])) for key in keys}
 
 
-def check_output(output: Path, resume: bool) -> None:
+def check_output(output: Path, resume: bool, check_target: Callable[[Path], None] = check_checkpoint_target) -> None:
     """With `resume`, `output/` must hold a training state; without, it must be new or empty.
 
     A run killed before its first checkpoint leaves only metrics.jsonl, which may be replaced.
@@ -114,7 +115,7 @@ def check_output(output: Path, resume: bool) -> None:
     if resume:
         if not (output / STATE_DIR / "state.json").is_file():
             raise InputError(f"nothing to resume: no {STATE_DIR}/ here (start without resume)", output)
-        check_checkpoint_target(output)
+        check_target(output)
         return
     if output.exists() and not output.is_dir():
         raise InputError("the output must be a folder", output)
@@ -182,7 +183,7 @@ class Trainer:
         self.processes = processes
         self.device = processes.device
         self.notices: list[str] = []  # told through `log` when the run starts
-        loaded = load_quietly(output if resume else source, self.device)
+        loaded = load_quietly(self.starting_checkpoint(), self.device)
         self.check_loaded(loaded)
         self.pipeline: TryOnPipeline = loaded.pipeline
         self.preset = loaded.info.preset
@@ -213,6 +214,14 @@ class Trainer:
         self.last_metrics: Metrics = {}  # the last logged metrics
 
     # -- what a subclass says -------------------------------------------------------------------
+
+    def starting_checkpoint(self) -> Path | str:
+        """The checkpoint the run loads: the saved run when resuming, else the source."""
+        return self.output if self.resume else self.source
+
+    def open_dataset(self, stage: Stage) -> Sequence:
+        """The examples of `stage` (engine.train.data.open_dataset)."""
+        return open_dataset(self.data, stage, self.config)
 
     def check_loaded(self, loaded: LoadedModel) -> None:
         """Refuse a checkpoint this trainer cannot start from (InputError); any by default."""
@@ -335,7 +344,7 @@ class Trainer:
         index, stage = self.config.stage_at(step)
         if index != self.stage_index:
             self.stage_index = index
-            self.dataset = open_dataset(self.data, stage, self.config)
+            self.dataset = self.open_dataset(stage)
             self.encoder.forget_examples()
             self.set_learning_rate(stage)
         return stage
@@ -374,11 +383,14 @@ class Trainer:
         """The seeded generator of one random stream of the example at `position`."""
         return np.random.default_rng([self.config.seed, self.stage_index, stream, position])
 
+    def example_index(self, position: int) -> int:
+        """The dataset index of the example at `position` of the current stage's stream."""
+        count = len(self.dataset)
+        return int(epoch_order(self.config.seed, self.stage_index, position // count, count)[position % count])
+
     def encoded_example(self, position: int) -> Encoded:
         """The example at `position` of the current stage's stream, encoded, on the device."""
-        count = len(self.dataset)
-        index = int(epoch_order(self.config.seed, self.stage_index, position // count, count)[position % count])
-        return self.encoder.example(self.dataset, index).to(self.device)
+        return self.encoder.example(self.dataset, self.example_index(position)).to(self.device)
 
     def draw_for(self, position: int, encoded: Encoded) -> Draw:
         """The flow-matching choices for the example at `position`."""

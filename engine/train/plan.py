@@ -368,3 +368,43 @@ def _flash_like_attention() -> Iterator[None]:
         yield
     finally:
         F.scaled_dot_product_attention = original
+
+
+def plan_decoder_training(config: TrainConfig, preset: str | Preset, gpus: int, gpu_memory: float,
+                          channels: tuple[int, ...] | None = None, variant: str = "base") -> TrainingPlan:
+    """The per-GPU memory of distilling a tiny decoder (engine.train.decoder) for `preset`'s VAE.
+
+    parameters, gradients and AdamW's moments: the tiny decoder's, float32, replicated (DDP);
+    activations: what autograd saves in its forward pass at each stage's shape, traced on the
+    meta device; frozen: the float32 VAE that makes the latents and the teacher's frames.
+    """
+    from diffusers import AutoencoderKLWan
+
+    from engine.model.tiny_decoder import TinyVideoDecoder
+
+    if gpus < 1:
+        raise InputError(f"--gpus must be at least 1, not {gpus}")
+    if not gpu_memory > 0:
+        raise InputError(f"--gpu-memory must be a positive number of GB, not {gpu_memory}")
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    with torch.device("meta"):
+        vae = AutoencoderKLWan(**preset.vae)
+        overrides = {"variant": variant} | ({"channels": channels} if channels else {})
+        decoder = TinyVideoDecoder.for_vae(vae.config, **overrides)
+    trained = _count(decoder)
+    stages = []
+    for stage in config.stages:
+        width, height = stage.size
+        spatial, temporal = vae.config.scale_factor_spatial, vae.config.scale_factor_temporal
+        shape = (stage.batch_size, vae.config.z_dim, (stage.num_frames - 1) // temporal + 1,
+                 height // spatial, width // spatial)
+        with _SavedBytes(torch.nn.ModuleList()) as saved:
+            decoder(torch.zeros(shape, device="meta"))
+        parts = [trained * FP32, trained * FP32, trained * FP32 * ADAM_MOMENTS, saved.outside, _count(vae) * FP32]
+        used = sum(parts) / GIB
+        stages.append(StageMemory(
+            stage.name, stage.size, stage.num_frames, stage.batch_size, shape[2] * shape[3] * shape[4],
+            *(round(part / GIB, 2) for part in parts), total=round(used, 2), fits=used <= USABLE * gpu_memory,
+        ))
+    return TrainingPlan(preset.name, "decoder", gpus, gpu_memory, "ddp", False, trained, trained,
+                        {"vae": _count(vae)}, stages, [])

@@ -50,6 +50,7 @@ class FrameScorer(Protocol):
     """Frames uint8 (T, H, W, 3) → quality scores (T,), higher is better, about 1 to 10."""
 
     name: str
+    keep_from: float  # on the same scale: the curation gate keeps a clip whose mean score reaches this
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor: ...
 
@@ -78,6 +79,10 @@ class SharpnessColourScorer:
     """The default score: mean of squashed sharpness and colourfulness (see the module docstring)."""
 
     name = "sharpness_colour"
+    # The curation gate's default (engine.curate): real footage at the analysis size scores 6.6-7.1
+    # (tryon's real cases), the same frames under a radius-4 Gaussian blur ~4.1, in greyscale ~3.5,
+    # a flat frame 1.0.
+    keep_from = 4.5
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         pixels = _pixels(frames)
@@ -90,6 +95,7 @@ class AestheticScorer:
     """LAION-style aesthetic predictor: a linear head on the CLIP image embedding, its raw score."""
 
     name = "aesthetic"
+    keep_from = 4.5  # the curation gate's default: LAION-Aesthetics V2's widest published subset, "4.5+"
 
     def __init__(self, folder: Path) -> None:
         from safetensors.torch import load_file
@@ -112,8 +118,18 @@ class AestheticScorer:
         return score[:, 0]
 
 
+SCORER_CLASSES: dict[str, type] = {"sharpness_colour": SharpnessColourScorer, "aesthetic": AestheticScorer}
+
+
 def aesthetic_weights_present(folder: str | Path | None) -> bool:
     return folder is not None and (Path(folder) / "head.safetensors").is_file() and (Path(folder) / "clip").is_dir()
+
+
+def check_scorer_weights(choice: str, aesthetic_weights: str | None) -> None:
+    """Scorer "aesthetic" needs its weights present (before anything else loads)."""
+    if choice == "aesthetic" and not aesthetic_weights_present(aesthetic_weights):
+        raise InputError("scorer 'aesthetic' needs clip/ and head.safetensors in aesthetic_weights",
+                         aesthetic_weights)
 
 
 def make_scorer(choice: str, aesthetic_weights: str | None, log: Callable[[str], None]) -> FrameScorer:
@@ -123,9 +139,7 @@ def make_scorer(choice: str, aesthetic_weights: str | None, log: Callable[[str],
         return SharpnessColourScorer()
     if aesthetic_weights_present(aesthetic_weights):
         return AestheticScorer(Path(aesthetic_weights))
-    if choice == "aesthetic":
-        raise InputError("scorer 'aesthetic' needs clip/ and head.safetensors in aesthetic_weights",
-                         aesthetic_weights)
+    check_scorer_weights(choice, aesthetic_weights)
     where = f"at {aesthetic_weights}" if aesthetic_weights else "(aesthetic_weights is not set)"
     log(f"no aesthetic model weights {where}: GR-DMD scores frames by sharpness and colourfulness")
     return SharpnessColourScorer()

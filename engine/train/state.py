@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +79,15 @@ def publish_checkpoint(pipeline: TryOnPipeline, output: Path, info: CheckpointIn
                        optimizer: torch.optim.Optimizer, adapters: dict[str, torch.Tensor]) -> None:
     """Replace `output/` by a checkpoint of `pipeline` plus the training state and metrics so far."""
     check_checkpoint_target(output)
+    publish(output, lambda staging: save_checkpoint(pipeline, staging, info), state, optimizer, adapters)
+
+
+def publish(output: Path, write: Callable[[Path], object], state: TrainingState, optimizer: torch.optim.Optimizer,
+            adapters: dict[str, torch.Tensor]) -> None:
+    """Replace `output/` by what `write(folder)` writes plus the training state and metrics so far
+    (`output` was checked replaceable by the caller)."""
     staging = output.parent / f".{output.name}.next"
-    save_checkpoint(pipeline, staging, info)
+    write(staging)
     save_training_state(staging / STATE_DIR, state, optimizer, adapters)
     if (output / METRICS_FILE).is_file():
         shutil.copy2(output / METRICS_FILE, staging / METRICS_FILE)

@@ -69,7 +69,7 @@ which a 0.99 average would keep most of the teacher-forcing weights. The demo re
 guidance branch drops the garments with the prompt (`guidance_keeps_garments` false): the demo
 teacher learned no other unconditional branch (its `condition_dropout` drops both together),
 and measured on held-out streams the student then follows garments better (the demo student's
-note in the README); `wan5b-student.json` keeps FashionChameleon's branch.
+note in docs/demo.md); `wan5b-student.json` keeps FashionChameleon's branch.
 
 Defaults that differ from the teacher's: `condition_dropout` 0 (the streaming student never
 runs unconditioned) and `p_dance` 0, which must stay 0 (streaming has no anchored first frame).

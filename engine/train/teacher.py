@@ -17,6 +17,7 @@ import torch
 
 from engine.checkpoint import CheckpointInfo
 from engine.model.distributed import Processes
+from engine.model.transformer_condnet import CondNetTransformer
 from engine.train.config import Stage, TrainConfig
 from engine.train.flow import FlowBatch, flow_example, flow_loss, group_by_layout
 from engine.train.loop import (
@@ -52,10 +53,27 @@ def train_teacher(
     return train(make, data, output, resume, progress, log)
 
 
+def in_motion_form(transformer: CondNetTransformer, form: dict[str, object]) -> CondNetTransformer:
+    """`transformer` itself, or a copy taking motion in `form` (config keys; None: keep). The copy keeps
+    every weight the two forms share; the new form's own (the attention form's `motion_role`) start at zero."""
+    wanted = {key: value for key, value in form.items() if value is not None}
+    if all(transformer.config[key] == value for key, value in wanted.items()):
+        return transformer
+    config = {key: value for key, value in transformer.config.items() if not key.startswith("_")}
+    converted = CondNetTransformer(**{**config, **wanted})
+    shared = converted.state_dict().keys()
+    converted.load_state_dict({k: v for k, v in transformer.state_dict().items() if k in shared}, strict=False)
+    converted = converted.to(transformer.device)
+    return converted if transformer.dtype == torch.float32 else converted.to(transformer.dtype)
+
+
 class TeacherTrainer(Trainer):
     """The state of one teacher run (`source` is the base checkpoint): models, optimizer, step, stage."""
 
     def trainable_groups(self) -> list[list[tuple[str, torch.nn.Parameter]]]:
+        if not self.resume:  # a resumed run's checkpoint is in the recipe's form already
+            form = {"motion_conditioning": self.config.motion_conditioning, "motion_pool": self.config.motion_pool}
+            self.pipeline.register_modules(transformer=in_motion_form(self.pipeline.transformer, form))
         return [self.prepare_transformer(self.pipeline.transformer, seed=self.config.seed)]
 
     # -- one step -------------------------------------------------------------------------------

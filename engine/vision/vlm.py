@@ -13,7 +13,9 @@ becomes grid_t·grid_h·grid_w / merge_size² pads, as the processor does. Promp
 in Qwen's chat format by hand (`chat`), so a folder needs no chat template.
 Answers that must be a choice are read from the next-token distribution rather than from
 sampled text: `rate` is the expected value over the digits 1..5, `yes_probability` is
-P(yes) / (P(yes) + P(no)) — well defined whatever the model, even an untrained one.
+P(yes) / (P(yes) + P(no)) — well defined whatever the model, even an untrained one. Each answer's
+probability is summed over every single-token spelling of it (`answer_token_ids`): chat models
+answer "Yes", and byte-level tokenizers have a token for " Yes" as well.
 """
 
 from __future__ import annotations
@@ -46,24 +48,47 @@ def chat(question: str, images: int) -> str:
             "<|im_start|>assistant\n")
 
 
+def answer_token_ids(tokenizer, word: str) -> list[int]:
+    """The ids of every single-token spelling of `word`: as given, capitalised and in capitals, each with
+    and without a leading space."""
+    ids = set()
+    for spelling in {word, word.capitalize(), word.upper()}:
+        for text in (spelling, " " + spelling):
+            encoded = tokenizer.encode(text, add_special_tokens=False)
+            if len(encoded) == 1 and encoded[0] != tokenizer.unk_token_id:
+                ids.add(encoded[0])
+    if not ids:
+        raise InputError(f"the vision-language model's tokenizer has no single token for the answer '{word}'")
+    return sorted(ids)
+
+
+def _answer_probabilities(probabilities: torch.Tensor, answers: list[list[int]]) -> torch.Tensor:
+    """Each answer's probability: the sum over its spellings' tokens."""
+    return torch.stack([probabilities[ids].sum() for ids in answers])
+
+
+def check_vlm_folder(folder: str | Path) -> Path:
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise InputError("not a vision-language model folder (no config.json)", folder)
+    return folder
+
+
 class LocalVLM:
     """A Qwen2.5-VL-class model from a local folder, on `device`."""
 
     def __init__(self, folder: str | Path, device: str | torch.device = "cpu") -> None:
         from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-        folder = Path(folder)
-        if not (folder / "config.json").is_file():
-            raise InputError("not a vision-language model folder (no config.json)", folder)
+        folder = check_vlm_folder(folder)
         self.folder, self.device = folder, torch.device(device)
         self.name = f"VLM {folder.name}"
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.image_processor = Qwen2VLImageProcessorPil.from_pretrained(folder)
         self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, use_safetensors=True).to(self.device)
         self.model.eval()
-        tokenizer = self.tokenizer
-        self.digit_ids = [tokenizer.convert_tokens_to_ids(digit) for digit in DIGITS]
-        self.yes_no_ids = [tokenizer.convert_tokens_to_ids(word) for word in ("yes", "no")]
+        self.digit_ids = [answer_token_ids(self.tokenizer, digit) for digit in DIGITS]
+        self.yes_no_ids = [answer_token_ids(self.tokenizer, word) for word in ("yes", "no")]
 
     def _inputs(self, images: Sequence[Image.Image | np.ndarray], question: str) -> dict:
         pictures = [image if isinstance(image, Image.Image) else Image.fromarray(image) for image in images]
@@ -87,12 +112,12 @@ class LocalVLM:
 
     def rate(self, images: Sequence[Image.Image | np.ndarray], question: str) -> float:
         """The expected answer on 1..5: sum_k k · P(k) / sum_k P(k) over the digit tokens."""
-        probabilities = self.next_token_probabilities(images, question)[self.digit_ids]
+        probabilities = _answer_probabilities(self.next_token_probabilities(images, question), self.digit_ids)
         return float((probabilities / probabilities.sum() * torch.arange(1, 6)).sum())
 
     def yes_probability(self, images: Sequence[Image.Image | np.ndarray], question: str) -> float:
         """P(yes) / (P(yes) + P(no)) for the answer's first token."""
-        yes, no = self.next_token_probabilities(images, question)[self.yes_no_ids].tolist()
+        yes, no = _answer_probabilities(self.next_token_probabilities(images, question), self.yes_no_ids).tolist()
         return yes / (yes + no) if yes + no > 0 else 0.5
 
     @torch.no_grad()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 # Thresholds for toy videos: the defaults are for real footage (480p and up, 2 s and up).
-TOY_CURATION = dict(min_seconds=1.0, min_short_side=64, max_side=256, motion_band=(0.001, 1.0), min_quality=0.0,
+TOY_CURATION = dict(min_seconds=1.0, min_short_side=64, max_side=256, motion_band=(0.001, 1.0), min_quality=1.0,
                     min_validation=0.0, scorer="sharpness_colour")
 
 

@@ -16,3 +16,21 @@ def test_workers_without_ray_is_one_line_and_exit_2(tryon, tmp_path):
                 "--vlm", tmp_path / "vlm", "--editor", tmp_path / "edit", "--workers", "2")
     assert run.code == 2 and "--workers needs --ray" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_every_model_folder_is_checked_before_any_model_loads(tryon, tmp_path, monkeypatch):
+    import engine.api.data
+    import engine.curate.models
+
+    (tmp_path / "videos").mkdir()
+    for folder, marker in (("det", "config.json"), ("edit", "model_index.json")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / marker).write_text("{}")
+    loaded = []
+    monkeypatch.setattr(engine.api.data, "load_editor", lambda *a, **k: loaded.append("editor"))
+    monkeypatch.setattr(engine.curate.models, "RTDetrPersonDetector", lambda *a, **k: loaded.append("detector"))
+    run = tryon("data", "curate", tmp_path / "videos", tmp_path / "out", "--detector", tmp_path / "det",
+                "--vlm", tmp_path / "vlm", "--editor", tmp_path / "edit")
+    assert run.code == 2 and "vlm" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert loaded == []
+    assert not (tmp_path / "out").exists()

@@ -22,6 +22,9 @@ def test_synth_then_eval_round_trip(tmp_path, tryon):
     scores = {s["name"]: s for s in report["samples"]}
     assert scores["sample_00000"]["psnr"] == 100.0 and scores["sample_00000"]["garment_color_error"] == 0.0
     assert scores["sample_00001"]["psnr"] < 30 and scores["sample_00001"]["garment_color_error"] > 1.0
+    assert scores["sample_00000"]["figure_iou_worst"] == scores["sample_00000"]["garment_ssim"] == 1.0
+    assert scores["sample_00001"]["figure_iou_worst"] < 0.9  # another person, on another backdrop
+    assert len(scores["sample_00001"]["figure_iou_frames"]) == 5
     assert any("sample_00002" in n for n in report["notices"])  # a reference with no prediction
 
 
@@ -47,3 +50,20 @@ def test_eval_table_shows_whole_sample_names(tmp_path, tryon):
     run = tryon("eval", tmp_path / f"{name}.mp4", "--reference", tmp_path / "reference.mp4")
     assert run.code == 0, run.stderr
     assert name in run.stdout
+    # A plain video has PSNR, SSIM, smoothness and motion; no columns of dashes (garment, figure, LPIPS off).
+    assert run.stdout.splitlines()[0].count("┳") == 4
+
+
+def test_eval_sheet_is_written_and_a_bad_one_is_exit_2(tmp_path, tryon):
+    import numpy as np
+
+    from engine.media import write_video
+
+    frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    write_video(tmp_path / "pred.mp4", frames, 8)
+    assert tryon("eval", tmp_path / "pred.mp4", "-r", tmp_path / "pred.mp4", "--sheet", tmp_path / "s.png").code == 0
+    assert (tmp_path / "s.png").stat().st_size > 0
+    run = tryon("eval", tmp_path / "pred.mp4", "-r", tmp_path / "pred.mp4", "--sheet", tmp_path / "s.gif")
+    assert run.code == 2 and "s.gif" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    run = tryon("eval", "--bench", "hgc", tmp_path, "--predictions", tmp_path, "--sheet", tmp_path / "b.png")
+    assert run.code == 2 and "--sheet" in run.stderr and not (tmp_path / "b.png").exists()

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from PIL import Image
 
 from engine.media import probe_video
 
@@ -120,3 +121,47 @@ def test_the_demo_model_on_its_own_world_says_nothing_about_the_route(tryon, tmp
                 "0.25", "-o", tmp_path / "out.mp4", "--json")
     assert run.code == 0, run.stderr
     assert not [n for n in json.loads(run.stdout)["notices"] if "--model public" in n]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("motion", [False, True], ids=["edit+i2v", "edit+pose+animate"])
+def test_every_stage_delivers_a_size_that_is_not_a_multiple_of_32(tryon, tiny_route, inputs, tmp_path, motion):
+    # 72x100: neither side a multiple of 32 (nor of 16); generated at 96x128, centre-cropped.
+    driving = ("--motion", inputs / "dance.mp4") if motion else ("--prompt", "she spins")
+    run = tryon("dress", inputs / "user.png", f"{inputs / 'shirt.png'}:top", *driving, "--model", tiny_route,
+                "--size", "72x100", "--fps", "8", "--steps", "1", "--seconds", "0.5", "-o", tmp_path / "out.mp4",
+                "--keep-intermediates", tmp_path / "steps", "--json")
+    assert run.code == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["size"] == [72, 100]
+    stages = ["edit", "pose", "animate"] if motion else ["edit", "i2v"]
+    assert [s["stage"] for s in summary["stages"]] == stages
+    assert all(s["seconds"] > 0 for s in summary["stages"])
+    assert sum(s["seconds"] for s in summary["stages"]) <= summary["seconds_taken"]
+    info = probe_video(tmp_path / "out.mp4")
+    assert (info.width, info.height, info.frame_count) == (72, 100, 4)
+    kept = sorted(p.name for p in (tmp_path / "steps").iterdir())
+    assert kept == (["dressed.png", "faces.mp4", "pose.mp4"] if motion else ["dressed.png"])
+    assert sorted(summary["intermediates"]) == sorted(str(tmp_path / "steps" / name) for name in kept)
+    assert Image.open(tmp_path / "steps" / "dressed.png").size == (96, 128)  # what the video stage started from
+    if motion:
+        pose, faces = probe_video(tmp_path / "steps" / "pose.mp4"), probe_video(tmp_path / "steps" / "faces.mp4")
+        assert (pose.width, pose.height, pose.frame_count) == (96, 128, 4)
+        assert (faces.width, faces.height, faces.frame_count) == (16, 16, 4)  # the tiny motion encoder's input
+
+
+def test_keep_intermediates_is_refused_where_it_cannot_apply(tryon, tiny_route, tiny_checkpoint, inputs, tmp_path):
+    (tmp_path / "file").write_text("mine")
+    run = tryon("dance", inputs / "user.png", "--model", tiny_route, *FAST, "--keep-intermediates", tmp_path / "file",
+                "-o", tmp_path / "o.mp4")
+    assert run.code == 2 and "--keep-intermediates" in run.stderr and "file" in run.stderr
+    (tmp_path / "steps").mkdir()
+    (tmp_path / "steps" / "dressed.png").write_text("earlier")
+    run = tryon("dress", inputs / "user.png", inputs / "shirt.png", "--model", tiny_route, *FAST,
+                "--keep-intermediates", tmp_path / "steps", "-o", tmp_path / "o.mp4")
+    assert run.code == 2 and "dressed.png" in run.stderr and "--overwrite" in run.stderr
+    run = tryon("dance", inputs / "user.png", "--model", tiny_checkpoint, *FAST, "--keep-intermediates",
+                tmp_path / "other", "-o", tmp_path / "o.mp4")
+    assert run.code == 2 and "public route" in run.stderr and len(run.stderr.strip().splitlines()) <= 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "steps"]
+    assert (tmp_path / "steps" / "dressed.png").read_text() == "earlier"

@@ -180,3 +180,36 @@ def test_swap_defaults_to_the_shipped_demo_student(tmp_path, tryon):
     summary = json.loads(run.stdout)
     assert Path(summary["model"]).name == "demo-student" and "untrained" not in run.stderr
     assert summary["frames"] == 16 and summary["switches"][0]["frame"] is not None
+
+
+def route_notices(run) -> list[str]:
+    return [n for n in json.loads(run.stdout)["notices"] if "--model public" in n]
+
+
+@pytest.mark.slow
+def test_the_demo_student_on_a_camera_photo_points_at_the_route_in_swap_and_extend(tryon, real_cases, tmp_path):
+    case = real_cases / "case1"
+    run = tryon("swap", case / "user.png", "-g", f"{case / 'garment.png'}:top", "--steps", "1", "--seconds", "0.5",
+                "--size", "96x160", "-o", tmp_path / "swap.mp4", "--json")
+    assert run.code == 0, run.stderr
+    notices = route_notices(run)
+    assert len(notices) == 1 and "synthetic world" in notices[0]
+    camera = read_video(case / "target.mp4", fps=8, num_frames=9, size=(96, 160), fit="cover")
+    write_video(tmp_path / "camera.mp4", camera, 8)
+    run = tryon("extend", tmp_path / "camera.mp4", "--seconds", "0.5", "--steps", "1", "-o", tmp_path / "ext.mp4",
+                "--json")
+    assert run.code == 0, run.stderr
+    assert len(route_notices(run)) == 1
+
+
+@pytest.mark.slow
+def test_the_demo_student_on_its_own_world_says_nothing_about_the_route(tryon, tmp_path):
+    sample = Path(__file__).resolve().parents[2] / "examples" / "sample_00002"
+    run = tryon("swap", sample / "user.png", "-g", f"{sample / 'garment_top.png'}:top", "--steps", "1",
+                "--seconds", "0.5", "-o", tmp_path / "swap.mp4", "--json")
+    assert run.code == 0, run.stderr
+    assert route_notices(run) == []
+    run = tryon("extend", sample / "motion.mp4", "--seconds", "0.5", "--steps", "1", "-o", tmp_path / "ext.mp4",
+                "--json")
+    assert run.code == 0, run.stderr
+    assert route_notices(run) == []

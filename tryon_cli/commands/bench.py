@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # The presets' size multiples (Preset.size_multiple; written out here so that --help loads no
 # engine; tests/tryon_cli/test_options.py checks them against the presets).
-MULTIPLES = "tiny 32, demo 16, wan2.2-ti2v-5b 32"
+MULTIPLES = "tiny 32, demo 16, demo-z48 16, wan2.2-ti2v-5b 32"
 STAGE_NAMES = {
     "text_encoding": "text encoding",
     "vae_encode": "VAE encode",
@@ -26,7 +26,7 @@ STAGE_NAMES = {
 }
 
 
-@options.run_options(model_help="A checkpoint folder or Hub repo id, instead of --preset.")
+@options.run_options(model_help="A checkpoint folder or Hub repo id, instead of --preset.", decoder=True)
 def bench(
     preset: Annotated[Optional[str], typer.Option(help="Preset to bench: tiny, demo or wan2.2-ti2v-5b.")] = None,
     random_weights: Annotated[
@@ -115,6 +115,8 @@ def print_tables(result: BenchResult) -> None:
                     + (f", {modes}" if modes else ""))
     summary.add_row("timing", "per stage (synchronised around each)" if result.sync == "stage"
                     else "end to end (nothing synchronised; the writer on its own thread)")
+    if result.stream:
+        summary.add_row("decoder", result.decoder)
     best = f" (best {_fps(result.fps_best)})" if result.repeat > 1 else ""
     summary.add_row("FPS (video frames / wall second)", _fps(result.fps) + best)
     summary.add_row("total", _s(result.total_s) + (f" (min {_s(result.total_s_min)})" if result.repeat > 1 else ""))
@@ -168,10 +170,12 @@ def print_stream(result: BenchResult) -> None:
 
 def print_compare(result: BenchResult) -> None:
     if result.compare:
-        table = Table("mode", "FPS", "× FPS", "first frame", "weights", "peak memory",
+        table = Table("mode", "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
                       title="each mode alone against the run above (same process, same inputs)", title_justify="left")
         for entry in result.compare:
-            table.add_row(entry["mode"], _fps(entry["fps"]), f"{entry['fps_ratio']:.2f}", _s(entry["first_frame_s"]),
+            table.add_row(entry["mode"], _fps(entry["fps"]), f"{entry['fps_ratio']:.2f}",
+                          "-" if entry["vae_decode_ratio"] is None else
+                          f"{_s(entry['vae_decode_s'])} ({entry['vae_decode_ratio']:.2f}×)", _s(entry["first_frame_s"]),
                           f"{entry['weights_mb']:,.0f} MiB ({entry['weights_ratio']:.2f}×)",
                           f"{entry['peak_memory_mb']:,.0f} MiB")
         stdout.print(table)

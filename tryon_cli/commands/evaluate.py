@@ -11,7 +11,9 @@ from rich.table import Column, Table
 from engine.errors import InputError
 from tryon_cli.console import notice, print_json, stdout
 
-COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "garment_color_error": "garment ΔE", "garment_mae": "garment MAE", "smoothness": "smooth", "motion_magnitude": "motion"}
+COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "garment_color_error": "garment ΔE", "garment_mae": "garment MAE", "smoothness": "smooth", "motion_magnitude": "motion",
+           "figure_iou": "figure IoU", "figure_iou_worst": "worst IoU", "figure_height_ratio": "height",
+           "garment_ssim": "garment SSIM"}
 
 
 def _cell(value) -> str:
@@ -41,33 +43,42 @@ def evaluate(
     text_model: Annotated[Optional[Path], typer.Option(help="With --bench: a CLIP-style model folder for GME.")] = None,
     quality_model: Annotated[Optional[Path], typer.Option(help="With --bench: the aesthetic model folder "
                                                                "(clip/, head.safetensors) for VQ.")] = None,
+    sheet: Annotated[Optional[Path], typer.Option(help="Also write a contact sheet (.png): the inputs, output frames "
+                                                       "and ground truth of each sample, its worst frame framed.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
-    """PSNR, SSIM, garment colour error, smoothness and motion magnitude, per sample and mean;
+    """PSNR, SSIM, garment colour error, smoothness and motion magnitude, per sample and mean; against
+    synthetic samples also the figure's silhouette IoU (mean and worst frame), its height ratio
+    (worst frame) and the garment pattern's SSIM;
     or, with --bench hgc, HGC-Bench's metrics (Cur, GME, Amp, Smoo, VQ, HGC, LGC, NTP).
 
     Example: tryon eval results/ --reference data/
+    Sheet:   tryon eval out.mp4 --reference examples/sample_00002 --sheet sheet.png
     Bench:   tryon eval --bench hgc ./HGC-Bench --model ./teacher --predictions ./hgc-out --vlm ./qwen2.5-vl
     """
     from engine import api
 
     if bench is not None:
+        if sheet is not None:
+            raise InputError("--sheet is for scoring against --reference, not with --bench")
         _evaluate_bench(bench, prediction, predictions, model, size, seconds, fps, steps, seed, device,
                         api_models(vlm, identity_model, text_model, quality_model, device), json_output)
         return
     if reference is None:
         raise InputError("--reference is required (or --bench hgc to score a benchmark)")
-    report = api.evaluate(prediction, reference)
+    report = api.evaluate(prediction, reference, sheet)
     if json_output:
         print_json(report.to_dict())
         return
     for message in report.notices:
         notice(message)
     names = [sample.name for sample in report.samples]
-    table = Table(Column("sample", no_wrap=True, min_width=max(map(len, names), default=6)), *COLUMNS.values())
+    shown = [c for c in COLUMNS if report.mean.get(c) is not None]  # no column of dashes only (LPIPS off, a plain video)
+    table = Table(Column("sample", no_wrap=True, min_width=max(map(len, names), default=6)),
+                  *(COLUMNS[c] for c in shown))
     for sample in report.samples:
-        table.add_row(sample.name, *(_cell(getattr(sample, c)) for c in COLUMNS))
-    table.add_row("mean", *(_cell(report.mean.get(c)) for c in COLUMNS), style="bold")
+        table.add_row(sample.name, *(_cell(getattr(sample, c)) for c in shown))
+    table.add_row("mean", *(_cell(report.mean.get(c)) for c in shown), style="bold")
     stdout.print(table)
 
 

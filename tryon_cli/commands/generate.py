@@ -68,6 +68,7 @@ def dress(
     steps: options.Steps = None,
     guidance: options.Guidance = None,
     overwrite: options.Overwrite = False,
+    keep_intermediates: options.KeepIntermediates = None,
     run: RunOptions = RunOptions(),
     json_output: options.Json = False,
     quiet: options.Quiet = False,
@@ -82,6 +83,7 @@ def dress(
     request = build_request(
         user, specs, output, "dress", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
         seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,
+        keep_intermediates=keep_intermediates,
     )
     from engine import api
 
@@ -101,6 +103,7 @@ def dance(
     steps: options.Steps = None,
     guidance: options.Guidance = None,
     overwrite: options.Overwrite = False,
+    keep_intermediates: options.KeepIntermediates = None,
     run: RunOptions = RunOptions(),
     json_output: options.Json = False,
     quiet: options.Quiet = False,
@@ -112,6 +115,7 @@ def dance(
     request = build_request(
         user, [], output, "dance", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
         seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,
+        keep_intermediates=keep_intermediates,
     )
     from engine import api
 

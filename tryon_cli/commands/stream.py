@@ -50,7 +50,7 @@ def _kept(stop) -> str:
             f"{stop.generated} generated")
 
 
-@options.run_options()
+@options.run_options(decoder=True)
 def swap(
     user: Annotated[Path, typer.Argument(help="Photo of the person.")],
     garment: Garments,
@@ -96,7 +96,7 @@ def swap(
     run_stream(request, api.swap, json_output, quiet)
 
 
-@options.run_options()
+@options.run_options(decoder=True)
 def extend(
     video: Annotated[Path, typer.Argument(help="The video to continue.")],
     seconds: Annotated[float, typer.Option(help="Seconds to add.")],

@@ -11,7 +11,7 @@ from tryon_cli import options
 from tryon_cli.console import notice, stdout
 
 
-@options.run_options()
+@options.run_options(decoder=True)
 def studio(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 7860,
     host: Annotated[str, typer.Option(help="Address to listen on. Anything but a loopback address needs an "

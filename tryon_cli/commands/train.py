@@ -1,4 +1,5 @@
-"""`tryon train`: the teacher (flow matching), the streaming student (distillation) and the VAE."""
+"""`tryon train`: the teacher (flow matching), the streaming student (distillation), the VAE and the tiny
+streaming decoder."""
 
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="With --plan: print the
 
 @app.command("teacher")
 def teacher(
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see README), or 'synthetic'.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
     base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-continue, demo-anneal, wan5b-teacher.")] = None,
+    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-attention, demo-continue, demo-anneal, wan5b-teacher.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
     plan: PlanOption = False,
     gpus: GpusOption = 8,
@@ -81,7 +82,8 @@ def show_plan(plan, json_output: bool) -> None:
                           f"{stage.optimizer:.1f}", f"{stage.activations:.1f}", f"{stage.frozen:.1f}",
                           f"{stage.total:.1f}", "yes" if stage.fits else "NO")
         console.print(table)
-        console.print(f"transformer {plan.transformer_parameters / 1e9:.2f} B parameters, "
+        trained_model = "tiny decoder" if plan.kind == "decoder" else "transformer"
+        console.print(f"{trained_model} {plan.transformer_parameters / 1e9:.2f} B parameters, "
                      f"{plan.trained_parameters / 1e9:.2f} B trained; frozen: "
                      + ", ".join(f"{name} {count / 1e9:.2f} B" for name, count in plan.frozen_parameters.items()))
         for line in plan.notes:
@@ -92,33 +94,40 @@ def show_plan(plan, json_output: bool) -> None:
 
 @app.command("vae")
 def vae(
-    base: Annotated[str, typer.Option(help="The checkpoint whose VAE to fine-tune.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the whole checkpoint.")],
+    base: Annotated[Optional[str], typer.Option(help="The checkpoint whose VAE to fine-tune (not with --resume).")] = None,
     steps: Annotated[int, typer.Option(help="Optimizer steps, 1 to 10^7 (batch-size clips and stills each).")] = 1500,
     batch_size: Annotated[int, typer.Option(help="Clips (and as many stills) per step, 1 to 1024.")] = 4,
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the synthetic frames.")] = "96x160",
     frames: Annotated[int, typer.Option(help="Frames per clip (4k+1), up to 257.")] = 9,
     lr: Annotated[float, typer.Option(help="AdamW learning rate, above 0 and up to 1.")] = 1e-3,
     examples: Annotated[int, typer.Option(help="Synthetic samples to cycle through, 1 to 100003.")] = 1000,
+    checkpoint_every: Annotated[int, typer.Option(help="Save the checkpoint and its training state to --output "
+                                                       "every this many steps (0: only at the end); --resume "
+                                                       "continues from there.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
     quiet: options.Quiet = False,
 ) -> None:
     """Fine-tune the VAE on synthetic frames (needed before training a small teacher from scratch).
 
     Example: tryon train vae --base ./ck --output ./ck-vae --steps 1500
+    Resumable: tryon train vae --base ./ck --output ./ck-vae --steps 20000 --checkpoint-every 250 [--resume]
     """
     from engine import api
     from engine.media import parse_size
 
+    if (base is None) != resume:
+        raise InputError("give --base (a new run) or --resume (the run in --output), one of them")
     with StageProgress(enabled=not quiet) as progress:
-        path = api.train_vae(base, output, steps, parse_size(size), frames, lr, examples, batch_size,
-                             progress=progress)
+        path = api.train_vae(base or "", output, steps, parse_size(size), frames, lr, examples, batch_size,
+                             progress=progress, checkpoint_every=checkpoint_every, resume=resume)
     notice(f"wrote {path}")
 
 
 @app.command("student")
 def student(
     teacher: Annotated[Optional[str], typer.Option(help="The trained teacher checkpoint to distill (folder or Hub id).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see README), or 'synthetic'.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Student checkpoint folder to write (and resume).")] = None,
     config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: student, wan5b-student.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
@@ -144,3 +153,50 @@ def student(
         path = api.train_student(teacher, data, output, config=config, resume=resume, progress=progress,
                                  notice=notice)
     notice(f"wrote the streaming student to {path} (metrics in {path / 'metrics.jsonl'})")
+
+
+@app.command("decoder")
+def decoder(
+    vae: Annotated[Optional[str], typer.Option(help="The checkpoint (folder or Hub id) whose VAE to distil.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="A folder of videos (sample folders or raw .mp4), or 'synthetic'.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The tiny decoder's folder to write (and resume).")] = None,
+    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: decoder (the default).")] = None,
+    channels: Annotated[Optional[str], typer.Option(help="The decoder's four widths, e.g. 64,32,16,16 (default: "
+                                                    "TAEHV's 256,128,64,64; super 512,256,128,64).")] = None,
+    variant: Annotated[str, typer.Option(help="base, or super (about twice the weights).")] = "base",
+    ship: Annotated[Optional[list[Path]], typer.Option("--ship", help="When done, copy it into this checkpoint as "
+                                                        "its tiny_decoder/ (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
+    plan: PlanOption = False,
+    gpus: GpusOption = 8,
+    gpu_memory: GpuMemoryOption = 80.0,
+    preset: PresetOption = "wan2.2-ti2v-5b",
+    json_output: JsonOption = False,
+    quiet: options.Quiet = False,
+) -> None:
+    """Distil a tiny streaming decoder from a checkpoint's VAE (what --decoder tiny streams with).
+
+    Example: tryon train decoder --vae weights/demo --data synthetic --output ./td --channels 64,32,16,16 --ship weights/demo
+    Plan:    tryon train decoder --plan --preset wan2.2-ti2v-5b --gpus 1 --gpu-memory 80
+    """
+    from engine import api
+
+    widths = parse_channels(channels)
+    if plan:
+        show_plan(api.plan_training(config, preset, gpus, gpu_memory, kind="decoder", channels=widths,
+                                    variant=variant), json_output)
+        return
+    vae, data, output = require_run_options(vae=vae, data=data, output=output)
+    with StageProgress(enabled=not quiet) as progress:
+        path = api.train_decoder(vae, data, output, config=config, channels=widths, variant=variant, resume=resume,
+                                 ship=tuple(ship or ()), progress=progress, notice=notice)
+    notice(f"wrote the tiny decoder to {path} (metrics in {path / 'metrics.jsonl'})")
+
+
+def parse_channels(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise InputError(f"must be widths separated by commas (e.g. 64,32,16,16), not '{text}'", option="channels") from None

@@ -173,6 +173,7 @@ def bench_model(request: BenchRequest, model: BenchModel, runtime: Runtime, load
         runs=[run.to_dict() for run in runs],
         stream=stream_summary(runs, plan) if stream else None,
         notices=list(tell),
+        decoder=model.decoder if stream else "full",
     )
 
 
@@ -216,7 +217,9 @@ def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> Be
     Every variant loads or builds the model afresh (modes change it) and runs the same plan,
     inputs and seed in the same process, so the ratios compare like with like. Each entry of
     `compare`: the mode, its fps, first frame, peak memory and weights, and `fps_ratio` /
-    `first_frame_ratio` / `weights_ratio` against the baseline (above 1: faster / later / larger).
+    `first_frame_ratio` / `weights_ratio` / `vae_decode_ratio` against the baseline (above 1: faster /
+    later / larger / slower to decode; None with `--sync end`, which times no stage), its decoder and
+    its decode stage's seconds.
     """
     for name in request.compare:
         if name not in COMPARABLE:
@@ -230,6 +233,10 @@ def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> Be
             "mode": name,
             "acceleration": variant.acceleration,
             "fps": variant.fps,
+            "decoder": variant.decoder,
+            "vae_decode_s": variant.stages["vae_decode"],
+            "vae_decode_ratio": (variant.stages["vae_decode"] / baseline.stages["vae_decode"]
+                                 if baseline.stages["vae_decode"] else None),  # None: timed end to end
             "first_frame_s": variant.first_frame_s,
             "peak_memory_mb": variant.peak_memory_mb,
             "weights_mb": variant.weights_mb,

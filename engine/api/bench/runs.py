@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from engine.api.bench.clock import StageClock
+from engine.api.decoder import choose_decoder
 from engine.api.bench.request import GARMENT_ROLES, PROMPT, STAGES, BenchRequest, RunPlan
 from engine.api.loading import default_model, get_model
 from engine.api.options import out_of_memory_is_a_failure
@@ -22,6 +23,7 @@ from engine.api.stream import WRITE_QUEUE, ChunkWritten, Switch, SwitchingStream
 from engine.checkpoint import build_random_on
 from engine.checkpoint.presets import Preset, get_preset
 from engine.media import VideoFrames, VideoInfo, VideoWriter, crop_center, probe_video, write_video
+from engine.model.tiny_decoder import TinyVideoDecoder
 from engine.pipelines.pipeline_tryon import TryOnPipeline
 from engine.pipelines.pipeline_tryon_streaming import TryOnStream
 from engine.pipelines.runtime import Runtime, apply_runtime
@@ -131,6 +133,8 @@ class BenchModel:
     pipeline: TryOnPipeline
     preset: Preset
     name: str
+    tiny_decoder: TinyVideoDecoder | None = None  # stream: decode with it instead of the VAE
+    decoder: str = "full"  # which decoder streams (engine.api.decoder)
 
 
 def load_bench_model(request: BenchRequest, runtime: Runtime, tell: Notice) -> BenchModel:
@@ -139,10 +143,21 @@ def load_bench_model(request: BenchRequest, runtime: Runtime, tell: Notice) -> B
         with out_of_memory_is_a_failure(runtime.device, f"building '{preset.name}'; use --dtype bf16, or a smaller preset"):
             pipeline = build_random_on(preset, runtime.load_device, runtime.dtype, request.seed, draw_on=runtime.device)
         apply_runtime(pipeline, runtime)
-        return BenchModel(pipeline, preset, f"{preset.name} (random weights)")
+        tiny, decoder = _random_tiny_decoder(pipeline, runtime)
+        return BenchModel(pipeline, preset, f"{preset.name} (random weights)", tiny, decoder)
     source = request.run.model or request.preset or default_model()
     loaded = get_model(source, request.run.revision, runtime, tell)
-    return BenchModel(loaded.pipeline, loaded.preset, source)
+    return BenchModel(loaded.pipeline, loaded.preset, source,
+                      *choose_decoder(loaded, runtime, loaded.pipeline.vae.config))
+
+
+def _random_tiny_decoder(pipeline: TryOnPipeline, runtime: Runtime) -> tuple[TinyVideoDecoder | None, str]:
+    """With random weights, `--decoder tiny` is a random tiny decoder of the published layout for this
+    VAE's latents (speed only); other choices as for a checkpoint without one."""
+    if runtime.acceleration.decoder != "tiny":
+        return choose_decoder(None, runtime, pipeline.vae.config)
+    tiny = TinyVideoDecoder.for_vae(pipeline.vae.config).eval()
+    return torch.nn.Module.to(tiny, device=runtime.device, dtype=runtime.dtype), "tiny (random weights)"
 
 
 def weights_mb(pipeline: TryOnPipeline) -> float:
@@ -204,9 +219,10 @@ def run_stream(model: BenchModel, plan: RunPlan, inputs: BenchInputs, clock: Sta
             generator=torch.Generator(device=device).manual_seed(seed),
             motion=motion,
             config=plan.config,
+            tiny_decoder=model.tiny_decoder,
         )
         resources.callback(stream.close)
-        clock.wrap(stream.decoder, "decode", "vae_decode")  # streaming decodes with the VAE's causal cache
+        clock.wrap(stream.decoder, "decode", "vae_decode")  # the VAE's causal decoder, or the tiny one
         if stream.motion is not None:  # and encodes the motion video chunk by chunk with its causal encoder
             clock.wrap(stream.motion.encoder, "encode", "vae_encode")
         setup = clock.stamp() - start

@@ -53,6 +53,7 @@ class BenchResult:
     stream: dict[str, Any] | None = None
     compare: list[dict[str, Any]] = field(default_factory=list)  # see bench_and_compare
     notices: list[str] = field(default_factory=list)
+    decoder: str = "full"  # stream: which decoder ran (engine.api.decoder)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

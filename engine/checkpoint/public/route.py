@@ -1,6 +1,6 @@
 """The public route as one object: its stages loaded once each, run in order for a request.
 
-`dress`: edit (garments onto the photo, at the output size) → motion. `dance`: motion from
+`dress`: edit (garments onto the photo, at a size covering the output) → motion. `dance`: motion from
 the photo itself. Motion is Wan2.2-TI2V-5B image-to-video from `--prompt` alone, or
 Wan2.2-Animate-14B driven by the pose and face videos extracted from `--motion`.
 
@@ -11,7 +11,11 @@ while the next one runs, so the GPU holds one stage at a time.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 from PIL import Image
@@ -29,17 +33,33 @@ MAX_ROUTE_GARMENTS = 3  # Qwen-Image-Edit-2509 is made for 1-3 reference images 
 
 @dataclass
 class RouteInputs:
-    """One request, fitted to the output: photo and garments at the output size, motion frames resampled."""
+    """One request, fitted to its generation size (a multiple of the preset's `size_multiple` on each side, the
+    smallest covering the output; engine.media.SizeDecision): photo, garments and motion frames at that size."""
 
     user: Image.Image
     garments: list[tuple[str, Image.Image]]
     prompt: str
-    motion: np.ndarray | None  # (frames, H, W, 3) uint8 at the output size and fps, or None
+    motion: np.ndarray | None  # (frames, H, W, 3) uint8 at `size` and the output fps, or None
     size: tuple[int, int]
     num_frames: int
     steps: int | None = None  # the video stage's (the edit stage keeps its preset's)
     guidance: float | None = None  # the video stage's
     seed: int = 0
+
+
+@dataclass
+class RenderRecord:
+    """One render's stages in the order they ran, with their seconds, and what they handed on."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    dressed: Image.Image | None = None  # the edit stage's photo, the video stage's first frame
+    driving: DrivingVideos | None = None  # the pose stage's pose and face videos
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.seconds[stage] = round(time.perf_counter() - started, 3)
 
 
 @dataclass
@@ -49,7 +69,7 @@ class PublicRoute:
     source: RouteSource
     runtime: Runtime
     _stages: dict[str, object] = field(default_factory=dict)
-    used: list[str] = field(default_factory=list)  # the stages the last render ran
+    last: RenderRecord = field(default_factory=RenderRecord)  # what the last render did
 
     @property
     def preset(self) -> RoutePreset:
@@ -59,11 +79,15 @@ class PublicRoute:
     def size_multiple(self) -> int:
         return self.preset.size_multiple
 
-    def stage_record(self, stage: str) -> dict[str, str]:
-        """What --json says about a stage: its parts' repos and revisions."""
-        parts = [p for name, p in self.source.parts.items() if PART_STAGE[name] == stage]
-        return {"stage": stage, "repo": ", ".join(p.repo for p in parts),
-                "revision": ", ".join(p.revision for p in parts)}
+    def stage_records(self) -> list[dict]:
+        """What --json says about the stages the last render ran: their parts' repos and revisions, and the
+        seconds each took (loading it, when this render loaded it, included)."""
+        records = []
+        for stage, seconds in self.last.seconds.items():
+            parts = [p for name, p in self.source.parts.items() if PART_STAGE[name] == stage]
+            records.append({"stage": stage, "repo": ", ".join(p.repo for p in parts),
+                            "revision": ", ".join(p.revision for p in parts), "seconds": seconds})
+        return records
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -101,20 +125,28 @@ class PublicRoute:
     # -- rendering ----------------------------------------------------------------------------
 
     def render(self, inputs: RouteInputs, anchor_first_frame: bool, report) -> np.ndarray:
-        """The video for one request: exactly `inputs.num_frames` uint8 frames at `inputs.size`."""
+        """The video for one request: exactly `inputs.num_frames` uint8 frames at `inputs.size`.
+
+        Afterwards `last` says which stages ran, how long each took, and what they handed on.
+        """
+        if any(side % self.size_multiple for side in inputs.size):
+            # diffusers would round such a size down, and the frames would no longer cover the output
+            raise ValueError(f"the route generates at multiples of {self.size_multiple}, not at "
+                             f"{inputs.size[0]}x{inputs.size[1]} (plan the size with engine.media.choose_output_size)")
         if len(inputs.garments) > MAX_ROUTE_GARMENTS:
             raise InputError(f"{len(inputs.garments)} garments given; the public route dresses at most "
                              f"{MAX_ROUTE_GARMENTS} at once")
         preset = self.preset
-        self.used = []
+        self.last = RenderRecord()
         photo = inputs.user
         if inputs.garments and not anchor_first_frame:
             report("edit: loading", 0, 1)
-            pipeline = self._on_device("edit")
-            self.used.append("edit")
-            photo = dress_photo(pipeline, inputs.user, inputs.garments, inputs.size, preset.edit.steps,
-                                preset.edit.guidance, preset.negative_prompt, self._generator(inputs.seed),
-                                lambda done, total: report("edit", done, total), preset.edit_image_area)
+            with self.last.timing("edit"):
+                pipeline = self._on_device("edit")
+                photo = dress_photo(pipeline, inputs.user, inputs.garments, inputs.size, preset.edit.steps,
+                                    preset.edit.guidance, preset.negative_prompt, self._generator(inputs.seed),
+                                    lambda done, total: report("edit", done, total), preset.edit_image_area)
+            self.last.dressed = photo
         if inputs.motion is None:
             return self._from_prompt(photo, inputs, report)
         return self._from_motion(photo, inputs, report)
@@ -122,28 +154,28 @@ class PublicRoute:
     def _from_prompt(self, photo: Image.Image, inputs: RouteInputs, report) -> np.ndarray:
         settings = self.preset.i2v
         report("i2v: loading", 0, 1)
-        pipeline = self._on_device("i2v")
-        self.used.append("i2v")
-        return animate_photo(pipeline, photo, inputs.prompt, self.preset.negative_prompt, inputs.size,
-                             inputs.num_frames, inputs.steps or settings.steps,
-                             settings.guidance if inputs.guidance is None else inputs.guidance,
-                             self._generator(inputs.seed), lambda done, total: report("i2v", done, total))
+        with self.last.timing("i2v"):
+            pipeline = self._on_device("i2v")
+            return animate_photo(pipeline, photo, inputs.prompt, self.preset.negative_prompt, inputs.size,
+                                 inputs.num_frames, inputs.steps or settings.steps,
+                                 settings.guidance if inputs.guidance is None else inputs.guidance,
+                                 self._generator(inputs.seed), lambda done, total: report("i2v", done, total))
 
     def _from_motion(self, photo: Image.Image, inputs: RouteInputs, report) -> np.ndarray:
         settings = self.preset.animate
+        faces = face_size(self.stage("animate"))
         report("pose", 0, 1)
-        extractor = self.extractor()
-        self.used.append("pose")
-        pipeline = self.stage("animate")
-        driving = extractor.driving_videos(inputs.motion, face_size(pipeline))
+        with self.last.timing("pose"):
+            driving = self.extractor().driving_videos(inputs.motion, faces)
+        self.last.driving = driving
         report("pose", 1, 1)
-        pipeline = self._on_device("animate")
-        self.used.append("animate")
-        return follow_motion(pipeline, photo, driving.pose, driving.face, inputs.prompt, self.preset.negative_prompt,
-                             inputs.size, self.preset.animate_window, self.preset.animate_overlap,
-                             inputs.steps or settings.steps,
-                             settings.guidance if inputs.guidance is None else inputs.guidance,
-                             self._generator(inputs.seed), lambda done, total: report("animate", done, total))
+        with self.last.timing("animate"):
+            pipeline = self._on_device("animate")
+            return follow_motion(pipeline, photo, driving.pose, driving.face, inputs.prompt,
+                                 self.preset.negative_prompt, inputs.size, self.preset.animate_window,
+                                 self.preset.animate_overlap, inputs.steps or settings.steps,
+                                 settings.guidance if inputs.guidance is None else inputs.guidance,
+                                 self._generator(inputs.seed), lambda done, total: report("animate", done, total))
 
     def driving_videos(self, motion: np.ndarray) -> DrivingVideos:
         """The pose and face videos the animate stage would be driven by (for inspection and tests)."""

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from engine.api import batch as eb
+from engine.api.batch import run as batch_run
 from engine.api import loading
 from engine.api.batch import BadRow, Job, PlannedJob, Shard, job_defaults
 from engine.api.generate import GenerateRequest
@@ -274,7 +275,7 @@ def test_a_model_that_cannot_load_stops_the_batch(folder, tmp_path):
 
 
 def test_interrupt_keeps_the_finished_jobs(folder, tiny_checkpoint, tmp_path, monkeypatch):
-    real_dance, calls = eb.dance, []
+    real_dance, calls = batch_run.dance, []
 
     def dance(request, **kwargs):
         calls.append(request)
@@ -282,7 +283,7 @@ def test_interrupt_keeps_the_finished_jobs(folder, tiny_checkpoint, tmp_path, mo
             raise KeyboardInterrupt
         return real_dance(request, **kwargs)
 
-    monkeypatch.setattr(eb, "dance", dance)
+    monkeypatch.setattr(batch_run, "dance", dance)
     summary = run(folder, tmp_path, "user.png,,,,,,\nuser.png,,,,,,\nuser.png,,,,,,\n", fast(tiny_checkpoint))
     assert summary.interrupted and not summary.ok and len(summary.outcomes) == 1
     assert len((tmp_path / "report.jsonl").read_text().splitlines()) == 1
@@ -299,9 +300,9 @@ class FakeRenderer:
         self.rendered: list[str] = []
         self.commands: list[str] = []
         self.fail = fail or {}
-        monkeypatch.setattr(eb, "load_batch_model", lambda run, notice=None: "model")
-        monkeypatch.setattr(eb, "expected_video", lambda request, model: (2, (64, 64)))
-        monkeypatch.setattr(eb, "render", self)
+        monkeypatch.setattr(batch_run, "load_batch_model", lambda run, notice=None: "model")
+        monkeypatch.setattr(batch_run, "expected_video", lambda request, model: (2, (64, 64)))
+        monkeypatch.setattr(batch_run, "render", self)
 
     def __call__(self, request, progress=None, notice=None):
         self.commands.append("dress" if request.garments else "dance")
@@ -325,7 +326,7 @@ def test_a_restart_finds_finished_jobs_by_their_record_without_decoding_them(fol
     outdir = tmp_path / "out"
     run(folder, outdir, rows_of(6), job_defaults(seconds=1))  # 6 of the 8 jobs done, as after a kill
     decoded = []
-    monkeypatch.setattr(eb, "probe_video", lambda path: decoded.append(path) or probe_video(path))
+    monkeypatch.setattr(batch_run, "probe_video", lambda path: decoded.append(path) or probe_video(path))
     renderer.rendered.clear()
     summary = run(folder, outdir, rows_of(8), job_defaults(seconds=1))
     assert decoded == [] and renderer.rendered == ["out_7.mp4", "out_8.mp4"]
@@ -420,7 +421,7 @@ def test_a_row_without_garments_is_a_dance_job(folder, tmp_path, monkeypatch):
 def test_any_failure_of_one_job_is_that_rows_failure(folder, tmp_path, monkeypatch):
     FakeRenderer(monkeypatch, fail={1: MemoryError(), 2: RuntimeError("Overflow when unpacking long"),
                                     3: DiskFull(tmp_path / "out_3.mp4", "writing the video")})
-    monkeypatch.setattr(eb, "disk_is_full", lambda folder: False)  # one big file failed; space is left
+    monkeypatch.setattr(batch_run, "disk_is_full", lambda folder: False)  # one big file failed; space is left
     summary = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
     assert [o.status for o in summary.outcomes] == ["failed", "failed", "failed", "ok"] and not summary.stopped
     reasons = [o.reason for o in summary.outcomes]
@@ -429,7 +430,7 @@ def test_any_failure_of_one_job_is_that_rows_failure(folder, tmp_path, monkeypat
 
 def test_a_disk_that_stays_full_stops_the_batch_and_keeps_the_report(folder, tmp_path, monkeypatch):
     renderer = FakeRenderer(monkeypatch, fail={2: DiskFull(tmp_path / "out_2.mp4", "writing the video")})
-    monkeypatch.setattr(eb, "disk_is_full", lambda folder: True)
+    monkeypatch.setattr(batch_run, "disk_is_full", lambda folder: True)
     summary = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
     assert summary.stopped and "disk full" in summary.stopped and str(tmp_path) in summary.stopped
     assert renderer.rendered == ["out_1.mp4", "out_2.mp4"] and not summary.ok

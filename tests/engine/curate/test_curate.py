@@ -141,3 +141,36 @@ def test_the_real_detector_class_runs_at_tiny_size(tmp_path):
     detector = RTDetrPersonDetector(build_tiny_detector(tmp_path / "detector"))
     scores = detector.person_scores(list(synthetic_clip(1)[:2]))
     assert len(scores) == 2 and all(0.0 <= score <= 1.0 for frame in scores for score in frame)
+
+
+@pytest.mark.parametrize("scorer", ["sharpness_colour", "aesthetic"])
+def test_each_scorer_keeps_its_threshold_on_its_own_scale(scorer):
+    from engine.curate.config import CurateConfig
+    from engine.train.scorer import RAW_HIGH, RAW_LOW, SCORER_CLASSES
+
+    keep_from = SCORER_CLASSES[scorer].keep_from
+    assert RAW_LOW < keep_from < RAW_HIGH
+    assert filtering.quality_threshold(CurateConfig(), SCORER_CLASSES[scorer]) == keep_from
+    assert filtering.quality_threshold(CurateConfig(min_quality=7.5), SCORER_CLASSES[scorer]) == 7.5
+
+
+def test_the_default_quality_gate_drops_a_flat_grey_clip_and_keeps_a_lively_one():
+    from engine.curate.config import CurateConfig
+    from engine.train.scorer import make_scorer
+
+    config = CurateConfig()  # every default: the scorer is the one `auto` finds without aesthetic weights
+    scorer = make_scorer(config.scorer, config.aesthetic_weights, log=lambda message: None)
+    grey = np.full((8, 64, 48, 3), 128, dtype=np.uint8)
+    reason, quality = filtering.check_quality(scorer, grey, config)
+    assert quality == pytest.approx(1.0) and reason is not None and "under" in reason
+    reason, _ = filtering.check_quality(scorer, synthetic_clip(1), config)
+    assert reason is None
+
+
+@pytest.mark.parametrize("value", [0.3, 0.0, 10.5])
+def test_a_quality_threshold_off_the_scorers_scale_is_refused(value):
+    from engine.curate.config import CurateConfig
+    from engine.errors import InputError
+
+    with pytest.raises(InputError, match="min_quality.*1 to 10"):
+        CurateConfig(min_quality=value)

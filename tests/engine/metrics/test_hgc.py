@@ -5,13 +5,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from engine.errors import InputError
 from engine.media import read_video, write_video
 from engine.metrics import motion_magnitude, smoothness
 from engine.api.data import BenchModels, bench_metrics
-from engine.metrics.hgc import METRICS, bench_prompt, read_bench, score_bench
+from engine.metrics.hgc import JUDGE_QUESTIONS, METRICS, JudgeMetric, bench_prompt, read_bench, score_bench
 
 
 def make_bench(folder, rows: int = 2):
@@ -82,7 +83,7 @@ def test_a_model_that_cannot_load_is_a_skip_not_a_crash(bench, tmp_path):
 @pytest.mark.slow
 def test_tiny_models_of_the_real_classes_score_every_metric(bench, tmp_path):
     from engine.vision.embedders import build_tiny_clip
-    from engine.vision.vlm import build_tiny_vlm
+    from engine.vision.vlm import LocalVLM, build_tiny_vlm
 
     vlm, clip = build_tiny_vlm(tmp_path / "vlm"), build_tiny_clip(tmp_path / "clip")
     predictions = tmp_path / "pred"
@@ -91,10 +92,47 @@ def test_tiny_models_of_the_real_classes_score_every_metric(bench, tmp_path):
         write_video(predictions / f"output_{i}.mp4",
                     np.random.default_rng(i).integers(0, 255, (5, 64, 48, 3), dtype=np.uint8), 8)
     models = BenchModels(vlm=vlm, identity=clip, text=clip)
-    report = score_bench(read_bench(bench), predictions, bench_metrics(models), read_video)
+    samples = read_bench(bench)
+    report = score_bench(samples, predictions, bench_metrics(models), read_video)
     assert report.scored == 2
+    judge = LocalVLM(vlm)  # the judge asked directly: garment, person, then 4 frames spread over the video
+    frames = read_video(predictions / "output_1.mp4")
+    images = [Image.open(samples[1].garment), Image.open(samples[1].source),
+              *[Image.fromarray(frames[i]) for i in (0, 1, 3, 4)]]
     for key in ("HGC", "LGC", "NTP"):
-        assert 1.0 <= report.means[key] <= 5.0
+        assert report.per_sample[1][key] == pytest.approx(judge.rate(images, JUDGE_QUESTIONS[key]))
     for key in ("Cur", "GME"):
         assert -1.0 <= report.means[key] <= 1.0
     assert report.skipped == {"VQ": report.skipped["VQ"]}  # only VQ lacks its model
+
+
+def test_the_judge_scores_the_expected_digit_of_each_question(bench, tmp_path, tiny_vlm_folder, monkeypatch):
+    """HGC, LGC and NTP are each the mean digit the VLM gives its own question (a stand-in distribution)."""
+    from engine.vision.vlm import LocalVLM
+
+    vlm = LocalVLM(tiny_vlm_folder)
+    digit = {d: vlm.tokenizer.convert_tokens_to_ids(d) for d in "12345"}
+    answers = {"HGC": {"5": 1.0}, "LGC": {"1": 0.5, "3": 0.5}, "NTP": {"2": 0.25, "4": 0.25}}  # 0.01 elsewhere
+    seen = []
+
+    def probabilities(images, question):
+        seen.append(len(images))
+        key = next(k for k, text in JUDGE_QUESTIONS.items() if text == question)
+        p = torch.full((len(vlm.tokenizer),), 0.01)
+        for answer, mass in answers[key].items():
+            p[digit[answer]] = mass
+        return p
+
+    monkeypatch.setattr(vlm, "next_token_probabilities", probabilities)
+    predictions = tmp_path / "pred"
+    predictions.mkdir()
+    write_video(predictions / "output_0.mp4", np.random.default_rng(0).integers(0, 255, (9, 64, 48, 3), np.uint8), 8)
+    metrics = bench_metrics(BenchModels())  # the model-free metrics, and the judge given its VLM by hand:
+    metrics.add(JudgeMetric.keys, lambda: JudgeMetric(vlm), "")
+    for key in JudgeMetric.keys:
+        del metrics.skipped[key]
+    report = score_bench(read_bench(bench), predictions, metrics, read_video)
+    assert report.means["HGC"] == pytest.approx((0.01 * (1 + 2 + 3 + 4) + 1.0 * 5) / 1.04)
+    assert report.means["LGC"] == pytest.approx((0.5 * 1 + 0.01 * 2 + 0.5 * 3 + 0.01 * 4 + 0.01 * 5) / 1.03)
+    assert report.means["NTP"] == pytest.approx((0.01 * 1 + 0.25 * 2 + 0.01 * 3 + 0.25 * 4 + 0.01 * 5) / 0.53)
+    assert seen == [6, 6, 6]  # garment, person, and 4 of the video's 9 frames

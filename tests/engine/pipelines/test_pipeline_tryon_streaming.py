@@ -270,3 +270,21 @@ def test_the_zero_copy_cache_read_makes_the_video_that_concatenation_made(tiny_m
     concatenated = video()
     assert np.abs(zero_copy - concatenated).max() <= 1  # the order of keys changes float sums only
     assert (zero_copy == concatenated).mean() > 0.99
+
+
+def test_a_stream_with_the_tiny_decoder_gives_the_whole_clip_decode_of_its_latents(tiny_model):
+    from engine.model.tiny_decoder import TinyVideoDecoder
+
+    pipeline = tiny_model.pipeline
+    torch.manual_seed(0)
+    tiny = TinyVideoDecoder.for_vae(pipeline.vae.config, channels=(8, 8, 8, 8)).eval()
+    made = stream(pipeline, tiny_decoder=tiny)
+    seen = []
+    decode = made.decoder.decode
+    made.decoder.decode = lambda latents: decode(seen.append(latents) or latents)
+    frames = np.concatenate([made.next_chunk() for _ in range(3)])
+
+    assert len(frames) == 1 + 4 * 5 and not isinstance(made.decoder, CausalDecoder)
+    whole = tiny.decode(torch.cat(seen, dim=2))  # normalised latents, as the transformer made them
+    expected = ((whole[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+    assert np.abs(frames.astype(int) - expected).max() <= 1

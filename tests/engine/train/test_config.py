@@ -59,6 +59,8 @@ def test_steps_map_to_stages_in_order():
         ({"checkpoint_every": True}, "checkpoint_every must be an integer"),
         ({"mixed_precision": "fp16"}, "mixed_precision must be one of"),
         ({"timestep_shift": -1}, "timestep_shift must be a positive number"),
+        ({"motion_conditioning": "concatenated"}, "motion_conditioning must be one of"),
+        ({"motion_pool": 0}, "motion_pool must be an integer of at least 1"),
         ({"stages": []}, "at least one stage"),
         ({"stages": [{"name": "a", "steps": 1, "size": [64, 64], "num_frames": 1, "frames": 3}]},
          "unknown key(s) in stage 1: frames"),

@@ -162,3 +162,30 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again(tiny_checkpoin
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["metrics.jsonl"]
     train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config)
     assert [m["step"] for m in metrics(tmp_path / "out")] == [1, 2]
+
+
+def test_in_motion_form_keeps_the_shared_weights_and_starts_the_new_form_at_zero(tiny_checkpoint):
+    from engine.train.teacher import in_motion_form
+
+    transformer = load_quietly(tiny_checkpoint).pipeline.transformer
+    assert in_motion_form(transformer, {"motion_conditioning": "additive", "motion_pool": None}) is transformer
+    converted = in_motion_form(transformer, {"motion_conditioning": "attention", "motion_pool": 2})
+    assert (converted.config.motion_conditioning, converted.config.motion_pool) == ("attention", 2)
+    before, after = transformer.state_dict(), converted.state_dict()
+    assert set(after) - set(before) == {"motion_role"} and not after["motion_role"].any()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    back = in_motion_form(converted, {"motion_conditioning": "additive", "motion_pool": 1})
+    assert set(back.state_dict()) == set(before)
+
+
+@pytest.mark.slow
+def test_a_recipe_sets_the_motion_form_and_a_resumed_run_keeps_it(tiny_checkpoint, tmp_path, config_factory):
+    config = config_factory(steps=2, num_frames=5, checkpoint_every=1, motion_conditioning="attention", motion_pool=1,
+                            motion_dropout=0.0, p_dance=0.0)
+    with pytest.raises(Stop):
+        train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config, progress=stop_at(2))
+    output = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config, resume=True)
+    transformer = load_quietly(output).pipeline.transformer
+    assert (transformer.config.motion_conditioning, transformer.config.motion_pool) == ("attention", 1)
+    assert transformer.motion_role.abs().sum() > 0  # it learned
+    assert set(transformer_weights(output)) == set(transformer_weights(tiny_checkpoint)) | {"motion_role"}

@@ -1,5 +1,8 @@
 
+import json
+
 import pytest
+import torch
 
 from engine.errors import InputError
 from engine.synth import make_sample
@@ -31,3 +34,29 @@ def test_bad_vae_arguments_are_input_errors(tiny_checkpoint, tmp_path, change, w
     arguments = {"steps": 1, "size": (32, 32), "num_frames": 1, "lr": 1e-3, "seeds": range(1), **change}
     with pytest.raises(InputError, match=words):
         train_vae(str(tiny_checkpoint), tmp_path / "vae", **arguments)
+
+
+@pytest.mark.slow
+def test_a_resumed_vae_run_ends_with_the_weights_of_an_uninterrupted_one(tiny_checkpoint, tmp_path):
+    arguments = {"steps": 4, "size": (32, 32), "num_frames": 1, "lr": 1e-3, "seeds": range(3), "checkpoint_every": 2}
+    whole = train_vae(str(tiny_checkpoint), tmp_path / "whole", **arguments)
+
+    def stop_after_the_first_checkpoint(stage: str, done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_vae(str(tiny_checkpoint), tmp_path / "cut", progress=stop_after_the_first_checkpoint, **arguments)
+    assert json.loads((tmp_path / "cut" / "training_state" / "state.json").read_text())["step"] == 2
+    resumed = train_vae("", tmp_path / "cut", resume=True, **arguments)
+
+    expected = load_quietly(whole).pipeline.vae.state_dict()
+    got = load_quietly(resumed).pipeline.vae.state_dict()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    assert [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()] == [2]
+    assert load_quietly(resumed).info.training["vae"]["steps"] == 4
+
+
+def test_resuming_a_vae_run_needs_its_saved_state(tiny_checkpoint, tmp_path):
+    with pytest.raises(InputError, match="nothing to resume"):
+        train_vae("", tmp_path / "none", steps=2, size=(32, 32), num_frames=1, lr=1e-3, seeds=range(1), resume=True)

@@ -15,7 +15,7 @@ from engine.api.studio.server import StudioOptions, load_studio
 from engine.media import read_video
 from engine.modes import RunOptions
 
-from .conftest import make_studio
+from .conftest import ROOT, make_studio
 
 TOKEN = "a-long-enough-access-token"
 SOCKET = "ws://127.0.0.1/api/stream"
@@ -170,3 +170,18 @@ def test_the_page_starts_with_the_switch_operations_of_the_models_checkpoint(tin
         with client.websocket_connect(SOCKET) as ws:
             session = receive(ws)
     assert session["switch_operations"] == {"refresh": True, "withdraw": True, "disentangle": False}
+
+
+@pytest.mark.slow  # a short stream of the shipped demo student
+def test_the_demo_student_on_a_camera_photo_tells_the_page_about_the_route(tmp_path, pictures, real_cases):
+    student = ROOT / "weights" / "demo-student"
+    studio = make_studio(tmp_path, model=str(student))
+    with TestClient(create_app(studio), base_url="http://127.0.0.1") as client, \
+            client.websocket_connect(SOCKET) as ws:
+        session_id = receive(ws)["id"]
+        upload(client, session_id, "user", real_cases / "case1" / "user.png")
+        upload(client, session_id, "garments", pictures / "red.png", category="top")
+        ws.send_json({"type": "start", "garments": ["g1"], "seconds": 0.25})
+        events = events_until(ws, "done")
+    notices = [e["message"] for e in events if e["type"] == "notice" and "--model public" in e["message"]]
+    assert len(notices) == 1 and "synthetic world" in notices[0]
