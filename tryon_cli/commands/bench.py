@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from engine.modes import COMPARABLE, Acceleration, RunOptions
 from tryon_cli import options
@@ -170,7 +170,8 @@ def print_stream(result: BenchResult) -> None:
 
 def print_compare(result: BenchResult) -> None:
     if result.compare:
-        table = Table("mode", "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
+        modes = Column("mode", min_width=max(len(entry["mode"]) for entry in result.compare))  # never cut
+        table = Table(modes, "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
                       title="each mode alone against the run above (same process, same inputs)", title_justify="left")
         for entry in result.compare:
             table.add_row(entry["mode"], _fps(entry["fps"]), f"{entry['fps_ratio']:.2f}",
