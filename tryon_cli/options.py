@@ -59,13 +59,20 @@ def _runtime_parameters(model_help: str, context_parallel: bool, decoder: bool) 
         ("dtype", Annotated[str, _runtime_option(
             "--dtype", help="auto, bf16, fp16 or fp32 (auto: bf16 on CUDA, fp32 on CPU).")], "auto"),
         ("attention", Annotated[str, _runtime_option(
-            "--attention", help="auto, sdpa, flash or xformers (auto: the fastest installed on CUDA).")], "auto"),
+            "--attention", help="auto, sdpa, cudnn, flash or xformers (auto: the fastest installed on CUDA; flash "
+            "is FlashAttention-3 where installed).")], "auto"),
         ("offload", Annotated[str, _runtime_option(
             "--offload", help="none, model or group: keep the weights in CPU memory and move them to the GPU as "
             "they run (less GPU memory, slower); group overlaps the moves with compute.")], "none"),
         ("fp8", Annotated[bool, _runtime_option(
-            "--fp8", help="Store the transformer's and text encoder's weights in float8: half the memory of bf16, "
-            "computed in --dtype.")], False),
+            "--fp8", help="Float8 matmuls in the transformer (torchao, row-wise dynamic scaling): faster, on GPUs "
+            "with float8 tensor cores (H100, H200, L4, RTX 4090); needs pip install 'tryon[fp8]'.")], False),
+        ("fp8_weights", Annotated[bool, _runtime_option(
+            "--fp8-weights", help="Store the transformer's and text encoder's weights in float8: half the memory "
+            "of bf16, computed in --dtype (any device; a little slower).")], False),
+        ("vae_bf16", Annotated[bool, _runtime_option(
+            "--vae-bf16", help="Decode with the full VAE in bf16: faster on GPUs, within a step or two of float32 "
+            "per pixel (docs/stream-speed.md).")], False),
         ("compile_", Annotated[bool, _runtime_option(
             "--compile", help="torch.compile the transformer's blocks (the first call is slow).")], False),
         ("fuse_qkv", Annotated[bool, _runtime_option(
@@ -86,10 +93,12 @@ def _runtime_parameters(model_help: str, context_parallel: bool, decoder: bool) 
 
 def build_run_options(model: str | None, revision: str | None, device: str, dtype: str, attention: str,
                       offload: str, fp8: bool, compile_: bool, fuse_qkv: bool,
-                      context_parallel: bool = False, decoder: str = "auto") -> RunOptions:
+                      context_parallel: bool = False, fp8_weights: bool = False,
+                      vae_bf16: bool = False, decoder: str = "auto") -> RunOptions:
     """The one place the runtime options become a `RunOptions`."""
-    acceleration = Acceleration(offload=offload, fp8=fp8, compile=compile_, fuse_qkv=fuse_qkv,
-                                context_parallel=context_parallel, decoder=decoder)
+    acceleration = Acceleration(offload=offload, fp8=fp8, fp8_weights=fp8_weights, compile=compile_,
+                                fuse_qkv=fuse_qkv, vae_bf16=vae_bf16, context_parallel=context_parallel,
+                                decoder=decoder)
     return RunOptions(model=model, revision=revision, device=device, dtype=dtype, attention=attention,
                       acceleration=acceleration)
 
@@ -118,7 +127,6 @@ def _splice(command: Callable, name: str, added: list[inspect.Parameter], build:
     signature; this writes shared options into it once, for every command that has them.
     """
     signature = inspect.signature(command, eval_str=True)
-    names = [parameter.name for parameter in added]
     parameters = []
     for parameter in signature.parameters.values():
         replaced = added if parameter.name == name else [parameter]
@@ -126,7 +134,7 @@ def _splice(command: Callable, name: str, added: list[inspect.Parameter], build:
 
     @functools.wraps(command)
     def spliced(**values: Any) -> Any:
-        shared = {key: values.pop(key) for key in names}
+        shared = {p.name: values.pop(p.name, p.default) for p in added}
         return command(**values, **{name: build(**shared)})
 
     spliced.__signature__ = signature.replace(parameters=parameters)

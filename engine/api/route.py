@@ -50,7 +50,7 @@ def render_request(
     except torch.OutOfMemoryError:
         raise RuntimeFailure(
             f"out of memory on {model.pipeline.runtime.device}: lower --size or --seconds, or use --offload model "
-            "(or group), --fp8"
+            "(or group), --fp8-weights"
         ) from None
 
 

@@ -74,14 +74,16 @@ from engine.media import (
 )
 from engine.modes import RunOptions
 from engine.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
-from engine.pipelines.public.stream import LiveRouteStream
 from engine.model.tiny_decoder import TinyVideoDecoder
+from engine.pipelines.public.stream import LiveRouteStream
 from engine.pipelines.runtime import Runtime, runtime_notices
+from engine.pipelines.transfer import HostFrames
 from engine.pipelines.shapes import MAX_SECONDS, frame_count
 from engine.progress import Notice, Notices, Progress, no_progress
 
 Worn = tuple[GarmentSpec, Image.Image]
 COPY_BATCH = 64  # frames of the input video `extend` decodes and copies at a time
+WRITE_QUEUE = 4  # chunks handed to the writer thread and not yet written, at most
 
 
 @dataclass
@@ -265,8 +267,13 @@ class ChunkWritten:
     switched: float  # after the switches, as the chunk began
     written: float  # its frames handed to the writer
     start: int  # the output index of its first frame
-    images: np.ndarray  # its frames as written, uint8 (T, H, W, 3)
+    pending: HostFrames  # its frames as written, on their way to the host (see `images`)
     worn: list[SwitchReport]  # the switches first worn in it
+
+    @property
+    def images(self) -> np.ndarray:
+        """Its frames as written, uint8 (T, H, W, 3); on CUDA, reading them waits for the device."""
+        return self.pending.numpy()
 
 
 @dataclass
@@ -302,8 +309,8 @@ class SwitchingStream:
             taken = self._worn_next(self._take_switches(), clock)
             switched = clock() if taken else started
             context_tokens = self.stream.cache.tokens
-            frames = to_output(self.stream.next_chunk(num_frames - made))
-            writer.write(frames)
+            frames = self.stream.next_chunk_frames(num_frames - made).then(to_output)
+            writer.write(frames)  # a writer thread waits for the frames; this thread goes on
             written_at = clock()
             worn = [self._report(switch, self.output_start + made, written_at) for switch in taken]
             if on_chunk is not None:
@@ -387,7 +394,7 @@ class StreamWriter(VideoWriter):
 @contextmanager
 def streaming_writer(path: Path, fps: float, size: tuple[int, int], device: torch.device) -> Iterator[StreamWriter]:
     """A StreamWriter that keeps what was written on Ctrl-C (as StreamInterrupted)."""
-    writer = StreamWriter(path, fps, size, keep_partial_on_interrupt=True)
+    writer = StreamWriter(path, fps, size, keep_partial_on_interrupt=True, queue=WRITE_QUEUE)
     try:
         with writer, out_of_memory_is_a_failure(device, "lower --size, use --dtype bf16, or --device cpu"):
             yield writer
@@ -474,7 +481,6 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         if route is not None:
             stream = route.stream(start=route.dress(photo, garments, request.seed), photo=photo, prompt=request.prompt,
                                   seed=request.seed, show_start=True)
-            resources.callback(stream.close)
         else:
             stream = TryOnStream(
                 model.pipeline,
@@ -486,6 +492,7 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
                 config=stream_config(request, model),
                 tiny_decoder=tiny_decoder,
             )
+        resources.callback(stream.close)  # before the motion video closes
         live = None if request.live is None else LiveSwitches(request.live)
 
         def should_stop() -> bool:

@@ -14,9 +14,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from queue import Queue
+from typing import Any
 
 import imageio_ffmpeg
 import numpy as np
@@ -54,6 +57,15 @@ class VideoWriter:
     DiskFull (a RuntimeFailure) when the disk fills up, RuntimeFailure when the encoder
     fails, ValueError for an odd size (yuv420p needs even sides), for frames of the wrong
     shape, or when no frame was written.
+
+    `queue` > 0: frames are encoded on a writer thread, behind a queue of that many `write`
+    calls (a producer that gets ahead waits); `write` returns at once and takes anything
+    `np.asarray` turns into frames — such as a chunk still being copied from the GPU, which the
+    thread waits for. The bytes and their order are those of the same writes on the caller's
+    thread. An error on the thread is raised by the next `write`, or when the block ends. On
+    Ctrl-C the frames already handed over are still written before the file is finished.
+    `on_written` is called once each `write`'s frames are with the encoder (on the thread that
+    sent them): a benchmark's view of when the user's file got them.
     """
 
     def __init__(
@@ -64,6 +76,8 @@ class VideoWriter:
         *,
         keep_partial_on_interrupt: bool = False,
         crf: int = DEFAULT_CRF,
+        queue: int = 0,
+        on_written: Callable[[], None] | None = None,
     ) -> None:
         width, height = int(size[0]), int(size[1])
         if width < 2 or height < 2 or width % 2 or height % 2:
@@ -79,13 +93,26 @@ class VideoWriter:
         self._temp: Path | None = None
         self._encoder: _Encoder | None = None
         self._failed = False
+        self._queue: Queue | None = Queue(maxsize=queue) if queue > 0 else None
+        self._thread: threading.Thread | None = None
+        self._thread_error: BaseException | None = None
+        self._drop_queued = False  # the video is being discarded: the thread only empties the queue
+        self._on_written = on_written
 
     def __enter__(self) -> VideoWriter:
         remove_stale_temps(self.path.parent, name=self.path.name)
         self._temp = create_temp_beside(self.path, ".tmp.mp4")
+        if self._queue is not None:
+            self._thread = threading.Thread(target=self._drain, name=f"write {self.path.name}", daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
+        keeps_queued = exc_type is None or (exc_type is KeyboardInterrupt and self.keep_partial_on_interrupt)
+        error = self._stop_thread(keep_queued=keeps_queued)
+        if error is not None and exc_type is None:
+            self._discard()
+            raise error
         if exc_type is None:
             self._commit()
         elif exc_type is KeyboardInterrupt and self._can_keep_partial():
@@ -97,28 +124,69 @@ class VideoWriter:
             self._discard()
         return False
 
-    def write(self, frames: np.ndarray) -> None:
+    def write(self, frames: Any) -> None:
         """Append one (H, W, 3) frame or a (T, H, W, 3) batch of uint8 RGB frames."""
         if self._temp is None:
             raise RuntimeError("VideoWriter.write called outside its with block")
-        for frame in self._as_batch(frames):
-            try:
-                self._send(np.ascontiguousarray(frame))
-            except OSError as err:  # also: no ffmpeg found, or it cannot start
-                self._failed = True
-                raise self._failure(err) from err
-            except BaseException:
-                self._failed = True
-                raise
-            self.frames_written += 1
+        if self._queue is None:
+            self._write_now(frames)
+            return
+        if self._thread_error is not None:
+            raise self._thread_error
+        # ffmpeg is started here, not on the writer thread: it is killed when the thread that
+        # started it ends (PR_SET_PDEATHSIG follows the thread), and the writer thread ends first.
+        self._guarded(self._start_encoder)
+        self._queue.put(frames)
 
-    def _send(self, frame: np.ndarray) -> None:
+    def _drain(self) -> None:
+        """The writer thread: write what the queue holds, in order, until it holds None."""
+        while (frames := self._queue.get()) is not None:
+            if self._thread_error is not None or self._drop_queued:
+                continue  # keep emptying the queue, so that no producer waits on it
+            try:
+                self._write_now(frames)
+            except BaseException as error:  # raised again on the caller's thread
+                self._thread_error = error
+
+    def _stop_thread(self, keep_queued: bool) -> BaseException | None:
+        """Let the writer thread finish (writing what is queued, or dropping it); its error, if any."""
+        if self._thread is None:
+            return None
+        self._drop_queued = not keep_queued
+        with deferred_interrupt():  # a second Ctrl-C must not leave the thread writing into the temp file
+            self._queue.put(None)
+            self._thread.join()
+        self._thread = None
+        return self._thread_error
+
+    def _write_now(self, frames: Any) -> None:
+        for frame in self._as_batch(frames):
+            self._guarded(self._send, np.ascontiguousarray(frame))
+            self.frames_written += 1
+        if self._on_written is not None:
+            self._on_written()
+
+    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+        """Run one step of writing; any failure marks the writer failed (OSError: as a RuntimeFailure)."""
+        try:
+            step(*args)
+        except OSError as err:  # also: no ffmpeg found, or it cannot start
+            self._failed = True
+            raise self._failure(err) from err
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _start_encoder(self) -> None:
         if self._encoder is None:
             with deferred_interrupt():  # an encoder we do not know of would outlive the clean-up
                 self._encoder = _Encoder(self._temp, self.fps, self.size, self.crf)
+
+    def _send(self, frame: np.ndarray) -> None:
+        self._start_encoder()
         self._encoder.send(frame)
 
-    def _as_batch(self, frames: np.ndarray) -> np.ndarray:
+    def _as_batch(self, frames: Any) -> np.ndarray:
         batch = np.asarray(frames)
         if batch.ndim == 3:
             batch = batch[None]

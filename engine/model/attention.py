@@ -27,10 +27,12 @@ from engine.errors import InputError
 if TYPE_CHECKING:
     from engine.model.kv_cache import CacheView, KVCache
 
-ATTENTION_CHOICES = ("auto", "sdpa", "flash", "xformers")
+ATTENTION_CHOICES = ("auto", "sdpa", "cudnn", "flash", "xformers")
 
-# Our names -> diffusers' attention backend names.
-_BACKENDS = {"sdpa": "native", "flash": "flash", "flash3": "_flash_3", "xformers": "xformers"}
+# Our names -> diffusers' attention backend names (cudnn: PyTorch's SDPA held to its cuDNN kernel).
+_BACKENDS = {"sdpa": "native", "cudnn": "_native_cudnn", "flash": "flash", "flash3": "_flash_3",
+             "xformers": "xformers"}
+HALF_DTYPES = (torch.bfloat16, torch.float16)  # what cuDNN and flash attention compute in
 
 
 @dataclass
@@ -45,6 +47,9 @@ class SequenceLayout:
     `cache_view`: the cache entries to read (`KVCache.view`); None: those valid now.
     `conditions_see_video`: in a pass without a cache, condition tokens attend to the whole
     sequence (FashionChameleon's bidirectional teacher) instead of only among themselves.
+    `text`: what the cross-attention's text comes from in this pass: the prompt embeddings given to
+    the transformer, then the version counters of them and of the text embedder's weights (see
+    `TextAttnProcessor`); None: unknown, nothing is kept.
     """
 
     num_condition_tokens: int = 0
@@ -53,6 +58,7 @@ class SequenceLayout:
     write_region: str | None = None
     cache_view: CacheView | None = None
     conditions_see_video: bool = False
+    text: tuple | None = None
 
     def pinned(self) -> SequenceLayout:
         """A copy that reads the cache entries valid now, whenever it is used."""
@@ -154,9 +160,58 @@ class CondNetAttnProcessor:
                                      parallel_config=self._parallel_config)
 
 
+class TextAttnProcessor:
+    """Cross-attention to the text for `WanAttention`: diffusers' `WanAttnProcessor` without its
+    image branch (CondNet has none), with the text's keys and values kept between calls.
+
+    A stream runs every pass with the same prompt embeddings, so the text's projected keys and
+    values are computed once per stream instead of once per pass. They are reused only while no
+    gradient is needed, for the very same prompt tensor (`layout.text`; held, so its memory cannot
+    be reused by another) and unchanged weights (version counters: an optimizer step bumps them).
+    """
+
+    _attention_backend = None  # set by ModelMixin.set_attention_backend
+    _parallel_config = None
+
+    def __init__(self, layout: SequenceLayout) -> None:
+        self.layout = layout
+        self._kept: tuple[torch.Tensor, tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, rotary_emb=None) -> torch.Tensor:
+        if attn.add_k_proj is not None:
+            raise ValueError("TextAttnProcessor has no image branch (a Wan I2V model's added K/V)")
+        query = attn.to_q(hidden_states)
+        query = attn.norm_q(query).unflatten(2, (attn.heads, -1))
+        key, value = self.text_keys_values(attn, encoder_hidden_states)
+        out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+                                    backend=self._attention_backend, parallel_config=None)
+        return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(query)))
+
+    @torch.compiler.disable  # identity checks on Python objects: outside compiled code
+    def text_keys_values(self, attn, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        projections = (attn.to_kv,) if attn.fused_projections else (attn.to_k, attn.to_v)
+        source = self.layout.text
+        if source is not None:
+            versions = (*source[1:], *(projection.weight._version for projection in projections))
+            if self._kept is not None and self._kept[0] is source[0] and self._kept[1] == versions:
+                return self._kept[2]
+        if attn.fused_projections:
+            key, value = attn.to_kv(text).chunk(2, dim=-1)
+        else:
+            key, value = attn.to_k(text), attn.to_v(text)
+        key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
+        value = value.unflatten(2, (attn.heads, -1))
+        keep = source is not None and not torch.is_grad_enabled()
+        self._kept = (source[0], versions, (key, value)) if keep else None
+        return key, value
+
+
 def installed_backends() -> list[str]:
     """Our attention choices whose packages are importable here (SDPA always is)."""
     found = ["sdpa"]
+    if torch.backends.cudnn.is_available():
+        found.append("cudnn")
     if importlib.util.find_spec("flash_attn_interface") is not None:
         found.append("flash3")
     if importlib.util.find_spec("flash_attn") is not None:
@@ -166,17 +221,23 @@ def installed_backends() -> list[str]:
     return found
 
 
-def resolve_attention(choice: str, device: torch.device) -> str:
-    """Turn the `attention` option into a backend we can run: `auto` picks the fastest installed on CUDA."""
+def resolve_attention(choice: str, device: torch.device, dtype: torch.dtype | None = None) -> str:
+    """Turn the `attention` option into a backend we can run: `auto` picks the fastest installed on CUDA:
+    FlashAttention-3, then (in bf16 or fp16, on Hopper and later) cuDNN's, then FlashAttention-2, xformers."""
     if choice not in ATTENTION_CHOICES:
         raise InputError(f"must be one of {', '.join(ATTENTION_CHOICES)}, not '{choice}'", option="attention")
     if choice == "auto":
         if device.type != "cuda":
             return "sdpa"
-        for preferred in ("flash3", "flash", "xformers"):
+        hopper = torch.cuda.get_device_capability(device) >= (9, 0)
+        for preferred in ("flash3", "cudnn", "flash", "xformers"):
+            if preferred == "cudnn" and not (hopper and dtype in HALF_DTYPES):
+                continue
             if preferred in installed_backends():
                 return preferred
         return "sdpa"
+    if choice == "cudnn" and dtype is not None and dtype not in HALF_DTYPES:
+        raise InputError("cudnn computes in bf16 or fp16: give --dtype bf16 (or try sdpa)", option="attention")
     if choice == "flash" and "flash3" in installed_backends():
         return "flash3"
     if choice != "sdpa" and choice not in installed_backends():

@@ -41,9 +41,12 @@ class CausalDecoder(_CausalPass):
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Raw (unnormalised) latents (1, C, F, h, w) → pixels (1, 3, T, H, W) in [-1, 1]."""
+        """Raw (unnormalised) latents (1, C, F, h, w) → float32 pixels (1, 3, T, H, W) in [-1, 1].
+
+        The decoder runs in its own dtype (bf16 when the runtime's `vae_bf16` mode made it so).
+        """
         onload(self.vae)
-        x = self.vae.post_quant_conv(latents)
+        x = self.vae.post_quant_conv(latents.to(self.vae.post_quant_conv.weight.dtype))
         frames = []
         for i in range(x.shape[2]):
             frames.append(self.vae.decoder(x[:, :, i : i + 1], feat_cache=self._cache, feat_idx=[0],
@@ -52,7 +55,7 @@ class CausalDecoder(_CausalPass):
         out = torch.cat(frames, dim=2)
         if self.vae.config.patch_size is not None:
             out = unpatchify(out, patch_size=self.vae.config.patch_size)
-        return out.clamp(-1.0, 1.0)
+        return out.float().clamp(-1.0, 1.0)
 
 
 class CausalEncoder(_CausalPass):

@@ -56,7 +56,7 @@ from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.utils import apply_lora_scale
 
 from engine.errors import InputError
-from engine.model.attention import CondNetAttnProcessor, SequenceLayout
+from engine.model.attention import CondNetAttnProcessor, SequenceLayout, TextAttnProcessor
 from engine.model.kv_cache import KVCache
 from engine.model.roles import ROLES, role_id
 from engine.model.roles import GARMENT_CATEGORIES, MAX_GARMENTS  # noqa: F401 - re-exported
@@ -142,6 +142,7 @@ class CondNetTransformer(WanTransformer3DModel):
         self.layout = SequenceLayout(conditions_see_video=condition_layout == "fashionchameleon")
         for index, block in enumerate(self.blocks):
             block.attn1.set_processor(CondNetAttnProcessor(self.layout, layer=index))
+            block.attn2.set_processor(TextAttnProcessor(self.layout))
         self.zero_condnet_parameters()
 
     # -- parameters ---------------------------------------------------------------------------
@@ -390,6 +391,9 @@ class CondNetTransformer(WanTransformer3DModel):
             num_condition_tokens = shards.local_condition_tokens
         self.layout.num_condition_tokens = num_condition_tokens
         self.layout.num_motion_tokens = num_motion_tokens
+        embedder = self.condition_embedder.text_embedder
+        self.layout.text = (encoder_hidden_states, encoder_hidden_states._version,
+                            *(parameter._version for parameter in embedder.parameters()))
         sequence = sequence.contiguous()
         for block in self.blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:

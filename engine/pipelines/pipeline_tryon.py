@@ -38,14 +38,14 @@ from engine.errors import RuntimeFailure
 from engine.model.roles import MAX_GARMENTS
 from engine.model.transformer_condnet import Condition, CondNetTransformer, without_garments
 from engine.pipelines.shapes import VideoShape
+from engine.pipelines.transfer import NON_FINITE, host_frames, upload
 from engine.progress import Progress, no_progress
 
 
 def check_finite(latents: torch.Tensor) -> None:
     """Refuse to decode NaN or inf: it would be written as a black video that looks like a result."""
     if not torch.isfinite(latents).all():
-        raise RuntimeFailure("the model produced non-finite values (NaN or inf), so no video was written: "
-                             "its weights may be broken, or try --dtype fp32")
+        raise RuntimeFailure(NON_FINITE)
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:
@@ -54,9 +54,12 @@ def to_uint8(video: np.ndarray) -> np.ndarray:
     return (video * 255).round().astype(np.uint8)
 
 
-def frames_to_pixels(frames: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 frames (T, H, W, 3) → a VAE's input (1, 3, T, H, W) in [-1, 1]."""
-    pixels = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(device, dtype)
+def frames_to_pixels(frames: np.ndarray | torch.Tensor, device: torch.device,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 frames (T, H, W, 3), an array or a host tensor (`transfer.host_frames`) → a VAE's input
+    (1, 3, T, H, W) in [-1, 1]; uploaded as uint8 without blocking, converted on the device."""
+    host = frames if isinstance(frames, torch.Tensor) else host_frames(frames, device)
+    pixels = upload(host, device, dtype)
     return pixels.permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
 
 
@@ -148,10 +151,15 @@ class TryOnPipeline(DiffusionPipeline):
         return embeddings.to(self.transformer.dtype)
 
     def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (1, self.vae.config.z_dim, 1, 1, 1)
-        mean = torch.tensor(self.vae.config.latents_mean, device=like.device, dtype=like.dtype).view(shape)
-        std = torch.tensor(self.vae.config.latents_std, device=like.device, dtype=like.dtype).view(shape)
-        return mean, std
+        """The VAE's latent mean and std (1, C, 1, 1, 1) on `like`'s device and dtype; copied there once
+        (a copy from a list blocks the host until the device is idle)."""
+        key = (like.device, like.dtype)
+        cache = self.__dict__.setdefault("_latent_stats_on", {})
+        if key not in cache:
+            shape = (1, self.vae.config.z_dim, 1, 1, 1)
+            cache[key] = tuple(torch.tensor(values, device=like.device, dtype=like.dtype).view(shape)
+                               for values in (self.vae.config.latents_mean, self.vae.config.latents_std))
+        return cache[key]
 
     @torch.no_grad()
     def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
@@ -180,7 +188,7 @@ class TryOnPipeline(DiffusionPipeline):
     def decode_pixels(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents (B, C, F, h, w) → the VAE's pixels (B, 3, 4F-3, H, W), in [-1, 1] give or take."""
         check_finite(latents)
-        latents = latents.to(self.vae.dtype)
+        latents = latents.to(self.vae.post_quant_conv.weight.dtype)  # the decoder's (bf16 under --vae-bf16)
         mean, std = self._latent_stats(latents)
         return self.vae.decode(latents * std + mean).sample
 

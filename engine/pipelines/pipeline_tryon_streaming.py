@@ -29,6 +29,7 @@ the generator in order, so a switch never changes the random numbers.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,8 @@ from engine.model.kv_cache import KVCache
 from engine.model.tiny_decoder import TinyStreamDecoder, TinyVideoDecoder
 from engine.model.transformer_condnet import Condition
 from engine.pipelines.block_causal import BlockCausalRunner
-from engine.pipelines.pipeline_tryon import TryOnPipeline, check_finite
+from engine.pipelines.pipeline_tryon import TryOnPipeline
+from engine.pipelines.transfer import HostFrames, host_frames
 
 
 SAMPLERS = ("euler", "renoise")
@@ -135,7 +137,8 @@ class TryOnStream:
                                         chunk_frames=config.chunk_frames, window=config.window, device=self.device)
         self.position = 0  # RoPE slot of the next latent frame
         self.frames_made = 0  # frames returned by next_chunk so far
-        self.last_frame: np.ndarray | None = None
+        self._last: HostFrames | np.ndarray | None = None  # the latest frames made (or continued)
+        self._schedule = self._euler_schedule() if config.sampler == "euler" else None
 
         context_latents = None if context is None else pipeline.encode_frames(context)
         self.reference = Condition("user", pipeline.encode_image(reference))
@@ -144,7 +147,7 @@ class TryOnStream:
         self._write_conditions()
         if context_latents is not None:
             self._prefill(context_latents)
-            self.last_frame = context[-1]
+            self._last = context
         self.motion = None if motion is None else MotionLatents(pipeline, motion, self.device)
         self.motion_start = self.position
 
@@ -152,24 +155,35 @@ class TryOnStream:
     def cache(self) -> KVCache:
         return self.runner.cache
 
+    @property
+    def last_frame(self) -> np.ndarray | None:
+        """The latest frame made (or of the video continued), uint8 (H, W, 3); waits for it on CUDA."""
+        return None if self._last is None else np.asarray(self._last)[-1]
+
     # -- generation ---------------------------------------------------------------------------
 
-    @torch.no_grad()
     def next_chunk(self, max_frames: int | None = None) -> np.ndarray:
         """Generate, cache and decode the next chunk: at most `max_frames` uint8 frames (T, H, W, 3).
 
         A chunk is `chunk_frames` latent frames, or fewer when fewer decode to `max_frames`.
         """
+        return self.next_chunk_frames(max_frames).numpy()
+
+    @torch.no_grad()
+    def next_chunk_frames(self, max_frames: int | None = None) -> HostFrames:
+        """`next_chunk`, without waiting for the device: its frames arrive on the host when read."""
         latent_frames = self.config.chunk_frames
         if max_frames is not None:
             latent_frames = min(latent_frames, self._latent_frames_for(max_frames))
         motion = self._motion(latent_frames)
         latents = self._denoise(self._noise(latent_frames), motion)
         self.runner.write_chunk(latents, self.position, motion)
-        frames = self._decode(latents)[:max_frames]
+        frames = self._decode(latents, max_frames)
         self.position += latent_frames
         self.frames_made += len(frames)
-        self.last_frame = frames[-1]
+        self._last = frames
+        if self.motion is not None:  # the next chunk's motion frames are read while this one is made
+            self.motion.read_ahead(self.position - self.motion_start, latent_frames)
         return frames
 
     def _latent_frames_for(self, frames: int) -> int:
@@ -189,13 +203,29 @@ class TryOnStream:
         start = self.position - self.motion_start
         return self.motion.latents(start, start + latent_frames)
 
+    def _euler_schedule(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Each Euler step's timestep and σ step on the device, made once per stream (setting the
+        scheduler's timesteps copies them to the device: two blocking copies a chunk); None for a
+        scheduler whose steps are not plain Euler steps."""
+        scheduler = self.pipeline.scheduler
+        if scheduler.config.get("stochastic_sampling", False):
+            return None
+        timesteps = self.pipeline.start_schedule(self.config.steps, self.device)
+        sigmas = scheduler.sigmas.to(self.device)
+        return [(t, sigmas[i + 1] - sigmas[i]) for i, t in enumerate(timesteps)]
+
     def _denoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
         if self.config.sampler == "renoise":
             return self._denoise_renoise(latents, motion)
-        scheduler = self.pipeline.scheduler
-        for t in self.pipeline.start_schedule(self.config.steps, self.device):
+        if self._schedule is None:
+            scheduler = self.pipeline.scheduler
+            for t in self.pipeline.start_schedule(self.config.steps, self.device):
+                flow = self.runner.predict(latents, t.expand(1, latents.shape[2]), self.position, motion)
+                latents = scheduler.step(flow, t, latents, return_dict=False)[0]
+            return latents
+        for t, step in self._schedule:
             flow = self.runner.predict(latents, t.expand(1, latents.shape[2]), self.position, motion)
-            latents = scheduler.step(flow, t, latents, return_dict=False)[0]
+            latents = (latents.to(torch.float32) + step * flow).to(flow.dtype)  # FlowMatchEulerDiscreteScheduler.step
         return latents
 
     def _denoise_renoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
@@ -212,14 +242,15 @@ class TryOnStream:
         """The renoise sampler's noise levels, one per step (a released student may bring its own)."""
         return renoise_sigmas(self.config.steps, float(self.pipeline.scheduler.config.shift))
 
-    def _decode(self, latents: torch.Tensor) -> np.ndarray:
-        check_finite(latents)
+    def _decode(self, latents: torch.Tensor, max_frames: int | None = None) -> HostFrames:
+        """The frames of `latents` (at most `max_frames`), on their way to the host; no wait on the device."""
+        finite = torch.isfinite(latents).all()  # checked when the frames arrive, not here
         if isinstance(self.decoder, CausalDecoder):  # the VAE decodes raw latents, the tiny decoder normalised ones
             mean, std = self.pipeline._latent_stats(latents)
-            latents = (latents * std + mean).to(self.pipeline.vae.dtype)
-        pixels = self.decoder.decode(latents)
+            latents = latents * std + mean  # the causal decoder casts them to its dtype
+        pixels = self.decoder.decode(latents).float()
         pixels = ((pixels[0] + 1) * 127.5).round().to(torch.uint8)
-        return pixels.permute(1, 2, 3, 0).cpu().numpy()
+        return HostFrames(pixels.permute(1, 2, 3, 0)[:max_frames], finite)
 
     @torch.no_grad()
     def _prefill(self, latents: torch.Tensor) -> None:
@@ -257,6 +288,11 @@ class TryOnStream:
         self._take_reference(frame)
         self._write_conditions()
 
+    def close(self) -> None:
+        """Let go of the motion video's reader thread (before its source is closed)."""
+        if self.motion is not None:
+            self.motion.close()
+
     def _take_garments(self, garments: list[tuple[str, Image.Image]]) -> None:
         self.garments = self._encode_garments(garments)
 
@@ -285,7 +321,9 @@ class MotionLatents:
 
     Latent frame 0 covers video frame 0 and latent frame j > 0 frames 4j-3 .. 4j; past the
     video's end its last frame repeats (as `encode_frames` pads). Ranges are asked for in
-    order; latents before the last range asked for are let go.
+    order; latents before the last range asked for are let go. `read_ahead` reads (decodes,
+    resizes) the frames of the range to come on a thread, as uint8 ready to upload, while the
+    device works on the current chunk; `close` waits for that read.
     """
 
     def __init__(self, pipeline: TryOnPipeline, frames: np.ndarray | VideoFrames,
@@ -298,6 +336,22 @@ class MotionLatents:
         self.kept: torch.Tensor | None = None  # latent frames [kept_from, encoded)
         self.kept_from = 0
         self.encoded = 0
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="motion")
+        self._ahead: tuple[tuple[int, int], Future] | None = None
+
+    def read_ahead(self, start: int, count: int) -> None:
+        """Start reading the video frames of latent frames [start, start + count) on a thread."""
+        span = (max(start, self.encoded), start + count)
+        if self._ahead is not None or span[0] >= span[1] or self._first_frame(span[0]) >= len(self.frames):
+            return  # a read on its way, nothing new, or only repeats of the last frame
+        self._ahead = (span, self._reader.submit(self._read, *span))
+
+    def close(self) -> None:
+        """Wait for a read ahead (the frames' source may be closed next)."""
+        if self._ahead is not None:
+            self._ahead[1].exception()
+            self._ahead = None
+        self._reader.shutdown(wait=True)
 
     def latents(self, start: int, stop: int) -> torch.Tensor:
         """Normalised latents of latent frames [start, stop)."""
@@ -312,7 +366,20 @@ class MotionLatents:
         return self.kept[:, :, : stop - start]
 
     def _encode(self, start: int, stop: int) -> torch.Tensor:
-        first = 0 if start == 0 else 1 + self.temporal * (start - 1)
-        index = np.minimum(np.arange(first, 1 + self.temporal * (stop - 1)), len(self.frames) - 1)
-        pixels = self.pipeline.to_pixels(self.frames[index], self.device)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == (start, stop):
+            frames = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].exception()  # the frames' source reads one range at a time
+            frames = self._read(start, stop)
+        pixels = self.pipeline.to_pixels(frames, self.device)
         return self.pipeline.normalize(self.encoder.encode(pixels))
+
+    def _first_frame(self, latent_frame: int) -> int:
+        return 0 if latent_frame == 0 else 1 + self.temporal * (latent_frame - 1)
+
+    def _read(self, start: int, stop: int) -> torch.Tensor:
+        """The video frames of latent frames [start, stop) as a uint8 host tensor (pinned for CUDA)."""
+        index = np.minimum(np.arange(self._first_frame(start), 1 + self.temporal * (stop - 1)), len(self.frames) - 1)
+        return host_frames(self.frames[index], self.device or self.pipeline._execution_device)

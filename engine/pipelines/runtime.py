@@ -4,14 +4,23 @@ The modes (`Acceleration`) are applied once to a loaded pipeline by `apply_runti
 the ecosystem's own tool:
 
 - `fuse_qkv`: one projection for queries, keys and values (`WanAttention.fuse_projections`).
-- `fp8`: the transformer's and text encoder's weights stored in float8 and cast to the compute
-  dtype layer by layer (diffusers' layerwise casting): half the weight memory of bf16.
+- `fp8`: float8 matmuls for the transformer blocks' linear layers: torchao's dynamic row-wise
+  float8 (weights and activations scaled per row; `Float8DynamicActivationFloat8WeightConfig`
+  with `PerRow`), on CUDA GPUs with float8 tensor cores (compute capability 8.9+). Faster;
+  needs the `fp8` extra (torchao).
+- `fp8_weights`: the transformer's and text encoder's weights stored in float8 and cast to the
+  compute dtype layer by layer (diffusers' layerwise casting): half the weight memory of bf16,
+  a little slower. A memory mode, on any device.
+- `vae_bf16`: the full VAE's decoder (and its post-quant conv) in bf16, its encoder as it was: a
+  quality mode, faster on GPUs (docs/stream-speed.md measures it against float32).
 - `offload`: `model` keeps one whole model on the GPU at a time (diffusers' model CPU offload);
   `group` streams the transformer's and text encoder's blocks to the GPU as they run, overlapped
   with compute on a second CUDA stream (diffusers' group offloading). Both keep the weights in
   CPU memory; on the CPU they change nothing but the code path.
-- `compile`: torch.compile of the transformer's repeated blocks, with dynamic shapes (a stream's
-  context grows until its window is full).
+- `compile`: torch.compile of the transformer's repeated blocks with static shapes: a stream's
+  context grows until its window is full, then every steady chunk has the same shapes, so the
+  steady chunk runs code compiled for exactly its shapes (the few ramp-up shapes compile once
+  each; the KV cache read stays outside the compiled code, engine.model.attention).
 
 `context_parallel` is applied by the generation API instead, which starts the processes
 (engine.model.distributed.enable_context_parallel).
@@ -20,6 +29,8 @@ the ecosystem's own tool:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import importlib.util
 
 import torch
 
@@ -72,12 +83,29 @@ def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
     return DTYPES[choice]
 
 
+# Compiled block variants allowed: one per context length of a stream's ramp-up (window + 2 at
+# most, for each pass kind), the condition pass and short chunks, with room to spare.
+STATIC_RECOMPILE_LIMIT = 64
+
+
 def resolve_runtime(
     device: str = "auto", dtype: str = "auto", attention: str = "auto", acceleration: Acceleration | None = None
 ) -> Runtime:
     resolved = resolve_device(device)
-    return Runtime(resolved, resolve_dtype(dtype, resolved), resolve_attention(attention, resolved),
-                   acceleration or Acceleration())
+    acceleration = acceleration or Acceleration()
+    if acceleration.fp8:
+        check_fp8(resolved)
+    resolved_dtype = resolve_dtype(dtype, resolved)
+    return Runtime(resolved, resolved_dtype, resolve_attention(attention, resolved, resolved_dtype), acceleration)
+
+
+def check_fp8(device: torch.device) -> None:
+    """`--fp8` needs float8 tensor cores and torchao; InputError otherwise."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+        raise InputError("needs a CUDA GPU with float8 tensor cores (compute capability 8.9+: L4, RTX 4090, H100, "
+                         "H200); --fp8-weights stores the weights in float8 on any device", option="fp8")
+    if importlib.util.find_spec("torchao") is None:
+        raise InputError("needs torchao: pip install 'tryon[fp8]'", option="fp8")
 
 
 def runtime_notices(runtime: Runtime) -> list[str]:
@@ -86,8 +114,8 @@ def runtime_notices(runtime: Runtime) -> list[str]:
     if runtime.device.type == "cpu":
         if runtime.acceleration.offload != "none":
             notices.append("note: --offload changes nothing on a CPU: the weights are in CPU memory already")
-        if runtime.acceleration.fp8:
-            notices.append("note: --fp8 on a CPU only stores the weights smaller; it makes nothing faster")
+        if runtime.acceleration.fp8_weights:
+            notices.append("note: --fp8-weights on a CPU only stores the weights smaller; it makes nothing faster")
     return notices
 
 
@@ -104,9 +132,13 @@ def apply_runtime(pipeline, runtime: Runtime) -> None:
     if modes.fuse_qkv:
         for block in transformer.blocks:
             _fuse_qkv(block.attn1)
-    if modes.fp8:
+    if modes.fp8_weights:
         transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=runtime.dtype)
         _fp8_storage(text_encoder, runtime.dtype)
+    if modes.fp8:
+        fp8_matmuls(transformer)
+    if modes.vae_bf16:
+        bf16_decoder(pipeline.vae)
     if modes.offload == "model":
         pipeline.enable_model_cpu_offload(device=runtime.device)
     elif modes.offload == "group":
@@ -114,7 +146,35 @@ def apply_runtime(pipeline, runtime: Runtime) -> None:
         _group_offload(text_encoder, runtime.device)
         pipeline.vae.to(runtime.device)  # small; decoding chunk by chunk would thrash it
     if modes.compile:
-        transformer.compile_repeated_blocks(dynamic=True)
+        compile_static(transformer)
+
+
+def fp8_matmuls(transformer: torch.nn.Module) -> None:
+    """torchao's row-wise dynamic float8 for the linear layers of the transformer's blocks (those
+    whose sides float8 matmuls take: multiples of 16); the embedders and the output stay as they are."""
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+    quantize_(transformer, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_fp8_linear)
+
+
+def _fp8_linear(module: torch.nn.Module, name: str) -> bool:
+    return (isinstance(module, torch.nn.Linear) and name.startswith("blocks.")
+            and module.in_features % 16 == 0 and module.out_features % 16 == 0)
+
+
+def bf16_decoder(vae: torch.nn.Module) -> None:
+    """The VAE's decoder side in bf16; the causal decoder and `decode` cast the latents to it."""
+    vae.post_quant_conv.to(torch.bfloat16)
+    vae.decoder.to(torch.bfloat16)
+
+
+def compile_static(transformer, **options) -> None:
+    """torch.compile of the repeated blocks for static shapes (see the module docstring); `options`
+    go to torch.compile (a rehearsal on a CPU may want backend="eager")."""
+    dynamo = torch._dynamo.config
+    dynamo.recompile_limit = max(dynamo.recompile_limit, STATIC_RECOMPILE_LIMIT)
+    dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 16 * STATIC_RECOMPILE_LIMIT)
+    transformer.compile_repeated_blocks(dynamic=False, **options)
 
 
 def _fuse_qkv(attention: torch.nn.Module) -> None:

@@ -36,7 +36,7 @@ def test_tables_without_json(tryon):
 
 
 def test_compare_prints_each_mode_against_the_run_and_charts_it(tryon, tmp_path):
-    run = tryon(*FAST, "--fp8", "--compare", "fuse-qkv,offload-group", "--chart", tmp_path / "bench.png")
+    run = tryon(*FAST, "--fp8-weights", "--compare", "fuse-qkv,offload-group", "--chart", tmp_path / "bench.png")
     assert run.code == 0, run.stderr
     assert "fp8" in run.stdout  # the run's own modes, in the device row
     assert "each mode alone" in run.stdout and "fuse-qkv" in run.stdout and "offload-group" in run.stdout

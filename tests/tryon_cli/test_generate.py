@@ -81,7 +81,7 @@ def test_existing_output_is_kept_unless_overwrite(tiny_checkpoint, inputs, tmp_p
 def test_speed_and_memory_modes_render_the_same_length(tiny_checkpoint, inputs, tmp_path, tryon):
     out = tmp_path / "out.mp4"
     run = tryon("dress", inputs / "user.png", inputs / "shirt.png", "--model", tiny_checkpoint, *FAST, "-o", out,
-                "--fp8", "--fuse-qkv", "--offload", "group")
+                "--fp8-weights", "--fuse-qkv", "--offload", "group")
     assert run.code == 0, run.stderr
     assert probe_video(out).frame_count == 6
 

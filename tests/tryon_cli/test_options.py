@@ -8,8 +8,8 @@ from engine.checkpoint.presets import PRESETS
 from engine.modes import Acceleration, RunOptions
 from tryon_cli import options
 
-RUNTIME_FLAGS = ("--model", "--revision", "--device", "--dtype", "--attention", "--offload", "--fp8", "--compile",
-                 "--fuse-qkv")
+RUNTIME_FLAGS = ("--model", "--revision", "--device", "--dtype", "--attention", "--offload", "--fp8", "--fp8-weights",
+                 "--vae-bf16", "--compile", "--fuse-qkv")
 
 
 def runtime_panel(help_text: str) -> str:

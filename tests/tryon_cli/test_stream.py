@@ -111,7 +111,7 @@ def test_extend_copies_a_long_video_a_batch_at_a_time(tiny_checkpoint, tmp_path,
 
 
 def test_ctrl_c_keeps_a_playable_video_of_the_chunks_made(tiny_checkpoint, inputs, tmp_path, tryon, monkeypatch):
-    original = TryOnStream.next_chunk
+    original = TryOnStream.next_chunk_frames  # what the stream loop calls
     calls = []
 
     def interrupted_after_one_chunk(self, max_frames=None):
@@ -120,7 +120,7 @@ def test_ctrl_c_keeps_a_playable_video_of_the_chunks_made(tiny_checkpoint, input
             raise KeyboardInterrupt
         return original(self, max_frames)
 
-    monkeypatch.setattr(TryOnStream, "next_chunk", interrupted_after_one_chunk)
+    monkeypatch.setattr(TryOnStream, "next_chunk_frames", interrupted_after_one_chunk)
     run = tryon("swap", inputs / "user.png", "-g", inputs / "shirt.png", "--model", tiny_checkpoint, *FAST,
                 "-o", tmp_path / "out.mp4")
     assert run.code == 130 and "kept the 9 frames" in run.stderr
@@ -133,7 +133,7 @@ def test_ctrl_c_during_extend_counts_the_generated_frames_apart(tiny_checkpoint,
     def interrupted(self, max_frames=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(TryOnStream, "next_chunk", interrupted)  # Ctrl-C before the first new frame
+    monkeypatch.setattr(TryOnStream, "next_chunk_frames", interrupted)  # Ctrl-C before the first new frame
     run = tryon("extend", inputs / "dance.mp4", "--seconds", "0.5", "--steps", "1", "--model", tiny_checkpoint,
                 "-o", tmp_path / "longer.mp4")
     assert run.code == 130

@@ -79,14 +79,13 @@ from engine.api.bench.summary import BenchResult, mean, stream_summary
 from engine.api.options import out_of_memory_is_a_failure, resolve_run
 from engine.checkpoint.presets import get_preset
 from engine.errors import InputError
-from engine.modes import COMPARABLE
+from engine.modes import COMPARABLE, RunOptions
+from engine.pipelines.runtime import Runtime
 from engine.progress import Notice, Notices
 
 
 def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResult:
     """Build or load the model once, run `warmup` untimed and `repeat` timed videos; see the module docstring."""
-    tell = Notices(notice)
-
     check_request(request)
     runtime = resolve_run(request.run)
     if request.preset is not None:  # bad sizes and switch times fail before the model is built
@@ -94,10 +93,18 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
         make_plan(request, preset, preset.size_multiple)
 
     load_start = time.perf_counter()
-    model = load_bench_model(request, runtime, tell)
+    model = load_bench_model(request, runtime, Notices(notice))
     if runtime.device.type == "cuda":
         torch.cuda.synchronize(runtime.device)
-    load_s = time.perf_counter() - load_start
+    return bench_model(request, model, runtime, time.perf_counter() - load_start, notice)
+
+
+def bench_model(request: BenchRequest, model: BenchModel, runtime: Runtime, load_s: float,
+                notice: Notice | None = None) -> BenchResult:
+    """`run_bench` on a model built or loaded already (a script that changes one model step by step
+    benches it after each step); `runtime` says how it runs, `load_s` how long it took to get."""
+    tell = Notices(notice)
+    check_request(request)
     pipeline, preset = model.pipeline, model.preset
     plan = make_plan(request, preset, pipeline.size_multiple)
     size, fps, num_frames, steps, guidance = plan.size, plan.fps, plan.num_frames, plan.steps, plan.guidance
@@ -145,6 +152,7 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
         warmup=warmup,
         repeat=request.repeat,
         vae_tiling=request.vae_tiling,
+        sync=request.sync,
         threads=torch.get_num_threads(),
         load_s=load_s,
         weights_mb=weights_mb(pipeline),
@@ -172,7 +180,7 @@ def run_bench(request: BenchRequest, notice: Notice | None = None) -> BenchResul
 def _timed_runs(model: BenchModel, plan: RunPlan, inputs: BenchInputs, run_once: Callable[..., RunTiming],
                 warmup: int, request: BenchRequest, device: torch.device, notice: Notice | None) -> list[RunTiming]:
     """`warmup` untimed runs, then `request.repeat` timed ones with their stage times."""
-    clock = StageClock(device)
+    clock = StageClock(device, per_stage=request.sync == "stage")
     runs: list[RunTiming] = []
     with tempfile.TemporaryDirectory(prefix=".tryon-bench-") as folder:
         for i in range(warmup + request.repeat):
@@ -196,6 +204,13 @@ def _timed_runs(model: BenchModel, plan: RunPlan, inputs: BenchInputs, run_once:
     return runs
 
 
+def compared_run(run: RunOptions, name: str) -> RunOptions:
+    """`run` with the change the `--compare` mode `name` makes (COMPARABLE): to its modes or its attention."""
+    changes = dict(COMPARABLE[name])
+    attention = changes.pop("attention", run.attention)
+    return replace(run, attention=attention, acceleration=replace(run.acceleration, **changes))
+
+
 def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> BenchResult:
     """`run_bench`, then each `request.compare` mode on its own, as ratios against that baseline.
 
@@ -203,7 +218,8 @@ def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> Be
     inputs and seed in the same process, so the ratios compare like with like. Each entry of
     `compare`: the mode, its fps, first frame, peak memory and weights, and `fps_ratio` /
     `first_frame_ratio` / `weights_ratio` / `vae_decode_ratio` against the baseline (above 1: faster /
-    later / larger / slower to decode), its decoder and its decode stage's seconds.
+    later / larger / slower to decode; None with `--sync end`, which times no stage), its decoder and
+    its decode stage's seconds.
     """
     for name in request.compare:
         if name not in COMPARABLE:
@@ -212,15 +228,15 @@ def bench_and_compare(request: BenchRequest, notice: Notice | None = None) -> Be
     for name in request.compare:
         if notice:
             notice(f"--compare {name}")
-        modes = replace(request.run.acceleration, **COMPARABLE[name])
-        variant = run_bench(replace(request, compare=(), run=replace(request.run, acceleration=modes)), notice)
+        variant = run_bench(replace(request, compare=(), run=compared_run(request.run, name)), notice)
         baseline.compare.append({
             "mode": name,
             "acceleration": variant.acceleration,
             "fps": variant.fps,
             "decoder": variant.decoder,
             "vae_decode_s": variant.stages["vae_decode"],
-            "vae_decode_ratio": variant.stages["vae_decode"] / baseline.stages["vae_decode"],
+            "vae_decode_ratio": (variant.stages["vae_decode"] / baseline.stages["vae_decode"]
+                                 if baseline.stages["vae_decode"] else None),  # None: timed end to end
             "first_frame_s": variant.first_frame_s,
             "peak_memory_mb": variant.peak_memory_mb,
             "weights_mb": variant.weights_mb,

@@ -23,11 +23,14 @@ class StageClock:
 
     `wrap(owner, name, stage)` replaces `owner.name` (a method, on that instance only) by a
     timed call until `restore()`. Calls made while another timed call runs are not timed
-    again, so stages are disjoint.
+    again, so stages are disjoint. With `per_stage` False (end to end) nothing is wrapped and
+    `stamp` reads the clock without waiting for the device, so work overlaps as it does for
+    the user.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, per_stage: bool = True) -> None:
         self.device = device
+        self.per_stage = per_stage
         self.totals: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self._depth = 0
@@ -41,6 +44,10 @@ class StageClock:
         """The wall clock, after the device has finished the work queued so far."""
         self.sync()
         return time.perf_counter()
+
+    def stamp(self) -> float:
+        """`now()` when timing stages; end to end, the wall clock as it is (no wait for the device)."""
+        return self.now() if self.per_stage else time.perf_counter()
 
     def reset(self) -> None:
         self.totals = defaultdict(float)
@@ -61,9 +68,12 @@ class StageClock:
             self.calls[stage] += 1
 
     def add(self, stage: str, seconds: float) -> None:
-        self.totals[stage] += seconds
+        if self.per_stage:
+            self.totals[stage] += seconds
 
     def wrap(self, owner: Any, name: str, stage: str) -> None:
+        if not self.per_stage:
+            return
         original = getattr(owner, name)
         had_own = name in vars(owner)
         previous = vars(owner).get(name)

@@ -16,6 +16,7 @@ from engine.pipelines.pipeline_tryon_streaming import StreamConfig
 from engine.pipelines.shapes import frame_count
 
 MODES = ("dress", "stream")
+SYNC_MODES = ("stage", "end")  # timed per stage (synchronised around each), or end to end (overlapping)
 DEFAULT_CHUNK_FRAMES, DEFAULT_WINDOW = StreamConfig.chunk_frames, StreamConfig.window
 MAX_CHUNK_FRAMES = 16
 MAX_WINDOW = 64
@@ -47,6 +48,7 @@ class BenchRequest:
     repeat: int = 1
     seed: int = 0
     vae_tiling: bool = False
+    sync: str = "stage"  # SYNC_MODES
     compare: tuple[str, ...] = ()  # modes (COMPARABLE) to run one at a time after the baseline, in this process
     run: RunOptions = RunOptions()  # its model: a checkpoint folder or Hub id, instead of a preset
 
@@ -55,6 +57,8 @@ def check_request(request: BenchRequest) -> None:
     """Everything that needs no model; InputError with one line otherwise."""
     if request.mode not in MODES:
         raise InputError(f"must be dress or stream, not '{request.mode}'", option="mode")
+    if request.sync not in SYNC_MODES:
+        raise InputError(f"must be stage or end, not '{request.sync}'", option="sync")
     if request.run.model is not None and request.preset is not None:
         raise InputError("give --preset or --model, not both")
     if request.random_weights:

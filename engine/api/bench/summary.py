@@ -31,6 +31,7 @@ class BenchResult:
     warmup: int
     repeat: int
     vae_tiling: bool
+    sync: str  # stage: timed per stage, synchronised around each; end: end to end, nothing synchronised
     threads: int
     load_s: float
     weights_mb: float

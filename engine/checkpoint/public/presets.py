@@ -129,7 +129,7 @@ PUBLIC = RoutePreset(
                 "(TI2V-5B from --prompt, Animate-14B from --motion via RT-DETR + ViTPose)",
     parts=PUBLIC_PARTS,
     hardware="one GPU with 80 GB (H100/H200/A100 80 GB) in bf16, one stage on the GPU at a time; "
-             "about 40 GB with --offload model (--offload group and --fp8 go lower)",
+             "about 40 GB with --offload model (--offload group and --fp8-weights go lower)",
 )
 
 PUBLIC_TINY = RoutePreset(

@@ -35,7 +35,7 @@ from engine.checkpoint.store import CheckpointInfo, load_model
 from engine.pipelines.pipeline_tryon import TryOnPipeline
 from engine.pipelines.public.pose import DrivingVideos, PoseExtractor
 from engine.pipelines.public.stages import animate_photo, dress_photo, follow_motion
-from engine.pipelines.runtime import Runtime, apply_runtime
+from engine.pipelines.runtime import Runtime, apply_runtime, fp8_matmuls
 
 MAX_ROUTE_GARMENTS = 3  # Qwen-Image-Edit-2509 is made for 1-3 reference images beside the person
 
@@ -268,8 +268,12 @@ def apply_stage_runtime(pipeline, runtime: Runtime) -> None:
     backend = diffusers_backend(runtime.attention)
     if backend != "native":
         pipeline.transformer.set_attention_backend(backend)
-    if modes.fp8:
+    if modes.vae_bf16:
+        raise InputError("--vae-bf16 applies to the CondNet models only, not to the public route")
+    if modes.fp8_weights:
         pipeline.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=runtime.dtype)
+    if modes.fp8:
+        fp8_matmuls(pipeline.transformer)
     if modes.offload == "model":
         pipeline.enable_model_cpu_offload(device=runtime.device)
     elif modes.offload == "group":

@@ -169,3 +169,4 @@ class LiveRouteStream(TryOnStream):
     def close(self) -> None:
         """Let the editor thread go (an edit in progress finishes, its result is dropped)."""
         self._editor.shutdown(wait=False, cancel_futures=True)
+        super().close()

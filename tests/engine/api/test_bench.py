@@ -12,6 +12,7 @@ from engine.api.bench import STAGES, BenchRequest, StageClock
 from engine.checkpoint import build_random
 from engine.checkpoint.presets import TINY
 from engine.errors import InputError
+from engine.media import VideoFrames
 from engine.modes import RunOptions
 
 FAST = dict(preset="tiny", random_weights=True, size=(64, 64), seconds=0.5, steps=1)
@@ -76,6 +77,29 @@ def test_stream_reports_chunks_and_the_switch(stream):
     assert stream["calls"]["transformer"] == 4 * 2 + 2
 
 
+def test_end_to_end_streams_from_a_motion_file_through_the_writer_thread(monkeypatch):
+    from engine.api.bench import runs
+
+    opened = []
+    monkeypatch.setattr(runs, "VideoFrames", lambda *args, **kwargs: opened.append(kwargs) or VideoFrames(*args, **kwargs))
+    result = api.bench_and_compare(BenchRequest(**FAST, mode="stream", chunk_frames=1, sync="end")).to_dict()
+    assert result["sync"] == "end" and set(result["stages"].values()) == {0.0}  # nothing timed per stage
+    assert [kwargs["size"] for kwargs in opened] == [(64, 64)]  # the motion file, fitted as swap fits it
+    chunks = result["stream"]["chunks"]
+    assert [c["frames"] for c in chunks] == [1, 4, 4, 3] and all(c["seconds"] > 0 for c in chunks)
+    assert result["stream"]["switch"]["latency_s"] > 0
+    assert 0 < result["first_frame_s"] <= result["total_s"]
+
+
+def test_compare_covers_the_attention_backends_and_the_new_modes():
+    from engine.api.bench.benchmark import compared_run
+
+    run = RunOptions(attention="sdpa")
+    assert compared_run(run, "cudnn").attention == "cudnn" and compared_run(run, "flash3").attention == "flash3"
+    assert compared_run(run, "vae-bf16").acceleration.vae_bf16 and compared_run(run, "vae-bf16").attention == "sdpa"
+    assert compared_run(run, "fp8").acceleration.fp8 and not compared_run(run, "fp8").acceleration.fp8_weights
+
+
 def test_a_size_the_model_cannot_generate_is_benched_at_that_size():
     result = api.bench_and_compare(BenchRequest(**{**FAST, "size": (80, 48)}))
     assert result.size == [80, 48]
@@ -131,11 +155,11 @@ def test_vae_tiling_keeps_the_output_shape():
 
 @pytest.mark.slow
 def test_compare_runs_each_mode_alone_against_the_baseline():
-    result = api.bench_and_compare(BenchRequest(**FAST, compare=("fp8", "fuse-qkv")))
-    assert result.acceleration["fp8"] is False
+    result = api.bench_and_compare(BenchRequest(**FAST, compare=("fp8-weights", "fuse-qkv")))
+    assert result.acceleration["fp8_weights"] is False
     fp8, fused = result.compare
-    assert fp8["mode"] == "fp8" and fp8["acceleration"]["fp8"] and not fp8["acceleration"]["fuse_qkv"]
-    assert fused["acceleration"]["fuse_qkv"] and not fused["acceleration"]["fp8"]
+    assert fp8["mode"] == "fp8-weights" and fp8["acceleration"]["fp8_weights"] and not fp8["acceleration"]["fuse_qkv"]
+    assert fused["acceleration"]["fuse_qkv"] and not fused["acceleration"]["fp8_weights"]
     assert fp8["weights_ratio"] < 1 and fused["weights_ratio"] == pytest.approx(1.0)  # fused frees q, k, v
     for entry in result.compare:
         assert entry["fps_ratio"] == pytest.approx(entry["fps"] / result.fps)
@@ -152,6 +176,7 @@ def test_compare_runs_each_mode_alone_against_the_baseline():
         (dict(mode="stream", guidance=2.0), "no --guidance"),
         (dict(mode="stream", switch_at=0.5), "at or after the end"),
         (dict(compare=("warp",)), "unknown mode 'warp'"),
+        (dict(sync="fast"), "^sync must be stage or end"),
     ],
 )
 def test_bad_requests_are_input_errors(changes, message):

@@ -28,9 +28,9 @@ def test_a_size_other_than_the_training_size_gets_a_notice(tiny_model):
     assert plan_output(request((256, 448)), tiny_model, (200, 300)).reach_notice is None  # no training recorded
 
 
-def test_offload_and_fp8_say_they_change_nothing_on_a_cpu():
-    cpu = Runtime(torch.device("cpu"), torch.float32, "sdpa", Acceleration(offload="model", fp8=True))
+def test_offload_and_fp8_weights_say_they_change_nothing_on_a_cpu():
+    cpu = Runtime(torch.device("cpu"), torch.float32, "sdpa", Acceleration(offload="model", fp8_weights=True))
     notices = runtime_notices(cpu)
     assert any("--offload changes nothing on a CPU" in n for n in notices)
-    assert any("--fp8 on a CPU" in n for n in notices)
+    assert any("--fp8-weights on a CPU" in n for n in notices)
     assert runtime_notices(Runtime(torch.device("cpu"), torch.float32, "sdpa")) == []

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -308,3 +309,61 @@ def test_paths_with_spaces_and_non_ascii_characters(tmp_path, make_frames, read_
     assert probe_video(path).frame_count == 3
     assert read_numbers(read_video(path, num_frames=3)) == [0, 1, 2]
     assert _folder_listing(folder) == ["my clip ü.mp4"]
+
+
+# ---- writer thread ----
+
+
+def test_a_writer_thread_writes_the_same_bytes_as_the_callers_thread(tmp_path, make_frames):
+    frames = np.random.default_rng(0).integers(0, 256, (9, 48, 64, 3), dtype=np.uint8)
+    for name, queue in (("direct.mp4", 0), ("threaded.mp4", 2)):
+        with VideoWriter(tmp_path / name, fps=24, size=(64, 48), queue=queue) as writer:
+            for batch in (frames[:1], frames[1:5], frames[5], frames[6:]):
+                writer.write(batch)
+        assert writer.frames_written == 9
+    assert (tmp_path / "direct.mp4").read_bytes() == (tmp_path / "threaded.mp4").read_bytes()
+
+
+class SlowFrames:
+    """Frames that take a while to arrive (as a chunk copied from the GPU): np.asarray waits for them."""
+
+    def __init__(self, frames: np.ndarray, waited: list) -> None:
+        self.frames, self.waited = frames, waited
+
+    def __array__(self, dtype=None, copy=None):
+        time.sleep(0.05)
+        self.waited.append(threading.current_thread().name)
+        return self.frames
+
+
+def test_frames_handed_over_are_materialised_on_the_writer_thread_in_order(tmp_path, make_frames, read_numbers):
+    waited = []
+    with VideoWriter(tmp_path / "out.mp4", fps=24, size=(64, 64), queue=1) as writer:
+        for batch in np.split(make_frames(6), 3):
+            writer.write(SlowFrames(batch, waited))
+    assert read_numbers(read_video(tmp_path / "out.mp4")) == list(range(6))
+    assert waited and all(name.startswith("write ") for name in waited)
+
+
+def test_ctrl_c_with_a_writer_thread_keeps_every_frame_handed_over_playable(tmp_path, make_frames, read_numbers):
+    frames = make_frames(6)
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(tmp_path / "out.mp4", fps=24, size=(64, 64), keep_partial_on_interrupt=True,
+                         queue=2) as writer:
+            writer.write(frames[:2])
+            writer.write(frames[2:4])
+            raise KeyboardInterrupt  # as Ctrl-C mid-stream: the queue still holds frames
+    assert writer.frames_written == 4
+    assert read_numbers(read_video(tmp_path / "out.mp4")) == [0, 1, 2, 3]
+    assert _folder_listing(tmp_path) == ["out.mp4"]
+
+
+def test_an_error_on_the_writer_thread_reaches_the_caller_and_leaves_nothing(tmp_path, make_frames):
+    with pytest.raises(ValueError, match="expected uint8 frames"):
+        with VideoWriter(tmp_path / "out.mp4", fps=24, size=(64, 64), queue=1) as writer:
+            writer.write(make_frames(2))
+            writer.write(np.zeros((1, 8, 8, 3), dtype=np.uint8))  # the wrong size, found on the thread
+            for _ in range(20):
+                writer.write(make_frames(1))
+                time.sleep(0.01)
+    assert _folder_listing(tmp_path) == []

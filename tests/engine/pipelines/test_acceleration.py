@@ -68,8 +68,8 @@ def test_fuse_qkv_keeps_one_projection(tiny_checkpoint):
     assert attention.fused_projections and not hasattr(attention, "to_q")
 
 
-def test_fp8_stores_float8_weights_and_stays_close(tiny_checkpoint, baseline):
-    pipeline = pipeline_with(tiny_checkpoint, fp8=True)
+def test_fp8_weights_stores_float8_weights_and_stays_close(tiny_checkpoint, baseline):
+    pipeline = pipeline_with(tiny_checkpoint, fp8_weights=True)
     block = pipeline.transformer.blocks[0]
     assert block.ffn.net[2].weight.dtype == torch.float8_e4m3fn
     assert pipeline.transformer.dtype == torch.float32  # the compute dtype
@@ -95,6 +95,88 @@ def test_model_offload_onloads_on_every_entry_point(tiny_checkpoint):
     onloaded.clear()
     stream.switch([("dress", image(2))])  # encodes the garment, then the transformer's condition pass
     assert onloaded == ["vae", "transformer"]
+
+
+class FakeTorchao:
+    """Stands in for torchao.quantization (whose float8 kernels need a GPU of compute capability 8.9+):
+    records what `quantize_` was asked to do, and marks the layers it would quantize."""
+
+    class PerRow:
+        pass
+
+    class Float8DynamicActivationFloat8WeightConfig:
+        def __init__(self, granularity):
+            self.granularity = granularity
+
+    def __init__(self):
+        self.calls = []
+
+    def quantize_(self, model, config, filter_fn):
+        chosen = [name for name, module in model.named_modules() if filter_fn(module, name)]
+        for name in chosen:
+            model.get_submodule(name).float8 = config
+        self.calls.append((model, config, chosen))
+
+
+def test_fp8_gives_the_transformer_blocks_linear_layers_torchaos_row_wise_float8(tiny_checkpoint, monkeypatch):
+    import sys
+    import types
+
+    fake = FakeTorchao()
+    module = types.ModuleType("torchao.quantization")
+    for name in ("PerRow", "Float8DynamicActivationFloat8WeightConfig", "quantize_"):
+        setattr(module, name, getattr(fake, name))
+    monkeypatch.setitem(sys.modules, "torchao", types.ModuleType("torchao"))
+    monkeypatch.setitem(sys.modules, "torchao.quantization", module)
+    pipeline = pipeline_with(tiny_checkpoint, fp8=True)
+    [(model, config, chosen)] = fake.calls
+    assert model is pipeline.transformer and isinstance(config.granularity, FakeTorchao.PerRow)
+    linear = {name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert set(chosen) == {name for name in linear if name.startswith("blocks.")}  # its sides are multiples of 16
+    assert "proj_out" in linear and "proj_out" not in chosen  # the output projection stays as it is
+    assert pipeline.text_encoder.dtype == torch.float32  # no weight casting besides
+
+
+def test_fp8_and_fp8_weights_are_refused_where_they_cannot_run():
+    from engine.errors import InputError
+    from engine.pipelines.runtime import resolve_runtime
+
+    with pytest.raises(InputError, match="float8 tensor cores") as caught:
+        resolve_runtime("cpu", acceleration=Acceleration(fp8=True))
+    assert caught.value.option == "fp8"
+    with pytest.raises(InputError, match="not both"):
+        Acceleration(fp8=True, fp8_weights=True)
+
+
+def test_vae_bf16_decodes_in_bf16_and_stays_close(tiny_checkpoint, baseline):
+    pipeline = pipeline_with(tiny_checkpoint, vae_bf16=True)
+    assert pipeline.vae.decoder.conv_in.weight.dtype == torch.bfloat16
+    assert pipeline.vae.encoder.conv_in.weight.dtype == torch.float32  # the motion and conditions encode as before
+    frames, teacher = stream_frames(pipeline), teacher_frames(pipeline)
+    assert 0 < np.abs(frames.astype(int) - baseline[0].astype(int)).mean() < 4
+    assert np.abs(teacher.astype(int) - baseline[1].astype(int)).mean() < 4
+
+
+def test_compile_is_static_and_allows_a_streams_ramp_up(tiny_checkpoint, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline = load_model(str(tiny_checkpoint)).pipeline
+    monkeypatch.setattr(pipeline.transformer, "compile_repeated_blocks", lambda **kwargs: calls.append(kwargs))
+    apply_runtime(pipeline, Runtime(torch.device("cpu"), torch.float32, "sdpa", Acceleration(compile=True)))
+    assert calls == [{"dynamic": False}] and torch._dynamo.config.recompile_limit >= 16
+
+
+@pytest.mark.slow
+def test_statically_compiled_blocks_give_the_same_stream(tiny_checkpoint, baseline):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline = load_model(str(tiny_checkpoint)).pipeline
+    compile_blocks = pipeline.transformer.compile_repeated_blocks
+    pipeline.transformer.compile_repeated_blocks = lambda **kwargs: compile_blocks(backend="eager", **kwargs)
+    apply_runtime(pipeline, Runtime(torch.device("cpu"), torch.float32, "sdpa", Acceleration(compile=True)))
+    assert difference(stream_frames(pipeline), baseline[0]) <= 1
 
 
 @pytest.mark.slow

@@ -166,23 +166,49 @@ def test_a_continued_video_fills_sink_and_history_and_follows_on(tiny_model):
 
 
 def test_a_chunk_never_waits_on_the_device_before_its_frames(tiny_model, monkeypatch):
-    """No .item() or .nonzero() in the chunk loop: on CUDA each would stall the queue of kernels."""
-    generator = stream(tiny_model.pipeline)
+    """Nothing in the chunk loop makes the host wait for the device: no .item(), .nonzero(), .tolist(),
+    bool(tensor), synchronize, and no blocking copy of host data to the device (on CUDA each stalls
+    the queue of kernels). The frames are read later, by the writer thread."""
+    motion = np.random.default_rng(5).integers(0, 255, (21, H, W, 3), dtype=np.uint8)
+    generator = stream(tiny_model.pipeline, motion=motion)
     generator.next_chunk()
     waits = []
 
-    def counted(name):
-        original = getattr(torch.Tensor, name)
+    def counted(owner, name, when=lambda *args, **kwargs: True):
+        original = getattr(owner, name)
 
-        def call(self, *args, **kwargs):
-            waits.append(name)
-            return original(self, *args, **kwargs)
-        return call
+        def call(*args, **kwargs):
+            if when(*args, **kwargs):
+                waits.append(name)
+            return original(*args, **kwargs)
+        monkeypatch.setattr(owner, name, call)
 
-    for name in ("item", "nonzero", "tolist"):
-        monkeypatch.setattr(torch.Tensor, name, counted(name))
-    generator.next_chunk()
+    def host_data(tensor):  # a tensor made from a NumPy array: what a copy to the device starts from
+        tensor._from_host = True
+        return tensor
+
+    from_numpy = torch.from_numpy
+    monkeypatch.setattr(torch, "from_numpy", lambda array: host_data(from_numpy(array)))
+    for name in ("item", "nonzero", "tolist", "__bool__"):
+        counted(torch.Tensor, name)
+    counted(torch.cuda, "synchronize")
+    counted(torch.cuda.Event, "synchronize")
+    counted(torch, "tensor", lambda *args, **kwargs: "device" in kwargs)
+    counted(torch, "as_tensor", lambda *args, **kwargs: "device" in kwargs)
+    counted(torch.Tensor, "to", lambda self, *args, **kwargs: getattr(self, "_from_host", False)
+            and ("device" in kwargs or any(isinstance(a, (torch.device, str)) for a in args))
+            and not kwargs.get("non_blocking"))
+    generator.next_chunk_frames()
+    generator.next_chunk_frames()
+    monkeypatch.undo()
     assert waits == []
+
+
+def test_the_streams_own_euler_steps_are_the_schedulers(tiny_model):
+    cached, stepped = stream(tiny_model.pipeline), stream(tiny_model.pipeline)
+    stepped._schedule = None  # through FlowMatchEulerDiscreteScheduler.step
+    for _ in range(2):
+        assert np.array_equal(cached.next_chunk(), stepped.next_chunk())
 
 
 def test_a_motion_video_decoded_as_the_stream_goes_gives_the_same_video(tiny_model, tmp_path):
