@@ -41,8 +41,6 @@ class Acceleration:
                  if getattr(self, name)]
         if self.offload != "none":
             named.append(f"offload {self.offload}")
-        if self.decoder != "auto":
-            named.append(f"decoder {self.decoder}")
         return ", ".join(named)
 
 

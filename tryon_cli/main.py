@@ -13,7 +13,6 @@ INTERRUPTED = "interrupted; no partial output was left"
 
 try:  # Ctrl-C while the CLI itself loads is the same clean line as later, not a traceback
     import functools
-    import warnings
 
     import typer
 
@@ -55,20 +54,11 @@ cli.command()(studio.studio)
 
 
 def _quiet_libraries() -> None:
-    """Library progress bars and chatter would garble ours; errors still surface.
+    """Called as a command starts running: importing diffusers and transformers (seconds) is
+    left to the commands that use them, so --help and usage errors answer at once."""
+    from engine.progress import quiet_libraries
 
-    Called as a command starts running: importing diffusers and transformers (seconds) is
-    left to the commands that use them, so --help and usage errors answer at once.
-    """
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", module="diffusers")
-    warnings.filterwarnings("ignore", module="transformers")
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    for logging in (diffusers_logging, transformers_logging):
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
+    quiet_libraries()
 
 
 def _flag(option: str | None) -> str | None:

@@ -94,6 +94,9 @@ def curation_models(detector: Path, vlm: Path, editor: Path, edit_steps: int, de
 def curation_worker(videos: Path, out: Path, models, settings):
     """A CurationWorker with freshly loaded models (`models()`): what each Ray worker builds once."""
     from engine.curate.pipeline import CurationWorker
+    from engine.progress import quiet_libraries
+
+    quiet_libraries()  # a worker's stderr reaches the driver's terminal
 
     return CurationWorker(videos, out, models(), settings)
 

@@ -20,7 +20,7 @@ from engine.api.options import out_of_memory_is_a_failure, resolve_run
 from engine.api.specs import GarmentSpec
 from engine.api.route import check_intermediates_folder, keep_intermediates, render_request
 from engine.checkpoint import LoadedModel
-from engine.checkpoint.public import LoadedRoute
+from engine.checkpoint.public import LoadedRoute, is_route_source
 from engine.errors import InputError
 from engine.limits import check_frames_fit_in_memory
 from engine.media import (
@@ -145,6 +145,9 @@ def _generate(
     if processes.distributed:
         runtime = replace(runtime, device=processes.device)
     source = request.run.model or default_model()
+    if request.keep_intermediates is not None and not is_route_source(source):
+        raise InputError("--keep-intermediates applies to the public route (--model public or a route folder); "
+                         f"{source} makes the video in one pass")
     model = get_model(source, request.run.revision, runtime, tell)
     if processes.distributed and getattr(model.pipeline.transformer, "_parallel_config", None) is None:
         enable_context_parallel(model.pipeline.transformer, processes)
@@ -162,9 +165,6 @@ def _generate(
             kept = keep_intermediates(request.keep_intermediates, model.pipeline.last, plan.fps)
             result.intermediates = [str(path) for path in kept]
         return result
-    if request.keep_intermediates is not None:
-        raise InputError("--keep-intermediates applies to the public route (--model public or a route folder); "
-                         f"{source} makes the video in one pass")
     fps = plan.fps
 
     # 3. Inputs fitted to the generation size (the output is its centre).

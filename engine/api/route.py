@@ -61,7 +61,7 @@ def check_intermediates_folder(folder: Path | None, overwrite: bool) -> None:
         return
     if folder.exists() and not folder.is_dir():
         raise InputError("--keep-intermediates needs a folder; this is a file", folder)
-    existing = folder if folder.is_dir() else folder.parent if str(folder.parent) else Path(".")
+    existing = folder if folder.is_dir() else folder.parent
     if not existing.is_dir():
         raise InputError("--keep-intermediates: the folder above it does not exist", folder)
     if not os.access(existing, os.W_OK):

@@ -62,12 +62,23 @@ def train_student(
     resume: bool = False,
     progress: Progress | None = None,
     notice: Notice | None = None,
+    scorer: str | None = None,
+    aesthetic_weights: str | None = None,
 ) -> Path:
-    """Distill a teacher checkpoint into the streaming student: teacher forcing, then (GR-)DMD."""
+    """Distill a teacher checkpoint into the streaming student: teacher forcing, then (GR-)DMD. `scorer` and
+    `aesthetic_weights` replace the config's (GR-DMD's frame reward, engine.train.scorer)."""
+    from dataclasses import replace
+
+    from engine.train.scorer import check_scorer_weights
     from engine.train.student import train_student as run
 
-    return run(teacher, _data_source(data), output, load_student_config(config), resume=resume, progress=progress,
-               log=notice)
+    settings = load_student_config(config)
+    overrides = {key: value for key, value in (("scorer", scorer), ("aesthetic_weights", aesthetic_weights))
+                 if value is not None}
+    settings = replace(settings, **overrides) if overrides else settings
+    if settings.has_dmd and settings.reweight:
+        check_scorer_weights(settings.scorer, settings.aesthetic_weights)  # before the teacher loads
+    return run(teacher, _data_source(data), output, settings, resume=resume, progress=progress, log=notice)
 
 
 def _data_source(data: str) -> str | Path:

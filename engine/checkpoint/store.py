@@ -76,6 +76,11 @@ MAX_TEXT_TOKENS = 4096
 _INFO_TYPES = {"kind": str, "preset": str, "condnet_trained": bool, "training": dict, "stream": dict,
                "max_text_tokens": int, "format": int}
 SWITCH_OPERATIONS = ("refresh", "withdraw", "disentangle")  # FashionChameleon's three KV operations at a switch
+# How a released streaming student streams (its `stream` section, e.g. LongLive's): latent frames
+# per chunk, frames its sink keeps, frames its local attention window spans (the chunk included),
+# the denoising timesteps of each chunk (1000 = pure noise) and the flow shift that warps them.
+STREAM_SETTINGS = {"chunk_frames": int, "sink_frames": int, "local_window_frames": int, "timesteps": list,
+                   "shift": float}
 _INFO_TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object", int: "an integer"}
 
 
@@ -83,6 +88,21 @@ def _is_json_type(value: Any, expected: type) -> bool:
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, expected)
+
+
+def _is_stream_value(name: str, value: Any) -> bool:
+    if name in SWITCH_OPERATIONS:
+        return isinstance(value, bool)
+    expected = STREAM_SETTINGS.get(name)
+    if expected is list:
+        return isinstance(value, list) and bool(value) and all(_is_number(v) and 0 < v <= 1000 for v in value)
+    if expected is int:
+        return _is_json_type(value, int) and value > 0
+    return expected is float and _is_number(value) and value > 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -114,9 +134,10 @@ class CheckpointInfo:
         if info.preset not in PRESETS:
             raise InputError(f"unknown preset '{info.preset}' (known: {', '.join(PRESETS)})", path)
         for name, value in info.stream.items():
-            if name not in SWITCH_OPERATIONS or not isinstance(value, bool):
+            if not _is_stream_value(name, value):
                 raise InputError(f"'stream' takes {', '.join(SWITCH_OPERATIONS)} as true or false, "
-                                 f"not {name!r}: {json.dumps(value)}", path)
+                                 f"{', '.join(STREAM_SETTINGS)} as positive numbers (timesteps a list of them up "
+                                 f"to 1000), not {name!r}: {json.dumps(value)}", path)
         return info
 
     def switch_defaults(self) -> dict[str, bool]:
@@ -230,20 +251,33 @@ def check_checkpoint_target(folder: Path) -> None:
     check_replaceable(folder, is_checkpoint_folder, "tryon checkpoint")
 
 
-def save_checkpoint(pipeline: TryOnPipeline, folder: Path, info: CheckpointInfo) -> Path:
-    """Write the whole checkpoint to `folder` atomically (built beside it, then renamed).
+def save_checkpoint(pipeline: TryOnPipeline, folder: Path, info: CheckpointInfo,
+                    tiny_decoder: TinyVideoDecoder | None = None) -> Path:
+    """Write the whole checkpoint to `folder` atomically (built beside it, then renamed), with
+    `tiny_decoder` as its tiny_decoder/ when given (it decodes this pipeline's VAE latents).
 
     What is there already is replaced only if `check_checkpoint_target` allows it.
     """
-    folder = Path(folder)
-    check_checkpoint_target(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     info.max_text_tokens = pipeline.max_text_tokens
+
+    def write(staging: Path) -> None:
+        pipeline.save_pretrained(staging, safe_serialization=True)
+        if tiny_decoder is not None:
+            tiny_decoder.save_pretrained(staging / TINY_DECODER, safe_serialization=True)
+        info.write(staging)
+
+    return write_folder(Path(folder), write, check_checkpoint_target)
+
+
+def write_folder(folder: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> Path:
+    """`write` a folder's files into a staging folder beside `folder`, then rename it into place; `check(folder)`
+    (may it be replaced?) runs before and again after the write, which can take minutes."""
+    check(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        pipeline.save_pretrained(staging, safe_serialization=True)
-        info.write(staging)
-        check_checkpoint_target(folder)  # still ours after the minutes the save took
+        write(staging)
+        check(folder)
         retired = staging.with_name(staging.name + ".old")
         replaced = folder.exists() or folder.is_symlink()
         if replaced:

@@ -51,6 +51,7 @@ class QwenImageEditor:
     def __init__(self, pipeline, steps: int = 40, true_cfg: float = 4.0, seed: int = 0, size: tuple[int, int] | None = None,
                  name: str = "Qwen-Image-Edit") -> None:
         self.pipeline, self.steps, self.true_cfg, self.seed, self.size, self.name = pipeline, steps, true_cfg, seed, size, name
+        pipeline.set_progress_bar_config(disable=True)  # curation shows its own progress
 
     def _edit(self, images: list[Image.Image], prompt: str) -> Image.Image:
         width, height = self.size or images[0].size

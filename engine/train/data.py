@@ -59,6 +59,12 @@ def check_example(example: TrainingExample, source: str | Path) -> TrainingExamp
     return example
 
 
+def visible_files(root: Path, pattern: str) -> list[Path]:
+    """The paths under `root` (at any depth) matching `pattern`, sorted, none inside a hidden folder."""
+    return sorted(path for path in root.rglob(pattern)
+                  if not any(part.startswith(".") for part in path.relative_to(root).parts))
+
+
 class FolderDataset(Sequence):
     """Every folder under `root` (at any depth, hidden ones skipped) holding a target.mp4."""
 
@@ -67,10 +73,7 @@ class FolderDataset(Sequence):
         self.size, self.num_frames, self.fps = size, num_frames, fps
         if not self.root.is_dir():
             raise InputError("the training data must be a folder of sample folders", self.root)
-        self.folders = sorted(
-            path.parent for path in self.root.rglob("target.mp4")
-            if not any(part.startswith(".") for part in path.relative_to(self.root).parts)
-        )
+        self.folders = [path.parent for path in visible_files(self.root, "target.mp4")]
         if not self.folders:
             raise InputError("no sample folders (folders holding target.mp4 and user.png)", self.root)
 
@@ -156,10 +159,7 @@ class VideoFolderDataset(Sequence):
         self.size, self.num_frames, self.fps = size, num_frames, fps
         if not self.root.is_dir():
             raise InputError("the training data must be a folder of videos", self.root)
-        self.videos = sorted(
-            path for path in self.root.rglob("*") if path.suffix.lower() in VIDEO_SUFFIXES
-            and not any(part.startswith(".") for part in path.relative_to(self.root).parts)
-        )
+        self.videos = [path for path in visible_files(self.root, "*") if path.suffix.lower() in VIDEO_SUFFIXES]
         if not self.videos:
             raise InputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in this folder", self.root)
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from engine.checkpoint.store import TINY_DECODER, is_checkpoint_folder
 from engine.errors import InputError
 from engine.model.distributed import Processes
+from engine.model.tiny_decoder import TinyVideoDecoder
 from engine.paths import check_replaceable, holds_only
 from engine.pipelines.pipeline_tryon import frames_to_pixels
 from engine.progress import Progress
@@ -37,7 +38,6 @@ from engine.train.config import Stage, TrainConfig
 from engine.train.data import open_clips
 from engine.train.loop import Log, Metrics, Trainer, train
 from engine.train.state import METRICS_FILE, RUN_LOG, STATE_DIR, TrainingState, publish
-from engine.model.tiny_decoder import TinyVideoDecoder
 
 MODEL_FILES = (TinyVideoDecoder.config_name, "diffusion_pytorch_model.safetensors")
 
@@ -71,6 +71,7 @@ class DecoderTrainer(Trainer):
         self.teacher_cache: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
         self.cached_clips: tuple | None = None  # the clips' (size, num_frames, fps)
         super().__init__(data, source, output, config, resume, processes)
+        self.distributed_decoder = self.distributed(self.decoder)  # under torchrun: DDP averages its gradients
 
     def starting_checkpoint(self) -> Path | str:
         return self.source  # the saved run holds only the decoder (read in trainable_groups)
@@ -112,7 +113,7 @@ class DecoderTrainer(Trainer):
         latents = torch.cat([latents for latents, _ in pairs]).to(self.device)
         target = torch.cat([frames_to_pixels(frames, self.device) for _, frames in pairs])
         with self.autocast():
-            pixels = self.decoder(latents).float()
+            pixels = self.distributed_decoder(latents).float()
         l1 = (pixels - target).abs().mean()
         mse = F.mse_loss(pixels, target)
         (l1 + mse).backward()
@@ -134,12 +135,6 @@ class DecoderTrainer(Trainer):
             self.decoder.save_pretrained(folder, safe_serialization=True)
 
         publish(self.output, write, state, self.optimizer, {})
-
-    def checkpoint_info(self, seconds: float):  # the decoder folder carries no tryon.json
-        raise NotImplementedError
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {}
 
 
 def psnr(pixels: torch.Tensor, reference: torch.Tensor) -> float:

@@ -36,14 +36,14 @@ from engine.train.flow import FlowBatch
 from engine.train.loop import predict_flow
 
 
-def predicted_x0(model, batch: FlowBatch, guidance: float = 1.0, empty_text: torch.Tensor | None = None,
+def predicted_x0(model, batch: FlowBatch, guidance: float = 1.0, negative_text: torch.Tensor | None = None,
                  keep_garments: bool = True) -> torch.Tensor:
     """x0 = x_t − σ·v for `batch` (one example's noisy clip), v the model's (guided) flow."""
     flow = predict_flow(model, batch)
     if guidance > 1.0:
-        # Unconditional branch: no prompt; the reference and the motion stay, the garments as asked.
+        # Unconditional branch: the negative prompt's text; the reference and the motion stay, the garments as asked.
         conditions = batch.conditions if keep_garments else without_garments(batch.conditions)
-        uncond = predict_flow(model, replace(batch, text=empty_text, conditions=conditions))
+        uncond = predict_flow(model, replace(batch, text=negative_text, conditions=conditions))
         flow = uncond + guidance * (flow - uncond)
     sigma = (batch.timestep / 1000.0)[:, None, :, None, None]
     return batch.noisy - sigma * flow

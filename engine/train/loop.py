@@ -190,6 +190,7 @@ class Trainer:
         loaded = load_quietly(self.starting_checkpoint(), self.device)
         self.check_loaded(loaded)
         self.pipeline: TryOnPipeline = loaded.pipeline
+        self.tiny_decoder = loaded.tiny_decoder  # the VAE does not learn here: its tiny decoder stays valid
         self.preset = loaded.info.preset
         check_sizes(config, self.pipeline.size_multiple)
         self.shift = config.timestep_shift or float(self.pipeline.scheduler.config.shift)
@@ -440,7 +441,8 @@ class Trainer:
                                 max_text_tokens=pipe.max_text_tokens)
         state = TrainingState(step=self.step, seconds=seconds, trainable=self.config.trainable,
                               parameter_names=self.names)
-        publish_checkpoint(to_save, self.output, self.checkpoint_info(seconds), state, optimizer, tensors)
+        publish_checkpoint(to_save, self.output, self.checkpoint_info(seconds), state, optimizer, tensors,
+                           self.tiny_decoder)
 
     def summary(self, seconds: float) -> dict:
         """The training summary both kinds of checkpoint carry."""

@@ -20,11 +20,13 @@ returns the raw 1–10 scale: the aesthetic model as it is, the default heuristi
   ~0.14–0.25, M ~45–65), a 5-pixel box blur near 0.25 (sharpness) and halved saturation near
   0.45 (colour). Limit: noise and flicker score HIGH on both (they add edges and chroma
   variance), so this score cannot catch noisy frames; an aesthetic model can.
-- `AestheticScorer`: a CLIP image encoder plus a small linear head, as the LAION aesthetic
-  predictor (score 1–10, its raw scale). Used only when its weights exist locally, in a
-  folder holding `clip/` (a transformers CLIPVisionModelWithProjection, .safetensors) and
-  `head.safetensors` (linear layers `layers.<i>.weight/bias`, applied in order, no
-  activations, as that predictor's MLP). None ship with tryon.
+- `AestheticScorer`: the LAION aesthetic predictor (score 1–10, its raw scale): CLIP ViT-L/14's
+  image embedding through the predictor's MLP. Used only when its weights exist locally, in a
+  folder holding `clip/` (a transformers CLIPVisionModelWithProjection with its
+  CLIPImageProcessor, .safetensors) and `head.safetensors` (linear layers `layers.<i>.weight/bias`,
+  applied in order, no activations, as that predictor's MLP): what `tryon models convert
+  sac+logos+ava1-l14-linearMSE.pth DIR --kind aesthetic --clip CLIP_DIR` writes
+  (engine.checkpoint.aesthetic). None ship with tryon.
 """
 
 from __future__ import annotations
@@ -37,13 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.checkpoint.aesthetic import CLIP_FOLDER, HEAD_FILE, is_aesthetic_folder
 from engine.errors import InputError
 
 RAW_LOW, RAW_HIGH = 1.0, 10.0  # the aesthetic predictor's scale, which every scorer returns
 SHARPNESS_SCALE = 0.15  # Laplacian std (luma in [0, 1]) that scores 1 − 1/e
 COLOUR_SCALE = 50.0  # Hasler–Süsstrunk M that scores 1 − 1/e ("averagely colourful" is 45)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class FrameScorer(Protocol):
@@ -92,44 +93,43 @@ class SharpnessColourScorer:
 
 
 class AestheticScorer:
-    """LAION-style aesthetic predictor: a linear head on the CLIP image embedding, its raw score."""
+    """The LAION aesthetic predictor: its MLP on CLIP's unit-length image embedding, its raw score. CLIP sees
+    each frame as its own CLIPImageProcessor prepares it (resize, centre crop, normalisation)."""
 
     name = "aesthetic"
     keep_from = 4.5  # the curation gate's default: LAION-Aesthetics V2's widest published subset, "4.5+"
 
     def __init__(self, folder: Path) -> None:
         from safetensors.torch import load_file
-        from transformers import CLIPVisionModelWithProjection
 
-        self.clip = CLIPVisionModelWithProjection.from_pretrained(folder / "clip", use_safetensors=True).eval()
-        head = load_file(folder / "head.safetensors")
+        from engine.vision.embedders import ClipEmbedder
+
+        self.clip = ClipEmbedder(Path(folder) / CLIP_FOLDER)
+        head = load_file(Path(folder) / HEAD_FILE)
         indices = sorted({int(key.split(".")[1]) for key in head if key.startswith("layers.")})
         self.layers = [(head[f"layers.{i}.weight"], head[f"layers.{i}.bias"]) for i in indices]
 
     @torch.no_grad()
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
-        size = self.clip.config.image_size
-        pixels = F.interpolate(_pixels(frames), size=(size, size), mode="bicubic", align_corners=False)
-        pixels = (pixels.clamp(0, 1) - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-        embedding = self.clip(pixel_values=pixels).image_embeds
-        score = embedding / embedding.norm(dim=-1, keepdim=True)
-        for weight, bias in self.layers:
+        score = torch.from_numpy(self.clip.images(list(frames)))
+        for weight, bias in self.layers:  # the published MLP: Linear layers, Dropout between, no activations
             score = F.linear(score, weight, bias)
         return score[:, 0]
 
 
-SCORER_CLASSES: dict[str, type] = {"sharpness_colour": SharpnessColourScorer, "aesthetic": AestheticScorer}
-
-
 def aesthetic_weights_present(folder: str | Path | None) -> bool:
-    return folder is not None and (Path(folder) / "head.safetensors").is_file() and (Path(folder) / "clip").is_dir()
+    return folder is not None and is_aesthetic_folder(Path(folder))
 
 
 def check_scorer_weights(choice: str, aesthetic_weights: str | None) -> None:
     """Scorer "aesthetic" needs its weights present (before anything else loads)."""
     if choice == "aesthetic" and not aesthetic_weights_present(aesthetic_weights):
-        raise InputError("scorer 'aesthetic' needs clip/ and head.safetensors in aesthetic_weights",
-                         aesthetic_weights)
+        where = "aesthetic_weights is not set" if aesthetic_weights is None else f"{aesthetic_weights} is not one"
+        raise InputError(f"scorer 'aesthetic' needs the LAION aesthetic predictor's folder ({where}): make it with "
+                         "tryon models convert sac+logos+ava1-l14-linearMSE.pth DIR --kind aesthetic --clip CLIP_DIR "
+                         "and give DIR as aesthetic_weights (tryon train student --aesthetic-weights DIR), or ask "
+                         "for the sharpness and colour heuristic: scorer sharpness_colour (tryon train student "
+                         "--scorer sharpness_colour)")
 
 
 def make_scorer(choice: str, aesthetic_weights: str | None, log: Callable[[str], None]) -> FrameScorer:

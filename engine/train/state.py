@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.checkpoint import CheckpointInfo, check_checkpoint_target, save_checkpoint
 from engine.errors import InputError
+from engine.model.tiny_decoder import TinyVideoDecoder
 from engine.pipelines.pipeline_tryon import TryOnPipeline
 from engine.train.curves import CURVES_FILE, TENSORBOARD_FOLDER
 
@@ -78,10 +79,13 @@ def read_training_state(folder: Path) -> tuple[TrainingState, dict, dict[str, to
 
 
 def publish_checkpoint(pipeline: TryOnPipeline, output: Path, info: CheckpointInfo, state: TrainingState,
-                       optimizer: torch.optim.Optimizer, adapters: dict[str, torch.Tensor]) -> None:
-    """Replace `output/` by a checkpoint of `pipeline` plus the training state and metrics so far."""
+                       optimizer: torch.optim.Optimizer, adapters: dict[str, torch.Tensor],
+                       tiny_decoder: TinyVideoDecoder | None = None) -> None:
+    """Replace `output/` by a checkpoint of `pipeline` (and its `tiny_decoder`) plus the training state
+    and metrics so far."""
     check_checkpoint_target(output)
-    publish(output, lambda staging: save_checkpoint(pipeline, staging, info), state, optimizer, adapters)
+    publish(output, lambda staging: save_checkpoint(pipeline, staging, info, tiny_decoder), state, optimizer,
+            adapters)
 
 
 def publish(output: Path, write: Callable[[Path], object], state: TrainingState, optimizer: torch.optim.Optimizer,

@@ -169,6 +169,7 @@ class StudentTrainer(Trainer):
         self.scheduler = copy.deepcopy(self.pipeline.scheduler)  # rollouts must not move the pipeline's
         preset_guidance = PRESETS[self.preset].default_guidance
         self.guidance = preset_guidance if config.guidance is None else config.guidance
+        self.negative_text = self.encoder.prompt(config.negative_prompt)  # the guidance's unconditional text
         self.scorer = scorer
         if scorer is None and config.has_dmd and config.reweight:
             self.scorer = make_scorer(config.scorer, config.aesthetic_weights, self.notices.append)
@@ -367,7 +368,7 @@ class StudentTrainer(Trainer):
         """Back-propagate the (reweighted) DMD gradient of one rollout into the student (engine.train.distill)."""
         noisy = self.renoised(clip.detach(), encoded, choice, choices.dmd_sigma, choices.dmd_seed)
         with torch.no_grad(), self.autocast():
-            x0_real = predicted_x0(self.teacher, noisy, self.guidance, self.empty_prompt,
+            x0_real = predicted_x0(self.teacher, noisy, self.guidance, self.negative_text.to(self.device),
                                    self.config.guidance_keeps_garments)
             x0_fake = predicted_x0(self.critic, noisy)
         grad = dmd_gradient(clip.detach(), x0_real.float(), x0_fake.float())

@@ -31,6 +31,8 @@ Keys beyond the teacher config's (each also commented at its field below):
 - `guidance_keeps_garments`: the unconditional branch of that guidance keeps the garments
   (FashionChameleon's: only the prompt is dropped) or drops them with the prompt (false: the
   branch a teacher trained with `condition_dropout` learned, as its own pipeline guides).
+- `negative_prompt`: the text of that unconditional branch: by default Wan2.2's negative
+  prompt, as FashionChameleon's GR-DMD config gives it; "" for the empty prompt.
 - `critic_ratio`: critic (fake score) updates per student update in DMD stages: the critic
   learns every step, the student on every `critic_ratio`-th step (Self-Forcing's
   dfake_gen_update_ratio; DMD2 uses 5).
@@ -96,6 +98,11 @@ from engine.train.config import (
 )
 
 PHASES = ("teacher_forcing", "dmd")
+# Wan2.2's default negative prompt, which FashionChameleon's GR-DMD config (gr_dmd_wan22_ic.yaml) gives the
+# unconditional branch of the teacher's guidance.
+WAN_NEGATIVE_PROMPT = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+                       "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+                       "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
 SCORERS = ("auto", "sharpness_colour", "aesthetic")
 
 
@@ -111,6 +118,7 @@ class StudentConfig(TrainConfig):
     window: int = 6  # history chunks kept besides the sink (StreamConfig.window)
     guidance: float | None = None  # teacher CFG in s_real; None: the teacher preset's; <= 1: none
     guidance_keeps_garments: bool = True  # the guidance's unconditional branch keeps the garments
+    negative_prompt: str = WAN_NEGATIVE_PROMPT  # the text of that branch ("" for none)
     critic_ratio: int = 1  # critic updates per student update (the student learns every n-th DMD step)
     critic_lr: float | None = None  # the critic's learning rate; None: the stage's lr
     dmd_min_t: float = 0.02  # DMD re-noising: u uniform in [dmd_min_t, dmd_max_t], then shifted
@@ -151,6 +159,8 @@ class StudentConfig(TrainConfig):
         for key in ("reweight", "guidance_keeps_garments", "random_exit", "block_noise"):
             _require_bool(getattr(self, key), key)
         _require_choice(self.scorer, "scorer", SCORERS)
+        if not isinstance(self.negative_prompt, str):
+            raise InputError(f"negative_prompt must be a string, not {self.negative_prompt!r}")
         _require_choice(self.sampler, "sampler", SAMPLERS)
         if self.random_exit and self.sampler != "renoise":
             raise InputError("random_exit needs the renoise sampler")

@@ -65,3 +65,22 @@ def test_convert_refuses_bad_sources_with_one_line(name, content, message, tiny_
     assert run.code == 2
     assert message in run.stderr and len(error_lines(run)) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_convert_writes_the_aesthetic_predictor_and_needs_its_clip(tryon, tmp_path):
+    import torch
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from engine.checkpoint.aesthetic import expected_head_shapes
+
+    torch.save({key: torch.randn(shape) for key, shape in expected_head_shapes().items()}, tmp_path / "p.pth")
+    clip = tmp_path / "clip-l14"
+    CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                   num_attention_heads=2, image_size=32, patch_size=8,
+                                                   projection_dim=768)).save_pretrained(clip)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(clip)
+    run = tryon("models", "convert", tmp_path / "p.pth", tmp_path / "aesthetic", "--kind", "aesthetic")
+    assert run.code == 2 and "--clip" in run.stderr and not (tmp_path / "aesthetic").exists()
+    run = tryon("models", "convert", tmp_path / "p.pth", tmp_path / "aesthetic", "--kind", "aesthetic", "--clip", clip)
+    assert run.code == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "aesthetic").iterdir()) == ["clip", "head.safetensors"]

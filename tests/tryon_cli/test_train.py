@@ -40,3 +40,14 @@ def test_builtin_training_recipes_parse():
     for name in names:
         load = load_student_config if "student" in name else load_train_config
         assert load(name).total_steps > 0
+
+
+def test_the_5b_student_recipe_asks_for_the_aesthetic_model_or_an_explicit_heuristic(tmp_path, tryon):
+    args = ("train", "student", "--teacher", tmp_path / "teacher", "--data", "synthetic", "-o", tmp_path / "out",
+            "--config", "wan5b-student")
+    run = tryon(*args)
+    assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "--scorer sharpness_colour" in run.stderr and "--kind aesthetic" in run.stderr
+    run = tryon(*args, "--scorer", "sharpness_colour")
+    assert run.code == 2 and "teacher" in run.stderr and "scorer" not in run.stderr
+    assert not (tmp_path / "out").exists()

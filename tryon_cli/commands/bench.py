@@ -159,8 +159,7 @@ def print_tables(result: BenchResult) -> None:
         stdout.print(table)
 
     if result.compare:
-        modes = Column("mode", no_wrap=True, min_width=max(len(entry["mode"]) for entry in result.compare))
-        table = Table(modes, "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
+        table = Table(Column("mode", no_wrap=True), "FPS", "× FPS", "decode", "first frame", "weights", "peak memory",
                       title="each mode alone against the run above (same process, same inputs)", title_justify="left")
         for entry in result.compare:
             table.add_row(entry["mode"], _fps(entry["fps"]), f"{entry['fps_ratio']:.2f}",

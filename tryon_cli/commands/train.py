@@ -158,6 +158,11 @@ def student(
     data: DataOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Student checkpoint folder to write (and resume).")] = None,
     config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: student, wan5b-student.")] = None,
+    scorer: Annotated[Optional[str], typer.Option(
+        help="GR-DMD's frame reward, replacing the config's: aesthetic (the LAION predictor; see --aesthetic-weights), "
+             "sharpness_colour (a heuristic, no model) or auto.")] = None,
+    aesthetic_weights: Annotated[Optional[str], typer.Option(
+        help="The aesthetic predictor's folder (tryon models convert ... --kind aesthetic), replacing the config's.")] = None,
     *,
     shared: dict[str, Any],
 ) -> None:
@@ -169,7 +174,7 @@ def student(
     from engine import api
 
     path = train_or_plan("student", config, shared, dict(teacher=teacher, data=data, output=output),
-                         api.train_student)
+                         api.train_student, scorer=scorer, aesthetic_weights=aesthetic_weights)
     if path is not None:
         notice(f"wrote the streaming student to {path} (metrics and curves.png in {path})")
 

@@ -143,15 +143,15 @@ def test_the_real_detector_class_runs_at_tiny_size(tmp_path):
     assert len(scores) == 2 and all(0.0 <= score <= 1.0 for frame in scores for score in frame)
 
 
-@pytest.mark.parametrize("scorer", ["sharpness_colour", "aesthetic"])
+@pytest.mark.parametrize("scorer", ["SharpnessColourScorer", "AestheticScorer"])
 def test_each_scorer_keeps_its_threshold_on_its_own_scale(scorer):
     from engine.curate.config import CurateConfig
-    from engine.train.scorer import RAW_HIGH, RAW_LOW, SCORER_CLASSES
+    from engine.train import scorer as scorers
 
-    keep_from = SCORER_CLASSES[scorer].keep_from
-    assert RAW_LOW < keep_from < RAW_HIGH
-    assert filtering.quality_threshold(CurateConfig(), SCORER_CLASSES[scorer]) == keep_from
-    assert filtering.quality_threshold(CurateConfig(min_quality=7.5), SCORER_CLASSES[scorer]) == 7.5
+    kind = getattr(scorers, scorer)
+    assert scorers.RAW_LOW < kind.keep_from < scorers.RAW_HIGH
+    assert filtering.quality_threshold(CurateConfig(), kind) == kind.keep_from
+    assert filtering.quality_threshold(CurateConfig(min_quality=7.5), kind) == 7.5
 
 
 def test_the_default_quality_gate_drops_a_flat_grey_clip_and_keeps_a_lively_one():

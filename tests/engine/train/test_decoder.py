@@ -103,3 +103,16 @@ def test_the_builtin_recipe_parses():
 
     recipe = load_train_config("decoder")
     assert isinstance(recipe, TrainConfig) and recipe.total_steps > 0
+
+
+def test_training_the_teacher_keeps_the_checkpoints_tiny_decoder(tiny_checkpoint, tmp_path, config_factory):
+    from engine.train import train_teacher
+
+    source = tmp_path / "with-tiny"
+    shutil.copytree(tiny_checkpoint, source)
+    torch.manual_seed(0)
+    TinyVideoDecoder(latent_channels=48, channels=CHANNELS).save_pretrained(source / "tiny_decoder")
+    output = train_teacher("synthetic", str(source), tmp_path / "teacher", config_factory(steps=1))
+    assert weights(output / "tiny_decoder").keys() == weights(source / "tiny_decoder").keys()
+    assert all(torch.equal(tensor, weights(source / "tiny_decoder")[name])
+               for name, tensor in weights(output / "tiny_decoder").items())

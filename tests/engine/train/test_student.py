@@ -353,11 +353,13 @@ def test_the_aesthetic_hook_is_used_only_when_its_weights_exist(tmp_path):
         make_scorer("aesthetic", None, notes.append)
 
     from safetensors.torch import save_file
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     tiny = CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
                             image_size=32, patch_size=16, projection_dim=4)
     CLIPVisionModelWithProjection(tiny).save_pretrained(tmp_path / "aesthetic" / "clip", safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "aesthetic" / "clip")
     save_file({"layers.0.weight": torch.randn(3, 4), "layers.0.bias": torch.zeros(3),
                "layers.1.weight": torch.zeros(1, 3), "layers.1.bias": torch.full((1,), 5.0)},
               tmp_path / "aesthetic" / "head.safetensors")
@@ -393,7 +395,7 @@ def test_the_teachers_unconditional_branch_keeps_the_reference_and_the_garments_
     batch = FlowBatch(noisy=torch.zeros(1, 4, 2, 2, 2), timestep=torch.full((1, 2), 500.0), text=torch.ones(1, 3, 8),
                       conditions=[user, top], motion=None, flow=torch.zeros(1, 4, 2, 2, 2),
                       loss_frames=torch.ones(1, 2, dtype=torch.bool))
-    distill.predicted_x0(None, batch, guidance=3.0, empty_text=torch.zeros(1, 3, 8), keep_garments=keep_garments)
+    distill.predicted_x0(None, batch, guidance=3.0, negative_text=torch.zeros(1, 3, 8), keep_garments=keep_garments)
     conditional, unconditional = seen
     assert conditional.conditions == [user, top]
     assert unconditional.conditions == ([user, top] if keep_garments else [user])
@@ -556,3 +558,46 @@ def ddp_worker(base: str, output: str, config_file: str, weights: str) -> None:
 if __name__ == "__main__":
     ddp_worker(*sys.argv[1:])
 
+
+
+def test_the_dmd_guidance_unconditional_branch_is_fashionchameleons_negative_prompt(tiny_checkpoint, tmp_path,
+                                                                                     monkeypatch):
+    from engine.train import student as module
+    from engine.train.student_config import WAN_NEGATIVE_PROMPT
+
+    trainer = StudentTrainer("synthetic", str(tiny_checkpoint), tmp_path / "out", config(dmd=1, reweight=False),
+                             False, CPU)
+    unconditional = []
+    real = module.predicted_x0
+
+    def recording(model, batch, guidance=1.0, negative_text=None, keep_garments=True):
+        unconditional.append(negative_text)
+        return real(model, batch, guidance, negative_text, keep_garments)
+
+    monkeypatch.setattr(module, "predicted_x0", recording)
+    trainer.run(None, None)
+    negative = trainer.pipeline.encode_prompt(WAN_NEGATIVE_PROMPT)
+    assert "过曝" in WAN_NEGATIVE_PROMPT and trainer.config.negative_prompt == WAN_NEGATIVE_PROMPT
+    teacher_branch = unconditional[0]  # the teacher's (guided) call comes first, the critic's has no guidance
+    torch.testing.assert_close(teacher_branch.cpu(), negative.cpu())
+    assert not torch.equal(negative.cpu(), trainer.pipeline.encode_prompt("").cpu())
+
+
+def test_the_5b_recipe_refuses_the_heuristic_reward_unless_asked(tmp_path):
+    from engine.api import load_student_config, train_student as api_train_student
+
+    assert load_student_config("wan5b-student").scorer == "aesthetic"
+    missing_teacher = str(tmp_path / "no-teacher")
+    with pytest.raises(InputError) as refused:
+        api_train_student(missing_teacher, "synthetic", tmp_path / "out", config="wan5b-student")
+    message = str(refused.value)
+    assert "tryon models convert" in message and "--scorer sharpness_colour" in message
+    assert not (tmp_path / "out").exists()
+    # asked for the heuristic (or given the weights), it goes on: here to the missing teacher
+    for asked in ({"scorer": "sharpness_colour"}, {"aesthetic_weights": str(tmp_path / "none")}):
+        with pytest.raises(InputError) as next_problem:
+            api_train_student(missing_teacher, "synthetic", tmp_path / "out", config="wan5b-student", **asked)
+        if "scorer" in asked:
+            assert "no-teacher" in str(next_problem.value)
+        else:
+            assert "none" in str(next_problem.value) and "aesthetic" in str(next_problem.value)
