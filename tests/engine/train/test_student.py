@@ -560,6 +560,7 @@ if __name__ == "__main__":
 
 
 
+@pytest.mark.slow  # one DMD step on the tiny checkpoint
 def test_the_dmd_guidance_unconditional_branch_is_fashionchameleons_negative_prompt(tiny_checkpoint, tmp_path,
                                                                                      monkeypatch):
     from engine.train import student as module
