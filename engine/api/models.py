@@ -57,8 +57,8 @@ def list_models() -> list[ModelEntry]:
 
 def route_entries() -> list[ModelEntry]:
     """The public route and its stages: repos, licences, sizes computed from parameter counts."""
-    from engine.checkpoint.public.presets import PART_STAGE, PUBLIC, PUBLIC_TINY, overridden
-    from engine.checkpoint.public.sizes import stage_sizes
+    from engine.checkpoint.public.presets import LIVE_PARTS, PART_STAGE, PUBLIC, PUBLIC_TINY, overridden
+    from engine.checkpoint.public.sizes import live_plan, stage_sizes
 
     parts = overridden(PUBLIC.parts)
     entries = [ModelEntry(PUBLIC.name, "route", f"{PUBLIC.description}; needs {PUBLIC.hardware}; "
@@ -67,6 +67,12 @@ def route_entries() -> list[ModelEntry]:
         used = [p for name, p in parts.items() if PART_STAGE[name] == size.stage]
         repos = ", ".join(f"{p.repo}@{p.revision} ({p.licence})" for p in used)
         entries.append(ModelEntry(f"{PUBLIC.name}: {size.stage}", "route stage", f"{repos}; {size.describe()}"))
+    live = overridden(LIVE_PARTS)
+    repos = ", ".join(f"{p.repo}@{p.revision} ({p.licence})" for p in live.values())
+    entries.append(ModelEntry(f"{PUBLIC.name}: live stream", "route stage",
+                              f"swap, extend, studio: the editor re-dresses, LongLive streams; {repos}; editor and "
+                              f"student on one GPU: {live_plan(False).describe()}; {live_plan(True).describe()} "
+                              "at 1280x704, so one 80 GB GPU needs --fp8"))
     entries.append(ModelEntry(PUBLIC_TINY.name, "preset", f"{PUBLIC_TINY.description}; "
                               "make it with `tryon models init public-tiny DIR`"))
     return entries
@@ -92,23 +98,27 @@ def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False
 
 
 def convert_model(source: Path, folder: Path, base: str = "wan2.2-ti2v-5b", kind: str = "student",
-                  overwrite: bool = False) -> Path:
-    """Write a tryon checkpoint from a FashionChameleon checkpoint (Wan2.2's original key layout)
-    to `folder`; the VAE, text encoder and tokenizer come from `base`."""
+                  overwrite: bool = False, layout: str = "fashionchameleon", revision: str = "main") -> Path:
+    """Write a tryon checkpoint from a FashionChameleon or LongLive checkpoint (Wan2.2's original
+    key layout) to `folder`; the VAE, text encoder and tokenizer come from `base`. LongLive's
+    `model_bf16.pt` (a pickle) is read as tensors only; `revision` is the Hub revision it came from."""
     import warnings
 
     from engine.checkpoint import CondNetUntrainedWarning, load_model
-    from engine.checkpoint.convert import convert_checkpoint, read_original
+    from engine.checkpoint.convert import SOURCE_LAYOUTS, convert_checkpoint, read_original
 
+    if layout not in SOURCE_LAYOUTS:
+        raise InputError(f"--from must be one of {', '.join(SOURCE_LAYOUTS)}, not '{layout}'")
     if kind not in ("teacher", "student"):
         raise InputError(f"--kind must be teacher or student, not '{kind}'")
     folder = Path(folder)
     if folder.exists() and not overwrite and not (folder.is_dir() and not any(folder.iterdir())):
         raise InputError("already exists and is not empty (use --overwrite to replace it)", folder)
     check_checkpoint_target(folder)
-    original = read_original(source)
+    original = read_original(source, allow_pickle=layout == "longlive")
     dtype = next(iter(original.values())).dtype
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CondNetUntrainedWarning)  # the base's CondNet is replaced
         model = load_model(base, dtype=dtype)
-    return convert_checkpoint(original, folder, model, kind, source_name=Path(source).name)
+    return convert_checkpoint(original, folder, model, kind, source_name=Path(source).name, layout=layout,
+                              revision=revision)

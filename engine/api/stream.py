@@ -29,6 +29,12 @@ edge pixels, so the cropped centre is exactly the input. The input's sides must 
 (H.264 yuv420p).
 
 Streaming takes no classifier-free guidance: the student is distilled to run without it.
+
+On the public route (engine.api.route_stream) the stream is the editor and LongLive's student:
+a switch starts an edit of the last shown frame and is worn from the first chunk after the
+edit is done (the frames in between keep the old outfit); its latency runs from starting the
+edit to writing that chunk. A switch whose edit is still running when the video ends is
+reported as not applied.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.api import route_stream
 from engine.api.decoder import choose_decoder
 from engine.api.generate import GenerateRequest, GenerateResult, note_demo_on_camera_photo, plan_output
 from engine.api.inputs import check_garments, check_motion, check_options, check_output
@@ -54,6 +61,7 @@ from engine.api.loading import default_model, get_model
 from engine.api.options import out_of_memory_is_a_failure, resolve_run
 from engine.api.specs import GarmentSpec, parse_garment
 from engine.checkpoint import LoadedModel
+from engine.checkpoint.public import LoadedRoute
 from engine.errors import InputError
 from engine.media import (
     VideoFrames,
@@ -66,7 +74,9 @@ from engine.media import (
 )
 from engine.modes import RunOptions
 from engine.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
-from engine.pipelines.runtime import runtime_notices
+from engine.pipelines.public.stream import LiveRouteStream
+from engine.model.tiny_decoder import TinyVideoDecoder
+from engine.pipelines.runtime import Runtime, runtime_notices
 from engine.pipelines.shapes import MAX_SECONDS, frame_count
 from engine.progress import Notice, Notices, Progress, no_progress
 
@@ -144,6 +154,7 @@ class Switch:
     garments: list[Worn]
     at: float | None = None
     read_at: float | None = None  # time.perf_counter() when a live line was read
+    started_at: float | None = None  # when its edit started (the public route)
 
 
 def clashes(worn: GarmentSpec, new: GarmentSpec) -> bool:
@@ -270,6 +281,7 @@ class SwitchingStream:
     fps: float
     tell: Notice
     output_start: int = 0  # the output frame index of the first frame made (extend: after the input)
+    editing: list[Switch] = field(default_factory=list)  # applied, edit still running (the public route)
 
     def write(self, writer: VideoWriter, num_frames: int, progress: Progress = no_progress,
               to_output: Callable[[np.ndarray], np.ndarray] = lambda frames: frames,
@@ -287,7 +299,7 @@ class SwitchingStream:
         made = 0
         while made < num_frames and not (should_stop and should_stop()):
             started = clock()
-            taken = self._take_switches()
+            taken = self._worn_next(self._take_switches(), clock)
             switched = clock() if taken else started
             context_tokens = self.stream.cache.tokens
             frames = to_output(self.stream.next_chunk(num_frames - made))
@@ -305,6 +317,10 @@ class SwitchingStream:
         for switch in self.switches:
             self.tell(f"garments at {switch.at:g} s start after the last chunk has begun; not applied")
             reports.append(SwitchReport(describe(switch.garments), switch.at, None))
+        for switch in self.editing:
+            self.tell(f"the edit for {' '.join(describe(switch.garments))} was not ready before the video ended; "
+                      "not applied")
+            reports.append(SwitchReport(describe(switch.garments), switch.at, None))
         if self.live is not None:
             reports += self.live.too_late(self.output_start + made, self.tell)
         return reports
@@ -321,6 +337,18 @@ class SwitchingStream:
                 due.append(line)
         return [switch for switch in due if self._apply(switch)]
 
+    def _worn_next(self, taken: list[Switch], clock: Callable[[], float]) -> list[Switch]:
+        """The switches the next chunk wears: all those just applied, or, on the public route, those
+        whose edit has landed (the oldest first; edits run one at a time, in order)."""
+        if not isinstance(self.stream, LiveRouteStream):
+            return taken
+        for switch in taken:
+            switch.started_at = clock()
+        self.editing += taken
+        landed = self.stream.land_switches()
+        worn, self.editing = self.editing[:landed], self.editing[landed:]
+        return worn
+
     def _apply(self, switch: Switch) -> bool:
         try:
             outfit = put_on(self.outfit, switch.garments)
@@ -333,6 +361,11 @@ class SwitchingStream:
 
     def _report(self, switch: Switch, frame: int, written_at: float) -> SwitchReport:
         names = " ".join(describe(switch.garments))
+        if switch.read_at is None and switch.started_at is not None:
+            latency = written_at - switch.started_at
+            self.tell(f"switch at {switch.at:g} s: {names} from frame {frame} ({frame / self.fps:.2f} s), "
+                      f"{latency:.2f} s after its edit started")
+            return SwitchReport(describe(switch.garments), switch.at, frame, round(latency, 3))
         if switch.read_at is None:
             self.tell(f"switch at {switch.at:g} s: {names} from frame {frame} ({frame / self.fps:.2f} s)")
             return SwitchReport(describe(switch.garments), switch.at, frame)
@@ -405,6 +438,8 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         raise InputError("streaming takes no --guidance: the student runs without classifier-free guidance")
     user = load_image(request.user)
     outfit, switches = plan_switches(request.garments, worn_from_start=True)
+    source = request.run.model or default_model(streaming=True)
+    route_stream.check_live_source(source, request.motion)
     motion_info = check_motion(request.motion)
     check_options(request.seconds, request.fps, request.steps, seed=request.seed)
     for message in runtime_notices(runtime):
@@ -413,16 +448,19 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         check_switch_times(switches, request.seconds)
 
     # 2. The model and the output it implies.
-    source = request.run.model or default_model(streaming=True)
     model = get_model(source, request.run.revision, runtime, tell)
     note_demo_on_camera_photo(model, user, tell)
-    tiny_decoder, decoder = choose_decoder(model, runtime, model.pipeline.vae.config)
+    tiny_decoder, decoder = stream_decoder(model, runtime)
     until_input_ends = request.live is not None and request.seconds is None
     plan = plan_output(replace(request, seconds=MAX_SECONDS) if until_input_ends else request, model, user.size)
     for message in plan.notices:
         tell(message)
     check_switch_times(switches, plan.num_frames / plan.fps)
     size = plan.generate_size  # the output is its centre
+    route = None  # the public route's editor and student, set up for streaming
+    if isinstance(model, LoadedRoute):
+        route_stream.check_route_garments(len(outfit))
+        route = route_stream.LiveRoute(model, runtime, size)
 
     # 3. Stream into the MP4, decoding the motion video as the stream reaches it.
     with ExitStack() as resources:
@@ -431,16 +469,23 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
             motion = resources.enter_context(VideoFrames(request.motion, fps=plan.fps, num_frames=plan.num_frames,
                                                          size=size, fit="cover", info=motion_info))
         writer = resources.enter_context(streaming_writer(request.output, plan.fps, plan.size, runtime.device))
-        stream = TryOnStream(
-            model.pipeline,
-            reference=fit_image(user, size, "cover"),
-            garments=[(spec.role, fit_image(image, size, "contain")) for spec, image in outfit],
-            prompt=request.prompt,
-            generator=torch.Generator(device=runtime.device).manual_seed(request.seed),
-            motion=motion,
-            config=stream_config(request, model),
-            tiny_decoder=tiny_decoder,
-        )
+        photo = fit_image(user, size, "cover")
+        garments = [(spec.role, fit_image(image, size, "contain")) for spec, image in outfit]
+        if route is not None:
+            stream = route.stream(start=route.dress(photo, garments, request.seed), photo=photo, prompt=request.prompt,
+                                  seed=request.seed, show_start=True)
+            resources.callback(stream.close)
+        else:
+            stream = TryOnStream(
+                model.pipeline,
+                reference=photo,
+                garments=garments,
+                prompt=request.prompt,
+                generator=torch.Generator(device=runtime.device).manual_seed(request.seed),
+                motion=motion,
+                config=stream_config(request, model),
+                tiny_decoder=tiny_decoder,
+            )
         live = None if request.live is None else LiveSwitches(request.live)
 
         def should_stop() -> bool:
@@ -454,8 +499,26 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
     return StreamResult(
         output=str(request.output), frames=stream.frames_made, fps=plan.fps, size=list(plan.size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
-        notices=list(tell), switches=reports, decoder=decoder,
+        notices=list(tell), switches=reports, decoder=decoder, stages=route_stages(model),
     )
+
+
+def stream_decoder(model: LoadedModel | LoadedRoute, runtime: Runtime) -> tuple[TinyVideoDecoder | None, str]:
+    """`--decoder` for a stream: engine.api.decoder for a tryon checkpoint; the public route's live stream
+    decodes with its VAE's own decoder (a tiny one is not wired for it)."""
+    if not isinstance(model, LoadedRoute):
+        return choose_decoder(model, runtime, model.pipeline.vae.config)
+    if runtime.acceleration.decoder not in ("auto", "full"):
+        raise InputError("the public route's live stream decodes with its VAE (--decoder auto or full)",
+                         option="decoder")
+    return None, "full"
+
+
+def route_stages(model: LoadedModel | LoadedRoute) -> list[dict]:
+    """What --json says about the public route's parts a stream used (nothing for a tryon checkpoint)."""
+    if not isinstance(model, LoadedRoute):
+        return []
+    return model.pipeline.stage_records()
 
 
 def extend(request: ExtendRequest, progress: Progress | None = None, notice: Notice | None = None) -> StreamResult:
@@ -475,25 +538,28 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
         raise InputError(f"has {info.fps:g} fps; extend keeps the frame rate, which must be 1 to 120", request.video)
     num_new = frame_count(request.seconds, info.fps)
     _, switches = plan_switches(request.garments, worn_from_start=False)
+    source = request.run.model or default_model(streaming=True)
+    route_stream.check_live_source(source)
     check_switch_times(switches, request.seconds)
     check_options(steps=request.steps, seed=request.seed)
     for message in runtime_notices(runtime):
         tell(message)
 
     # 2. The model, and the size it generates at.
-    source = request.run.model or default_model(streaming=True)
     model = get_model(source, request.run.revision, runtime, tell)
-    tiny_decoder, decoder = choose_decoder(model, runtime, model.pipeline.vae.config)
+    tiny_decoder, decoder = stream_decoder(model, runtime)
     output_size = (info.width, info.height)
     decision = choose_output_size(output_size, output_size, multiple=model.pipeline.size_multiple)
-    config = stream_config(request, model)
+    route = route_stream.LiveRoute(model, runtime, decision.generate_size) if isinstance(model, LoadedRoute) else None
+    config = route.config if route else stream_config(request, model)
+    student = route.student if route else model.pipeline
 
     # 3. The video is copied into the MP4 (decoded a batch at a time); its last frames fill the
     #    cache; the new frames follow them.
     count = info.frame_count
     with VideoFrames(request.video, fps=info.fps, num_frames=count, info=info) as video, \
             streaming_writer(request.output, info.fps, output_size, runtime.device) as writer:
-        tail_start = count - context_length(count, config, model.pipeline)
+        tail_start = count - context_length(count, config, student)
         tail = []
         for start in range(0, count, COPY_BATCH):
             frames = video[np.arange(start, min(start + COPY_BATCH, count))]
@@ -502,20 +568,28 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
             report("copying", writer.copied, count)
         context = pad_edges(np.concatenate(tail), decision.generate_size)
         note_demo_on_camera_photo(model, Image.fromarray(context[-1]), tell)
-        stream = TryOnStream(
-            model.pipeline,
-            reference=Image.fromarray(context[-1]),
-            garments=[],
-            prompt=request.prompt,
-            generator=torch.Generator(device=runtime.device).manual_seed(request.seed),
-            context=context,
-            config=config,
-            tiny_decoder=tiny_decoder,
-        )
+        if route is not None:
+            stream = route.stream(start=context, photo=Image.fromarray(context[-1]), prompt=request.prompt,
+                                  seed=request.seed, show_start=False)
+        else:
+            stream = TryOnStream(
+                student,
+                reference=Image.fromarray(context[-1]),
+                garments=[],
+                prompt=request.prompt,
+                generator=torch.Generator(device=runtime.device).manual_seed(request.seed),
+                context=context,
+                config=config,
+                tiny_decoder=tiny_decoder,
+            )
         switching = SwitchingStream(stream, [], switches, None, decision.generate_size, info.fps, tell, count)
-        reports = switching.write(writer, num_new, report, decision.crop)
+        try:
+            reports = switching.write(writer, num_new, report, decision.crop)
+        finally:
+            if route is not None:
+                stream.close()
     return StreamResult(
         output=str(request.output), frames=count + num_new, fps=info.fps, size=list(output_size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
-        notices=list(tell), switches=reports, decoder=decoder,
+        notices=list(tell), switches=reports, decoder=decoder, stages=route_stages(model),
     )

@@ -1,4 +1,4 @@
-"""FashionChameleon's checkpoints (Wan2.2's original key layout) turned into ours.
+"""FashionChameleon's and LongLive's checkpoints (Wan2.2's original key layout) turned into ours.
 
 FashionChameleon trains Wan2.2-TI2V-5B with its authors' own module names (`blocks.0.self_attn.q`,
 `head.head`, ...) and saves the generator, its EMA and the critic in one dict. Its weights
@@ -6,10 +6,18 @@ are a plain Wan transformer: the conditions (reference, garment) are latent fram
 sequence, told apart only by their RoPE slots, so they load into a CondNet with the
 `fashionchameleon` condition layout (engine.model.transformer_condnet) and zero role and motion embeddings.
 
-Only `.safetensors` files are read. A `.pt` file from its trainer is a pickle and is refused;
-its owner can export it once (`safetensors.torch.save_file(torch.load(pt)["generator_ema"], ...)`).
+LongLive-2.0-5B (`Efficient-Large-Model/LongLive-2.0-5B`, Apache-2.0) is a streaming student
+distilled from Wan2.2-TI2V-5B with the same original names; it has no condition tokens at all
+(it streams from a clean first frame and a prompt). It is released as one pickle,
+`model_bf16.pt`: that file alone is read, with `torch.load(weights_only=True)` (tensors and
+plain containers only, never code), and converted once into safetensors. Its streaming
+configuration (`LONGLIVE_STREAM`, from its inference configs) goes into the checkpoint's
+`stream` section, its Hub repo and revision into `training`.
+
+FashionChameleon's files are read only as `.safetensors`: a `.pt` file from its trainer is
+refused; its owner can export it once (`safetensors.torch.save_file(torch.load(pt)["generator_ema"], ...)`).
 The text encoder, VAE, tokenizer and scheduler come from a base checkpoint (by default the
-Wan2.2-TI2V-5B preset), since FashionChameleon does not train them.
+Wan2.2-TI2V-5B preset), since neither trains them.
 """
 
 from __future__ import annotations
@@ -76,12 +84,44 @@ def rename_key(key: str) -> str | None:
     return None
 
 
-def read_original(path: Path) -> dict[str, torch.Tensor]:
-    """The generator's tensors from a `.safetensors` file, or a folder of shards, in its layout."""
+SOURCE_LAYOUTS = ("fashionchameleon", "longlive")
+LONGLIVE_REPO = "Efficient-Large-Model/LongLive-2.0-5B"
+# LongLive-2.0-5B's streaming (configs/train_i2v_dmd.yaml and its inference configs): chunks of 8
+# latent frames after the clean first frame, a 32-frame local attention window, 4 steps at
+# 1000/750/500/250 warped by shift 5. The sink is that clean first frame.
+LONGLIVE_STREAM = {"chunk_frames": 8, "sink_frames": 1, "local_window_frames": 32,
+                   "timesteps": [1000, 750, 500, 250], "shift": 5.0}
+
+
+def original_key(ours: str) -> str:
+    """The Wan2.2 original name of one of our (diffusers') keys: `rename_key` inverted."""
+    for original, renamed in _PARAMETER_RENAMES.items():
+        if ours == renamed:
+            return original
+    if ours.startswith("blocks."):
+        _, index, rest = ours.split(".", 2)
+        if rest == "scale_shift_table":
+            return f"blocks.{index}.modulation"
+        module, kind = rest.rsplit(".", 1)
+        return f"blocks.{index}.{_inverse(_BLOCK_RENAMES)[module]}.{kind}"
+    module, kind = ours.rsplit(".", 1)
+    return f"{_inverse(_TOP_RENAMES)[module]}.{kind}"
+
+
+def _inverse(table: dict[str, str]) -> dict[str, str]:
+    return {ours: original for original, ours in table.items()}
+
+
+def read_original(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The generator's tensors from a `.safetensors` file, or a folder of shards, in its layout;
+    with `allow_pickle` (LongLive's `model_bf16.pt`), also from a pickle read as tensors only."""
     path = Path(path)
     if path.suffix in PICKLE_SUFFIXES:
-        raise InputError("is a pickle; tryon reads .safetensors only (export it with safetensors.torch.save_file)",
-                         path)
+        if allow_pickle and path.is_file():
+            return _generator_state(read_tensor_pickle(path))
+        if not allow_pickle:
+            raise InputError("is a pickle; tryon reads .safetensors only (export it with "
+                             "safetensors.torch.save_file)", path)
     if path.is_dir():
         files = sorted(path.glob("*.safetensors"))
         if not files:
@@ -99,6 +139,32 @@ def read_original(path: Path) -> dict[str, torch.Tensor]:
     if not tensors:
         raise InputError("holds no tensors", path)
     return _generator_state(tensors)
+
+
+def read_tensor_pickle(path: Path) -> dict[str, torch.Tensor]:
+    """A pickled state dict read with `torch.load(weights_only=True)`: nested dicts (e.g.
+    {'generator': {...}}) flattened to dotted keys; anything but tensors is an InputError."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - the weights-only unpickler raises many kinds
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise InputError(f"not a tensors-only pickle that torch.load(weights_only=True) reads ({first})",
+                         path) from None
+    tensors = _flatten(loaded, "")
+    if not tensors:
+        raise InputError("holds no tensors", path)
+    return tensors
+
+
+def _flatten(value, prefix: str) -> dict[str, torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return {prefix.rstrip("."): value}
+    if isinstance(value, dict):
+        found = {}
+        for key, item in value.items():
+            found |= _flatten(item, f"{prefix}{key}.")
+        return found
+    return {}  # step counters, configs and the like: not weights
 
 
 def _generator_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -143,19 +209,28 @@ def convert_state_dict(original: dict[str, torch.Tensor], model: CondNetTransfor
 
 
 def convert_checkpoint(original: dict[str, torch.Tensor], destination: Path, base: LoadedModel, kind: str,
-                       source_name: str = "") -> Path:
+                       source_name: str = "", layout: str = "fashionchameleon", revision: str = "main") -> Path:
     """Write a tryon checkpoint at `destination`: `base`'s VAE, text encoder, tokenizer and
-    scheduler with the transformer `original` (`read_original`'s tensors), in the
-    FashionChameleon condition layout. `kind`: teacher (its SFT model) or student (its
-    distilled streaming generator, chunks of 3 latent frames, 4 steps, 5 history chunks)."""
+    scheduler with the transformer `original` (`read_original`'s tensors).
+
+    `layout` fashionchameleon: its condition layout; `kind` teacher (its SFT model) or student
+    (its distilled streaming generator, chunks of 3 latent frames, 4 steps, 5 history chunks).
+    `layout` longlive: a student with no conditions, streaming as `LONGLIVE_STREAM`; the
+    Hub repo and `revision` it came from are recorded."""
     config = {k: v for k, v in base.pipeline.transformer.config.items() if not k.startswith("_")}
-    config["condition_layout"] = "fashionchameleon"
+    if layout == "fashionchameleon":
+        config["condition_layout"] = "fashionchameleon"
     model = CondNetTransformer(**config)
     state = convert_state_dict(original, model)
     model.load_state_dict(state, strict=False)
     model.to(next(iter(state.values())).dtype)
     pipeline = base.pipeline
     pipeline.register_modules(transformer=model)
+    if layout == "longlive":
+        training = {"converted_from": "LongLive-2.0 (Wan2.2 original key layout)", "source": source_name,
+                    "repo": LONGLIVE_REPO, "revision": revision}
+        info = replace(base.info, kind="student", condnet_trained=True, training=training, stream=dict(LONGLIVE_STREAM))
+        return save_checkpoint(pipeline, destination, info)
     training = {"converted_from": "FashionChameleon (Wan2.2 original key layout)", "source": source_name}
     if kind == "student":
         training |= {"chunk_frames": 3, "steps_per_chunk": 4, "window": 5}

@@ -73,6 +73,11 @@ MAX_TEXT_TOKENS = 4096
 _INFO_TYPES = {"kind": str, "preset": str, "condnet_trained": bool, "training": dict, "stream": dict,
                "max_text_tokens": int, "format": int}
 SWITCH_OPERATIONS = ("refresh", "withdraw", "disentangle")  # FashionChameleon's three KV operations at a switch
+# How a released streaming student streams (its `stream` section, e.g. LongLive's): latent frames
+# per chunk, frames its sink keeps, frames its local attention window spans (the chunk included),
+# the denoising timesteps of each chunk (1000 = pure noise) and the flow shift that warps them.
+STREAM_SETTINGS = {"chunk_frames": int, "sink_frames": int, "local_window_frames": int, "timesteps": list,
+                   "shift": float}
 _INFO_TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object", int: "an integer"}
 
 
@@ -80,6 +85,21 @@ def _is_json_type(value: Any, expected: type) -> bool:
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, expected)
+
+
+def _is_stream_value(name: str, value: Any) -> bool:
+    if name in SWITCH_OPERATIONS:
+        return isinstance(value, bool)
+    expected = STREAM_SETTINGS.get(name)
+    if expected is list:
+        return isinstance(value, list) and bool(value) and all(_is_number(v) and 0 < v <= 1000 for v in value)
+    if expected is int:
+        return _is_json_type(value, int) and value > 0
+    return expected is float and _is_number(value) and value > 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -111,9 +131,10 @@ class CheckpointInfo:
         if info.preset not in PRESETS:
             raise InputError(f"unknown preset '{info.preset}' (known: {', '.join(PRESETS)})", path)
         for name, value in info.stream.items():
-            if name not in SWITCH_OPERATIONS or not isinstance(value, bool):
+            if not _is_stream_value(name, value):
                 raise InputError(f"'stream' takes {', '.join(SWITCH_OPERATIONS)} as true or false, "
-                                 f"not {name!r}: {json.dumps(value)}", path)
+                                 f"{', '.join(STREAM_SETTINGS)} as positive numbers (timesteps a list of them up "
+                                 f"to 1000), not {name!r}: {json.dumps(value)}", path)
         return info
 
     def switch_defaults(self) -> dict[str, bool]:

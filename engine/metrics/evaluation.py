@@ -387,7 +387,9 @@ def _sheet_panel(scores: SampleScores, loaded: _Loaded, ref: _Reference) -> Shee
     if ref.folder is not None:
         meta_path = ref.folder / SAMPLE_META
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-        files = [ref.folder / "user.png", *(ref.folder / str(name) for name in dict(meta.get("garments", {})).values())]
+        garments = meta.get("garments")
+        names = garments.values() if isinstance(garments, dict) else ()
+        files = [ref.folder / "user.png", *(ref.folder / str(name) for name in names)]
         inputs = [np.asarray(load_image(path)) for path in files if path.is_file()]
         if (ref.folder / "motion.mp4").is_file():
             motion = read_video(ref.folder / "motion.mp4")

@@ -3,7 +3,10 @@
 A synthetic sample's figure is drawn on a known backdrop (a plain or two-tone background,
 `engine.synth.render.background`), so any video of that scene, the ground truth or a
 prediction, is segmented the same way: a pixel belongs to the figure where it differs from
-the backdrop by more than `FIGURE_THRESHOLD` in some RGB channel, and specks of fewer than
+the backdrop by more than `FIGURE_THRESHOLD` in some RGB channel, after each frame's tint is
+taken out (per backdrop colour, the median difference over that colour's area: the figure
+covers less than half of it, so the median is the background's own shift; a generated or
+VAE-decoded frame often draws the backdrop a few shades off), and specks of fewer than
 `MIN_SPECK` connected pixels (video compression, noise) are dropped; the figure's own outline,
 thin limbs and corners included, is kept exactly.
 Full-frame PSNR and SSIM barely move when a figure loses its head and legs; its silhouette's
@@ -23,7 +26,14 @@ def figure_masks(video: np.ndarray, backdrop: np.ndarray, threshold: int = FIGUR
     """(T, H, W) bool: where each frame of uint8 `video` (T, H, W, 3) differs from `backdrop` (H, W, 3)."""
     if video.ndim != 4 or video.shape[1:] != backdrop.shape:
         raise ValueError(f"video {video.shape} and backdrop {backdrop.shape} do not match (T, H, W, 3) / (H, W, 3)")
-    differs = np.abs(video.astype(np.int16) - backdrop.astype(np.int16)).max(axis=-1) > threshold
+    difference = video.astype(np.int16) - backdrop.astype(np.int16)
+    colours, regions = np.unique(backdrop.reshape(-1, 3), axis=0, return_inverse=True)
+    regions = regions.reshape(backdrop.shape[:2])
+    for region in range(len(colours)):
+        area = regions == region
+        tint = np.median(difference[:, area], axis=1)  # (T, 3)
+        difference[:, area] -= tint.round().astype(np.int16)[:, None]
+    differs = np.abs(difference).max(axis=-1) > threshold
     return np.stack([_without_specks(frame) for frame in differs])
 
 

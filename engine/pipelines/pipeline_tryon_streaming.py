@@ -49,10 +49,15 @@ SAMPLERS = ("euler", "renoise")
 
 def renoise_sigmas(steps: int, shift: float) -> list[float]:
     """The few-step schedule of FashionChameleon's and Self-Forcing's student: timesteps 1000,
-    1000 − 1000/steps, .. (1000/750/500/250 for 4 steps) warped by the flow shift as the
-    training scheduler warps them (its `warp_denoising_step`): σ = shift·u / (1 + (shift − 1)·u),
-    u = t/1000; about 1.0/0.94/0.83/0.63 with shift 5."""
-    return [shift * u / (1 + (shift - 1) * u) for u in (1 - k / steps for k in range(steps))]
+    1000 − 1000/steps, .. (1000/750/500/250 for 4 steps) warped by the flow shift (`warp_timesteps`);
+    about 1.0/0.94/0.83/0.63 with shift 5."""
+    return warp_timesteps([1000 * (1 - k / steps) for k in range(steps)], shift)
+
+
+def warp_timesteps(timesteps: list[float], shift: float) -> list[float]:
+    """Timesteps (1000 = noise) as noise levels, warped by the flow shift as the training scheduler
+    warps them (its `warp_denoising_step`): σ = shift·u / (1 + (shift − 1)·u), u = t/1000."""
+    return [shift * u / (1 + (shift - 1) * u) for u in (t / 1000 for t in timesteps)]
 
 
 def renoise_step(latents: torch.Tensor, flow: torch.Tensor, sigma: float, next_sigma: float | None,
@@ -191,7 +196,7 @@ class TryOnStream:
         return latents
 
     def _denoise_renoise(self, latents: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
-        sigmas = renoise_sigmas(self.config.steps, float(self.pipeline.scheduler.config.shift))
+        sigmas = self.sigmas()
         for index, sigma in enumerate(sigmas):
             timestep = torch.full((1, latents.shape[2]), 1000.0 * sigma, device=latents.device)
             flow = self.runner.predict(latents, timestep, self.position, motion)
@@ -199,6 +204,10 @@ class TryOnStream:
             noise = None if following is None else self._noise(latents.shape[2])
             latents = renoise_step(latents, flow, sigma, following, noise)
         return latents
+
+    def sigmas(self) -> list[float]:
+        """The renoise sampler's noise levels, one per step (a released student may bring its own)."""
+        return renoise_sigmas(self.config.steps, float(self.pipeline.scheduler.config.shift))
 
     def _decode(self, latents: torch.Tensor) -> np.ndarray:
         check_finite(latents)

@@ -50,6 +50,8 @@ def test_eval_table_shows_whole_sample_names(tmp_path, tryon):
     run = tryon("eval", tmp_path / f"{name}.mp4", "--reference", tmp_path / "reference.mp4")
     assert run.code == 0, run.stderr
     assert name in run.stdout
+    # A plain video has PSNR, SSIM, smoothness and motion; no columns of dashes (garment, figure, LPIPS off).
+    assert run.stdout.splitlines()[0].count("┳") == 4
 
 
 def test_eval_sheet_is_written_and_a_bad_one_is_exit_2(tmp_path, tryon):

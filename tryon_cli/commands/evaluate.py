@@ -73,10 +73,12 @@ def evaluate(
     for message in report.notices:
         notice(message)
     names = [sample.name for sample in report.samples]
-    table = Table(Column("sample", no_wrap=True, min_width=max(map(len, names), default=6)), *COLUMNS.values())
+    shown = [c for c in COLUMNS if report.mean.get(c) is not None]  # no column of dashes only (LPIPS off, a plain video)
+    table = Table(Column("sample", no_wrap=True, min_width=max(map(len, names), default=6)),
+                  *(COLUMNS[c] for c in shown))
     for sample in report.samples:
-        table.add_row(sample.name, *(_cell(getattr(sample, c)) for c in COLUMNS))
-    table.add_row("mean", *(_cell(report.mean.get(c)) for c in COLUMNS), style="bold")
+        table.add_row(sample.name, *(_cell(getattr(sample, c)) for c in shown))
+    table.add_row("mean", *(_cell(report.mean.get(c)) for c in shown), style="bold")
     stdout.print(table)
 
 

@@ -51,18 +51,29 @@ def init(
 
 @app.command("convert")
 def convert(
-    source: Annotated[Path, typer.Argument(help="FashionChameleon's generator: a .safetensors file or a folder of shards.")],
+    source: Annotated[Path, typer.Argument(help="The generator: FashionChameleon's .safetensors file or folder of "
+                                          "shards, or LongLive's model_bf16.pt.")],
     folder: Annotated[Path, typer.Argument(help="Where to write the tryon checkpoint.")],
     base: Annotated[str, typer.Option(help="Checkpoint or preset giving the VAE, text encoder and tokenizer.")] = "wan2.2-ti2v-5b",
     kind: Annotated[str, typer.Option(help="teacher (its SFT model) or student (its streaming generator).")] = "student",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing folder.")] = False,
+    source_layout: Annotated[str, typer.Option("--from", help="Whose checkpoint: fashionchameleon or longlive "
+                                               "(LongLive-2.0-5B's model_bf16.pt, read as tensors only).")] = "fashionchameleon",
+    revision: Annotated[str, typer.Option(help="The Hub revision the LongLive file was downloaded at (recorded).")] = "main",
 ) -> None:
-    """Convert a FashionChameleon checkpoint (Wan2.2's original key names) into a tryon checkpoint
-    that generates with its conditions' RoPE slots and attention pattern.
+    """Convert a FashionChameleon or LongLive checkpoint (Wan2.2's original key names) into a tryon
+    checkpoint: FashionChameleon's generates with its conditions' RoPE slots and attention
+    pattern; LongLive's is the public route's streaming student (swap, extend, studio).
 
     Example: tryon models convert fc_student.safetensors ./fc-student --kind student
+    Example: tryon models convert model_bf16.pt ./longlive --from longlive
     """
     from engine import api
 
-    path = api.convert_model(source, folder, base=base, kind=kind, overwrite=overwrite)
+    path = api.convert_model(source, folder, base=base, kind=kind, overwrite=overwrite, layout=source_layout,
+                             revision=revision)
+    if source_layout == "longlive":
+        notice(f"wrote LongLive's streaming student to {path} (use it with the public route: "
+               f"TRYON_PUBLIC_STREAM_DIR={path} tryon swap ... --model public)")
+        return
     notice(f"wrote a FashionChameleon {kind} to {path} (conditions in its layout: reference, garment, then video)")

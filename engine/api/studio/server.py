@@ -14,8 +14,11 @@ import uvicorn
 from engine.api.inputs import check_options
 from engine.api.loading import default_model, get_model
 from engine.api.options import resolve_run
+from engine.api.route_stream import check_live_source, load_live_parts
 from engine.api.studio.app import Studio, create_app
 from engine.api.studio.live import StudioModel
+from engine.checkpoint.public import LoadedRoute
+from engine.checkpoint.store import CheckpointInfo
 from engine.errors import InputError, RuntimeFailure
 from engine.modes import RunOptions
 from engine.progress import Notice
@@ -62,11 +65,16 @@ def load_studio(options: StudioOptions, notice: Notice) -> Studio:
         raise InputError(f"--max-seconds must be more than 0, not {options.max_seconds:g}")
     token = access_token(options.host, options.token)
     run = replace(options.run, model=options.run.model or default_model(streaming=True))
+    check_live_source(run.model)
     loaded = get_model(run.model, run.revision, resolve_run(run), notice)
-    if loaded.info.kind != "student":
-        notice(f"{run.model} is a {loaded.info.kind}, not a distilled student: it streams, but slowly and less well")
-    served = StudioModel(run, options.fps or loaded.preset.default_fps, options.size, options.steps,
-                         loaded.info.switch_defaults())
+    if isinstance(loaded, LoadedRoute):  # the public route: its editor re-dresses, LongLive streams
+        load_live_parts(loaded)
+        switch_defaults = CheckpointInfo().switch_defaults()
+    else:
+        if loaded.info.kind != "student":
+            notice(f"{run.model} is a {loaded.info.kind}, not a distilled student: it streams, but slowly and less well")
+        switch_defaults = loaded.info.switch_defaults()
+    served = StudioModel(run, options.fps or loaded.preset.default_fps, options.size, options.steps, switch_defaults)
     return Studio(served, token=token, loopback=is_loopback(options.host), max_seconds=options.max_seconds)
 
 

@@ -9,6 +9,8 @@ part, each in the layout of the Hub repo it stands for, and `tryon.json`:
     animate/        WanAnimatePipeline
     detector/       RTDetrForObjectDetection + its image processor
     keypoints/      VitPoseForPoseEstimation + its image processor
+    stream/         (live streaming) LongLive's student as a tryon checkpoint (`models convert --from longlive`)
+    lightning/      (live streaming) the editor's Lightning LoRA, in diffusers' LoRA format
 
 `--model public` downloads each part's Hub repo (configs, tokenizer files, `.safetensors`)
 into the standard Hub cache with `snapshot_download` and then loads those folders exactly
@@ -30,8 +32,9 @@ from pathlib import Path
 import torch
 
 from engine.errors import InputError
-from engine.checkpoint.public.presets import (PART_NAMES, PUBLIC_PARTS, ROUTE_KIND, ROUTE_PRESETS, Part, RoutePreset,
-                                   get_route_preset, overridden)
+from engine.checkpoint.public.presets import (LIGHTNING_WEIGHTS, LIVE_PARTS, PART_NAMES, PUBLIC_PARTS, ROUTE_KIND,
+                                              ROUTE_PRESETS, STREAM_DIR_ENV, Part, RoutePreset, get_route_preset,
+                                              overridden)
 
 INFO_FILE = "tryon.json"
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
@@ -55,6 +58,7 @@ class RouteSource:
     parts: dict[str, Part]
     folders: dict[str, Path]
     source: str
+    root: Path | None = None  # the route folder; None for the Hub's `public`
 
 
 def is_route_source(source: str) -> bool:
@@ -96,7 +100,33 @@ def resolve_route(source: str, environ: dict[str, str] | None = None) -> RouteSo
         folders[name] = folder / entry["folder"]
         if not folders[name].is_dir():
             raise InputError(f"the {name} part's folder is missing", folders[name])
-    return RouteSource(preset, parts, folders, source)
+    return RouteSource(preset, parts, folders, source, folder)
+
+
+def live_part(source: RouteSource, name: str, environ: dict[str, str] | None = None) -> tuple[Part, Path]:
+    """A live-streaming part (`stream` or `lightning`) and its folder, found when a stream needs it."""
+    environ = os.environ if environ is None else environ
+    part = overridden({name: LIVE_PARTS[name]}, environ)[name]
+    if source.root is not None:
+        entry = read_route_info(source.root)["parts"].get(name)
+        if not isinstance(entry, dict) or not entry.get("folder"):
+            raise InputError(f"this route folder has no '{name}' part for live streaming (swap, extend, studio): "
+                             "make it again with `tryon models init public-tiny DIR`", source.root)
+        part = Part(name, entry.get("repo", part.repo), part.loader, entry.get("licence", part.licence),
+                    entry.get("revision", part.revision))
+        folder = source.root / entry["folder"]
+        if not folder.is_dir():
+            raise InputError(f"the {name} part's folder is missing", folder)
+        return part, folder
+    if name == "lightning":
+        return part, download_part(part, [LIGHTNING_WEIGHTS])
+    folder = environ.get(STREAM_DIR_ENV)
+    if not folder or not Path(folder).expanduser().is_dir():
+        raise InputError(f"the public route streams with LongLive-2.0-5B, converted once on this machine: "
+                         f"hf download {part.repo} model_bf16.pt --local-dir longlive && tryon models convert "
+                         f"longlive/model_bf16.pt ./longlive-tryon --from longlive, then set {STREAM_DIR_ENV}="
+                         "./longlive-tryon" + (f" ({folder} is not a folder)" if folder else ""))
+    return part, Path(folder).expanduser()
 
 
 def read_route_info(folder: Path) -> dict:
@@ -114,8 +144,9 @@ def read_route_info(folder: Path) -> dict:
     return info
 
 
-def download_part(part: Part) -> Path:
-    """A part's Hub repo in the local Hub cache (downloaded when missing, unless HF_HUB_OFFLINE)."""
+def download_part(part: Part, allow_patterns: list[str] | None = None) -> Path:
+    """A part's Hub repo (or the files of `allow_patterns`) in the local Hub cache (downloaded when
+    missing, unless HF_HUB_OFFLINE)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -123,7 +154,8 @@ def download_part(part: Part) -> Path:
                "with --model DIR")
     env = f"TRYON_PUBLIC_{part.name.upper()}_REPO"
     try:
-        return Path(snapshot_download(part.repo, revision=part.revision, allow_patterns=HUB_ALLOW_PATTERNS))
+        return Path(snapshot_download(part.repo, revision=part.revision,
+                                      allow_patterns=allow_patterns or HUB_ALLOW_PATTERNS))
     except GatedRepoError:
         raise InputError(f"the {part.name} part's repo needs access on the Hub: accept its terms and log in "
                          f"(huggingface-cli login), or point {env} at another repo", part.repo) from None
@@ -234,9 +266,12 @@ def save_tiny_route(folder: Path, seed: int = 0, overwrite: bool = False) -> Pat
                                              ("keypoints", tiny.build_keypoints(seed))):
                 model.save_pretrained(staging / name, safe_serialization=True)
                 processor.save_pretrained(staging / name)
+            tiny.save_stream_student(staging / "stream", seed)
+            tiny.save_lightning_lora(staging / "lightning", edit.transformer, seed)
             info = {"kind": ROUTE_KIND, "preset": "public-tiny", "format": 1,
                     "note": f"random weights (seed {seed}): the public route's classes at toy size, for tests only",
-                    "parts": {name: {"folder": name, **part.as_dict()} for name, part in PUBLIC_PARTS.items()}}
+                    "parts": {name: {"folder": name, **part.as_dict()}
+                              for name, part in (PUBLIC_PARTS | LIVE_PARTS).items()}}
             (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
             if folder.exists():
                 shutil.rmtree(folder) if folder.is_dir() else folder.unlink()

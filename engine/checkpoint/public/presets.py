@@ -9,12 +9,23 @@ only from diffusers and transformers pipelines on Apache-2.0 weights:
   video extracted from `--motion` by
 - `detector` (RT-DETR, person boxes) and `keypoints` (ViTPose, COCO body keypoints).
 
+Live streaming (`swap`, `extend`, `studio`; engine.pipelines.public.stream) adds two parts,
+found only when a stream needs them:
+
+- `stream`: LongLive-2.0-5B, a block-causal student of Wan2.2-TI2V-5B, converted once from its
+  pickle by `tryon models convert model_bf16.pt DIR --from longlive` (for `--model public` the
+  folder is `$TRYON_PUBLIC_STREAM_DIR`);
+- `lightning`: the 4-step Lightning LoRA of Qwen-Image-Edit-2509 (one file of
+  `lightx2v/Qwen-Image-Lightning`), which makes the editor fast enough to re-dress a frame
+  at a switch.
+
 Each part's repo id and revision can be overridden with `TRYON_PUBLIC_<PART>_REPO` and
 `TRYON_PUBLIC_<PART>_REVISION` (e.g. `TRYON_PUBLIC_EDIT_REVISION=<commit>`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 
@@ -22,8 +33,19 @@ from engine.errors import InputError
 
 ROUTE_KIND = "route"
 PART_NAMES = ("edit", "i2v", "animate", "detector", "keypoints")
-# The stages each part belongs to: the two pose models are one stage, "pose".
-PART_STAGE = {"edit": "edit", "i2v": "i2v", "animate": "animate", "detector": "pose", "keypoints": "pose"}
+LIVE_PART_NAMES = ("stream", "lightning")
+# The stages each part belongs to: the two pose models are one stage, "pose"; the LoRA is the editor's.
+PART_STAGE = {"edit": "edit", "i2v": "i2v", "animate": "animate", "detector": "pose", "keypoints": "pose",
+              "stream": "stream", "lightning": "edit"}
+STREAM_DIR_ENV = "TRYON_PUBLIC_STREAM_DIR"
+# The Lightning LoRA for Qwen-Image-Edit-2509, 4 steps, and the scheduler its model card runs it with.
+LIGHTNING_WEIGHTS = "Qwen-Image-Edit-2509/Qwen-Image-Edit-2509-Lightning-4steps-V1.0-bf16.safetensors"
+LIGHTNING_SCHEDULER = {
+    "base_image_seq_len": 256, "base_shift": math.log(3), "invert_sigmas": False, "max_image_seq_len": 8192,
+    "max_shift": math.log(3), "num_train_timesteps": 1000, "shift": 1.0, "shift_terminal": None,
+    "stochastic_sampling": False, "time_shift_type": "exponential", "use_beta_sigmas": False,
+    "use_dynamic_shifting": True, "use_exponential_sigmas": False, "use_karras_sigmas": False,
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,13 @@ PUBLIC_PARTS: dict[str, Part] = {
         Part("keypoints", "usyd-community/vitpose-base-simple", "VitPoseForPoseEstimation", "Apache-2.0"),
     )
 }
+LIVE_PARTS: dict[str, Part] = {
+    part.name: part
+    for part in (
+        Part("stream", "Efficient-Large-Model/LongLive-2.0-5B", "CondNetTransformer", "Apache-2.0"),
+        Part("lightning", "lightx2v/Qwen-Image-Lightning", "QwenImageLoraLoaderMixin", "Apache-2.0"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,7 @@ class RoutePreset:
     default_seconds: float = 5.0
     size_multiple: int = 32  # Wan2.2's 16x VAE times 2x2 patches; Qwen-Image and Wan2.1's VAE need 16
     edit: StageSettings = StageSettings(40, 4.0)  # Qwen-Image-Edit-2509's card: 40 steps, true CFG 4
+    lightning: StageSettings = StageSettings(4, 1.0)  # the edit stage with the Lightning LoRA: 4 steps, no CFG
     i2v: StageSettings = StageSettings(50, 5.0)  # Wan2.2-TI2V-5B's defaults
     animate: StageSettings = StageSettings(20, 1.0)  # Wan-Animate: no CFG
     # Pixels each reference image is VAE-encoded at by the edit stage; None keeps diffusers' own
@@ -110,6 +140,7 @@ PUBLIC_TINY = RoutePreset(
     default_fps=8.0,
     default_seconds=1.0,
     edit=StageSettings(2, 1.0),
+    lightning=StageSettings(1, 1.0),
     i2v=StageSettings(2, 1.0),
     animate=StageSettings(2, 1.0),
     edit_image_area=128 * 128,

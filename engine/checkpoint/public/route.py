@@ -6,11 +6,17 @@ Wan2.2-Animate-14B driven by the pose and face videos extracted from `--motion`.
 
 Each stage is loaded the first time a request needs it and kept for the next request (so a
 batch loads each stage once). Without offloading, a stage that is done waits in CPU memory
-while the next one runs, so the GPU holds one stage at a time.
+while the next one runs, so the GPU holds one stage at a time — except a live stream
+(engine.pipelines.public.stream), which keeps its editor and its student on the GPU together.
+
+The editor is the edit stage: Qwen-Image-Edit-2509 as its card runs it (40 steps, true CFG),
+or with the 4-step Lightning LoRA (`lightning`): what live switches use, and `dress` with
+`TRYON_PUBLIC_EDITOR=lightning`.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +28,14 @@ from PIL import Image
 
 from engine.errors import InputError
 from engine.model.attention import diffusers_backend
-from engine.checkpoint.public.loading import RouteSource, load_part, resolve_route
+from engine.checkpoint.public.loading import RouteSource, live_part, load_part, quiet_loading, resolve_route
+from engine.checkpoint.public.presets import (LIGHTNING_SCHEDULER, LIGHTNING_WEIGHTS, PART_STAGE, Part, RoutePreset,
+                                              StageSettings)
+from engine.checkpoint.store import CheckpointInfo, load_model
+from engine.pipelines.pipeline_tryon import TryOnPipeline
 from engine.pipelines.public.pose import DrivingVideos, PoseExtractor
-from engine.checkpoint.public.presets import PART_STAGE, RoutePreset
 from engine.pipelines.public.stages import animate_photo, dress_photo, follow_motion
-from engine.pipelines.runtime import Runtime
+from engine.pipelines.runtime import Runtime, apply_runtime
 
 MAX_ROUTE_GARMENTS = 3  # Qwen-Image-Edit-2509 is made for 1-3 reference images beside the person
 
@@ -69,7 +78,10 @@ class PublicRoute:
     source: RouteSource
     runtime: Runtime
     _stages: dict[str, object] = field(default_factory=dict)
-    last: RenderRecord = field(default_factory=RenderRecord)  # what the last render did
+    last: RenderRecord = field(default_factory=RenderRecord)  # what the last render (or live stream) did
+    _full_scheduler: object | None = None  # the edit stage's own scheduler, while Lightning's is in use
+    live_parts: dict[str, Part] = field(default_factory=dict)  # the live parts loaded (stream, lightning)
+    stream_info: CheckpointInfo | None = None  # the live student's tryon.json, once loaded
 
     @property
     def preset(self) -> RoutePreset:
@@ -80,11 +92,11 @@ class PublicRoute:
         return self.preset.size_multiple
 
     def stage_records(self) -> list[dict]:
-        """What --json says about the stages the last render ran: their parts' repos and revisions, and the
-        seconds each took (loading it, when this render loaded it, included)."""
+        """What --json says about the stages the last render ran: their parts' repos and revisions (the live
+        parts once used), and the seconds each took (loading it, when this render loaded it, included)."""
         records = []
         for stage, seconds in self.last.seconds.items():
-            parts = [p for name, p in self.source.parts.items() if PART_STAGE[name] == stage]
+            parts = [p for name, p in {**self.source.parts, **self.live_parts}.items() if PART_STAGE[name] == stage]
             records.append({"stage": stage, "repo": ", ".join(p.repo for p in parts),
                             "revision": ", ".join(p.revision for p in parts), "seconds": seconds})
         return records
@@ -117,6 +129,56 @@ class PublicRoute:
             _move(stage, self.runtime.device)
         return stage
 
+    # -- live streaming -----------------------------------------------------------------------
+
+    def student(self) -> TryOnPipeline:
+        """The live stream's student (LongLive converted), loaded once; its tryon.json in `stream_info`."""
+        if "stream" not in self._stages:
+            part, folder = live_part(self.source, "stream")
+            model = load_model(str(folder), device=self.runtime.load_device, dtype=self.runtime.dtype)
+            if not {"chunk_frames", "local_window_frames", "timesteps", "shift"} <= model.info.stream.keys():
+                raise InputError("is not a streaming student converted from LongLive (its tryon.json has no stream "
+                                 "chunking): convert it with `tryon models convert model_bf16.pt DIR --from longlive`",
+                                 folder)
+            model.pipeline.set_progress_bar_config(disable=True)
+            apply_runtime(model.pipeline, self.runtime)
+            self._stages["stream"] = model.pipeline
+            self.live_parts["stream"] = part
+            self.stream_info = model.info
+        return self._stages["stream"]
+
+    def editor(self, lightning: bool):
+        """The edit stage's pipeline, with the Lightning LoRA and its scheduler on (`lightning`) or off."""
+        pipeline = self.stage("edit")
+        if lightning:
+            if "lightning" not in self.live_parts:
+                part, folder = live_part(self.source, "lightning")
+                with quiet_loading():
+                    pipeline.load_lora_weights(folder, weight_name=LIGHTNING_WEIGHTS, adapter_name="lightning")
+                _lora_in_compute_dtype(pipeline.transformer, self.runtime.dtype)
+                self.live_parts["lightning"] = part
+            pipeline.enable_lora()
+            if self._full_scheduler is None:
+                self._full_scheduler = pipeline.scheduler
+                pipeline.scheduler = type(pipeline.scheduler).from_config(LIGHTNING_SCHEDULER)
+        elif "lightning" in self.live_parts:
+            pipeline.disable_lora()
+            if self._full_scheduler is not None:
+                pipeline.scheduler, self._full_scheduler = self._full_scheduler, None
+        return pipeline
+
+    def edit_settings(self, lightning: bool) -> StageSettings:
+        return self.preset.lightning if lightning else self.preset.edit
+
+    def live_on_device(self) -> None:
+        """The editor and the student on the runtime's device together; every other stage in CPU memory."""
+        if self.runtime.acceleration.offload == "none" and self.runtime.device.type != "cpu":
+            for name, loaded in self._stages.items():
+                if name not in ("edit", "stream"):
+                    _move(loaded, torch.device("cpu"))
+            for name in ("edit", "stream"):
+                _move(self._stages[name], self.runtime.device)
+
     def extractor(self) -> PoseExtractor:
         (detector, detector_processor), (keypoints, keypoints_processor) = self._on_device("pose")
         device = self.runtime.device if self.runtime.acceleration.offload == "none" else torch.device("cpu")
@@ -142,9 +204,11 @@ class PublicRoute:
         if inputs.garments and not anchor_first_frame:
             report("edit: loading", 0, 1)
             with self.last.timing("edit"):
-                pipeline = self._on_device("edit")
-                photo = dress_photo(pipeline, inputs.user, inputs.garments, inputs.size, preset.edit.steps,
-                                    preset.edit.guidance, preset.negative_prompt, self._generator(inputs.seed),
+                self._on_device("edit")
+                lightning = lightning_for_dress()
+                pipeline, settings = self.editor(lightning), self.edit_settings(lightning)
+                photo = dress_photo(pipeline, inputs.user, inputs.garments, inputs.size, settings.steps,
+                                    settings.guidance, preset.negative_prompt, self._generator(inputs.seed),
                                     lambda done, total: report("edit", done, total), preset.edit_image_area)
             self.last.dressed = photo
         if inputs.motion is None:
@@ -210,6 +274,22 @@ def apply_stage_runtime(pipeline, runtime: Runtime) -> None:
                                       num_blocks_per_group=1, use_stream=runtime.device.type == "cuda")
     if modes.compile:
         pipeline.transformer.compile_repeated_blocks(dynamic=True)
+
+
+def lightning_for_dress(environ: dict[str, str] | None = None) -> bool:
+    """Whether `dress` edits with the 4-step Lightning editor: TRYON_PUBLIC_EDITOR=lightning (default: full)."""
+    chosen = (os.environ if environ is None else environ).get("TRYON_PUBLIC_EDITOR", "full")
+    if chosen not in ("full", "lightning"):
+        raise InputError(f"TRYON_PUBLIC_EDITOR must be full or lightning, not '{chosen[:40]}'")
+    return chosen == "lightning"
+
+
+def _lora_in_compute_dtype(transformer: torch.nn.Module, dtype: torch.dtype) -> None:
+    """LoRA weights take their base layer's dtype, FP8 under --fp8, where no layerwise-casting hook
+    upcasts them: they are small, so they are kept in the compute dtype."""
+    for name, param in transformer.named_parameters():
+        if "lora_" in name and param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 def _move(stage, device: torch.device) -> None:

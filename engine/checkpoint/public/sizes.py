@@ -171,3 +171,59 @@ def stage_sizes() -> list[StageSize]:
         # Model offloading keeps one model at a time on the GPU: the largest one decides.
         sizes.append(StageSize(stage, parameters, 2 * parameters / GIB, sum(on_gpu) / GIB, max(on_gpu) / GIB))
     return sizes
+
+
+# -- the live stream: the editor and LongLive's 5B student on one GPU together ----------------
+
+# LongLive-2.0-5B is Wan2.2-TI2V-5B's transformer (the i2v stage's count), with its UMT5 and VAE.
+LIVE_PARTS = {"student": (("i2v", "transformer"), ("i2v", "text_encoder"), ("i2v", "vae")),
+              "editor": (("edit", "transformer"), ("edit", "text_encoder"), ("edit", "vae"))}
+FP8_COMPONENTS = {("i2v", "transformer"), ("i2v", "text_encoder"), ("edit", "transformer")}  # what --fp8 stores in 8 bits
+ACTIVATIONS_GIB = 6.0  # an allowance for one chunk's activations and the VAE's decode (estimated, not measured)
+
+
+@dataclass(frozen=True)
+class LivePlan:
+    """GPU memory of a live stream: weights of the student and the editor, the KV cache, activations."""
+
+    fp8: bool
+    student_gib: float
+    editor_gib: float
+    kv_cache_gib: float
+
+    @property
+    def total_gib(self) -> float:
+        return self.student_gib + self.editor_gib + self.kv_cache_gib + ACTIVATIONS_GIB
+
+    def describe(self) -> str:
+        mode = "--fp8" if self.fp8 else "bf16"
+        return (f"{mode}: ~{self.total_gib:.0f} GiB (student {self.student_gib:.1f} + editor {self.editor_gib:.1f} "
+                f"+ KV cache {self.kv_cache_gib:.1f} + ~{ACTIVATIONS_GIB:.0f} activations)")
+
+
+def live_plan(fp8: bool, size: tuple[int, int] = (1280, 704), chunk_frames: int = 8,
+              window_frames: int = 32) -> LivePlan:
+    """The memory a live stream needs at `size` (LongLive's chunking), computed from parameter counts."""
+    from engine.checkpoint.presets import WAN22_TI2V_5B
+
+    def gib(component: tuple[str, str]) -> float:
+        width = 1 if fp8 and component in FP8_COMPONENTS else None
+        return (PARAMETERS[component] * width if width else _bytes(*component)) / GIB
+
+    config = WAN22_TI2V_5B.transformer
+    frame_tokens = (size[0] // 32) * (size[1] // 32)
+    cached = (window_frames + chunk_frames) * frame_tokens  # sink and history, and the chunk written
+    hidden = config["num_attention_heads"] * config["attention_head_dim"]
+    kv = config["num_layers"] * cached * 2 * hidden * 2 / GIB  # keys and values in bf16
+    return LivePlan(fp8, sum(map(gib, LIVE_PARTS["student"])), sum(map(gib, LIVE_PARTS["editor"])), kv)
+
+
+def live_memory_problem(device_gib: float, fp8: bool, size: tuple[int, int]) -> str | None:
+    """One line saying what does not fit on a GPU of `device_gib`, or None when the plan fits."""
+    plan = live_plan(fp8, size)
+    if plan.total_gib <= device_gib:
+        return None
+    lighter = live_plan(True, size)
+    advice = (f"add --fp8 ({lighter.describe()})" if not fp8 and lighter.total_gib <= device_gib
+              else "use a GPU with more memory (80 GB with --fp8, or an H200), or a smaller --size")
+    return (f"the live stream needs {plan.describe()}, more than this GPU's {device_gib:.0f} GiB: {advice}")

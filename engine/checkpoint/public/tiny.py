@@ -156,3 +156,55 @@ def build_keypoints(seed: int = 0):
     torch.manual_seed(seed)
     model = VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17))
     return model, VitPoseImageProcessor(size={"height": 64, "width": 48})
+
+
+def save_stream_student(folder, seed: int = 0) -> None:
+    """LongLive's layout at toy size, converted as the real one is: a random Wan transformer of the
+    tiny preset's shape, saved as LongLive releases its generator (a pickle of `model.`-prefixed
+    Wan2.2 original names under `generator`), then `tryon models convert --from longlive`."""
+    import tempfile
+    from pathlib import Path
+
+    from diffusers import WanTransformer3DModel
+
+    from engine.checkpoint.convert import convert_checkpoint, original_key, read_original
+    from engine.checkpoint.store import CheckpointInfo, LoadedModel, build_random
+
+    torch.manual_seed(seed)
+    wan = WanTransformer3DModel(**TINY.transformer)
+    with torch.no_grad():
+        for param in wan.parameters():  # norms start at one: make every tensor tell apart
+            param.add_(torch.randn_like(param) * 0.02)
+    released = {"generator": {f"model.{original_key(k)}": v for k, v in wan.state_dict().items()}}
+    base = LoadedModel(build_random(TINY, seed), CheckpointInfo(preset=TINY.name), TINY.name, Path(folder))
+    with tempfile.TemporaryDirectory() as scratch:
+        pickle = Path(scratch) / "model_bf16.pt"
+        torch.save(released, pickle)
+        convert_checkpoint(read_original(pickle, allow_pickle=True), Path(folder), base, "student",
+                           source_name=pickle.name, layout="longlive")
+
+
+def save_lightning_lora(folder, transformer, seed: int = 0, rank: int = 4) -> None:
+    """A random LoRA on the edit transformer's attention, saved in diffusers' LoRA format at the
+    Lightning file's name (what `load_lora_weights` reads)."""
+    from pathlib import Path
+
+    from diffusers import QwenImageEditPlusPipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from engine.checkpoint.public.presets import LIGHTNING_WEIGHTS
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                        target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    transformer.add_adapter(config, adapter_name="lightning")
+    with torch.no_grad():
+        for name, param in transformer.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero, which would make the LoRA a no-op
+                param.normal_(std=0.05)
+    layers = get_peft_model_state_dict(transformer, adapter_name="lightning")
+    target = Path(folder) / LIGHTNING_WEIGHTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    QwenImageEditPlusPipeline.save_lora_weights(target.parent, transformer_lora_layers=layers,
+                                                weight_name=target.name, safe_serialization=True)
+    transformer.delete_adapters("lightning")

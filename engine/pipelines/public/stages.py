@@ -20,10 +20,15 @@ StepReport = Callable[[int, int], None]
 GARMENT_WORDS = {"top": "top", "bottom": "bottom (trousers or skirt)", "dress": "dress", "unknown": "garment"}
 
 
+def garments_in_pictures(roles: list[str], first: int) -> str:
+    """'the top in picture 2 and the bottom (trousers or skirt) in picture 3': garments from picture `first` on."""
+    pieces = [f"the {GARMENT_WORDS.get(role, 'garment')} in picture {index}" for index, role in enumerate(roles, first)]
+    return pieces[0] if len(pieces) == 1 else ", ".join(pieces[:-1]) + " and " + pieces[-1]
+
+
 def edit_prompt(roles: list[str]) -> str:
     """The instruction for Qwen-Image-Edit: picture 1 is the person, pictures 2.. the garments."""
-    pieces = [f"the {GARMENT_WORDS.get(role, 'garment')} in picture {index}" for index, role in enumerate(roles, 2)]
-    wearing = pieces[0] if len(pieces) == 1 else ", ".join(pieces[:-1]) + " and " + pieces[-1]
+    wearing = garments_in_pictures(roles, 2)
     return (f"The person in picture 1 wears {wearing}. Keep the person's face, hair, body shape, pose and the "
             "background of picture 1 unchanged; only the clothes change, with the garments' exact colours, "
             "patterns, logos and cut.")
@@ -72,13 +77,18 @@ def dress_photo(
     generator: torch.Generator,
     report: StepReport | None = None,
     image_area: int | None = None,
+    references: tuple[Image.Image, ...] = (),
+    prompt: str | None = None,
 ) -> Image.Image:
-    """QwenImageEditPlusPipeline: the user photo and the garment photos in, the dressed photo (at `size`) out."""
+    """QwenImageEditPlusPipeline: the user photo and the garment photos in, the dressed photo (at `size`) out.
+
+    `references` go between the photo and the garments (a live switch: the person's photo
+    beside the frame being re-dressed), with the `prompt` that says so."""
     width, height = size
     with vae_image_area(image_area):
         result = pipeline(
-            image=[user] + [image for _, image in garments],
-            prompt=edit_prompt([role for role, _ in garments]),
+            image=[user, *references] + [image for _, image in garments],
+            prompt=prompt or edit_prompt([role for role, _ in garments]),
             negative_prompt=negative_prompt,
             true_cfg_scale=true_cfg,
             height=height,

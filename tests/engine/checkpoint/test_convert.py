@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from engine.api import convert_model
 from engine.checkpoint import load_model
 from engine.checkpoint.presets import TINY
-from engine.checkpoint.convert import rename_key
+from engine.checkpoint.convert import original_key, rename_key
 from engine.errors import InputError
 from engine.model.transformer_condnet import Condition
 
@@ -84,6 +84,7 @@ def test_every_original_key_maps_to_a_parameter_of_the_same_shape(wan):
     ours = wan.state_dict()
     for key, tensor in ours.items():
         assert rename_key(original_name(key)) == key
+        assert original_key(key) == original_name(key)  # the inverse, which the tiny route's LongLive layout uses
     assert rename_key("blocks.0.self_attn.lora_A.weight") is None and rename_key("head.extra") is None
 
 
@@ -128,3 +129,52 @@ def test_a_pickle_an_unknown_key_or_a_wrong_shape_is_an_input_error(wan, tiny_ch
     with pytest.raises(InputError, match="shapes differ.*head.head.weight"):
         convert_model(tmp_path / "shape.safetensors", tmp_path / "c", base=str(tiny_checkpoint))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+# -- LongLive-2.0-5B: the same original names, released as a pickle -----------------------------
+
+
+@pytest.fixture(scope="module")
+def longlive_pickle(wan, tmp_path_factory):
+    """LongLive's release in its layout: `model.`-prefixed original names under `generator`, pickled."""
+    path = tmp_path_factory.mktemp("longlive") / "model_bf16.pt"
+    torch.save({"generator": {f"model.{original_name(k)}": v for k, v in wan.state_dict().items()}, "step": 5000},
+               path)
+    return path
+
+
+def test_longlive_pickle_converts_records_its_repo_and_stream_and_round_trips(longlive_pickle, wan, tiny_checkpoint,
+                                                                             tmp_path):
+    import json
+
+    folder = convert_model(longlive_pickle, tmp_path / "ll", base=str(tiny_checkpoint), layout="longlive",
+                           revision="abc123")
+    assert not list(folder.rglob("*.pt")) and list(folder.rglob("*.safetensors"))
+    info = json.loads((folder / "tryon.json").read_text())
+    assert info["kind"] == "student" and info["training"]["repo"] == "Efficient-Large-Model/LongLive-2.0-5B"
+    assert info["training"]["revision"] == "abc123"
+    assert info["stream"] == {"chunk_frames": 8, "sink_frames": 1, "local_window_frames": 32,
+                              "timesteps": [1000, 750, 500, 250], "shift": 5.0}
+    loaded = load_model(str(folder))
+    ours = loaded.pipeline.transformer.state_dict()
+    for key, tensor in wan.state_dict().items():
+        torch.testing.assert_close(ours[key], tensor, rtol=0, atol=0)
+    # no condition tokens: given the same video and per-frame timesteps, it is the Wan transformer
+    g = torch.Generator().manual_seed(1)
+    video, text = torch.randn(1, 48, 3, 4, 6, generator=g), torch.randn(1, 5, wan.config.text_dim, generator=g)
+    timestep = torch.tensor([[0.0, 600.0, 600.0]])
+    with torch.no_grad():
+        expected = wan(video, timestep.repeat_interleave(2 * 3, dim=1), text).sample
+        got = loaded.pipeline.transformer(video, timestep, text).sample
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+class NotAWeight:
+    pass
+
+
+def test_a_pickle_with_objects_is_refused_by_the_weights_only_reader(tiny_checkpoint, tmp_path):
+    torch.save({"generator": NotAWeight()}, tmp_path / "model_bf16.pt")
+    with pytest.raises(InputError, match="weights_only"):
+        convert_model(tmp_path / "model_bf16.pt", tmp_path / "out", base=str(tiny_checkpoint), layout="longlive")
+    assert not (tmp_path / "out").exists()

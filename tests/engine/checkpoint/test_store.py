@@ -168,8 +168,11 @@ MALFORMED = {
     "tokens absurd": ("tryon.json", lambda p: _edit_json(p, max_text_tokens=10**9), "'max_text_tokens' is"),
     "stream as list": ("tryon.json", lambda p: _edit_json(p, stream=[]), "'stream' must be an object"),
     "stream value as text": ("tryon.json", lambda p: _edit_json(p, stream={"disentangle": "no"}),
-                             "'stream' takes refresh, withdraw, disentangle as true or false, not 'disentangle'"),
+                             "'stream' takes refresh, withdraw, disentangle as true or false, chunk_frames"),
     "stream unknown operation": ("tryon.json", lambda p: _edit_json(p, stream={"sideways": True}), "not 'sideways'"),
+    "stream chunk as text": ("tryon.json", lambda p: _edit_json(p, stream={"chunk_frames": "8"}), "not 'chunk_frames'"),
+    "stream timestep past 1000": ("tryon.json", lambda p: _edit_json(p, stream={"timesteps": [1500, 500]}),
+                                  "not 'timesteps'"),
     "scheduler not an object": ("scheduler/scheduler_config.json", lambda p: p.write_text("3"), "JSON object"),
 }
 

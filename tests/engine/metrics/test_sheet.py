@@ -26,6 +26,7 @@ def sample(tmp_path_factory):
     return made, write_sample(made, tmp_path_factory.mktemp("samples") / "s")
 
 
+@pytest.mark.slow
 def test_the_sheet_shows_inputs_motion_output_and_truth_and_frames_the_worst(sample, tmp_path):
     from engine.media import write_video
 

@@ -34,6 +34,20 @@ def test_the_figure_is_what_differs_from_the_backdrop():
     assert masks.sum(axis=(1, 2)).tolist() == [40 * 20] * 3 and masks[:, 10:50, 10:30].all()
 
 
+def test_a_backdrop_drawn_a_few_shades_off_is_still_backdrop():
+    tinted = np.clip(_figure_video().astype(int) + (45, 30, -45), 0, 255).astype(np.uint8)  # a decoder's tint
+    assert figure_scores(tinted, _figure_video(), BACKDROP)["figure_iou_worst"] == 1.0
+    two_tone = BACKDROP.copy()
+    two_tone[40:] = (206, 206, 206)
+    truth = np.repeat(two_tone[None], 2, axis=0)
+    truth[:, 20:55, 10:20] = (35, 85, 205)  # a figure standing over both tones
+    tinted = truth.astype(int)
+    tinted[:, :40] += 50  # the wall lighter, the floor as drawn
+    tinted = np.clip(tinted, 0, 255).astype(np.uint8)
+    tinted[:, 20:55, 10:20] = (35, 85, 205)
+    assert figure_scores(tinted, truth, two_tone)["figure_iou_worst"] == 1.0
+
+
 def test_the_same_figure_scores_one_and_an_empty_frame_zero():
     figure = _figure_video()
     same = figure_scores(figure, figure, BACKDROP)
@@ -74,6 +88,7 @@ def test_the_decoded_ground_truth_segments_like_the_drawn_one(sample_folder):
     assert silhouette_iou_per_frame(decoded, drawn).min() > 0.95
 
 
+@pytest.mark.slow
 def test_evaluate_reports_the_figure_against_a_synthetic_sample(sample_folder, tmp_path):
     from engine.media import write_video
 

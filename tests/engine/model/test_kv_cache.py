@@ -278,3 +278,45 @@ def test_with_gradients_the_read_is_a_fresh_tensor():
     assert not shares_buffer(keys, cache)
     keys.sum().backward()
     assert key.grad.item() == 1.0  # the gradient reaches the pass's keys
+
+
+# -- LongLive's configuration (the public route's live stream) ----------------------------------
+
+
+def longlive_mask(chunk_of: list[int], window: int) -> torch.Tensor:
+    """Frame f (one token each) sees the sink (chunk -1) and the chunks from `window` before its own to its own."""
+    chunk = torch.tensor(chunk_of)
+    query, key = chunk[:, None], chunk[None, :]
+    return (key == -1) | ((key <= query) & (key >= query - window))
+
+
+@torch.no_grad()
+def test_the_chunk_runner_at_longlive_configuration_equals_a_full_masked_pass(model):
+    """A clean first frame (the sink), then chunks of 8 frames with a 32-frame window: each chunk's
+    flow from the cached runner equals one masked pass over [sink, earlier chunks clean, the chunk noisy]."""
+    from engine.checkpoint.convert import LONGLIVE_STREAM
+    from engine.pipelines.block_causal import BlockCausalRunner
+    from engine.pipelines.public.stream import LiveSettings
+
+    settings = LiveSettings.from_section(LONGLIVE_STREAM)
+    text = randn(1, 5, TINY.transformer["text_dim"], seed=1)
+    runner = BlockCausalRunner(model, model, text=text, latent_size=(2, 2), chunk_frames=settings.chunk_frames,
+                               window=settings.window)
+    chunks, size = 5, settings.chunk_frames  # 5 chunks: the window slides past the first ones
+    sink = randn(1, 48, 1, 2, 2, seed=2)
+    clean = [randn(1, 48, size, 2, 2, seed=10 + k) for k in range(chunks)]
+    runner.write_chunk(sink, 0, None)
+    position = 1
+    for k in range(chunks):
+        noisy, level = randn(1, 48, size, 2, 2, seed=30 + k), 1000.0 * settings.sigmas[k % 4]
+        got = runner.predict(noisy, torch.full((1, size), level), position, None)
+        runner.write_chunk(clean[k], position, None)
+        position += size
+
+        latents = torch.cat([sink, *clean[:k], noisy], dim=2)
+        timesteps = torch.cat([torch.zeros(1, 1 + k * size), torch.full((1, size), level)], dim=1)
+        chunk_of = [-1] + [j for j in range(k + 1) for _ in range(size)]
+        expected = full_masked_forward(model, longlive_mask(chunk_of, settings.window), [], latents, None, text,
+                                       timesteps)
+        torch.testing.assert_close(got, expected[:, :, -size:], atol=1e-5, rtol=1e-5)
+    assert runner.cache.frames("sink") == 1 and runner.cache.history_chunks() == settings.window

@@ -7,16 +7,17 @@ import torch
 
 from engine.errors import InputError
 from engine.checkpoint.public.loading import check_part, is_route_source, load_part, resolve_route
-from engine.checkpoint.public.presets import PART_NAMES, PUBLIC_PARTS, overridden
+from engine.checkpoint.public.presets import LIVE_PARTS, PART_NAMES, PUBLIC_PARTS, overridden
 
 
 def test_init_writes_one_folder_per_part_and_names_the_hub_repo_each_stands_for(tiny_route):
     info = json.loads((tiny_route / "tryon.json").read_text())
     assert info["kind"] == "route" and info["preset"] == "public-tiny"
-    assert set(info["parts"]) == set(PART_NAMES)
+    assert set(info["parts"]) == set(PART_NAMES) | {"stream", "lightning"}
     for name, entry in info["parts"].items():
         assert (tiny_route / entry["folder"]).is_dir()
-        assert entry["repo"] == PUBLIC_PARTS[name].repo and entry["revision"] == PUBLIC_PARTS[name].revision
+        part = (PUBLIC_PARTS | LIVE_PARTS)[name]
+        assert entry["repo"] == part.repo and entry["revision"] == part.revision
         assert entry["licence"] == "Apache-2.0"
     index = json.loads((tiny_route / "edit" / "model_index.json").read_text())
     assert index["_class_name"] == "QwenImageEditPlusPipeline"

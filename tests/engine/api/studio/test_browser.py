@@ -52,11 +52,11 @@ def torso_lab(frames: np.ndarray, first_index: int, masks: np.ndarray) -> np.nda
 class Server:
     """`tryon studio` as a program, until stopped with SIGINT (Ctrl-C)."""
 
-    def __init__(self, temp: Path) -> None:
+    def __init__(self, temp: Path, *options: str) -> None:
         self.temp = temp
         env = {**os.environ, "TMPDIR": str(temp), "PYTHONUNBUFFERED": "1"}
         tryon = Path(sys.executable).with_name("tryon")
-        self.process = subprocess.Popen([str(tryon), "studio", "--port", "0", "--model", str(STUDENT)],
+        self.process = subprocess.Popen([str(tryon), "studio", "--port", "0", *(options or ("--model", str(STUDENT)))],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         line = self.process.stdout.readline()  # "tryon studio: open http://127.0.0.1:PORT/"
         if "open http://127.0.0.1:" not in line:
@@ -77,17 +77,27 @@ class Server:
         return self.process.returncode, err
 
 
-@pytest.fixture
-def server(tmp_path):
+def serving(tmp_path, *options: str):
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     temp = tmp_path / "tmp"
     temp.mkdir()
-    running = Server(temp)
+    running = Server(temp, *options)
     yield running
     if running.process.poll() is None:
         running.process.kill()
         running.process.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    yield from serving(tmp_path)
+
+
+@pytest.fixture
+def route_server(tmp_path, tiny_route):
+    """The studio on the public route at toy size: the editor re-dresses, LongLive's layout streams."""
+    yield from serving(tmp_path, "--model", str(tiny_route), "--size", "64x96", "--fps", "8")
 
 
 @pytest.fixture
@@ -202,3 +212,36 @@ def test_stream_switch_download_and_a_bad_upload_in_chromium(server, browser, tm
     code, err = server.interrupt()
     assert code == 130 and "interrupted" in err
     assert list(server.temp.iterdir()) == []
+
+
+def test_the_public_route_streams_and_switches_in_chromium(route_server, browser, tmp_path):
+    """A click starts an edit of the last frame; the stream goes on in the first outfit until the
+    edited frame is ready, then restarts from it at a chunk boundary, numbering going on."""
+    top = EXAMPLES / "sample_00002" / "garment_top.png"
+    dress = EXAMPLES / "sample_00001" / "garment_dress.png"
+    page = browser.new_page(viewport={"width": 900, "height": 720}, accept_downloads=True)
+    prepare(page, route_server.url, [(top, "top"), (dress, "dress")], motion=False)
+    page.fill("#prompt", "she turns slowly")
+    page.fill("#seconds", "20")
+    page.click("#start")
+    page.wait_for_function("window.studio.stats.framesShown > 0", timeout=WAIT_MS)
+    page.click("#shelf .garment:nth-child(2)")
+    page.wait_for_function("window.studio.stats.switchLatenciesMs.length > 0", timeout=WAIT_MS)
+    page.screenshot(path=str(shots_folder(tmp_path) / "studio-public-route.png"))
+    page.wait_for_function("window.studio.stats.done !== null", timeout=WAIT_MS)
+    stats = page.evaluate("window.studio.stats")
+    assert stats["done"]["frames"] == 160 and stats["framesShown"] == 160
+    switch_frame = stats["switchFrames"][0]
+    # a chunk boundary after the first chunk (the dressed photo, then chunks of 32 frames)
+    assert switch_frame > 33 and (switch_frame - 1) % 32 == 0
+    assert page.get_attribute("#shelf .garment:nth-child(2)", "class") == "garment worn"
+
+    with page.expect_download() as download:
+        page.click("#download")
+    saved = tmp_path / "route.mp4"
+    download.value.save_as(saved)
+    video = read_video(saved)
+    assert video.shape == (160, 96, 64, 3)
+    page.close()
+    code, _ = route_server.interrupt()
+    assert code == 130
