@@ -11,11 +11,11 @@ import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from engine.modes import Acceleration, RunOptions
+from engine.modes import OFFLOAD_CHOICES, Acceleration, RunOptions
 
 RUNTIME_PANEL = "Runtime"
 
@@ -37,8 +37,8 @@ MODEL_HELP = ("Checkpoint folder, Hub repo id, or preset name. "
               "Default: the demo model in weights/ (its student for swap and extend).")
 
 
-def _runtime_option(*names: str, help: str) -> Any:
-    return typer.Option(*names, help=help, rich_help_panel=RUNTIME_PANEL)
+def _runtime_option(*names: str, help: str, **settings: Any) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=RUNTIME_PANEL, **settings)
 
 
 def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect.Parameter]:
@@ -47,14 +47,18 @@ def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect
         ("model", Annotated[Optional[str], _runtime_option("--model", "-m", help=model_help)], None),
         ("revision", Annotated[Optional[str], _runtime_option("--revision", help="Hub branch, tag or commit to pin.")],
          None),
-        ("device", Annotated[str, _runtime_option("--device", help="auto, cpu, cuda or cuda:N.")], "auto"),
-        ("dtype", Annotated[str, _runtime_option(
-            "--dtype", help="auto, bf16, fp16 or fp32 (auto: bf16 on CUDA, fp32 on CPU).")], "auto"),
-        ("attention", Annotated[str, _runtime_option(
-            "--attention", help="auto, sdpa, flash or xformers (auto: the fastest installed on CUDA).")], "auto"),
-        ("offload", Annotated[str, _runtime_option(
-            "--offload", help="none, model or group: keep the weights in CPU memory and move them to the GPU as "
-            "they run (less GPU memory, slower); group overlaps the moves with compute.")], "none"),
+        ("device", Annotated[str, _runtime_option(
+            "--device", metavar="<auto|cpu|cuda|cuda:N>", help="Where to run.")], "auto"),
+        ("dtype", Annotated[Literal["auto", "bf16", "fp16", "fp32"], _runtime_option(
+            "--dtype", help="auto: bf16 on CUDA, fp32 on CPU.")], "auto"),
+        ("attention", Annotated[Literal["auto", "sdpa", "flash", "xformers"], _runtime_option(
+            "--attention", help="auto: the fastest installed on CUDA.")], "auto"),
+        ("offload", Annotated[Literal[OFFLOAD_CHOICES], _runtime_option(
+            "--offload", help="Keep the weights in CPU memory and move them to the GPU as they run (less GPU "
+            "memory, slower); group overlaps the moves with compute.")], "none"),
+        ("threads", Annotated[Optional[int], _runtime_option(
+            "--threads", min=1, metavar="<int>", help="CPU threads for torch's operations (default: torch's, one per core; on a "
+            "busy machine fewer can be much faster).")], None),
         ("fp8", Annotated[bool, _runtime_option(
             "--fp8", help="Store the transformer's and text encoder's weights in float8: half the memory of bf16, "
             "computed in --dtype.")], False),
@@ -72,13 +76,13 @@ def _runtime_parameters(model_help: str, context_parallel: bool) -> list[inspect
 
 
 def build_run_options(model: str | None, revision: str | None, device: str, dtype: str, attention: str,
-                      offload: str, fp8: bool, compile_: bool, fuse_qkv: bool,
+                      offload: str, threads: int | None, fp8: bool, compile_: bool, fuse_qkv: bool,
                       context_parallel: bool = False) -> RunOptions:
     """The one place the runtime options become a `RunOptions`."""
     acceleration = Acceleration(offload=offload, fp8=fp8, compile=compile_, fuse_qkv=fuse_qkv,
                                 context_parallel=context_parallel)
     return RunOptions(model=model, revision=revision, device=device, dtype=dtype, attention=attention,
-                      acceleration=acceleration)
+                      threads=threads, acceleration=acceleration)
 
 
 def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False) -> Callable[[Callable], Callable]:
@@ -114,7 +118,8 @@ def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False) ->
 RayAddress = Annotated[
     Optional[str],
     typer.Option("--ray", metavar="ADDRESS", help="Run the work on Ray: auto (the running cluster), local (a new one "
-                 "on this machine) or a cluster address. OUT must be storage every node sees. Needs tryon[ray]."),
+                 "on this machine) or a cluster address. OUT must be storage every node sees. "
+                 "Needs Ray: pip install 'tryon\\[ray]'."),
 ]
 Workers = Annotated[
     Optional[int],

@@ -35,6 +35,9 @@ _loaded: dict[tuple, LoadedModel | LoadedRoute] = {}
 
 def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notice) -> LoadedModel | LoadedRoute:
     """Load (once per process) the checkpoint on the runtime's device, dtype and backend."""
+    if revision is not None and Path(source).expanduser().exists():
+        raise InputError(f"pins a version of a Hub checkpoint; {source} is a local folder, which has none",
+                         option="revision")
     key = (source, revision, runtime)
     if key not in _loaded and is_route_source(source):  # the public-weights route (engine.checkpoint.public)
         route = load_route(source, runtime)

@@ -4,6 +4,7 @@ import shutil
 import pytest
 
 from engine.api import batch as api_batch
+from engine.api.batch import jobs as batch_jobs
 from engine.api.batch import run as batch_run
 from engine.media import probe_video
 
@@ -130,7 +131,7 @@ def test_bad_shard_is_exit_2(tmp_path, tryon, shard):
 
 
 def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, tryon, monkeypatch):
-    real_dance, calls = batch_run.dance, []
+    real_dance, calls = batch_jobs.dance, []
 
     def dance(request, **kwargs):
         calls.append(request)
@@ -138,7 +139,7 @@ def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, try
             raise KeyboardInterrupt
         return real_dance(request, **kwargs)
 
-    monkeypatch.setattr(batch_run, "dance", dance)
+    monkeypatch.setattr(batch_jobs, "dance", dance)
     path = write_manifest(jobs, ["user.png,,,,,," for _ in range(4)])
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST)
     assert run.code == 130
@@ -161,7 +162,7 @@ def test_a_disk_that_stays_full_ends_the_batch_with_one_line(tiny_checkpoint, jo
     def no_space(request, **kwargs):
         raise DiskFull(request.output, "writing the video")
 
-    monkeypatch.setattr(batch_run, "render", no_space)
+    monkeypatch.setattr(batch_jobs, "render", no_space)
     monkeypatch.setattr(batch_run, "disk_is_full", lambda folder: True)
     path = write_manifest(jobs, ["user.png,,,,,," for _ in range(3)])
     outdir = tmp_path / "out"

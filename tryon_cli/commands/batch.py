@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from statistics import mean
@@ -47,11 +48,11 @@ class BatchDisplay:  # a engine.api.batch.BatchListener (not subclassed: the eng
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.display = Progress(
-            TextColumn("{task.description:<28}"),
+            TextColumn("{task.description:<28}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[eta]}", markup=False),
             console=stderr,
             disable=not enabled,
         )
@@ -205,7 +206,7 @@ def batch(
     if summary.interrupted:
         stderr.print(f"interrupted: {len(summary.outcomes)} of {summary.total} jobs finished "
                      f"(report: {summary.report}); run again to go on", markup=False, soft_wrap=True)
-        raise typer.Exit(130)
+        sys.exit(130)  # that line says it all: no second "interrupted" line
     if summary.stopped:
         raise RuntimeFailure(f"{summary.stopped} after {len(summary.outcomes)} of {summary.total} jobs "
                              f"(report: {summary.report}); free some space and run again to go on")

@@ -45,12 +45,9 @@ def build_request(user: Path, garments: list[GarmentSpec], output: Path | None, 
     from engine.media import parse_size
 
     size = fields.pop("size")
+    size = parse_size(size) if size else None  # before the request class loads torch
     return api.GenerateRequest(
-        user=user,
-        garments=garments,
-        output=output or default_output(user, garments, command),
-        size=parse_size(size) if size else None,
-        **fields,
+        user=user, garments=garments, output=output or default_output(user, garments, command), size=size, **fields,
     )
 
 
@@ -76,9 +73,11 @@ def dress(
 
     Example: tryon dress user.png shirt.png:top pants.png:bottom --motion dance.mp4 -o out.mp4
     """
+    from engine.api.inputs import check_input_files
     from engine.api.specs import parse_garment
 
     specs = [parse_garment(text) for text in garments]
+    check_input_files(user, *(spec.path for spec in specs), motion)  # before torch loads
     request = build_request(
         user, specs, output, "dress", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
         seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,
@@ -109,6 +108,9 @@ def dance(
 
     Example: tryon dance user.png --motion dance.mp4 -o moves.mp4
     """
+    from engine.api.inputs import check_input_files
+
+    check_input_files(user, motion)  # before torch loads
     request = build_request(
         user, [], output, "dance", motion=motion, prompt=prompt, size=size, seconds=seconds, fps=fps,
         seed=seed, steps=steps, guidance=guidance, overwrite=overwrite, run=run,

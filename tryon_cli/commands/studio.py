@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -50,4 +51,8 @@ def studio(
 
     with bind(host, port) as sock:  # a port in use fails before the model is loaded
         served = load_studio(chosen, (lambda message: None) if quiet else notice)
-        serve(served, sock, ready)
+        try:
+            serve(served, sock, ready)
+        except KeyboardInterrupt:
+            notice("tryon studio: stopped")
+            sys.exit(130)
