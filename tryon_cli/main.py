@@ -35,7 +35,6 @@ if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where S
 try:  # Ctrl-C while the CLI itself loads is the same clean line as later, not a traceback
     import functools
     import warnings
-    from importlib.metadata import PackageNotFoundError, version
 
     import typer
 
@@ -65,6 +64,8 @@ cli = typer.Typer(
 
 
 def _version(asked: bool) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
     if asked:
         try:
             number = version("tryon")
@@ -80,6 +81,8 @@ def _main(
                                       help="Print the version and exit."),
 ) -> None:
     """Virtual try-on videos: one photo of a person + garment photos → a video of them wearing it."""
+
+
 cli.command()(generate.dress)
 cli.command()(generate.dance)
 cli.command()(stream.swap)
@@ -144,7 +147,8 @@ def _internal_error(error: Exception) -> None:
 
 def _flags_without_type(command) -> None:
     """A flag takes no value: --help shows none for it (Typer would show `<bool>`)."""
-    for parameter in command.params:
+    help_option = command.get_help_option(typer.Context(command))
+    for parameter in [*command.params, *([help_option] if help_option else [])]:
         if getattr(parameter, "is_flag", False):
             parameter.metavar = ""
     for child in getattr(command, "commands", {}).values():

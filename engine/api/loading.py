@@ -9,12 +9,10 @@ from pathlib import Path
 from engine.checkpoint import CondNetUntrainedWarning, LoadedModel, load_model
 from engine.checkpoint.public import LoadedRoute, is_route_source, load_route
 from engine.errors import InputError
+from engine.paths import DEMO_MODEL, DEMO_STUDENT
 from engine.pipelines.runtime import Runtime, apply_runtime
 from engine.progress import Notice
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
-DEMO_MODEL = WEIGHTS_DIR / "demo"
-DEMO_STUDENT = WEIGHTS_DIR / "demo-student"
 
 
 def default_model(streaming: bool = False) -> str:

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -73,7 +77,46 @@ def connect(address: str) -> bool:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(f"--ray {address}: cannot connect to a Ray cluster ({first_line}); start one with "
                          "`ray start --head`, or use --ray local") from None
+    if address == "local":
+        _end_with_this_process(ray)
     return True
+
+
+def _end_with_this_process(ray: Any) -> None:
+    """The cluster `--ray local` started ends with this process, even one killed by SIGKILL.
+
+    Ray's raylet starts agents (dashboard, runtime env) that outlive a killed driver for
+    minutes. A watchdog process waits for this one to end, then kills every process of the
+    cluster's session, known by the session folder on its command line.
+    """
+    session = ray._private.worker._global_node.get_session_dir_path()  # no public name for it
+    code = f"from engine.api.ray_pool import end_session_after; end_session_after({os.getpid()}, {session!r})"
+    subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def end_session_after(pid: int, session: str, poll: float = 0.5) -> None:
+    """Wait for process `pid` to end, then kill the processes whose command line names `session`
+    (none are left after a clean `ray.shutdown()`)."""
+    while _running(pid):
+        time.sleep(poll)
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                named = session.encode() in (proc / "cmdline").read_bytes()
+                if named:
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:  # gone meanwhile, or not ours
+                continue
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a killed process its parent has not reaped yet is a zombie: not running)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def disconnect() -> None:

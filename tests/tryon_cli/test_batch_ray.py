@@ -125,3 +125,55 @@ def test_ctrl_c_under_ray_keeps_the_finished_jobs_and_lets_the_cluster_go(tiny_c
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted([f"job_{seed}.mp4" for seed in range(12)] + ["report.jsonl"])
     assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in finished.items())  # none redone
+
+
+def _session_processes(session: str) -> list[int]:
+    """The running processes whose command line names the Ray session folder."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and session.encode() in (proc / "cmdline").read_bytes() \
+                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
+                found.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _session_of_children(pid: int) -> str | None:
+    """The Ray session folder named on the command line of a child of `pid`, once it has one."""
+    for proc in Path("/proc").iterdir():
+        try:
+            status = (proc / "status").read_text()
+            if proc.name.isdigit() and f"\nPPid:\t{pid}\n" in status:
+                for part in (proc / "cmdline").read_bytes().decode().split("\0"):
+                    if "session_" in part and "/ray/" in part:
+                        return part[part.index("/"):].split("/logs")[0].rstrip("/")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes in /proc")
+def test_nothing_of_a_local_cluster_outlives_a_driver_killed_by_sigkill(tiny_checkpoint, inputs, tmp_path):
+    pytest.importorskip("ray")
+    path = write_manifest(inputs, [f"user.png,,,,,{seed},job_{seed}.mp4" for seed in range(6)])
+    process = subprocess.Popen([tryon_program(), "batch", str(path), "-o", str(tmp_path / "out"), "--model",
+                                str(tiny_checkpoint), *FAST, "--ray", "local", "--workers", "1", "--quiet"],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "RAY_memory_monitor_refresh_ms": "0"})
+    deadline, session = time.monotonic() + 240, None
+    while session is None and process.poll() is None and time.monotonic() < deadline:
+        session = _session_of_children(process.pid)
+        time.sleep(0.2)
+    assert session is not None, "the driver started no Ray cluster"
+    while len(_session_processes(session)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the raylet's agents have started
+    assert _session_processes(session)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while _session_processes(session) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _session_processes(session) == []

@@ -199,7 +199,7 @@ def batch(
     )
     chosen = api_batch.choose_shard(shard, {} if ray else os.environ)  # Ray: one driver, the whole batch
     planned = api_batch.plan(api_batch.read_manifest(manifest), outdir, chosen)
-    with BatchDisplay(enabled=not quiet and not json_output) as display:
+    with BatchDisplay(enabled=not quiet) as display:  # on stderr: --json owns stdout alone
         summary = api_batch.run_batch(planned, outdir, defaults, chosen, display, executor, verify=verify)
         if not summary.interrupted:
             display.finish()

@@ -31,7 +31,7 @@ def run_generation(request: api.GenerateRequest, command, json_output: bool, qui
     if request.run.acceleration.context_parallel and not is_main_process():
         command(request)  # one render split across torchrun's processes: the first speaks for all
         return
-    with StageProgress(enabled=not quiet and not json_output) as progress:
+    with StageProgress(enabled=not quiet) as progress:  # on stderr: --json owns stdout alone
         result = command(request, progress=progress, notice=notice)
     if json_output:
         print_json(result.to_dict())
