@@ -48,14 +48,7 @@ import torch
 from PIL import Image
 
 from engine.api.generate import GenerateRequest, GenerateResult, plan_output
-from engine.api.inputs import (
-    check_garments,
-    check_motion,
-    check_options,
-    check_output,
-    check_prompt,
-    load_photo,
-)
+from engine.api.inputs import check_garments, check_motion, check_options, check_output, check_prompt, load_photo
 from engine.api.loading import default_model, get_model
 from engine.api.options import out_of_memory_is_a_failure, resolve_run
 from engine.api.specs import GarmentSpec, parse_garment

@@ -62,12 +62,13 @@ def test_bad_rows_are_reported_and_the_rest_rendered_then_nothing_is_redone(tiny
     assert run.stderr.index("2 bad rows") < run.stderr.index("row 1: ok")  # listed before anything renders
     assert not (tmp_path / "escape.mp4").exists()
 
-    before = mtimes(outdir)
+    before, rendered = mtimes(outdir), [line for line in report if line["status"] == "ok"]
     again = tryon("batch", path, "-o", outdir, "--model", tiny_checkpoint, *FAST)
     assert again.code == 1, again.stderr
     assert mtimes(outdir) == before
     report = read_report(outdir / "report.jsonl")
-    assert [line["status"] for line in report] == ["skipped", "failed", "skipped", "skipped", "failed", "skipped"]
+    assert [line["status"] for line in report] == ["ok", "failed", "ok", "ok", "failed", "ok"]
+    assert [line for line in report if line["status"] == "ok"] == rendered  # their renders' seconds and attempts
     assert [line["row"] for line in report if line["status"] == "failed"] == [2, 5]
     assert "0 rendered, 4 already complete, 2 failed" in again.stderr
 
@@ -144,6 +145,7 @@ def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, try
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST)
     assert run.code == 130
     assert "interrupted: 2 of 4 jobs finished" in run.stderr and "Traceback" not in run.stderr
+    assert run.stderr.count("interrupted") == 1  # one line says it
     assert sorted(mtimes(tmp_path / "out")) == ["job_1_user.mp4", "job_2_user.mp4"]
     assert len(read_report(tmp_path / "out" / "report.jsonl")) == 2
 

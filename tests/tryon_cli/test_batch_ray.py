@@ -82,16 +82,22 @@ def test_on_a_cluster_of_two_nodes_an_out_on_a_local_disk_is_refused(tiny_checkp
     assert not ray.is_initialized()  # the command let go of the cluster it started
 
 
+def _processes_naming(text: str) -> list[int]:
+    """The running processes (not zombies) whose command line holds `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes() \
+                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
+                found.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
 def _raylets() -> int:
     """Raylet processes on this machine (one per local Ray node)."""
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                count += b"raylet/raylet" in (entry / "cmdline").read_bytes()
-            except OSError:
-                pass
-    return count
+    return len(_processes_naming("raylet/raylet"))
 
 
 @pytest.mark.slow
@@ -127,19 +133,6 @@ def test_ctrl_c_under_ray_keeps_the_finished_jobs_and_lets_the_cluster_go(tiny_c
     assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in finished.items())  # none redone
 
 
-def _session_processes(session: str) -> list[int]:
-    """The running processes whose command line names the Ray session folder."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and session.encode() in (proc / "cmdline").read_bytes() \
-                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
-                found.append(int(proc.name))
-        except (OSError, IndexError):
-            continue
-    return found
-
-
 def _session_of_children(pid: int) -> str | None:
     """The Ray session folder named on the command line of a child of `pid`, once it has one."""
     for proc in Path("/proc").iterdir():
@@ -168,12 +161,12 @@ def test_nothing_of_a_local_cluster_outlives_a_driver_killed_by_sigkill(tiny_che
         session = _session_of_children(process.pid)
         time.sleep(0.2)
     assert session is not None, "the driver started no Ray cluster"
-    while len(_session_processes(session)) < 4 and time.monotonic() < deadline:
+    while len(_processes_naming(session)) < 4 and time.monotonic() < deadline:
         time.sleep(0.2)  # the raylet's agents have started
-    assert _session_processes(session)
+    assert _processes_naming(session)
     process.kill()
     process.wait()
     deadline = time.monotonic() + 30
-    while _session_processes(session) and time.monotonic() < deadline:
+    while _processes_naming(session) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _session_processes(session) == []
+    assert _processes_naming(session) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -55,4 +56,8 @@ def studio(
             serve(served, sock, ready)
         except KeyboardInterrupt:
             notice("tryon studio: stopped")
-            sys.exit(130)
+            # The server is down and its folders are gone: end now, not after seconds of tearing
+            # down torch and any stream thread still finishing its chunk.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
