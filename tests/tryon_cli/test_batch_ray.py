@@ -133,18 +133,34 @@ def test_ctrl_c_under_ray_keeps_the_finished_jobs_and_lets_the_cluster_go(tiny_c
     assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in finished.items())  # none redone
 
 
-def _session_of_children(pid: int) -> str | None:
-    """The Ray session folder named on the command line of a child of `pid`, once it has one."""
+def _descendants(pid: int) -> dict[int, str]:
+    """{pid: start time} of the running descendants of `pid` (Ray's agents rename themselves: their
+    command lines do not tell whose they are, their parents do)."""
+    table = {}
     for proc in Path("/proc").iterdir():
         try:
-            status = (proc / "status").read_text()
-            if proc.name.isdigit() and f"\nPPid:\t{pid}\n" in status:
-                for part in (proc / "cmdline").read_bytes().decode().split("\0"):
-                    if "session_" in part and "/ray/" in part:
-                        return part[part.index("/"):].split("/logs")[0].rstrip("/")
-        except (OSError, ValueError):
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            table[int(proc.name)] = (int(fields[1]), fields[0], fields[19])
+        except (OSError, IndexError, ValueError):
             continue
-    return None
+    found, grew = {pid}, True
+    while grew:
+        children = {child for child, (parent, _, _) in table.items() if parent in found}
+        grew = not children <= found
+        found |= children
+    return {p: table[p][2] for p in found - {pid} if p in table and table[p][1] not in "ZX"}
+
+
+def _still_running(processes: dict[int, str]) -> list[int]:
+    alive = []
+    for pid, started in processes.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[19] == started and fields[0] not in "ZX":
+            alive.append(pid)
+    return alive
 
 
 @pytest.mark.slow
@@ -156,17 +172,18 @@ def test_nothing_of_a_local_cluster_outlives_a_driver_killed_by_sigkill(tiny_che
                                 str(tiny_checkpoint), *FAST, "--ray", "local", "--workers", "1", "--quiet"],
                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "RAY_memory_monitor_refresh_ms": "0"})
-    deadline, session = time.monotonic() + 240, None
-    while session is None and process.poll() is None and time.monotonic() < deadline:
-        session = _session_of_children(process.pid)
+    deadline, ours = time.monotonic() + 240, {}
+    while process.poll() is None and time.monotonic() < deadline:
+        ours.update(_descendants(process.pid))
+        if len(_processes_naming("ray::RuntimeEnvAgent")) and len(ours) >= 6:  # raylet, gcs, agents started
+            time.sleep(1)  # the watchdog polls every 0.2 s: the agents are known to it by now
+            break
         time.sleep(0.2)
-    assert session is not None, "the driver started no Ray cluster"
-    while len(_processes_naming(session)) < 4 and time.monotonic() < deadline:
-        time.sleep(0.2)  # the raylet's agents have started
-    assert _processes_naming(session)
+    ours.update(_descendants(process.pid))
+    assert process.poll() is None and len(ours) >= 6, "the driver started no Ray cluster"
     process.kill()
     process.wait()
-    deadline = time.monotonic() + 30
-    while _processes_naming(session) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10  # left alone, Ray's agents outlive the driver far longer
+    while _still_running(ours) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _processes_naming(session) == []
+    assert _still_running(ours) == []

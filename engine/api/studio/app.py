@@ -17,6 +17,12 @@ address and socket handshakes from its own origin (a web page elsewhere cannot d
 With a token (required by the CLI for any other address) every request must carry it,
 as `?token=`, a `Bearer` header or the cookie set when the page was opened with it;
 anything else, the page included, is answered 401.
+
+Hostile clients: a socket frame that is not a JSON object (binary, nested too deeply, a
+garment given as anything but its id) gets an `error` message and one log line, and the
+socket stays open; an upload the client cuts off is one log line and leaves no file. At most
+MAX_TABS sockets are open, MAX_TABS_PER_CLIENT from one address; one more gets an `error`
+message and is closed (1013).
 """
 
 from __future__ import annotations
