@@ -175,7 +175,8 @@ def test_nothing_of_a_local_cluster_outlives_a_driver_killed_by_sigkill(tiny_che
     deadline, ours = time.monotonic() + 240, {}
     while process.poll() is None and time.monotonic() < deadline:
         ours.update(_descendants(process.pid))
-        if len(_processes_naming("ray::RuntimeEnvAgent")) and len(ours) >= 6:  # raylet, gcs, agents started
+        watchdog = set(_processes_naming("end_session_after")) & set(ours)  # started once Ray is up
+        if watchdog and _processes_naming("ray::RuntimeEnvAgent") and len(ours) >= 6:  # raylet, gcs, agents
             time.sleep(1)  # the watchdog polls every 0.2 s: the agents are known to it by now
             break
         time.sleep(0.2)
