@@ -13,6 +13,9 @@ from engine.errors import InputError
 
 SEED_MAX = 2**32 - 1  # seeds are 0 to 4294967295 everywhere
 MAX_STEPS = 1000
+MAX_THREADS = 1024  # --threads
+MIN_PHOTO_SIDE = 16  # pixels, of a person or garment photo
+MAX_PROMPT_CHARS = 10_000  # the text encoder reads at most a few hundred tokens of it
 MAX_GUIDANCE = 100.0
 BYTES_PER_PIXEL_FRAME = 48  # a decoded or rendered frame held as uint8 and float32 copies at once
 

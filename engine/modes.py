@@ -58,7 +58,14 @@ class RunOptions:
     device: str = "auto"
     dtype: str = "auto"
     attention: str = "auto"
+    threads: int | None = None  # torch's intra-op CPU threads (None: torch's default, one per core)
     acceleration: Acceleration = field(default_factory=Acceleration)
+
+    def __post_init__(self) -> None:
+        for name in ("model", "revision"):  # an empty value is a mistake, not a wish for the default
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                raise InputError("is empty (leave the option out for the default)", option=name)
 
 
 # `--compare` names -> the change each makes to the request's modes (`attention`: to its attention backend).

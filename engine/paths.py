@@ -13,6 +13,10 @@ from pathlib import Path
 
 from engine.errors import InputError
 
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # the models shipped with tryon
+DEMO_MODEL = WEIGHTS_DIR / "demo"
+DEMO_STUDENT = WEIGHTS_DIR / "demo-student"
+
 
 def protected_reason(path: Path) -> str | None:
     """Why `path` may never be replaced (it is /, home, the current folder or one above it), or None."""

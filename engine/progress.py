@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -30,13 +32,21 @@ class Notices(list):
 def quiet_libraries() -> None:
     """Library progress bars and chatter (diffusers, transformers, huggingface_hub) would garble ours;
     errors still surface. For this process from now on: the CLI calls it as a command starts, a Ray
-    worker as it loads its models."""
+    worker as it loads its models.
+
+    Said through the environment, which the libraries read when they load, so that calling this
+    imports none of them (--help and usage errors answer before they load); a library already
+    loaded is told through its own logging switches.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # diffusers' loading and sampling bars are tqdm's
     warnings.filterwarnings("ignore", module="diffusers")
     warnings.filterwarnings("ignore", module="transformers")
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    for logging in (diffusers_logging, transformers_logging):  # transformers' switch covers huggingface_hub's
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
+    for library in ("diffusers", "transformers"):  # transformers' switch covers huggingface_hub's
+        if library in sys.modules:
+            logging = importlib.import_module(f"{library}.utils.logging")
+            logging.set_verbosity_error()
+            logging.disable_progress_bar()

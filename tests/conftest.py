@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import warnings
 from pathlib import Path
 
 import pytest
 
-REAL_CASES = Path(__file__).resolve().parents[2] / "shared" / "real-cases"
+
+
+def real_cases_folder(environ=os.environ) -> Path:
+    """$TRYON_REAL_CASES when set (a checkout anywhere), else ../shared/real-cases beside the checkout."""
+    chosen = environ.get("TRYON_REAL_CASES")
+    return Path(chosen) if chosen else Path(__file__).resolve().parents[2] / "shared" / "real-cases"
+
+
+REAL_CASES = real_cases_folder()
 
 
 def pytest_configure(config) -> None:
@@ -46,5 +55,11 @@ def tiny_route(tmp_path_factory) -> Path:
 @pytest.fixture
 def real_cases() -> Path:
     if not REAL_CASES.is_dir():
-        pytest.skip("../shared/real-cases is not present")
+        pytest.skip(f"{REAL_CASES} is not present (set TRYON_REAL_CASES to the real cases' folder)")
+    return REAL_CASES
+
+
+@pytest.fixture(scope="session")
+def real_cases_root() -> Path:
+    """Where the real cases are looked for (they may be absent)."""
     return REAL_CASES

@@ -8,8 +8,10 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-stderr = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False)
+# Everything printed holds user text (paths, prompts, reasons naming files): never markup or
+# emoji codes, so `x:dress:.png` and `[ray]` print as written.
+stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
+stdout = Console(highlight=False, markup=False, emoji=False)
 
 
 def notice(message: str) -> None:
@@ -26,9 +28,9 @@ class StageProgress:
 
     def __init__(self, enabled: bool = True) -> None:
         self.display = Progress(
-            TextColumn("{task.description:<10}"),
+            TextColumn("{task.description:<10}", markup=False),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.completed}/{task.total}", markup=False),
             TimeElapsedColumn(),
             console=stderr,
             disable=not enabled,

@@ -7,9 +7,30 @@ traceback); 130 interrupted (Ctrl-C), with no partial output left behind.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 INTERRUPTED = "interrupted; no partial output was left"
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C: KeyboardInterrupt as usual, except inside an import.
+
+    Raised inside an import (torch, diffusers: seconds at the start of every command), it
+    half-initialises modules (a later import fails, or recurses) or unwinds through C++ that
+    aborts (`what(): KeyboardInterrupt`, SIGABRT). Nothing of ours is written while modules
+    import, so there the process ends at once, with the same line and code as anywhere else.
+    """
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            os.write(2, f"tryon: {INTERRUPTED}\n".encode())
+            os._exit(130)
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (nohup, &)
+    signal.signal(signal.SIGINT, _interrupt)
 
 try:  # Ctrl-C while the CLI itself loads is the same clean line as later, not a traceback
     import functools
@@ -35,11 +56,32 @@ except KeyboardInterrupt:
 
 cli = typer.Typer(
     name="tryon",
-    help="Virtual try-on videos: one photo of a person + garment photos → a video of them wearing it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(asked: bool) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    if asked:
+        try:
+            number = version("tryon")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            number = "unknown (not installed)"
+        sys.stdout.write(f"tryon {number}\n")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main(
+    show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit."),
+) -> None:
+    """Virtual try-on videos: one photo of a person + garment photos → a video of them wearing it."""
+
+
 cli.command()(generate.dress)
 cli.command()(generate.dance)
 cli.command()(stream.swap)
@@ -95,10 +137,22 @@ def _internal_error(error: Exception) -> None:
     _fail(f"internal error: {type(error).__name__}: {first_line} (set TRYON_DEBUG=1 for the traceback)", 1)
 
 
+def _flags_without_type(command) -> None:
+    """A flag takes no value: --help shows none for it (Typer would show `<bool>`)."""
+    help_option = command.get_help_option(typer.Context(command))
+    for parameter in [*command.params, *([help_option] if help_option else [])]:
+        if getattr(parameter, "is_flag", False):
+            parameter.metavar = ""
+    for child in getattr(command, "commands", {}).values():
+        _flags_without_type(child)
+
+
 def app() -> None:
     """Console-script entry point."""
     try:
-        code = cli(standalone_mode=False)  # Typer returns 130 for Ctrl-C, or a command's exit code
+        command = typer.main.get_command(cli)
+        _flags_without_type(command)
+        code = command.main(prog_name="tryon", standalone_mode=False)  # 130 for Ctrl-C, or the command's code
     except typer.Abort:
         _fail(INTERRUPTED, 130)
     except typer.TyperException as error:  # Typer's (vendored click's) usage errors

@@ -12,11 +12,11 @@ import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from engine.modes import Acceleration, RunOptions
+from engine.modes import OFFLOAD_CHOICES, Acceleration, RunOptions
 
 RUNTIME_PANEL = "Runtime"
 
@@ -45,8 +45,8 @@ MODEL_HELP = ("Checkpoint folder, Hub repo id, or preset name. "
               "Default: the demo model in weights/ (its student for swap and extend).")
 
 
-def _runtime_option(*names: str, help: str) -> Any:
-    return typer.Option(*names, help=help, rich_help_panel=RUNTIME_PANEL)
+def _runtime_option(*names: str, help: str, **settings: Any) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=RUNTIME_PANEL, **settings)
 
 
 def _runtime_parameters(model_help: str, context_parallel: bool, decoder: bool) -> list[inspect.Parameter]:
@@ -55,15 +55,19 @@ def _runtime_parameters(model_help: str, context_parallel: bool, decoder: bool) 
         ("model", Annotated[Optional[str], _runtime_option("--model", "-m", help=model_help)], None),
         ("revision", Annotated[Optional[str], _runtime_option("--revision", help="Hub branch, tag or commit to pin.")],
          None),
-        ("device", Annotated[str, _runtime_option("--device", help="auto, cpu, cuda or cuda:N.")], "auto"),
-        ("dtype", Annotated[str, _runtime_option(
-            "--dtype", help="auto, bf16, fp16 or fp32 (auto: bf16 on CUDA, fp32 on CPU).")], "auto"),
-        ("attention", Annotated[str, _runtime_option(
-            "--attention", help="auto, sdpa, cudnn, flash or xformers (auto: the fastest installed on CUDA; flash "
-            "is FlashAttention-3 where installed).")], "auto"),
-        ("offload", Annotated[str, _runtime_option(
-            "--offload", help="none, model or group: keep the weights in CPU memory and move them to the GPU as "
-            "they run (less GPU memory, slower); group overlaps the moves with compute.")], "none"),
+        ("device", Annotated[str, _runtime_option(
+            "--device", metavar="<auto|cpu|cuda|cuda:N>", help="Where to run.")], "auto"),
+        ("dtype", Annotated[Literal["auto", "bf16", "fp16", "fp32"], _runtime_option(
+            "--dtype", help="auto: bf16 on CUDA, fp32 on CPU.")], "auto"),
+        ("attention", Annotated[Literal["auto", "sdpa", "cudnn", "flash", "xformers"], _runtime_option(
+            "--attention", help="auto: the fastest installed on CUDA; flash is FlashAttention-3 where installed.")],
+         "auto"),
+        ("offload", Annotated[Literal[OFFLOAD_CHOICES], _runtime_option(
+            "--offload", help="Keep the weights in CPU memory and move them to the GPU as they run (less GPU "
+            "memory, slower); group overlaps the moves with compute.")], "none"),
+        ("threads", Annotated[Optional[int], _runtime_option(
+            "--threads", min=1, metavar="<int>", help="CPU threads for torch's operations (default: torch's, one per core; on a "
+            "busy machine fewer can be much faster).")], None),
         ("fp8", Annotated[bool, _runtime_option(
             "--fp8", help="Float8 matmuls in the transformer (torchao, row-wise dynamic scaling): faster, on GPUs "
             "with float8 tensor cores (H100, H200, L4, RTX 4090); needs pip install 'tryon[fp8]'.")], False),
@@ -92,7 +96,7 @@ def _runtime_parameters(model_help: str, context_parallel: bool, decoder: bool) 
 
 
 def build_run_options(model: str | None, revision: str | None, device: str, dtype: str, attention: str,
-                      offload: str, fp8: bool, compile_: bool, fuse_qkv: bool,
+                      offload: str, threads: int | None, fp8: bool, compile_: bool, fuse_qkv: bool,
                       context_parallel: bool = False, fp8_weights: bool = False,
                       vae_bf16: bool = False, decoder: str = "auto") -> RunOptions:
     """The one place the runtime options become a `RunOptions`."""
@@ -100,7 +104,7 @@ def build_run_options(model: str | None, revision: str | None, device: str, dtyp
                                 fuse_qkv=fuse_qkv, vae_bf16=vae_bf16, context_parallel=context_parallel,
                                 decoder=decoder)
     return RunOptions(model=model, revision=revision, device=device, dtype=dtype, attention=attention,
-                      acceleration=acceleration)
+                      threads=threads, acceleration=acceleration)
 
 
 def run_options(model_help: str = MODEL_HELP, context_parallel: bool = False,
@@ -145,7 +149,8 @@ def _splice(command: Callable, name: str, added: list[inspect.Parameter], build:
 RayAddress = Annotated[
     Optional[str],
     typer.Option("--ray", metavar="ADDRESS", help="Run the work on Ray: auto (the running cluster), local (a new one "
-                 "on this machine) or a cluster address. OUT must be storage every node sees. Needs tryon[ray]."),
+                 "on this machine) or a cluster address. OUT must be storage every node sees. "
+                 "Needs Ray: pip install 'tryon\\[ray]'."),
 ]
 Workers = Annotated[
     Optional[int],

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.api.inputs import check_garments, check_motion, check_options, check_output
+from engine.api.inputs import check_garments, check_motion, check_options, check_output, check_prompt, load_photo
 from engine.api.loading import default_model, get_model
 from engine.api.options import out_of_memory_is_a_failure, resolve_run
-from engine.api.specs import GarmentSpec
+from engine.api.specs import GenerateRequest
 from engine.api.route import check_intermediates_folder, keep_intermediates, render_request
 from engine.checkpoint import LoadedModel
 from engine.checkpoint.public import LoadedRoute, is_route_source
@@ -28,11 +28,9 @@ from engine.media import (
     VideoWriter,
     choose_output_size,
     fit_image,
-    load_image,
     read_video,
 )
 from engine.model.distributed import Processes, enable_context_parallel, start_processes
-from engine.modes import RunOptions
 from engine.pipelines.pipeline_tryon import to_uint8
 from engine.pipelines.runtime import Runtime, runtime_notices
 from engine.pipelines.shapes import frame_count
@@ -42,26 +40,6 @@ from engine.synth.recognise import looks_synthetic
 DEMO_ON_REAL_PHOTO = ("notice: the demo model knows only tryon's synthetic world (flat 2D figures); on a camera "
                       "photo it makes a smear of colour. For real people use the public route: --model public "
                       "(README: 'Which model')")
-
-
-@dataclass
-class GenerateRequest:
-    """One try-on render. None means: the model preset's default."""
-
-    user: Path
-    output: Path
-    garments: list[GarmentSpec] = field(default_factory=list)
-    motion: Path | None = None
-    prompt: str = ""
-    size: tuple[int, int] | None = None
-    seconds: float | None = None
-    fps: float | None = None
-    seed: int = 0
-    steps: int | None = None
-    guidance: float | None = None
-    overwrite: bool = False
-    run: RunOptions = RunOptions()
-    keep_intermediates: Path | None = None  # the public route's: a folder for what its stages hand each other
 
 
 @dataclass
@@ -133,10 +111,11 @@ def _generate(
     check_output(request.output, request.overwrite)
     check_intermediates_folder(request.keep_intermediates, request.overwrite)
     check_garments(request.garments)
-    user = load_image(request.user)
-    garments = [(spec.role, load_image(spec.path)) for spec in request.garments]
+    user = load_photo(request.user)
+    garments = [(spec.role, load_photo(spec.path)) for spec in request.garments]
     check_motion(request.motion)
     check_options(request.seconds, request.fps, request.steps, request.guidance, request.seed)
+    check_prompt(request.prompt)
     for message in runtime_notices(runtime):
         tell(message)
 

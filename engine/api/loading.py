@@ -9,12 +9,10 @@ from pathlib import Path
 from engine.checkpoint import CondNetUntrainedWarning, LoadedModel, load_model
 from engine.checkpoint.public import LoadedRoute, is_route_source, load_route
 from engine.errors import InputError
+from engine.paths import DEMO_MODEL, DEMO_STUDENT
 from engine.pipelines.runtime import Runtime, apply_runtime
 from engine.progress import Notice
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
-DEMO_MODEL = WEIGHTS_DIR / "demo"
-DEMO_STUDENT = WEIGHTS_DIR / "demo-student"
 
 
 def default_model(streaming: bool = False) -> str:
@@ -35,6 +33,9 @@ _loaded: dict[tuple, LoadedModel | LoadedRoute] = {}
 
 def get_model(source: str, revision: str | None, runtime: Runtime, notice: Notice) -> LoadedModel | LoadedRoute:
     """Load (once per process) the checkpoint on the runtime's device, dtype and backend."""
+    if revision is not None and Path(source).expanduser().exists():
+        raise InputError(f"pins a version of a Hub checkpoint; {source} is a local folder, which has none",
+                         option="revision")
     key = (source, revision, runtime)
     if key not in _loaded and is_route_source(source):  # the public-weights route (engine.checkpoint.public)
         route = load_route(source, runtime)

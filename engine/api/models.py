@@ -5,19 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.api.loading import DEMO_MODEL, DEMO_STUDENT
-from engine.checkpoint import (
-    PRESETS,
-    CheckpointInfo,
-    build_random,
-    check_checkpoint_target,
-    get_preset,
-    save_checkpoint,
-)
-from engine.checkpoint.public import ROUTE_PRESETS, save_tiny_route
+from engine.checkpoint.presets import PRESETS, get_preset
+from engine.checkpoint.public.presets import ROUTE_PRESETS
 from engine.errors import InputError
 from engine.limits import check_seed
-from engine.paths import make_folder
+from engine.paths import DEMO_MODEL, DEMO_STUDENT, make_folder
+
+# The checkpoint store (torch, diffusers) is imported by the functions that build or read
+# weights: listing the models needs none of it.
 
 
 @dataclass
@@ -80,6 +75,9 @@ def route_entries() -> list[ModelEntry]:
 
 def init_model(preset: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
     """Write a random-weight checkpoint of `preset` to `folder`, marked untrained."""
+    from engine.checkpoint import CheckpointInfo, build_random, check_checkpoint_target, save_checkpoint
+    from engine.checkpoint.public import save_tiny_route
+
     if preset in ROUTE_PRESETS:
         if preset != "public-tiny":
             raise InputError(f"'{preset}' is made of Hub weights: use it with --model {preset}; "
@@ -110,7 +108,7 @@ def convert_model(source: Path, folder: Path, base: str = "wan2.2-ti2v-5b", kind
     `clip` as GR-DMD's aesthetic scorer folder."""
     import warnings
 
-    from engine.checkpoint import CondNetUntrainedWarning, load_model
+    from engine.checkpoint import CondNetUntrainedWarning, check_checkpoint_target, load_model
     from engine.checkpoint.convert import SOURCE_LAYOUTS, convert_checkpoint, read_original
 
     if layout not in SOURCE_LAYOUTS:

@@ -8,13 +8,21 @@ from contextlib import contextmanager
 import torch
 
 from engine.errors import RuntimeFailure
+from engine.limits import MAX_THREADS, check_int
 from engine.modes import RunOptions
 from engine.pipelines.runtime import Runtime, resolve_runtime
 
 
 def resolve_run(run: RunOptions) -> Runtime:
-    """The device, dtype and backend `run` asks for, as they resolve here; InputError if they cannot."""
-    return resolve_runtime(run.device, run.dtype, run.attention, run.acceleration)
+    """The device, dtype and backend `run` asks for, as they resolve here; InputError if they cannot.
+
+    `run.threads` sets torch's intra-op CPU threads for this process, from here on.
+    """
+    runtime = resolve_runtime(run.device, run.dtype, run.attention, run.acceleration)
+    if run.threads is not None:
+        check_int(run.threads, "threads", 1, MAX_THREADS)
+        torch.set_num_threads(run.threads)
+    return runtime
 
 
 @contextmanager

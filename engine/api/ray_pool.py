@@ -17,8 +17,13 @@ how to install it when it is missing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -73,7 +78,70 @@ def connect(address: str) -> bool:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(f"--ray {address}: cannot connect to a Ray cluster ({first_line}); start one with "
                          "`ray start --head`, or use --ray local") from None
+    if address == "local":
+        _end_with_this_process(ray)
     return True
+
+
+def _end_with_this_process(ray: Any) -> None:
+    """The cluster `--ray local` started ends with this process, even one killed by SIGKILL.
+
+    Ray's raylet starts agents (dashboard, runtime env) that outlive a killed driver for
+    minutes. A watchdog process waits for this one to end, then kills every process of the
+    cluster's session: those naming its session folder on their command line, and their children.
+    """
+    session = ray._private.worker._global_node.get_session_dir_path()  # no public name for it
+    code = f"from engine.api.ray_pool import end_session_after; end_session_after({os.getpid()}, {session!r})"
+    subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def end_session_after(pid: int, session: str, poll: float = 0.2) -> None:
+    """Wait for process `pid` to end, then kill the processes of the Ray session `session`: those
+    whose command line names it and their descendants (the agents rename themselves, so they are
+    known by their parent, seen while it lived). None are left after a clean `ray.shutdown()`."""
+    seen: dict[int, str] = {}
+    while _running(pid):
+        seen.update(_session_processes(session))
+        time.sleep(poll)
+    seen.update(_session_processes(session))
+    for member, started in seen.items():
+        if member != os.getpid() and _stat(member)[2:] == (started,):  # the same process, not a reused id
+            with contextlib.suppress(OSError):
+                os.kill(member, signal.SIGKILL)
+
+
+def _session_processes(session: str) -> dict[int, str]:
+    """{pid: start time} of the running processes naming `session`, and of their descendants."""
+    table = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                named, stat = session.encode() in (proc / "cmdline").read_bytes(), _stat(int(proc.name))
+                if stat:
+                    table[int(proc.name)] = (named, *stat)
+    members = {pid for pid, (named, *_rest) in table.items() if named}
+    grew = True
+    while grew:
+        children = {pid for pid, (_named, parent, _state, _started) in table.items() if parent in members}
+        grew = not children <= members
+        members |= children
+    return {pid: table[pid][3] for pid in members if table[pid][2] not in ("Z", "X")}
+
+
+def _stat(pid: int) -> tuple:
+    """(parent pid, state, start time) of a process; () when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return ()
+    return int(fields[1]), fields[0], fields[19]
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a killed process its parent has not reaped yet is a zombie: not running)."""
+    stat = _stat(pid)
+    return bool(stat) and stat[1] not in ("Z", "X")
 
 
 def disconnect() -> None:

@@ -1,13 +1,15 @@
-"""Parsers for what users type: garment specs `PATH[:CATEGORY][@SECONDS]`."""
+"""What a user asks for: garment specs `PATH[:CATEGORY][@SECONDS]` and their parser, and the
+render request (no torch here: a batch knows its finished jobs before the model's libraries load)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import InputError
 from engine.model.roles import GARMENT_CATEGORIES
+from engine.modes import RunOptions
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,23 @@ def parse_garment(text: str, allow_time: bool = False) -> GarmentSpec:
     if not rest:
         raise InputError(f"garment '{text}': no file given")
     return GarmentSpec(path=Path(rest), category=category, start=start)
+
+
+@dataclass
+class GenerateRequest:
+    """One try-on render. None means: the model preset's default."""
+
+    user: Path
+    output: Path
+    garments: list[GarmentSpec] = field(default_factory=list)
+    motion: Path | None = None
+    prompt: str = ""
+    size: tuple[int, int] | None = None
+    seconds: float | None = None
+    fps: float | None = None
+    seed: int = 0
+    steps: int | None = None
+    guidance: float | None = None
+    overwrite: bool = False
+    run: RunOptions = RunOptions()
+    keep_intermediates: Path | None = None  # the public route's: a folder for what its stages hand each other

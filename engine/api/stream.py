@@ -56,7 +56,7 @@ from PIL import Image
 from engine.api import route_stream
 from engine.api.decoder import choose_decoder
 from engine.api.generate import GenerateRequest, GenerateResult, note_demo_on_camera_photo, plan_output
-from engine.api.inputs import check_garments, check_motion, check_options, check_output
+from engine.api.inputs import check_garments, check_motion, check_options, check_output, check_prompt, load_photo
 from engine.api.loading import default_model, get_model
 from engine.api.options import out_of_memory_is_a_failure, resolve_run
 from engine.api.specs import GarmentSpec, parse_garment
@@ -68,7 +68,6 @@ from engine.media import (
     VideoWriter,
     choose_output_size,
     fit_image,
-    load_image,
     pad_edges,
     probe_video,
 )
@@ -183,7 +182,7 @@ def plan_switches(garments: list[GarmentSpec], worn_from_start: bool) -> tuple[l
     if worn_from_start and garments and garments[0].start > 0:
         raise InputError(f"the first garment is worn from the start: '{garments[0].path}' cannot start at "
                          f"{garments[0].start:g} s (give it first without @, or @0)")
-    images = {spec.path: load_image(spec.path) for spec in garments}
+    images = {spec.path: load_photo(spec.path) for spec in garments}
     outfit: list[Worn] = []
     switches = []
     by_time = sorted(garments, key=lambda spec: spec.start)
@@ -225,7 +224,7 @@ class LiveSwitches:
                 continue
             try:
                 specs = [parse_garment(text) for text in shlex.split(line)]
-                self._queue.put(Switch([(spec, load_image(spec.path)) for spec in specs], read_at=read_at))
+                self._queue.put(Switch([(spec, load_photo(spec.path)) for spec in specs], read_at=read_at))
             except (InputError, ValueError) as error:
                 self._queue.put(f"live: ignored '{line.strip()}': {error}")
 
@@ -443,12 +442,13 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         raise InputError("swap needs at least one garment (--garment PATH[:CATEGORY][@SECONDS])")
     if request.guidance not in (None, 1.0):
         raise InputError("streaming takes no --guidance: the student runs without classifier-free guidance")
-    user = load_image(request.user)
+    user = load_photo(request.user)
     outfit, switches = plan_switches(request.garments, worn_from_start=True)
     source = request.run.model or default_model(streaming=True)
     route_stream.check_live_source(source, request.motion)
     motion_info = check_motion(request.motion)
     check_options(request.seconds, request.fps, request.steps, seed=request.seed)
+    check_prompt(request.prompt)
     for message in runtime_notices(runtime):
         tell(message)
     if request.seconds is not None:
@@ -549,6 +549,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
     route_stream.check_live_source(source)
     check_switch_times(switches, request.seconds)
     check_options(steps=request.steps, seed=request.seed)
+    check_prompt(request.prompt)
     for message in runtime_notices(runtime):
         tell(message)
 

@@ -47,6 +47,7 @@ from engine.paths import check_replaceable, holds_only, remove
 from engine.pipelines.pipeline_tryon import TryOnPipeline
 
 INFO_FILE = "tryon.json"
+INFO_FORMAT = 1  # the layout of tryon.json this code reads and writes
 COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer/*"]
@@ -117,7 +118,7 @@ class CheckpointInfo:
     # maker measured that one hurts it (e.g. {"disentangle": false}); the others are on
     stream: dict[str, Any] = field(default_factory=dict)
     max_text_tokens: int = 512
-    format: int = 1
+    format: int = 1  # INFO_FORMAT
 
     @classmethod
     def read(cls, folder: Path) -> "CheckpointInfo":
@@ -127,6 +128,9 @@ class CheckpointInfo:
             if key in data and not _is_json_type(data[key], expected):
                 raise InputError(f"'{key}' must be {_INFO_TYPE_NAMES[expected]}, not {json_type(data[key])}", path)
         check_int_field(data, "max_text_tokens", 1, MAX_TEXT_TOKENS, path)
+        if data.get("format", INFO_FORMAT) != INFO_FORMAT:
+            raise InputError(f"'format' is {data['format']}; this tryon reads format {INFO_FORMAT} (a newer tryon "
+                             "may read it)", path)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         info = cls(**known)
         if info.kind not in ("teacher", "student"):
@@ -442,11 +446,24 @@ def _refuse_pickles(folder: Path) -> None:
 def _load_component(loader, folder: Path, component: str, **kwargs):
     """Call a from_pretrained, turning corrupt or incomplete files into one clear line."""
     try:
-        return loader(folder / component, **kwargs)
+        loaded = loader(folder / component, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError,
             ZeroDivisionError, OverflowError, AssertionError, SafetensorError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(f"cannot load the {component}: {first_line[:300]}", folder / component) from None
+    _require_every_tensor(loaded, folder / component)
+    return loaded
+
+
+def _require_every_tensor(loaded: Any, folder: Path) -> None:
+    """A weights file that lacks tensors leaves them unloaded ('meta'): name the first instead of
+    failing later, when the model moves to its device, with "Cannot copy out of meta tensor"."""
+    if not isinstance(loaded, torch.nn.Module):
+        return
+    missing = [name for name, tensor in [*loaded.named_parameters(), *loaded.named_buffers()] if tensor.is_meta]
+    if missing:
+        raise InputError(f"the weights lack {len(missing)} tensors (the first: '{missing[0]}'): an incomplete or "
+                         "foreign .safetensors file", folder)
 
 
 

@@ -31,6 +31,7 @@ from PIL import Image, ImageOps
 from engine.errors import InputError
 
 MAX_SIDE = 8192
+MIN_SIDE = 16  # a smaller video shows nobody
 
 _SIZE_PATTERN = re.compile(r"\s*([0-9]+)\s*[x×]\s*([0-9]+)\s*", re.IGNORECASE)
 
@@ -58,13 +59,13 @@ class SizeDecision:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """Parse "WxH" (or "W×H") into (width, height). Sides must be 1..8192."""
+    """Parse "WxH" (or "W×H") into (width, height). Sides must be 16..8192."""
     match = _SIZE_PATTERN.fullmatch(text)
     if match is None:
         raise InputError(f"invalid size '{text}': expected WIDTHxHEIGHT, e.g. 1152x720")
     width, height = int(match.group(1)), int(match.group(2))
-    if width == 0 or height == 0:
-        raise InputError(f"invalid size '{text}': width and height must be at least 1")
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise InputError(f"invalid size '{text}': width and height must be at least {MIN_SIDE}")
     if width > MAX_SIDE or height > MAX_SIDE:
         raise InputError(f"invalid size '{text}': a side may be at most {MAX_SIDE} pixels")
     return (width, height)

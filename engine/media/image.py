@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -110,17 +111,24 @@ def save_image(path: str | Path, image: Image.Image) -> None:
 
 
 def require_file(path: str | Path) -> Path:
-    """Return `path` as a Path if it is an existing non-empty file, else raise InputError."""
+    """Return `path` as a Path if it is an existing, regular, non-empty file, else raise InputError.
+
+    A FIFO or a device (`/dev/zero`) is refused by name: reading one would block or never end.
+    """
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a folder, not a file", path)
     try:
-        size = path.stat().st_size
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
     except OSError as err:
         raise InputError(f"cannot read the file ({err.strerror})", path) from err
-    if size == 0:
+    except ValueError:  # "embedded null byte"
+        raise InputError(f"a file name may not hold a NUL byte: {str(path)!r}") from None
+    if stat.S_ISDIR(mode):
+        raise InputError("is a folder, not a file", path)
+    if not stat.S_ISREG(mode):
+        raise InputError("not a regular file (a pipe, socket or device)", path)
+    if path.stat().st_size == 0:
         raise InputError("file is empty", path)
     return path
 

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from engine.api import batch as api_batch
+from engine.api.batch import jobs as batch_jobs
 from engine.api.batch import run as batch_run
 from engine.media import probe_video
 
@@ -61,12 +61,13 @@ def test_bad_rows_are_reported_and_the_rest_rendered_then_nothing_is_redone(tiny
     assert run.stderr.index("2 bad rows") < run.stderr.index("row 1: ok")  # listed before anything renders
     assert not (tmp_path / "escape.mp4").exists()
 
-    before = mtimes(outdir)
+    before, rendered = mtimes(outdir), [line for line in report if line["status"] == "ok"]
     again = tryon("batch", path, "-o", outdir, "--model", tiny_checkpoint, *FAST)
     assert again.code == 1, again.stderr
     assert mtimes(outdir) == before
     report = read_report(outdir / "report.jsonl")
-    assert [line["status"] for line in report] == ["skipped", "failed", "skipped", "skipped", "failed", "skipped"]
+    assert [line["status"] for line in report] == ["ok", "failed", "ok", "ok", "failed", "ok"]
+    assert [line for line in report if line["status"] == "ok"] == rendered  # their renders' seconds and attempts
     assert [line["row"] for line in report if line["status"] == "failed"] == [2, 5]
     assert "0 rendered, 4 already complete, 2 failed" in again.stderr
 
@@ -130,7 +131,7 @@ def test_bad_shard_is_exit_2(tmp_path, tryon, shard):
 
 
 def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, tryon, monkeypatch):
-    real_dance, calls = batch_run.dance, []
+    real_dance, calls = batch_jobs.dance, []
 
     def dance(request, **kwargs):
         calls.append(request)
@@ -138,11 +139,12 @@ def test_ctrl_c_says_how_many_jobs_finished(tiny_checkpoint, jobs, tmp_path, try
             raise KeyboardInterrupt
         return real_dance(request, **kwargs)
 
-    monkeypatch.setattr(batch_run, "dance", dance)
+    monkeypatch.setattr(batch_jobs, "dance", dance)
     path = write_manifest(jobs, ["user.png,,,,,," for _ in range(4)])
     run = tryon("batch", path, "-o", tmp_path / "out", "--model", tiny_checkpoint, *FAST)
     assert run.code == 130
     assert "interrupted: 2 of 4 jobs finished" in run.stderr and "Traceback" not in run.stderr
+    assert run.stderr.count("interrupted") == 1  # one line says it
     assert sorted(mtimes(tmp_path / "out")) == ["job_1_user.mp4", "job_2_user.mp4"]
     assert len(read_report(tmp_path / "out" / "report.jsonl")) == 2
 
@@ -161,7 +163,7 @@ def test_a_disk_that_stays_full_ends_the_batch_with_one_line(tiny_checkpoint, jo
     def no_space(request, **kwargs):
         raise DiskFull(request.output, "writing the video")
 
-    monkeypatch.setattr(batch_run, "render", no_space)
+    monkeypatch.setattr(batch_jobs, "render", no_space)
     monkeypatch.setattr(batch_run, "disk_is_full", lambda folder: True)
     path = write_manifest(jobs, ["user.png,,,,,," for _ in range(3)])
     outdir = tmp_path / "out"

@@ -82,16 +82,22 @@ def test_on_a_cluster_of_two_nodes_an_out_on_a_local_disk_is_refused(tiny_checkp
     assert not ray.is_initialized()  # the command let go of the cluster it started
 
 
+def _processes_naming(text: str) -> list[int]:
+    """The running processes (not zombies) whose command line holds `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes() \
+                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
+                found.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
 def _raylets() -> int:
     """Raylet processes on this machine (one per local Ray node)."""
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                count += b"raylet/raylet" in (entry / "cmdline").read_bytes()
-            except OSError:
-                pass
-    return count
+    return len(_processes_naming("raylet/raylet"))
 
 
 @pytest.mark.slow
@@ -125,3 +131,60 @@ def test_ctrl_c_under_ray_keeps_the_finished_jobs_and_lets_the_cluster_go(tiny_c
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted([f"job_{seed}.mp4" for seed in range(12)] + ["report.jsonl"])
     assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in finished.items())  # none redone
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """{pid: start time} of the running descendants of `pid` (Ray's agents rename themselves: their
+    command lines do not tell whose they are, their parents do)."""
+    table = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            table[int(proc.name)] = (int(fields[1]), fields[0], fields[19])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, grew = {pid}, True
+    while grew:
+        children = {child for child, (parent, _, _) in table.items() if parent in found}
+        grew = not children <= found
+        found |= children
+    return {p: table[p][2] for p in found - {pid} if p in table and table[p][1] not in "ZX"}
+
+
+def _still_running(processes: dict[int, str]) -> list[int]:
+    alive = []
+    for pid, started in processes.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[19] == started and fields[0] not in "ZX":
+            alive.append(pid)
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes in /proc")
+def test_nothing_of_a_local_cluster_outlives_a_driver_killed_by_sigkill(tiny_checkpoint, inputs, tmp_path):
+    pytest.importorskip("ray")
+    path = write_manifest(inputs, [f"user.png,,,,,{seed},job_{seed}.mp4" for seed in range(6)])
+    process = subprocess.Popen([tryon_program(), "batch", str(path), "-o", str(tmp_path / "out"), "--model",
+                                str(tiny_checkpoint), *FAST, "--ray", "local", "--workers", "1", "--quiet"],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "RAY_memory_monitor_refresh_ms": "0"})
+    deadline, ours = time.monotonic() + 240, {}
+    while process.poll() is None and time.monotonic() < deadline:
+        ours.update(_descendants(process.pid))
+        watchdog = set(_processes_naming("end_session_after")) & set(ours)  # started once Ray is up
+        if watchdog and _processes_naming("ray::RuntimeEnvAgent") and len(ours) >= 6:  # raylet, gcs, agents
+            time.sleep(1)  # the watchdog polls every 0.2 s: the agents are known to it by now
+            break
+        time.sleep(0.2)
+    ours.update(_descendants(process.pid))
+    assert process.poll() is None and len(ours) >= 6, "the driver started no Ray cluster"
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10  # left alone, Ray's agents outlive the driver far longer
+    while _still_running(ours) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _still_running(ours) == []

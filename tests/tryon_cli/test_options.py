@@ -38,9 +38,9 @@ def test_the_decorated_command_gets_one_run_options_record():
         seen.update(user=user, quiet=quiet, run=run)
 
     command(user="u.png", quiet=True, model="./ck", revision=None, device="cpu", dtype="fp32", attention="sdpa",
-            offload="group", fp8=True, compile_=False, fuse_qkv=True)
+            offload="group", threads=2, fp8=True, compile_=False, fuse_qkv=True)
     assert seen == {"user": "u.png", "quiet": True, "run": RunOptions(
-        model="./ck", device="cpu", dtype="fp32", attention="sdpa",
+        model="./ck", device="cpu", dtype="fp32", attention="sdpa", threads=2,
         acceleration=Acceleration(offload="group", fp8=True, fuse_qkv=True))}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from statistics import mean
@@ -47,11 +48,11 @@ class BatchDisplay:  # a engine.api.batch.BatchListener (not subclassed: the eng
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.display = Progress(
-            TextColumn("{task.description:<28}"),
+            TextColumn("{task.description:<28}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[eta]}", markup=False),
             console=stderr,
             disable=not enabled,
         )
@@ -198,14 +199,14 @@ def batch(
     )
     chosen = api_batch.choose_shard(shard, {} if ray else os.environ)  # Ray: one driver, the whole batch
     planned = api_batch.plan(api_batch.read_manifest(manifest), outdir, chosen)
-    with BatchDisplay(enabled=not quiet and not json_output) as display:
+    with BatchDisplay(enabled=not quiet) as display:  # on stderr: --json owns stdout alone
         summary = api_batch.run_batch(planned, outdir, defaults, chosen, display, executor, verify=verify)
         if not summary.interrupted:
             display.finish()
     if summary.interrupted:
         stderr.print(f"interrupted: {len(summary.outcomes)} of {summary.total} jobs finished "
                      f"(report: {summary.report}); run again to go on", markup=False, soft_wrap=True)
-        raise typer.Exit(130)
+        sys.exit(130)  # that line says it all: no second "interrupted" line
     if summary.stopped:
         raise RuntimeFailure(f"{summary.stopped} after {len(summary.outcomes)} of {summary.total} jobs "
                              f"(report: {summary.report}); free some space and run again to go on")

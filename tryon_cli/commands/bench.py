@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 from rich.table import Column, Table
@@ -32,7 +32,8 @@ def bench(
     random_weights: Annotated[
         bool, typer.Option("--random-weights", help="Build --preset at random on the device: no download.")
     ] = False,
-    mode: Annotated[str, typer.Option(help="dress (the whole video at once) or stream (chunk by chunk).")] = "dress",
+    mode: Annotated[Literal["dress", "stream"], typer.Option(
+        help="dress: the whole video at once; stream: chunk by chunk.")] = "dress",
     size: Annotated[
         Optional[str], typer.Option(help=f"WIDTHxHEIGHT, multiples of the model's size multiple ({MULTIPLES}). "
                                     "Default: the model's.")

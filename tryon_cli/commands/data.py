@@ -64,7 +64,7 @@ def curate(
 
     if workers is not None and ray is None:
         raise InputError("--workers needs --ray (without it the videos are curated one at a time)")
-    with StageProgress(enabled=not quiet and not json_output) as progress:
+    with StageProgress(enabled=not quiet) as progress:  # on stderr: --json owns stdout alone
         summary = api.curate(videos, out, detector, vlm, editor, config=config, shard=shard, device=device,
                              edit_steps=edit_steps, ray=ray, workers=workers, progress=progress, notice=notice)
     if json_output:

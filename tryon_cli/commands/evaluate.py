@@ -116,7 +116,7 @@ def _evaluate_bench(bench, folder: Path, predictions: Path | None, model, size, 
     if model is not None:
         render = api_batch.job_defaults(size=parse_size(size) if size else None, seconds=seconds, fps=fps, seed=seed,
                                         steps=steps, run=RunOptions(model=model, device=device))
-    with BatchDisplay(enabled=render is not None and not json_output) as display:
+    with BatchDisplay(enabled=render is not None) as display:  # on stderr: --json owns stdout alone
         report, summary = api.evaluate_hgc(folder, predictions, models, render=render, listener=display)
     if summary is not None and summary.interrupted:
         raise KeyboardInterrupt

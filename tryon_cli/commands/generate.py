@@ -31,7 +31,7 @@ def run_generation(request: api.GenerateRequest, command, json_output: bool, qui
     if request.run.acceleration.context_parallel and not is_main_process():
         command(request)  # one render split across torchrun's processes: the first speaks for all
         return
-    with StageProgress(enabled=not quiet and not json_output) as progress:
+    with StageProgress(enabled=not quiet) as progress:  # on stderr: --json owns stdout alone
         result = command(request, progress=progress, notice=notice)
     if json_output:
         print_json(result.to_dict())
@@ -40,20 +40,24 @@ def run_generation(request: api.GenerateRequest, command, json_output: bool, qui
                f"at {result.fps:g} fps, in {result.seconds_taken:.1f} s")
 
 
-def render(user: Path, garments: list[GarmentSpec], command: str, engine_call, output: Path | None, size: str | None,
+def render(user: Path, garments: list[GarmentSpec], command: str, output: Path | None, size: str | None,
            json_output: bool, quiet: bool, **fields) -> None:
-    """Build the request from the command line and run it through `engine_call` (api.dress or api.dance)."""
-    from engine import api
+    """Build the request from the command line and run it through the engine's `command` (api.dress or api.dance)."""
+    from engine.api.inputs import check_input_files
     from engine.media import parse_size
+
+    check_input_files(user, *(spec.path for spec in garments), fields["motion"])  # before torch loads
+    size = parse_size(size) if size else None  # before the request class loads torch
+    from engine import api
 
     request = api.GenerateRequest(
         user=user,
         garments=garments,
         output=output or default_output(user, garments, command),
-        size=parse_size(size) if size else None,
+        size=size,
         **fields,
     )
-    run_generation(request, engine_call, json_output, quiet)
+    run_generation(request, getattr(api, command), json_output, quiet)
 
 
 def generation_options(
@@ -86,10 +90,9 @@ def dress(
 
     Example: tryon dress user.png shirt.png:top pants.png:bottom --motion dance.mp4 -o out.mp4
     """
-    from engine import api
     from engine.api.specs import parse_garment
 
-    render(user, [parse_garment(text) for text in garments], "dress", api.dress, **shared)
+    render(user, [parse_garment(text) for text in garments], "dress", **shared)
 
 
 @options.run_options(context_parallel=True)
@@ -102,6 +105,4 @@ def dance(
 
     Example: tryon dance user.png --motion dance.mp4 -o moves.mp4
     """
-    from engine import api
-
-    render(user, [], "dance", api.dance, **shared)
+    render(user, [], "dance", **shared)

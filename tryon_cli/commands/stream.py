@@ -83,13 +83,16 @@ def swap(
     Example: tryon swap user.png -g shirt.png:top -g dress.png:dress@2.5 --motion dance.mp4 -o out.mp4
     """
     from engine import api
+    from engine.api.inputs import check_input_files
     from engine.api.specs import parse_garment
     from engine.media import parse_size
 
     specs = [parse_garment(text, allow_time=True) for text in garment]
+    check_input_files(user, *(spec.path for spec in specs), motion)  # before torch loads
+    size = parse_size(size) if size else None
     request = api.SwapRequest(
         user=user, garments=specs, output=output or default_output(user, specs, "swap"), motion=motion,
-        prompt=prompt, size=parse_size(size) if size else None, seconds=seconds, fps=fps, seed=seed, steps=steps,
+        prompt=prompt, size=size, seconds=seconds, fps=fps, seed=seed, steps=steps,
         overwrite=overwrite, refresh=refresh, withdraw=withdraw, disentangle=disentangle,
         live=sys.stdin if live else None, run=run,
     )
@@ -121,11 +124,14 @@ def extend(
     Example: tryon extend clip.mp4 --seconds 3 --prompt "she keeps dancing" -o longer.mp4
     """
     from engine import api
+    from engine.api.inputs import check_input_files
     from engine.api.specs import parse_garment
 
+    specs = [parse_garment(text, allow_time=True) for text in garment or []]
+    check_input_files(video, *(spec.path for spec in specs))  # before torch loads
     request = api.ExtendRequest(
         video=video, output=output or Path(f"{video.stem}_extended.mp4"), seconds=seconds,
-        garments=[parse_garment(text, allow_time=True) for text in garment or []], prompt=prompt, seed=seed,
+        garments=specs, prompt=prompt, seed=seed,
         steps=steps, overwrite=overwrite, refresh=refresh, withdraw=withdraw, disentangle=disentangle, run=run,
     )
     run_stream(request, api.extend, json_output, quiet)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -50,4 +52,12 @@ def studio(
 
     with bind(host, port) as sock:  # a port in use fails before the model is loaded
         served = load_studio(chosen, (lambda message: None) if quiet else notice)
-        serve(served, sock, ready)
+        try:
+            serve(served, sock, ready)
+        except KeyboardInterrupt:
+            notice("tryon studio: stopped")
+            # The server is down and its folders are gone: end now, not after seconds of tearing
+            # down torch and any stream thread still finishing its chunk.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)

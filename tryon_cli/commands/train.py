@@ -94,7 +94,7 @@ def show_plan(plan, json_output: bool) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        console = Console(width=max(stdout.width, 150), highlight=False)  # a table that never wraps
+        console = Console(width=max(stdout.width, 150), highlight=False, markup=False, emoji=False)  # a table that never wraps
         table = Table(title=f"{plan.kind} {plan.preset} on {plan.gpus} x {plan.gpu_memory:g} GB GPUs "
                             f"({plan.parallel}, activation checkpointing {'on' if plan.gradient_checkpointing else 'off'}),"
                             f" GiB per GPU")

@@ -28,38 +28,56 @@ interrupted batch loses no finished job.
 
 The package, by concern: `manifest` (reading rows), `planning` (output paths and shards),
 `report` (outcomes, completion records, the report file), `checks` (every row's values and
-files before rendering), `run` (the run loop and its executors).
+files before rendering), `run` (the run loop), `jobs` (one job on the model; the local executor). Each name loads its module
+when first used, so reading a manifest and its report needs no torch: a re-run whose jobs are
+all done answers before the model's libraries load.
 """
 
-from engine.api.batch.checks import ReadyJob, check_jobs, job_defaults, job_request
-from engine.api.batch.manifest import FIELDS, MANIFEST_SUFFIXES, BadRow, Job, default_output_name, read_manifest
-from engine.api.batch.planning import PlannedJob, Shard, choose_shard, parse_shard, plan, rank_device, resolve_output
-from engine.api.batch.report import (
-    BatchSummary,
-    Completion,
-    JobOutcome,
-    Status,
-    completion_records,
-    file_stamp,
-    job_fingerprint,
-    read_report_lines,
-)
-from engine.api.batch.run import (
-    BatchListener,
-    JobExecutor,
-    LocalExecutor,
-    expected_video,
-    is_complete,
-    load_batch_model,
-    render,
-    run_batch,
-    run_job,
-)
+from __future__ import annotations
 
-__all__ = [
-    "FIELDS", "MANIFEST_SUFFIXES", "BadRow", "BatchListener", "BatchSummary", "Completion", "Job", "JobExecutor",
-    "JobOutcome", "LocalExecutor", "PlannedJob", "ReadyJob", "Shard", "Status", "check_jobs", "choose_shard",
-    "completion_records", "default_output_name", "expected_video", "file_stamp", "is_complete", "job_defaults",
-    "job_fingerprint", "job_request", "load_batch_model", "parse_shard", "plan", "rank_device", "read_manifest",
-    "read_report_lines", "render", "resolve_output", "run_batch", "run_job",
-]
+from typing import TYPE_CHECKING
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submodules=["checks", "jobs", "manifest", "planning", "report", "run"],
+                                                   submod_attrs={
+    "checks": ["BatchListener", "ReadyJob", "check_jobs", "job_defaults", "job_request"],
+    "manifest": ["FIELDS", "MANIFEST_SUFFIXES", "BadRow", "Job", "default_output_name", "read_manifest"],
+    "planning": ["PlannedJob", "Shard", "choose_shard", "parse_shard", "plan", "rank_device", "resolve_output"],
+    "jobs": ["LocalExecutor", "expected_video", "is_complete", "load_batch_model", "render", "run_job"],
+    "report": ["BatchSummary", "Completion", "JobOutcome", "Status", "completion_records", "file_stamp",
+               "job_fingerprint", "read_report_lines"],
+    "run": ["JobExecutor", "run_batch"],
+})
+
+if TYPE_CHECKING:
+    from engine.api.batch.checks import BatchListener, ReadyJob, check_jobs, job_defaults, job_request
+    from engine.api.batch.manifest import FIELDS, MANIFEST_SUFFIXES, BadRow, Job, default_output_name, read_manifest
+    from engine.api.batch.planning import (
+        PlannedJob,
+        Shard,
+        choose_shard,
+        parse_shard,
+        plan,
+        rank_device,
+        resolve_output,
+    )
+    from engine.api.batch.report import (
+        BatchSummary,
+        Completion,
+        JobOutcome,
+        Status,
+        completion_records,
+        file_stamp,
+        job_fingerprint,
+        read_report_lines,
+    )
+    from engine.api.batch.jobs import (
+        LocalExecutor,
+        expected_video,
+        is_complete,
+        load_batch_model,
+        render,
+        run_job,
+    )
+    from engine.api.batch.run import JobExecutor, run_batch

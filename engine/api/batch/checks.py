@@ -1,4 +1,5 @@
-"""Checking every planned row before anything renders, as the CLI checks a `dress`."""
+"""Checking every planned row before anything renders, as the CLI checks a `dress`; and the
+listener that hears of each checked row as the batch goes."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from pathlib import Path
 
 from engine.api.batch.manifest import BadRow, Job
 from engine.api.batch.planning import PlannedJob
-from engine.api.batch.report import Completion, file_stamp, job_fingerprint
-from engine.api.generate import GenerateRequest
-from engine.api.inputs import check_garments, check_motion, check_options
+from engine.api.batch.report import Completion, JobOutcome, file_stamp, job_fingerprint
+from engine.api.inputs import check_garments, check_motion, check_options, load_photo
+from engine.api.specs import GenerateRequest
 from engine.errors import InputError
-from engine.media import load_image
 
 def job_defaults(**settings) -> GenerateRequest:
     """The command-line options as a request template: every job's settings where its row leaves a
@@ -53,7 +53,7 @@ class _FileChecks:
         self.done: dict[tuple, InputError | None] = {}
 
     def image(self, path: Path) -> None:
-        self._check(path, load_image)
+        self._check(path, load_photo)
 
     def video(self, path: Path | None) -> None:
         if path is not None:
@@ -138,3 +138,19 @@ def job_request(planned: PlannedJob, defaults: GenerateRequest) -> GenerateReque
         seed=defaults.seed if job.seed is None else job.seed,
         overwrite=True,
     )
+
+
+class BatchListener:
+    """What run_batch tells its caller as it goes; every method does nothing by default."""
+
+    def batch_started(self, total: int) -> None: ...
+
+    def rows_checked(self, bad: list[BadRow]) -> None: ...
+
+    def job_started(self, entry: ReadyJob | BadRow) -> None: ...
+
+    def stage(self, stage: str, done: int, total: int) -> None: ...
+
+    def notice(self, message: str) -> None: ...
+
+    def job_finished(self, outcome: JobOutcome) -> None: ...

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from engine.api.inputs import check_garments
+from engine.api.inputs import check_garments, check_prompt
 from engine.api.specs import GarmentSpec, parse_garment
 from engine.errors import InputError
 from engine.media.image import require_file
 
 FIELDS = ("user", "garments", "motion", "prompt", "seconds", "seed", "output")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
+MAX_CELL_CHARS = 1 << 26  # what the CSV reader takes in one cell; what a cell may hold is checked per row
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def read_manifest(path: Path) -> list[Job | BadRow]:
 
 def _csv_records(stream, path: Path) -> Iterator[dict[str, Any] | InputError]:
     """The data rows as {column: cell}; a row with too many cells as the error to report."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL_CHARS))  # a long cell fails its row, not the file
     reader = csv.reader(stream)
     try:
         header = next((cells for cells in reader if any(cell.strip() for cell in cells)), None)
@@ -157,7 +159,7 @@ def _job(row: int, record: dict[str, Any], base: Path, output: str | None) -> Jo
         output=output,
         garments=garments,
         motion=None if motion is None else require_file(base / motion),
-        prompt=_text(record, "prompt"),
+        prompt=check_prompt(_text(record, "prompt")),
         seconds=_seconds(record.get("seconds")),
         seed=_seed(record.get("seed")),
     )
@@ -170,7 +172,13 @@ def _text(record: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InputError(f"'{key}' must be text, not {json.dumps(value)}")
+    _no_nul(value, key)
     return value.strip() or None
+
+
+def _no_nul(value: str, key: str) -> None:
+    if "\x00" in value:
+        raise InputError(f"the '{key}' cell holds a NUL byte")
 
 
 def _garment_texts(value: Any) -> list[str]:
@@ -178,8 +186,10 @@ def _garment_texts(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
+        _no_nul(value, "garments")
         return [part.strip() for part in value.split(";") if part.strip()]
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        _no_nul("".join(value), "garments")
         return [item.strip() for item in value if item.strip()]
     raise InputError("'garments' must be a list of strings like \"shirt.png:top\"")
 

@@ -6,8 +6,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-import torch
-
 from engine.api.batch.manifest import BadRow, Job
 from engine.errors import InputError
 
@@ -69,7 +67,11 @@ def choose_shard(text: str | None, environ: Mapping[str, str]) -> Shard:
 def rank_device(device: str, environ: Mapping[str, str]) -> str:
     """Under torchrun, `auto` means this process's own GPU (LOCAL_RANK), not every rank on GPU 0."""
     local_rank = environ.get("LOCAL_RANK", "")
-    if device != "auto" or not local_rank.isdigit() or not torch.cuda.is_available():
+    if device != "auto" or not local_rank.isdigit():
+        return device
+    import torch  # only under torchrun: planning a batch needs no torch
+
+    if not torch.cuda.is_available():
         return device
     return f"cuda:{local_rank}"
 

@@ -9,15 +9,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from engine.api.batch.manifest import BadRow
 from engine.api.batch.planning import PlannedJob
+from engine.api.specs import GenerateRequest
 from engine.errors import TryonError
 from engine.media.atomic import create_temp_beside, release_temp
-
-if TYPE_CHECKING:
-    from engine.api.generate import GenerateRequest
 
 Status = Literal["ok", "skipped", "failed"]
 
@@ -152,6 +150,14 @@ def read_report_lines(path: Path) -> list[dict[str, Any]]:
     return lines
 
 
+def rendered_earlier(previous: Sequence[Mapping[str, Any]], output: str | None, record: Completion | None) -> bool:
+    """Whether the report's earlier lines hold this output's render, done, with this completion record."""
+    key = report_key({"output": output})
+    line = next((line for line in reversed(previous) if report_key(line) == key), None)
+    return (record is not None and line is not None and line.get("status") == "ok"
+            and Completion.from_dict(line.get("record")) == record)
+
+
 def completion_records(outdir: Path) -> dict[str, list[Completion]]:
     """Every completion record in OUTDIR's reports (`report*.jsonl`, every shard's), by output name."""
     records: dict[str, list[Completion]] = {}
@@ -176,7 +182,7 @@ def append_to_report(report: Path) -> Iterator[Any]:
         yield stream
 
 
-def _report_key(line: Mapping[str, Any]) -> str:
+def report_key(line: Mapping[str, Any]) -> str:
     output = line.get("output")
     return f"output:{output}" if isinstance(output, str) else f"row:{line.get('row')}"
 
@@ -188,9 +194,9 @@ def rewrite_report(
 
     Written to a temp file and renamed; when that fails (a full disk), the appended report stays.
     """
-    latest = {_report_key(line): line for line in previous}
-    latest.update({_report_key(line): line for line in (outcome.to_dict() for outcome in outcomes)})
-    keys = [_report_key({"output": entry.output if isinstance(entry, BadRow) else entry.job.output,
+    latest = {report_key(line): line for line in previous}
+    latest.update({report_key(line): line for line in (outcome.to_dict() for outcome in outcomes)})
+    keys = [report_key({"output": entry.output if isinstance(entry, BadRow) else entry.job.output,
                          "row": entry.row}) for entry in planned]
     lines = [json.dumps(latest[key]) + "\n" for key in keys if key in latest]
     if not report.parent.is_dir():

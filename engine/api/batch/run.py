@@ -1,4 +1,8 @@
-"""The run loop: check, skip the done, render the rest on an executor, keep the report."""
+"""The run loop: check every row, skip the done, render the rest on an executor, keep the report.
+
+Nothing here loads torch: a re-run whose jobs are all complete ends before the model's
+libraries load. The local executor (`engine.api.batch.jobs`) is imported when a job renders.
+"""
 
 from __future__ import annotations
 
@@ -8,70 +12,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from engine.api.batch.checks import ReadyJob, check_jobs
+from engine.api.batch.checks import BatchListener, ReadyJob, check_jobs
 from engine.api.batch.manifest import BadRow
 from engine.api.batch.planning import PlannedJob, Shard
 from engine.api.batch.report import (
     BatchSummary,
-    Completion,
     JobOutcome,
-    Status,
     append_to_report,
-    rewrite_report,
     completion_records,
     read_report_lines,
+    rendered_earlier,
+    rewrite_report,
 )
-from engine.api.generate import GenerateRequest, GenerateResult, dance, dress, plan_output
-from engine.api.loading import default_model, get_model
-from engine.api.options import resolve_run
-from engine.checkpoint import LoadedModel
-from engine.errors import DiskFull, InputError, TryonError
-from engine.media import load_image, probe_video
+from engine.api.specs import GenerateRequest
+from engine.errors import InputError
 from engine.media.atomic import deferred_interrupt, disk_is_full, remove_stale_temps
-from engine.modes import RunOptions
-from engine.progress import Notice, Progress
-
-class BatchListener:
-    """What run_batch tells its caller as it goes; every method does nothing by default."""
-
-    def batch_started(self, total: int) -> None: ...
-
-    def rows_checked(self, bad: list[BadRow]) -> None: ...
-
-    def job_started(self, entry: ReadyJob | BadRow) -> None: ...
-
-    def stage(self, stage: str, done: int, total: int) -> None: ...
-
-    def notice(self, message: str) -> None: ...
-
-    def job_finished(self, outcome: JobOutcome) -> None: ...
-
-
-def expected_video(request: GenerateRequest, model: LoadedModel) -> tuple[int, tuple[int, int]]:
-    """The frame count and (width, height) that dress writes for `request` with `model`."""
-    plan = plan_output(request, model, load_image(request.user).size)
-    return plan.num_frames, (plan.width, plan.height)
-
-
-def is_complete(path: Path, frames: int, size: tuple[int, int]) -> bool:
-    """Whether the video at `path` decodes, with exactly `frames` frames of `size`."""
-    try:
-        info = probe_video(path)
-    except InputError:
-        return False
-    return info.frame_count == frames and (info.width, info.height) == tuple(size)
-
-
-def load_batch_model(run: RunOptions, notice: Notice | None = None) -> LoadedModel:
-    """The model every job uses, through get_model's cache, so dress() finds it loaded."""
-    return get_model(run.model or default_model(), run.revision, resolve_run(run), notice or (lambda message: None))
-
-
-def render(request: GenerateRequest, progress: Progress | None = None,
-           notice: Notice | None = None) -> GenerateResult:
-    """A job with garments is a `dress`; a row whose `garments` cell is empty is a `dance`."""
-    command = dress if request.garments else dance
-    return command(request, progress=progress, notice=notice)
 
 
 class JobExecutor(Protocol):
@@ -93,25 +48,6 @@ class JobExecutor(Protocol):
         """Let go of whatever start() took, also after an error or Ctrl-C."""
 
 
-class LocalExecutor:
-    """The jobs one after another in this process, with the model loaded once."""
-
-    def __init__(self) -> None:
-        self.model: LoadedModel | None = None
-
-    def start(self, defaults: GenerateRequest, listener: BatchListener) -> None:
-        self.model = load_batch_model(defaults.run, listener.notice)
-
-    def run(self, jobs: Sequence[ReadyJob], defaults: GenerateRequest, listener: BatchListener) -> Iterator[JobOutcome]:
-        assert self.model is not None, "start() loads the model before the first job"
-        for job in jobs:
-            listener.job_started(job)
-            yield run_job(job, self.model, listener)
-
-    def close(self) -> None:
-        self.model = None
-
-
 def run_batch(
     planned: Sequence[PlannedJob | BadRow],
     outdir: Path,
@@ -127,7 +63,8 @@ def run_batch(
     First, stale temp files of killed runs are removed from OUTDIR and every row is checked
     (`check_jobs`); the bad rows go to `listener.rows_checked` at once and are the report's
     first lines (`attempts` 0: never handed to a worker). Jobs whose completion record holds
-    are skipped here; the others go to the executor. Bad rows and jobs that fail (a bad
+    are skipped here (their report line stays the one of their render, with its seconds and
+    attempts); the others go to the executor. Bad rows and jobs that fail (a bad
     value, out of memory, a full disk for that file, any error of that job) are reported as
     failed and the batch goes on; a disk that is still full after a job failed on it stops
     the batch (`summary.stopped`). The model is loaded (`executor.start`) once, after the
@@ -140,7 +77,6 @@ def run_batch(
     are in row order. Ctrl-C stops the batch: the summary says `interrupted`.
     """
     listener = listener or BatchListener()
-    executor = executor or LocalExecutor()
     shard = shard or Shard(1, 1)
     outdir = Path(outdir)
     summary = BatchSummary(total=len(planned), report=outdir / shard.report_name)
@@ -157,6 +93,10 @@ def run_batch(
         done = [entry for entry in checked if isinstance(entry, ReadyJob) and entry.finished is not None]
         jobs = [entry for entry in checked if isinstance(entry, ReadyJob) and entry.finished is None]
         if jobs:
+            if executor is None:
+                from engine.api.batch.jobs import LocalExecutor  # torch and the model's libraries load here
+
+                executor = LocalExecutor()
             listener.stage("loading model", 0, 1)
             executor.start(defaults, listener)  # before any output: a model that cannot load stops the batch here
             listener.stage("loading model", 1, 1)
@@ -184,7 +124,10 @@ def run_batch(
             for entry in done:
                 outcome = JobOutcome(entry.row, "skipped", entry.job.output, "complete output already there", 0.0,
                                      entry.finished, attempts=0)
-                write(outcome)
+                if rendered_earlier(previous, entry.job.output, entry.finished):
+                    summary.outcomes.append(outcome)  # its report line stays the render's: seconds, attempts
+                else:
+                    write(outcome)
                 unheard.append((entry, outcome))
             unheard.sort(key=lambda pair: pair[0].row)
             try:
@@ -200,48 +143,15 @@ def run_batch(
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
-        executor.close()
+        if executor is not None:
+            executor.close()
         summary.outcomes.sort(key=lambda outcome: outcome.row)
+        news = [outcome for outcome in summary.outcomes
+                if not (outcome.status == "skipped" and rendered_earlier(previous, outcome.output, outcome.record))]
         with deferred_interrupt():
-            rewrite_report(summary.report, planned, previous, summary.outcomes)
+            rewrite_report(summary.report, planned, previous, news)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
-
-
-def run_job(entry: ReadyJob, model: LoadedModel, listener: BatchListener) -> JobOutcome:
-    """One checked job, here or on a Ray worker: skipped when its output is already complete,
-    else rendered; any error of the job (a bad value, out of memory, a full disk for its file)
-    is this job's failure. A done job's outcome carries its completion record; a disk-full
-    failure says so (`disk_full`), for the driver to decide whether to stop."""
-    started = time.perf_counter()
-
-    def outcome(status: Status, reason: str | None = None, disk_full: bool = False) -> JobOutcome:
-        record = Completion.of(entry.target, entry.fingerprint) if status != "failed" else None
-        return JobOutcome(entry.row, status, entry.job.output, reason, round(time.perf_counter() - started, 3),
-                          record, disk_full)
-
-    if entry.finished is not None:
-        return JobOutcome(entry.row, "skipped", entry.job.output, "complete output already there", 0.0,
-                          entry.finished)
-    try:
-        request = entry.request
-        if request.output.exists() and is_complete(request.output, *expected_video(request, model)):
-            return outcome("skipped", "complete output already there")
-        request.output.parent.mkdir(parents=True, exist_ok=True)  # inside OUTDIR: plan() checked
-        render(request, progress=listener.stage, notice=listener.notice)
-        return outcome("ok")
-    except DiskFull as error:
-        return outcome("failed", str(error), disk_full=True)
-    except InputError as error:
-        return outcome("failed", str(error))
-    except TryonError as error:
-        return outcome("failed", str(error))
-    except MemoryError:
-        return outcome("failed", "out of memory: lower --size or --seconds")
-    except OSError as error:  # e.g. a file where the output's subfolder should be
-        return outcome("failed", f"{error.filename or entry.target.parent}: {error.strerror or error}")
-    except Exception as error:  # noqa: BLE001 - one job's failure, whatever it is, is that row's
-        return outcome("failed", f"internal error: {type(error).__name__}: {error}")
 
 
 def _prepare_outdir(outdir: Path) -> None:
@@ -251,4 +161,3 @@ def _prepare_outdir(outdir: Path) -> None:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot create the output folder ({error.strerror})", outdir) from None
-

@@ -17,6 +17,12 @@ address and socket handshakes from its own origin (a web page elsewhere cannot d
 With a token (required by the CLI for any other address) every request must carry it,
 as `?token=`, a `Bearer` header or the cookie set when the page was opened with it;
 anything else, the page included, is answered 401.
+
+Hostile clients: a socket frame that is not a JSON object (binary, nested too deeply, a
+garment given as anything but its id) gets an `error` message and one log line, and the
+socket stays open; an upload the client cuts off is one log line and leaves no file. At most
+MAX_TABS sockets are open, MAX_TABS_PER_CLIENT from one address; one more gets an `error`
+message and is closed (1013).
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import json
 import logging
 import secrets
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,18 +43,32 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from engine.api.stream import StreamInterrupted
 from engine.api.studio.live import LiveRun, StreamOptions, StudioModel
-from engine.api.studio.sessions import MAX_IMAGE_BYTES, MAX_VIDEO_BYTES, MiB, Session, SessionStore, UploadError
+from engine.api.studio.sessions import (
+    MAX_IMAGE_BYTES,
+    MAX_VIDEO_BYTES,
+    MiB,
+    Session,
+    SessionStore,
+    UploadError,
+    in_own_thread,
+    remove_stale_roots,
+    studio_root,
+)
 from engine.api.studio.turns import Turns
 from engine.checkpoint.store import SWITCH_OPERATIONS
 from engine.errors import InputError, RuntimeFailure
+from engine.jsonfiles import parse_json
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "tryon_studio_token"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+MAX_TABS = 16  # open sockets in all
+MAX_TABS_PER_CLIENT = 4  # open sockets from one address
 log = logging.getLogger("tryon.studio")
 
 
@@ -61,16 +80,30 @@ class Studio:
     token: str | None = None
     loopback: bool = True
     max_seconds: float = 120.0
-    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tryon-studio-")))
+    root: Path = field(default_factory=studio_root)
     turns: Turns = field(default_factory=Turns)
+    max_tabs: int = MAX_TABS
+    max_tabs_per_client: int = MAX_TABS_PER_CLIENT
 
     def __post_init__(self) -> None:
+        remove_stale_roots(self.root.parent)  # the folders of studios that were killed
         self.store = SessionStore(self.root)
         self.tabs: set[Tab] = set()
 
-    async def close(self) -> None:
-        """Stop every stream and remove every session folder."""
-        await asyncio.gather(*(tab.close() for tab in list(self.tabs)), return_exceptions=True)
+    def refusal(self, client: str) -> str | None:
+        """Why a new tab from `client` (its address) cannot open now, or None when it can."""
+        if len(self.tabs) >= self.max_tabs:
+            return f"the studio serves {self.max_tabs} tabs at most: close one and reload"
+        if sum(tab.client == client for tab in self.tabs) >= self.max_tabs_per_client:
+            return f"at most {self.max_tabs_per_client} tabs per client: close one and reload"
+        return None
+
+    async def close(self, wait: float = 1.0) -> None:
+        """Stop every stream and remove every session folder, waiting at most `wait` seconds for the
+        chunks being made (their threads end on their own; the folders go now)."""
+        closing = [asyncio.ensure_future(tab.close()) for tab in list(self.tabs)]
+        if closing:
+            await asyncio.wait(closing, timeout=wait)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -147,8 +180,9 @@ def same_origin(websocket: WebSocket) -> bool:
 class Tab:
     """One open page: its session, its socket's outgoing messages, and its stream."""
 
-    def __init__(self, studio: Studio, session: Session, outbox: asyncio.Queue) -> None:
+    def __init__(self, studio: Studio, session: Session, outbox: asyncio.Queue, client: str = "") -> None:
         self.studio = studio
+        self.client = client
         self.session = session
         self.outbox = outbox
         self.task: asyncio.Task | None = None
@@ -217,6 +251,8 @@ class Tab:
         garments = message.get("garments")
         if not isinstance(garments, list) or not garments:
             raise ValueError("choose the garments to start with: click them on the shelf")
+        if not all(isinstance(g, str) for g in garments):
+            raise ValueError("garments are the ids of garments on the shelf (text)")
         if any(g not in session.garments for g in garments):
             raise ValueError("a chosen garment is not on the shelf")
         try:
@@ -265,7 +301,7 @@ class Tab:
         await self.send({"type": "started", "fps": model.fps, "outfit": options.garments})
         self.delivery = asyncio.create_task(run.deliver(self.send, model.fps))
         try:
-            result = await asyncio.to_thread(run.generate)
+            result = await in_own_thread(run.generate)
         except StreamInterrupted:  # stopped before the first chunk: nothing was written
             result = None
         finally:
@@ -315,6 +351,11 @@ def create_app(studio: Studio) -> FastAPI:
     async def refused(request: Request, error: UploadError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=error.status)
 
+    @app.exception_handler(ClientDisconnect)
+    async def abandoned(request: Request, error: ClientDisconnect) -> JSONResponse:
+        log.warning("upload abandoned by the client: %s", request.url.path)  # its partial file is gone
+        return JSONResponse({"error": "the upload was cut off"}, status_code=400)
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
@@ -354,9 +395,16 @@ def create_app(studio: Studio) -> FastAPI:
             await websocket.close(code=1008)
             return
         await websocket.accept()
+        client = websocket.client.host if websocket.client else ""
+        refusal = studio.refusal(client)
+        if refusal is not None:
+            log.warning("tab refused (%s): %s", client, refusal)
+            await websocket.send_text(json.dumps({"type": "error", "message": refusal}))
+            await websocket.close(code=1013)  # try again later
+            return
         session = studio.store.create()
         outbox: asyncio.Queue = asyncio.Queue()
-        tab = Tab(studio, session, outbox)
+        tab = Tab(studio, session, outbox, client)
         studio.tabs.add(tab)
         writer = asyncio.create_task(_write_socket(websocket, outbox))
         await tab.send({"type": "session", "id": session.id, "model": Path(studio.model.run.model).name,
@@ -365,13 +413,13 @@ def create_app(studio: Studio) -> FastAPI:
                         "limits_mib": {"image": MAX_IMAGE_BYTES // MiB, "video": MAX_VIDEO_BYTES // MiB}})
         try:
             while True:
-                text = await websocket.receive_text()
-                try:
-                    message = json.loads(text)
-                except ValueError:
-                    message = None
-                if not isinstance(message, dict):
-                    await tab.error("messages are JSON objects")
+                received = await websocket.receive()
+                if received["type"] == "websocket.disconnect":
+                    break
+                message, problem = read_message(received)
+                if problem is not None:
+                    log.warning("tab %s: %s", session.id[:8], problem)
+                    await tab.error(problem)
                     continue
                 await tab.handle(message)
         except WebSocketDisconnect:
@@ -381,6 +429,20 @@ def create_app(studio: Studio) -> FastAPI:
             writer.cancel()
 
     return app
+
+
+def read_message(received: dict) -> tuple[dict | None, str | None]:
+    """A socket frame as the JSON object it must be, or the problem to tell the tab (and log)."""
+    text = received.get("text")
+    if text is None:
+        return None, "messages are JSON text, not binary frames"
+    try:
+        message = parse_json(text, "message")
+    except InputError:
+        message = None
+    if not isinstance(message, dict):
+        return None, "messages are JSON objects"
+    return message, None
 
 
 def _declared(request: Request) -> int | None:

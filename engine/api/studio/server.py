@@ -94,9 +94,12 @@ def address(host: str, sock: socket.socket, token: str | None) -> str:
 
 
 def serve(studio: Studio, sock: socket.socket, on_ready: Callable[[str], None]) -> None:
-    """Serve on `sock` (from `bind`) until Ctrl-C: uvicorn turns it back into KeyboardInterrupt once it has shut down."""
+    """Serve on `sock` (from `bind`) until Ctrl-C: uvicorn turns it back into KeyboardInterrupt once it has shut down.
+
+    A stream's chunk in progress is not waited for (more than a second): the server stops at once.
+    """
     host = sock.getsockname()[0]
-    config = uvicorn.Config(create_app(studio), log_level="warning", timeout_graceful_shutdown=10,
+    config = uvicorn.Config(create_app(studio), log_level="warning", timeout_graceful_shutdown=1,
                             ws="websockets-sansio", ws_max_size=2**20)
     server = uvicorn.Server(config)
     on_ready(address(host, sock, studio.token))

@@ -4,25 +4,32 @@ A session lives as long as its tab's WebSocket. Uploads are written under names 
 chooses (`user-<random>.png`, `garment-<random>.jpg`, ..., the suffix kept only when it is
 short and plain), so nothing a client sends names a path; the client's file name is kept only to
 be shown in messages. Each upload is written through a size limit, then checked by the same
-readers as the CLI (`load_image`, `check_motion`); a file that fails is deleted and its
+readers as the CLI (`load_photo`, `check_motion`); a file that fails is deleted and its
 problem is an `UploadError` naming the client's file name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import os
 import re
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from engine.api.inputs import check_motion
+from engine.api.inputs import check_motion, load_photo
 from engine.errors import InputError
-from engine.media import load_image
 from engine.model.roles import GARMENT_CATEGORIES
 from engine.api.specs import GarmentSpec
+
+T = TypeVar("T")
 
 MiB = 2**20
 MAX_IMAGE_BYTES = 20 * MiB
@@ -104,7 +111,7 @@ class Session:
     async def save_user(self, name: str | None, body: AsyncIterator[bytes], declared: int | None) -> Upload:
         self._refuse_while_streaming("person photo")
         upload = await self._receive(display_name(name, "photo"), "user", body, declared, MAX_IMAGE_BYTES)
-        await self._check(upload, load_image)
+        await self._check(upload, load_photo)
         self.user = self._replace(self.user, upload)
         return upload
 
@@ -128,7 +135,7 @@ class Session:
         if len(self.garments) >= MAX_GARMENTS_ON_SHELF:
             raise UploadError(f"the shelf holds {MAX_GARMENTS_ON_SHELF} garments at most")
         upload = await self._receive(display_name(name, "garment"), "garment", body, declared, MAX_IMAGE_BYTES)
-        await self._check(upload, load_image)
+        await self._check(upload, load_photo)
         self._count += 1
         garment = Garment(f"g{self._count}", upload, category)
         self.garments[garment.id] = garment
@@ -173,7 +180,7 @@ class Session:
     async def _check(self, upload: Upload, check) -> None:
         """Run the CLI's reader on the file (in a thread: ffmpeg may take a while)."""
         try:
-            await asyncio.to_thread(check, upload.path)
+            await in_own_thread(lambda: check(upload.path))
         except InputError as error:
             upload.path.unlink(missing_ok=True)
             raise UploadError(f"{upload.name}: {error.problem}" if error.path else str(error)) from None
@@ -206,3 +213,53 @@ class SessionStore:
     def remove(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
         session.close()
+
+
+ROOT_PREFIX = "tryon-studio-"
+
+
+def studio_root() -> Path:
+    """A fresh folder for a studio's sessions, named after this process (`remove_stale_roots`)."""
+    return Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-"))
+
+
+def remove_stale_roots(parent: Path) -> None:
+    """Remove the session folders of studios that were killed (their process is gone)."""
+    for folder in parent.glob(f"{ROOT_PREFIX}*-*"):
+        pid = folder.name[len(ROOT_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and folder.is_dir() and folder.stat().st_uid == os.getuid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+async def in_own_thread(function: Callable[[], T]) -> T:
+    """`function()` on a thread of its own that ends with it (a daemon: a server that stops does
+    not wait for a chunk in progress); unlike asyncio.to_thread, no pool of idle threads stays."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def target() -> None:
+        try:
+            result = function()
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine
+            outcome = functools.partial(future.set_exception, error)
+        else:
+            outcome = functools.partial(future.set_result, result)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=target, name="tryon-studio-work", daemon=True).start()
+    return await future

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from engine.errors import InputError
+from engine.jsonfiles import read_json_object
 from engine.checkpoint.public.presets import (LIGHTNING_WEIGHTS, LIVE_PARTS, PART_NAMES, PUBLIC_PARTS, ROUTE_KIND,
                                               ROUTE_PRESETS, STREAM_DIR_ENV, Part, RoutePreset, get_route_preset,
                                               overridden)
@@ -69,8 +70,8 @@ def is_route_source(source: str) -> bool:
     if not info.is_file():
         return False
     try:
-        return json.loads(info.read_text()).get("kind") == ROUTE_KIND
-    except (json.JSONDecodeError, AttributeError, OSError):
+        return read_json_object(info).get("kind") == ROUTE_KIND
+    except InputError:  # not readable as a route: the checkpoint loader names the problem
         return False
 
 
@@ -131,12 +132,9 @@ def live_part(source: RouteSource, name: str, environ: dict[str, str] | None = N
 
 def read_route_info(folder: Path) -> dict:
     path = folder / INFO_FILE
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON ({error.msg} at line {error.lineno})", path) from None
-    except OSError:
-        raise InputError("not a route folder: tryon.json is missing", folder) from None
+    if not path.is_file():
+        raise InputError("not a route folder: tryon.json is missing", folder)
+    info = read_json_object(path)
     if info.get("kind") != ROUTE_KIND or info.get("preset") not in ROUTE_PRESETS or not isinstance(
             info.get("parts"), dict):
         raise InputError(f"not a route's tryon.json (kind 'route', a preset of {', '.join(ROUTE_PRESETS)}, parts)",
@@ -176,10 +174,9 @@ def check_part(name: str, part: Part, folder: Path) -> None:
             raise InputError("pickled weights are refused; only .safetensors are loaded", file)
     if part.loader in PIPELINE_LOADERS:
         index_path = folder / "model_index.json"
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise InputError(f"the {name} part has no readable model_index.json", folder) from None
+        if not index_path.is_file():
+            raise InputError(f"the {name} part has no model_index.json", folder)
+        index = read_json_object(index_path)
         for component, entry in index.items():
             if isinstance(entry, list) and len(entry) == 2 and entry[1] and entry[1] not in ALLOWED_COMPONENTS:
                 raise InputError(f"unknown class '{entry[1]}' for {component}", index_path)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from engine.api import batch as eb
+from engine.api.batch import jobs as batch_jobs
 from engine.api.batch import run as batch_run
 from engine.api import loading
 from engine.api.batch import BadRow, Job, PlannedJob, Shard, job_defaults
@@ -275,7 +276,7 @@ def test_a_model_that_cannot_load_stops_the_batch(folder, tmp_path):
 
 
 def test_interrupt_keeps_the_finished_jobs(folder, tiny_checkpoint, tmp_path, monkeypatch):
-    real_dance, calls = batch_run.dance, []
+    real_dance, calls = batch_jobs.dance, []
 
     def dance(request, **kwargs):
         calls.append(request)
@@ -283,7 +284,7 @@ def test_interrupt_keeps_the_finished_jobs(folder, tiny_checkpoint, tmp_path, mo
             raise KeyboardInterrupt
         return real_dance(request, **kwargs)
 
-    monkeypatch.setattr(batch_run, "dance", dance)
+    monkeypatch.setattr(batch_jobs, "dance", dance)
     summary = run(folder, tmp_path, "user.png,,,,,,\nuser.png,,,,,,\nuser.png,,,,,,\n", fast(tiny_checkpoint))
     assert summary.interrupted and not summary.ok and len(summary.outcomes) == 1
     assert len((tmp_path / "report.jsonl").read_text().splitlines()) == 1
@@ -300,9 +301,9 @@ class FakeRenderer:
         self.rendered: list[str] = []
         self.commands: list[str] = []
         self.fail = fail or {}
-        monkeypatch.setattr(batch_run, "load_batch_model", lambda run, notice=None: "model")
-        monkeypatch.setattr(batch_run, "expected_video", lambda request, model: (2, (64, 64)))
-        monkeypatch.setattr(batch_run, "render", self)
+        monkeypatch.setattr(batch_jobs, "load_batch_model", lambda run, notice=None: "model")
+        monkeypatch.setattr(batch_jobs, "expected_video", lambda request, model: (2, (64, 64)))
+        monkeypatch.setattr(batch_jobs, "render", self)
 
     def __call__(self, request, progress=None, notice=None):
         self.commands.append("dress" if request.garments else "dance")
@@ -326,7 +327,7 @@ def test_a_restart_finds_finished_jobs_by_their_record_without_decoding_them(fol
     outdir = tmp_path / "out"
     run(folder, outdir, rows_of(6), job_defaults(seconds=1))  # 6 of the 8 jobs done, as after a kill
     decoded = []
-    monkeypatch.setattr(batch_run, "probe_video", lambda path: decoded.append(path) or probe_video(path))
+    monkeypatch.setattr(batch_jobs, "probe_video", lambda path: decoded.append(path) or probe_video(path))
     renderer.rendered.clear()
     summary = run(folder, outdir, rows_of(8), job_defaults(seconds=1))
     assert decoded == [] and renderer.rendered == ["out_7.mp4", "out_8.mp4"]
@@ -362,12 +363,23 @@ def test_the_report_is_kept_across_runs_and_ends_with_one_line_per_row(folder, t
     FakeRenderer(monkeypatch, fail={1: KeyboardInterrupt()})  # the restart is interrupted at once
     second = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
     assert second.interrupted
-    assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [(1, "skipped"), (2, "skipped")]
+    assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [(1, "ok"), (2, "ok")]
     FakeRenderer(monkeypatch)
     third = run(folder, tmp_path, rows_of(4), job_defaults(seconds=1))
-    assert third.ok
+    assert third.ok and third.count("skipped") == 2
     assert [(line["row"], line["status"]) for line in report_lines(tmp_path)] == [
-        (1, "skipped"), (2, "skipped"), (3, "ok"), (4, "ok")]
+        (1, "ok"), (2, "ok"), (3, "ok"), (4, "ok")]
+
+
+def test_a_rerun_of_a_finished_batch_keeps_each_rows_render_seconds_and_attempts(folder, tmp_path, monkeypatch):
+    FakeRenderer(monkeypatch)
+    first = run(folder, tmp_path, rows_of(3), job_defaults(seconds=1))
+    rendered = report_lines(tmp_path)
+    assert first.ok and all(line["status"] == "ok" and line["seconds"] > 0 for line in rendered)
+    again = FakeRenderer(monkeypatch)
+    second = run(folder, tmp_path, rows_of(3), job_defaults(seconds=1))
+    assert second.ok and second.count("skipped") == 3 and again.rendered == []
+    assert report_lines(tmp_path) == rendered  # the same lines: status ok, seconds, attempts, record
 
 
 def test_stale_temp_files_in_outdir_are_removed_when_a_batch_starts(folder, tmp_path, monkeypatch):

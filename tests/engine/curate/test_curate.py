@@ -3,7 +3,6 @@
 import json
 import shutil
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from engine.curate.pipeline import LOG_FILE
 from engine.media import probe_video, write_video
 from engine.synth import make_sample
 
-REAL_CASES = Path(__file__).resolve().parents[4] / "shared" / "real-cases"
 
 
 def synthetic_clip(seed: int) -> np.ndarray:
@@ -40,9 +38,9 @@ def videos(tmp_path, real_cases_or_none):
 
 
 @pytest.fixture
-def real_cases_or_none():
-    """The real cases' folders when ../shared/real-cases is there; none otherwise (the rest still runs)."""
-    return sorted(path for path in REAL_CASES.glob("case*") if (path / "target.mp4").is_file())
+def real_cases_or_none(real_cases_root):
+    """The real cases' folders when they are there (tests/conftest.py); none otherwise (the rest still runs)."""
+    return sorted(path for path in real_cases_root.glob("case*") if (path / "target.mp4").is_file())
 
 
 def decisions(out):
