@@ -54,7 +54,8 @@ def check_gpu_memory(model: LoadedRoute, runtime: Runtime, size: tuple[int, int]
     if model.preset.name != "public" or runtime.device.type != "cuda" or runtime.acceleration.offload != "none":
         return
     device_gib = torch.cuda.get_device_properties(runtime.device).total_memory / GIB
-    problem = live_memory_problem(device_gib, runtime.acceleration.fp8, size)
+    eight_bit = runtime.acceleration.fp8 or runtime.acceleration.fp8_weights  # both keep the weights in float8
+    problem = live_memory_problem(device_gib, eight_bit, size)
     if problem:
         raise InputError(problem)
 
