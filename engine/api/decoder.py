@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from engine.checkpoint import LoadedModel
+from engine.checkpoint.public import LoadedRoute
 from engine.errors import InputError
 from engine.model.tiny_decoder import TinyVideoDecoder
 from engine.pipelines.runtime import Runtime
@@ -53,3 +54,14 @@ def _on(decoder: TinyVideoDecoder, runtime: Runtime) -> TinyVideoDecoder:
     if decoder.device != runtime.device or decoder.dtype != runtime.dtype:
         torch.nn.Module.to(decoder, device=runtime.device, dtype=runtime.dtype)
     return decoder
+
+
+def stream_decoder(model: LoadedModel | LoadedRoute, runtime: Runtime) -> tuple[TinyVideoDecoder | None, str]:
+    """`--decoder` for a stream: `choose_decoder` for a tryon checkpoint; the public route's live stream
+    decodes with its VAE's own decoder (a tiny one is not wired for it)."""
+    if not isinstance(model, LoadedRoute):
+        return choose_decoder(model, runtime, model.pipeline.vae.config)
+    if runtime.acceleration.decoder not in ("auto", "full"):
+        raise InputError("the public route's live stream decodes with its VAE (--decoder auto or full)",
+                         option="decoder")
+    return None, "full"

@@ -54,7 +54,7 @@ import torch
 from PIL import Image
 
 from engine.api import route_stream
-from engine.api.decoder import choose_decoder
+from engine.api.decoder import stream_decoder
 from engine.api.generate import GenerateRequest, GenerateResult, note_demo_on_camera_photo, plan_output
 from engine.api.inputs import check_garments, check_motion, check_options, check_output, check_prompt, load_photo
 from engine.api.loading import default_model, get_model
@@ -73,9 +73,8 @@ from engine.media import (
 )
 from engine.modes import RunOptions
 from engine.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream
-from engine.model.tiny_decoder import TinyVideoDecoder
 from engine.pipelines.public.stream import LiveRouteStream
-from engine.pipelines.runtime import Runtime, runtime_notices
+from engine.pipelines.runtime import runtime_notices
 from engine.pipelines.transfer import HostFrames
 from engine.pipelines.shapes import MAX_SECONDS, frame_count
 from engine.progress import Notice, Notices, Progress, no_progress
@@ -508,17 +507,6 @@ def swap(request: SwapRequest, progress: Progress | None = None, notice: Notice 
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
         notices=list(tell), switches=reports, decoder=decoder, stages=route_stages(model),
     )
-
-
-def stream_decoder(model: LoadedModel | LoadedRoute, runtime: Runtime) -> tuple[TinyVideoDecoder | None, str]:
-    """`--decoder` for a stream: engine.api.decoder for a tryon checkpoint; the public route's live stream
-    decodes with its VAE's own decoder (a tiny one is not wired for it)."""
-    if not isinstance(model, LoadedRoute):
-        return choose_decoder(model, runtime, model.pipeline.vae.config)
-    if runtime.acceleration.decoder not in ("auto", "full"):
-        raise InputError("the public route's live stream decodes with its VAE (--decoder auto or full)",
-                         option="decoder")
-    return None, "full"
 
 
 def route_stages(model: LoadedModel | LoadedRoute) -> list[dict]:
