@@ -40,3 +40,14 @@ def make_config(steps: int = 4, num_frames: int = 1, batch_size: int = 1, lr: fl
 @pytest.fixture
 def config_factory():
     return make_config
+
+
+class Stop(Exception):
+    """Raised from the progress callback: the run is killed."""
+
+
+def stop_at(step: int):
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == step:
+            raise Stop
+    return progress

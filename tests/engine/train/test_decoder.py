@@ -16,18 +16,9 @@ from engine.media import write_video
 from engine.model.tiny_decoder import TinyVideoDecoder
 from engine.train import TrainConfig
 
+from .conftest import Stop, stop_at
+
 CHANNELS = (8, 8, 8, 8)
-
-
-class Stop(Exception):
-    """Raised from the progress callback: the run is killed."""
-
-
-def stop_at(step: int):
-    def progress(stage: str, done: int, total: int) -> None:
-        if done == step:
-            raise Stop
-    return progress
 
 
 def config(tmp_path: Path, steps: int = 4, **fields) -> Path:

@@ -25,19 +25,10 @@ from engine.train.scorer import AestheticScorer, SharpnessColourScorer, make_sco
 from engine.train.student import StudentTrainer, filled_window, train_student
 from engine.train.student_config import StudentConfig
 
+from .conftest import Stop, stop_at
+
 SIZE = 32
 CPU = Processes(rank=0, world_size=1, device=torch.device("cpu"), owns_group=False)
-
-
-class Stop(Exception):
-    """Raised from the progress callback: the run is killed."""
-
-
-def stop_at(step: int):
-    def progress(stage: str, done: int, total: int) -> None:
-        if done == step:
-            raise Stop
-    return progress
 
 
 def config(teacher_forcing: int = 0, dmd: int = 0, num_frames: int = 5, batch_size: int = 1, lr: float = 3e-3,

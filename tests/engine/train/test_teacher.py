@@ -12,11 +12,9 @@ from engine.train.loop import load_quietly
 from engine.train.teacher import train_teacher
 from engine.train.trainable import LORA_TARGETS
 
+from .conftest import Stop, stop_at
+
 CONDNET = ("role_embedding.", "motion_embedding.")
-
-
-class Stop(Exception):
-    """Raised from the progress callback: the run is killed."""
 
 
 def transformer_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -30,13 +28,6 @@ def metrics(folder: Path) -> list[dict]:
 def changed(before: dict, after: dict, atol: float = 0.0) -> set[str]:
     assert before.keys() == after.keys()
     return {name for name in before if not torch.allclose(before[name], after[name], rtol=0, atol=atol)}
-
-
-def stop_at(step: int):
-    def progress(stage: str, done: int, total: int) -> None:
-        if done == step:
-            raise Stop
-    return progress
 
 
 def test_overfitting_two_examples_lowers_the_loss_and_checkpoints_load(unit_latent_checkpoint, tmp_path,
