@@ -292,7 +292,7 @@ def lightning_for_dress(environ: dict[str, str] | None = None) -> bool:
 
 
 def _lora_in_compute_dtype(transformer: torch.nn.Module, dtype: torch.dtype) -> None:
-    """LoRA weights take their base layer's dtype, FP8 under --fp8, where no layerwise-casting hook
+    """LoRA weights take their base layer's dtype, FP8 under --fp8-weights, where no layerwise-casting hook
     upcasts them: they are small, so they are kept in the compute dtype."""
     for name, param in transformer.named_parameters():
         if "lora_" in name and param.dtype != dtype:

@@ -34,6 +34,7 @@ from engine.model.causal_vae import CausalDecoder
 from engine.pipelines.pipeline_tryon import TryOnPipeline
 from engine.pipelines.pipeline_tryon_streaming import StreamConfig, TryOnStream, warp_timesteps
 from engine.pipelines.public.stages import dress_photo, garments_in_pictures
+from engine.pipelines.transfer import HostFrames
 
 # (last shown frame uint8 (H, W, 3), the outfit as (role, image) pairs) -> that frame re-dressed, same size
 Redress = Callable[[np.ndarray, list[tuple[str, Image.Image]]], Image.Image]
@@ -119,14 +120,15 @@ class LiveRouteStream(TryOnStream):
         self._decode(latents)
 
     @torch.no_grad()
-    def next_chunk(self, max_frames: int | None = None) -> np.ndarray:
+    def next_chunk_frames(self, max_frames: int | None = None) -> HostFrames:
+        """The next chunk; the first one is led by the start frame (shown once, as frame 0)."""
         if self.start_frame is None:
-            return super().next_chunk(max_frames)
+            return super().next_chunk_frames(max_frames)
         first, self.start_frame = self.start_frame[None], None
         self.frames_made += 1
-        if max_frames == 1:
-            return first
-        return np.concatenate([first, super().next_chunk(None if max_frames is None else max_frames - 1)])
+        if max_frames != 1:
+            first = np.concatenate([first, super().next_chunk_frames(None if max_frames is None else max_frames - 1)])
+        return HostFrames(torch.from_numpy(first), torch.tensor(True))
 
     # -- switches -----------------------------------------------------------------------------
 
@@ -164,7 +166,7 @@ class LiveRouteStream(TryOnStream):
         self.withdraw_history()
         self.decoder = CausalDecoder(self.pipeline.vae)
         self._prefill(self.pipeline.encode_frames(frame[None]))
-        self.last_frame = frame
+        self._last = frame[None]
 
     def close(self) -> None:
         """Let the editor thread go (an edit in progress finishes, its result is dropped)."""

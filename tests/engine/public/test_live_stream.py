@@ -125,10 +125,10 @@ def test_lightning_is_the_editor_s_lora_and_scheduler_and_dress_can_turn_it_off(
 
 @pytest.mark.slow
 def test_with_fp8_the_lightning_editor_runs_its_lora_in_the_compute_dtype(tiny_route):
-    """--fp8 stores the editor's transformer in 8 bits; the LoRA loaded onto it must still compute."""
+    """--fp8-weights stores the editor's transformer in 8 bits; the LoRA loaded onto it must still compute."""
     from engine.modes import Acceleration
 
-    runtime = resolve_run(RunOptions(model=str(tiny_route), device="cpu", acceleration=Acceleration(fp8=True)))
+    runtime = resolve_run(RunOptions(model=str(tiny_route), device="cpu", acceleration=Acceleration(fp8_weights=True)))
     live = LiveRoute(load_route(str(tiny_route), runtime), runtime, SIZE)
     lora = [p for name, p in live.editor.transformer.named_parameters() if "lora_" in name]
     assert lora and all(p.dtype == runtime.dtype for p in lora)

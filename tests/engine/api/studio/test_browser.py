@@ -210,7 +210,7 @@ def test_stream_switch_download_and_a_bad_upload_in_chromium(server, browser, tm
         time.sleep(0.2)
     assert server.session_folders() == []
     code, err = server.interrupt()
-    assert code == 130 and "interrupted" in err
+    assert code == 130 and "stopped" in err
     assert list(server.temp.iterdir()) == []
 
 
