@@ -56,6 +56,7 @@ from engine.api.studio.sessions import (
     SessionStore,
     UploadError,
     in_own_thread,
+    release_memory,
     remove_stale_roots,
     studio_root,
 )
@@ -243,6 +244,8 @@ class Tab:
             with contextlib.suppress(BaseException):
                 await self.task
         self.studio.store.remove(self.session)
+        self.task = self.run = self.delivery = None
+        release_memory()  # the stream's tensors are freed by now
 
     def _options(self, message: dict) -> StreamOptions:
         session, studio = self.session, self.studio

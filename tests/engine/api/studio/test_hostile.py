@@ -1,26 +1,30 @@
 """The studio under hostile clients: every bad message is an error message to that tab and one
 log line, the socket stays open; connections are capped; a client cut off mid-upload leaves
-nothing; the folders of a killed studio go at the next start; no idle thread stays behind."""
+nothing; the folders of a killed studio go at the next start; no idle thread, and nothing of a
+finished session, stays behind."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
+import platform
 import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from engine.api.studio.app import create_app
-from engine.api.studio.sessions import ROOT_PREFIX, in_own_thread, remove_stale_roots
+from engine.api.studio.sessions import ROOT_PREFIX, _malloc_trim, in_own_thread, release_memory, remove_stale_roots
 
 from .conftest import make_studio
-from .test_app import SOCKET, receive, upload
+from .test_app import SOCKET, events_until, receive, upload
 
 
 @pytest.fixture
@@ -129,3 +133,51 @@ def test_work_on_its_own_thread_leaves_no_idle_thread():
 
     with pytest.raises(ZeroDivisionError):
         asyncio.run(failing())
+
+
+def test_nothing_of_a_finished_session_stays_in_memory(tiny_checkpoint, tmp_path, pictures, monkeypatch):
+    """After each tab closes, its session, its stream, the stream's KV cache and its socket's tab are
+    gone (weak references dead), no thread of it is left, and freed memory went back to the system."""
+    from engine.api.studio import app as app_module
+    from engine.api.studio.app import Tab
+    from engine.api.studio.live import LiveRun
+    from engine.api.studio.sessions import Session
+    from engine.model.kv_cache import KVCache
+    from engine.pipelines.pipeline_tryon_streaming import TryOnStream
+
+    made: list[tuple[str, weakref.ref]] = []
+    for cls in (Tab, Session, LiveRun, TryOnStream, KVCache):
+        def recording(self, *args, _init=cls.__init__, **kwargs):
+            _init(self, *args, **kwargs)
+            made.append((type(self).__name__, weakref.ref(self)))
+        monkeypatch.setattr(cls, "__init__", recording)
+    trims = []
+    monkeypatch.setattr(app_module, "release_memory", lambda: trims.append(1))
+    studio = make_studio(tmp_path, model=str(tiny_checkpoint))
+    with TestClient(create_app(studio), base_url="http://127.0.0.1") as client:
+        threads = threading.active_count()
+        for number in range(1, 4):
+            made.clear()
+            with client.websocket_connect(SOCKET) as ws:
+                session_id = receive(ws)["id"]
+                upload(client, session_id, "user", pictures / "person.png")
+                upload(client, session_id, "garments", pictures / "red.png", category="top")
+                ws.send_json({"type": "start", "garments": ["g1"], "seconds": 0.5})
+                events_until(ws, "done")
+            deadline = time.monotonic() + 10
+            while (studio.tabs or studio.store.sessions or len(trims) < number) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            gc.collect()
+            assert {name for name, _ in made} >= {"Tab", "Session", "LiveRun", "TryOnStream", "KVCache"}
+            alive = sorted({name for name, ref in made if ref() is not None})
+            assert alive == [], f"session {number} left {alive} alive"
+            assert len(trims) == number  # the allocator was asked to give freed memory back
+            while threading.active_count() > threads and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert threading.active_count() == threads
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_on_glibc_freed_memory_is_handed_back_with_malloc_trim():
+    assert _malloc_trim() is not None
+    release_memory()
