@@ -66,7 +66,7 @@ class LiveRoute:
     def __init__(self, model: LoadedRoute, runtime: Runtime, size: tuple[int, int]) -> None:
         check_gpu_memory(model, runtime, size)
         self.route = model.pipeline
-        record = RenderRecord()  # what --json says of the parts loaded, with their seconds
+        record = RenderRecord(lightning=True)  # what --json says of the parts loaded, with their seconds
         with record.timing("edit"):
             self.editor = self.route.editor(lightning=True)
         with record.timing("stream"):

@@ -167,7 +167,9 @@ class TextAttnProcessor:
     A stream runs every pass with the same prompt embeddings, so the text's projected keys and
     values are computed once per stream instead of once per pass. They are reused only while no
     gradient is needed, for the very same prompt tensor (`layout.text`; held, so its memory cannot
-    be reused by another) and unchanged weights (version counters: an optimizer step bumps them).
+    be reused by another) and unchanged weights (version counters: an optimizer step bumps them),
+    and never in training mode (a sharded student's distillation drifted from one process's with
+    the keys kept there).
     """
 
     _attention_backend = None  # set by ModelMixin.set_attention_backend
@@ -191,7 +193,7 @@ class TextAttnProcessor:
     @torch.compiler.disable  # identity checks on Python objects: outside compiled code
     def text_keys_values(self, attn, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         projections = (attn.to_kv,) if attn.fused_projections else (attn.to_k, attn.to_v)
-        source = self.layout.text
+        source = None if attn.training else self.layout.text  # a model in training may change under us
         if source is not None:
             versions = (*source[1:], *(projection.weight._version for projection in projections))
             if self._kept is not None and self._kept[0] is source[0] and self._kept[1] == versions:

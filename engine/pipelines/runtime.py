@@ -171,6 +171,8 @@ def bf16_decoder(vae: torch.nn.Module) -> None:
 def compile_static(transformer, **options) -> None:
     """torch.compile of the repeated blocks for static shapes (see the module docstring); `options`
     go to torch.compile (a rehearsal on a CPU may want backend="eager")."""
+    import torch._dynamo  # its config is complete only once the package itself is imported
+
     dynamo = torch._dynamo.config
     dynamo.recompile_limit = max(dynamo.recompile_limit, STATIC_RECOMPILE_LIMIT)
     dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 16 * STATIC_RECOMPILE_LIMIT)

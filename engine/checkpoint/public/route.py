@@ -63,6 +63,7 @@ class RenderRecord:
     seconds: dict[str, float] = field(default_factory=dict)
     dressed: Image.Image | None = None  # the edit stage's photo, the video stage's first frame
     driving: DrivingVideos | None = None  # the pose stage's pose and face videos
+    lightning: bool = False  # whether the edit stage ran with the Lightning LoRA
 
     @contextmanager
     def timing(self, stage: str, before: float = 0.0) -> Iterator[None]:
@@ -97,7 +98,8 @@ class PublicRoute:
         parts once used), and the seconds each took (loading it, when this render loaded it, included)."""
         records = []
         for stage, seconds in self.last.seconds.items():
-            parts = [p for name, p in {**self.source.parts, **self.live_parts}.items() if PART_STAGE[name] == stage]
+            live = {name: part for name, part in self.live_parts.items() if name != "lightning" or self.last.lightning}
+            parts = [p for name, p in {**self.source.parts, **live}.items() if PART_STAGE[name] == stage]
             records.append({"stage": stage, "repo": ", ".join(p.repo for p in parts),
                             "revision": ", ".join(p.revision for p in parts), "seconds": seconds})
         return records
@@ -207,6 +209,7 @@ class PublicRoute:
             with self.last.timing("edit"):
                 self._on_device("edit")
                 lightning = lightning_for_dress()
+                self.last.lightning = lightning
                 pipeline, settings = self.editor(lightning), self.edit_settings(lightning)
                 photo = dress_photo(pipeline, inputs.user, inputs.garments, inputs.size, settings.steps,
                                     settings.guidance, preset.negative_prompt, self._generator(inputs.seed),
