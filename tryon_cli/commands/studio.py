@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated, Optional
 
@@ -53,6 +54,10 @@ def studio(
     with bind(host, port) as sock:  # a port in use fails before the model is loaded
         served = load_studio(chosen, (lambda message: None) if quiet else notice)
         try:
+            # From here a Ctrl-C is the studio's stop below, also one that lands while uvicorn still
+            # imports its parts (tryon_cli.main's handler would end such a one as a bare interrupt).
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             serve(served, sock, ready)
         except KeyboardInterrupt:
             notice("tryon studio: stopped")

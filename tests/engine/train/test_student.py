@@ -25,7 +25,17 @@ from engine.train.scorer import AestheticScorer, SharpnessColourScorer, make_sco
 from engine.train.student import StudentTrainer, filled_window, train_student
 from engine.train.student_config import StudentConfig
 
-from .conftest import Stop, stop_at
+
+class Stop(Exception):  # not the conftest's: torchrun runs this file as a script, where it cannot be imported
+    """Raised from the progress callback: the run is killed."""
+
+
+def stop_at(step: int):
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == step:
+            raise Stop
+    return progress
+
 
 SIZE = 32
 CPU = Processes(rank=0, world_size=1, device=torch.device("cpu"), owns_group=False)
