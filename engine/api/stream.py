@@ -582,8 +582,7 @@ def extend(request: ExtendRequest, progress: Progress | None = None, notice: Not
         try:
             reports = switching.write(writer, num_new, report, decision.crop)
         finally:
-            if route is not None:
-                stream.close()
+            stream.close()  # every stream lets its threads go, as swap's does (the route's editor among them)
     return StreamResult(
         output=str(request.output), frames=count + num_new, fps=info.fps, size=list(output_size),
         seconds_taken=round(time.perf_counter() - started, 3), model=source, seed=request.seed,
