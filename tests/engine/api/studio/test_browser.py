@@ -151,21 +151,24 @@ def test_stream_switch_download_and_a_bad_upload_in_chromium(server, browser, tm
 
     prepare(page, server.url, [(dress, "dress"), (top, "top")])
     assert page.get_attribute("#shelf .garment:nth-child(1)", "class") == "garment worn"  # the first is worn
+    # A second tab, ready before the first stream starts: frames are paced at 8 fps, so the 5 s
+    # stream leaves a few seconds for the clicks below however fast the machine generates.
+    other = browser.new_page()
+    prepare(other, server.url, [(top, "top")], motion=False)
     page.fill("#seconds", "5")
     page.click("#start")
     page.wait_for_function("window.studio.stats.framesShown > 0", timeout=WAIT_MS)
+    page.click("#shelf .garment:nth-child(2)")  # switch to the top mid-stream
 
-    # A second tab waits its turn, and says so; Stop while waiting leaves nothing.
-    other = browser.new_page()
-    prepare(other, server.url, [(top, "top")], motion=False)
+    # The second tab waits its turn, and says so; Stop while waiting leaves nothing.
     other.click("#start")
-    other.wait_for_function("document.getElementById('status').textContent.includes('1 stream ahead of you')")
+    other.wait_for_function("window.studio.stats.queuedAhead === 1")
+    assert "1 stream ahead of you" in other.text_content("#status")
     other.click("#stop")
     other.wait_for_function("window.studio.stats.done !== null")
     assert other.text_content("#status") == "Stopped: 0 frames, nothing was kept"
     other.close()
 
-    page.click("#shelf .garment:nth-child(2)")  # switch to the top mid-stream
     page.wait_for_function("window.studio.stats.switchLatenciesMs.length > 0", timeout=WAIT_MS)
     shown_index, shown = page.evaluate("""() => {
         const canvas = document.getElementById('video');
