@@ -39,12 +39,14 @@ def train_teacher(
     resume: bool = False,
     progress: Progress | None = None,
     notice: Notice | None = None,
+    minutes: float | None = None,
 ) -> Path:
-    """Flow-matching training of the CondNet teacher on sample folders or the synthetic world."""
+    """Flow-matching training of the CondNet teacher on sample folders or the synthetic world; `minutes`
+    stops it early, checkpointed, and `resume` goes on."""
     from engine.train import train_teacher as run
 
     return run(_data_source(data), base, output, load_train_config(config), resume=resume, progress=progress,
-               log=notice)
+               log=notice, minutes=minutes)
 
 
 def load_student_config(config: str | Path | None):
@@ -64,6 +66,7 @@ def train_student(
     notice: Notice | None = None,
     scorer: str | None = None,
     aesthetic_weights: str | None = None,
+    minutes: float | None = None,
 ) -> Path:
     """Distill a teacher checkpoint into the streaming student: teacher forcing, then (GR-)DMD. `scorer` and
     `aesthetic_weights` replace the config's (GR-DMD's frame reward, engine.train.scorer)."""
@@ -78,7 +81,8 @@ def train_student(
     settings = replace(settings, **overrides) if overrides else settings
     if settings.has_dmd and settings.reweight:
         check_scorer_weights(settings.scorer, settings.aesthetic_weights)  # before the teacher loads
-    return run(teacher, _data_source(data), output, settings, resume=resume, progress=progress, log=notice)
+    return run(teacher, _data_source(data), output, settings, resume=resume, progress=progress, log=notice,
+               minutes=minutes)
 
 
 def _data_source(data: str) -> str | Path:
@@ -87,13 +91,13 @@ def _data_source(data: str) -> str | Path:
 
 
 def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress | None = None,
-              resume: bool = False) -> Path:
+              resume: bool = False, minutes: float | None = None, notice: Notice | None = None) -> Path:
     """Fine-tune a checkpoint's VAE as an autoencoder on synthetic frames and clips (`VaeTraining`
     from engine.train.vae says how long, on what and at which rate); resumable from `output` when
-    it saved checkpoints (`checkpoint_every`)."""
+    it saved checkpoints (`checkpoint_every`, or a run `minutes` stopped)."""
     from engine.train.vae import train_vae as run
 
-    return run(base, output, settings, progress=progress, resume=resume)
+    return run(base, output, settings, progress=progress, resume=resume, minutes=minutes, log=notice)
 
 
 def train_decoder(
@@ -107,16 +111,25 @@ def train_decoder(
     ship: tuple[Path, ...] = (),
     progress: Progress | None = None,
     notice: Notice | None = None,
+    minutes: float | None = None,
 ) -> Path:
     """Distil a tiny streaming decoder from checkpoint `vae`'s VAE (engine.train.decoder) into `output`,
     then copy it into each checkpoint of `ship` as its tiny_decoder/."""
     from engine.train.decoder import check_ship_target, ship_decoder, train_decoder as run
 
+    from engine.train.state import saved_step
+
     check_decoder_shape(channels, variant)
     for checkpoint in ship:
         check_ship_target(Path(checkpoint))
-    path = run(vae, _data_source(data), output, load_train_config(config or "decoder"), channels, variant,
-               resume=resume, progress=progress, log=notice)
+    settings = load_train_config(config or "decoder")
+    path = run(vae, _data_source(data), output, settings, channels, variant,
+               resume=resume, progress=progress, log=notice, minutes=minutes)
+    if ship and saved_step(path) < settings.total_steps:
+        if notice:
+            notice(f"not shipped: the run stopped at step {saved_step(path)} of {settings.total_steps}; "
+                   "finish it with --resume to ship it")
+        return path
     for checkpoint in ship:
         target = ship_decoder(path, Path(checkpoint))
         if notice:

@@ -54,12 +54,12 @@ def check_decoder_target(folder: Path) -> None:
 
 def train_decoder(vae: str, data: Path | str, output: Path, config: TrainConfig, channels: tuple[int, ...] | None,
                   variant: str = "base", resume: bool = False, progress: Progress | None = None,
-                  log: Log | None = None) -> Path:
+                  log: Log | None = None, minutes: float | None = None) -> Path:
     """Distil a tiny decoder for the VAE of checkpoint `vae` into `output/` (see the module docstring)."""
     def make(processes: Processes) -> DecoderTrainer:
         return DecoderTrainer(data, vae, Path(output), config, resume, processes, channels, variant)
 
-    return train(make, data, output, resume, progress, log, check_target=check_decoder_target)
+    return train(make, data, output, resume, progress, log, check_target=check_decoder_target, minutes=minutes)
 
 
 class DecoderTrainer(Trainer):

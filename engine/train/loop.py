@@ -47,6 +47,7 @@ from engine.checkpoint import (
     load_model,
 )
 from engine.errors import InputError
+from engine.limits import check_number
 from engine.model.distributed import Processes, start_processes
 from engine.model.transformer_condnet import CondNetTransformer
 from engine.paths import protected_reason
@@ -76,17 +77,21 @@ from engine.train.trainable import (
 Log = Callable[[str], None]
 Metrics = dict[str, float]
 
+MAX_MINUTES = 10**6  # a time budget, in minutes (about two years)
 FLOW_STREAM, ORDER_STREAM, DISTILL_STREAM = 0, 1, 2  # the seeded random streams (see the rules)
 
 
 def train(make_trainer: Callable[[Processes], "Trainer"], data: Path | str, output: Path, resume: bool,
           progress: Progress | None, log: Log | None,
-          check_target: Callable[[Path], None] = check_checkpoint_target) -> Path:
+          check_target: Callable[[Path], None] = check_checkpoint_target, minutes: float | None = None) -> Path:
     """Check the output and the data, start the processes, run the trainer. Returns `output`.
 
     `progress(stage, steps done, total steps)` and `log(message)` are called on the main
-    process only; `check_target` says whether a resumed `output` may be replaced.
+    process only; `check_target` says whether a resumed `output` may be replaced; `minutes`
+    (None: no limit) ends the run early, checkpointed, once that much time has passed.
     """
+    if minutes is not None:
+        check_number(minutes, "minutes", 0.0, MAX_MINUTES)
     output = Path(output)
     check_output(output, resume, check_target)
     if data != "synthetic" and not Path(data).is_dir():
@@ -94,7 +99,7 @@ def train(make_trainer: Callable[[Processes], "Trainer"], data: Path | str, outp
     processes = start_processes()
     try:
         trainer = make_trainer(processes)
-        trainer.run(progress if processes.is_main else None, log if processes.is_main else None)
+        trainer.run(progress if processes.is_main else None, log if processes.is_main else None, minutes)
     finally:
         processes.close()
     return output
@@ -313,7 +318,9 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def run(self, progress: Progress | None, log: Log | None) -> None:
+    def run(self, progress: Progress | None, log: Log | None, minutes: float | None = None) -> None:
+        """Train to the last step, or until `minutes` have passed: then the steps so far are
+        logged and checkpointed, and `resume` goes on from there."""
         if log:
             for notice in self.notices:
                 log(notice)
@@ -329,16 +336,27 @@ class Trainer:
             self.step += 1
             if progress:
                 progress(stage.name, self.step, total)
-            if self.step % self.config.log_every == 0 or self.step == total:
+            out_of_time = self.step < total and self.out_of_time(started, minutes)
+            if self.step % self.config.log_every == 0 or self.step == total or out_of_time:
                 now = time.perf_counter()
                 self.last_metrics = self.mean_metrics(window)
                 self.write_metrics(stage, window_examples / (now - window_start), self.seconds_before + now - started)
                 window_start, window, window_examples = now, [], 0
-            if self.step % self.config.checkpoint_every == 0 or self.step == total:
+            if self.step % self.config.checkpoint_every == 0 or self.step == total or out_of_time:
                 self.save(self.seconds_before + time.perf_counter() - started)
                 if log:
                     log(f"step {self.step}: checkpoint written to {self.output}")
+            if out_of_time:
+                if log:
+                    log(f"stopped after {minutes:g} minutes at step {self.step} of {total}: --resume goes on")
+                break
         self.processes.barrier()
+
+    def out_of_time(self, started: float, minutes: float | None) -> bool:
+        """Whether this run's time budget is spent, on any process (so all stop at the same step)."""
+        if minutes is None:
+            return False
+        return self.processes.mean(float(time.perf_counter() - started >= minutes * 60)) > 0
 
     def mean_metrics(self, window: list[Metrics]) -> Metrics:
         """Each metric's mean over the steps that returned it, then over processes."""

@@ -61,6 +61,14 @@ def save_training_state(
     (folder / "state.json").write_text(json.dumps(document, indent=1) + "\n")
 
 
+def saved_step(output: Path) -> int:
+    """The step of the run saved in `output` (its training state); 0 when there is none."""
+    try:
+        return int(json.loads((output / STATE_DIR / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def read_training_state(folder: Path) -> tuple[TrainingState, dict, dict[str, torch.Tensor]]:
     """(state, optimizer state dict, LoRA adapters) from `folder`; InputError if unreadable."""
     try:

@@ -99,18 +99,20 @@ def train_student(
     progress: Progress | None = None,
     log: Log | None = None,
     scorer: FrameScorer | None = None,
+    minutes: float | None = None,
 ) -> Path:
     """Distill the teacher checkpoint `teacher` (folder or Hub id) into a streaming student in `output/`.
 
     `data` is a folder of sample folders, or "synthetic". With `resume` the run in `output/`
     is continued (the teacher is still needed for DMD). `scorer` replaces the config's frame
     scorer (GR-DMD's R). `progress(stage, steps done, total)` and `log(message)` are called
-    on the main process only. Returns `output`.
+    on the main process only; `minutes` ends the run early, checkpointed for `resume`, once
+    that much time has passed. Returns `output`.
     """
     def make(processes: Processes) -> StudentTrainer:
         return StudentTrainer(data, teacher, Path(output), config, resume, processes, scorer)
 
-    return train(make, data, output, resume, progress, log)
+    return train(make, data, output, resume, progress, log, minutes=minutes)
 
 
 @dataclass(frozen=True)

@@ -39,18 +39,20 @@ def train_teacher(
     resume: bool = False,
     progress: Progress | None = None,
     log: Log | None = None,
+    minutes: float | None = None,
 ) -> Path:
     """Train the teacher on `data` (a folder of sample folders, or "synthetic") from `base`.
 
     `base` is a tryon checkpoint (folder or Hub id); with `resume` the run in `output/` is
     continued instead and `base` only goes into the training summary. `progress(stage,
     steps done, total steps)` and `log(message)` are called on the main process only.
+    `minutes` ends the run early, checkpointed for `resume`, once that much time has passed.
     Returns `output`.
     """
     def make(processes: Processes) -> TeacherTrainer:
         return TeacherTrainer(data, base, Path(output), config, resume, processes)
 
-    return train(make, data, output, resume, progress, log)
+    return train(make, data, output, resume, progress, log, minutes=minutes)
 
 
 def in_motion_form(transformer: CondNetTransformer, form: dict[str, object]) -> CondNetTransformer:

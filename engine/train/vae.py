@@ -35,7 +35,7 @@ from engine.pipelines.pipeline_tryon import frames_to_pixels
 from engine.progress import Progress
 from engine.synth import make_sample
 from engine.train.curves import log_to_tensorboard, write_curves
-from engine.train.loop import check_output, load_quietly
+from engine.train.loop import MAX_MINUTES, Log, check_output, load_quietly
 from engine.train.state import (
     METRICS_FILE,
     STATE_DIR,
@@ -102,17 +102,21 @@ def reconstruction_error(vae: AutoencoderKLWan, frames: np.ndarray) -> float:
 
 
 def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress | None = None,
-              resume: bool = False) -> Path:
+              resume: bool = False, minutes: float | None = None, log: Log | None = None) -> Path:
     """Fine-tune the VAE of checkpoint `base` and save the whole checkpoint to `output` (replaced).
 
-    With `resume`, `base` is ignored and the run saved in `output` (by `checkpoint_every`) goes on.
+    With `resume`, `base` is ignored and the run saved in `output` (by `checkpoint_every`, or
+    when `minutes` had passed and the run stopped early) goes on.
     """
     started = time.perf_counter()
     settings.check()
+    if minutes is not None:
+        check_number(minutes, "minutes", 0.0, MAX_MINUTES)
     steps, size, num_frames, lr = settings.steps, settings.size, settings.num_frames, settings.lr
     batch_size, seeds, checkpoint_every = settings.batch_size, settings.seeds, settings.checkpoint_every
     output = Path(output)
-    if resume or checkpoint_every:
+    checkpointing = resume or checkpoint_every or minutes is not None  # the run keeps its training state
+    if checkpointing:
         check_output(output, resume)
     else:
         check_checkpoint_target(output)  # before the minutes of training, not after
@@ -155,19 +159,24 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
         optimizer.zero_grad(set_to_none=True)
         if progress:
             progress("vae", step + 1, steps)
-        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+        out_of_time = minutes is not None and time.perf_counter() - started >= minutes * 60
+        if step + 1 < steps and (out_of_time or checkpoint_every and (step + 1) % checkpoint_every == 0):
             publish(step + 1)
             line = {"step": step + 1, "loss": float(np.mean(losses))}
-            with open(output / METRICS_FILE, "a") as log:
-                log.write(json.dumps(line) + "\n")
+            with open(output / METRICS_FILE, "a") as metrics:
+                metrics.write(json.dumps(line) + "\n")
             write_curves(output)
             log_to_tensorboard(output, line)
             losses.clear()
+            if out_of_time:
+                if log:
+                    log(f"stopped after {minutes:g} minutes at step {step + 1} of {steps}: --resume goes on")
+                return output
     vae.eval()
     vae.requires_grad_(False)
     set_latent_statistics(vae, [make_sample(seed, size=size, num_frames=num_frames, fps=FPS).target
                                 for seed in seeds[:STATS_CLIPS]])
-    if resume or checkpoint_every:  # like the teacher's runs: the finished run keeps its state
+    if checkpointing:  # like the teacher's runs: the finished run keeps its state
         publish(steps)
         return output
     seconds = time.perf_counter() - started

@@ -51,3 +51,14 @@ def test_the_5b_student_recipe_asks_for_the_aesthetic_model_or_an_explicit_heuri
     run = tryon(*args, "--scorer", "sharpness_colour")
     assert run.code == 2 and "teacher" in run.stderr and "scorer" not in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_train_vae_minutes_stops_checkpointed_and_resume_goes_on(tiny_checkpoint, tmp_path, tryon):
+    args = ("train", "vae", "--output", tmp_path / "vae", "--steps", "2", "--batch-size", "1", "--size", "32x32",
+            "--frames", "1", "--examples", "2", "-q")
+    run = tryon(*args, "--base", tiny_checkpoint, "--minutes", "0")
+    assert run.code == 0, run.stderr
+    assert "stopped after 0 minutes at step 1 of 2: --resume goes on" in run.stderr
+    run = tryon(*args, "--resume")
+    assert run.code == 0, run.stderr
+    assert load_model(str(tmp_path / "vae")).info.training["vae"]["steps"] == 2

@@ -27,8 +27,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="With --plan: print the
 DataOption = Annotated[Optional[str], typer.Option(help="A folder of sample folders (see docs/training.md), or 'synthetic'.")]
 
 
+MinutesOption = Annotated[Optional[float], typer.Option(
+    "--minutes", help="Stop after this many minutes of training, checkpointed: --resume goes on from there.")]
+
+
 def training_options(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
+    minutes: MinutesOption = None,
     plan: PlanOption = False,
     gpus: GpusOption = 8,
     gpu_memory: GpuMemoryOption = 80.0,
@@ -52,8 +57,8 @@ def train_or_plan(kind: str, config: str | None, shared: dict[str, Any], require
         return None
     values = require_run_options(**required)
     with StageProgress(enabled=not shared["quiet"]) as progress:
-        return train(*values, config=config, resume=shared["resume"], progress=progress, notice=notice, **model,
-                     **settings)
+        return train(*values, config=config, resume=shared["resume"], minutes=shared["minutes"], progress=progress,
+                     notice=notice, **model, **settings)
 
 
 @app.command("teacher")
@@ -131,12 +136,13 @@ def vae(
                                                        "every this many steps (0: only at the end); --resume "
                                                        "continues from there.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
+    minutes: MinutesOption = None,
     quiet: options.Quiet = False,
 ) -> None:
     """Fine-tune the VAE on synthetic frames (needed before training a small teacher from scratch).
 
     Example: tryon train vae --base ./ck --output ./ck-vae --steps 1500
-    Resumable: tryon train vae --base ./ck --output ./ck-vae --steps 20000 --checkpoint-every 250 [--resume]
+    Resumable: tryon train vae --base ./ck --output ./ck-vae --steps 20000 --checkpoint-every 250 [--minutes 60] [--resume]
     """
     from engine import api
     from engine.media import parse_size
@@ -147,7 +153,8 @@ def vae(
     settings = VaeTraining(steps=steps, size=parse_size(size), num_frames=frames, lr=lr, examples=examples,
                            batch_size=batch_size, checkpoint_every=checkpoint_every)
     with StageProgress(enabled=not quiet) as progress:
-        path = api.train_vae(base or "", output, settings, progress=progress, resume=resume)
+        path = api.train_vae(base or "", output, settings, progress=progress, resume=resume, minutes=minutes,
+                             notice=notice)
     notice(f"wrote {path}")
 
 

@@ -77,6 +77,16 @@ def test_learns_the_full_decoders_output_from_a_folder_of_raw_videos_and_ships(t
     assert all(torch.equal(loaded.tiny_decoder.state_dict()[name], tensor) for name, tensor in weights(output).items())
 
 
+def test_a_run_stopped_by_its_time_budget_is_not_shipped(tiny_checkpoint, tmp_path):
+    shipped = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, shipped, ignore=shutil.ignore_patterns("tiny_decoder"))
+    notes = []
+    output = train_decoder(str(tiny_checkpoint), "synthetic", tmp_path / "out", config(tmp_path), channels=CHANNELS,
+                           ship=(shipped,), minutes=0, notice=notes.append)
+    assert "not shipped: the run stopped at step 1 of 4; finish it with --resume to ship it" in notes
+    assert (output / "diffusion_pytorch_model.safetensors").is_file() and not (shipped / "tiny_decoder").exists()
+
+
 def test_bad_outputs_data_and_ship_targets_are_input_errors_before_training(tiny_checkpoint, tmp_path):
     recipe = config(tmp_path)
     with pytest.raises(InputError, match="--ship: not a tryon checkpoint"):

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from engine.errors import InputError
 from engine.synth import make_sample, write_sample
 from engine.train.loop import load_quietly
+from engine.train.state import saved_step
 from engine.train.teacher import train_teacher
 from engine.train.trainable import LORA_TARGETS
 
@@ -70,6 +71,22 @@ def test_a_killed_run_resumes_at_its_checkpoint_and_ends_as_an_uninterrupted_one
     assert changed(transformer_weights(whole), transformer_weights(parts)) == set()
     assert [(m["step"], m["stage"], m["loss"], m["lr"]) for m in metrics(parts)] == \
            [(m["step"], m["stage"], m["loss"], m["lr"]) for m in metrics(whole)]
+
+
+def test_a_time_budget_stops_the_run_checkpointed_and_resume_finishes_it(tiny_checkpoint, tmp_path, config_factory):
+    config = config_factory(steps=3, num_frames=1, checkpoint_every=3, log_every=3)
+    whole = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "whole", config)
+
+    notes = []
+    train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "parts", config, minutes=0, log=notes.append)
+    assert notes[-1] == "stopped after 0 minutes at step 1 of 3: --resume goes on"
+    assert saved_step(tmp_path / "parts") == 1 and [m["step"] for m in metrics(tmp_path / "parts")] == [1]
+    train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "parts", config, resume=True, minutes=0)
+    assert saved_step(tmp_path / "parts") == 2
+    parts = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "parts", config, resume=True, minutes=0)
+
+    assert saved_step(parts) == 3 and [m["step"] for m in metrics(parts)] == [1, 2, 3]  # the last step ends it
+    assert changed(transformer_weights(whole), transformer_weights(parts)) == set()
 
 
 def test_lora_learns_only_adapters_and_condnet_and_saves_a_plain_transformer(tiny_checkpoint, tmp_path,

@@ -60,6 +60,20 @@ def test_a_resumed_vae_run_ends_with_the_weights_of_an_uninterrupted_one(tiny_ch
     assert load_quietly(resumed).info.training["vae"]["steps"] == 4
 
 
+def test_a_time_budget_stops_a_vae_run_checkpointed_and_resume_finishes_it(tiny_checkpoint, tmp_path):
+    settings = VaeTraining(steps=2, size=(32, 32), num_frames=1, lr=1e-3, examples=2, batch_size=1)
+    notes = []
+    cut = train_vae(str(tiny_checkpoint), tmp_path / "cut", settings, minutes=0, log=notes.append)
+    assert notes == ["stopped after 0 minutes at step 1 of 2: --resume goes on"]
+    assert json.loads((cut / "training_state" / "state.json").read_text())["step"] == 1
+    resumed = train_vae("", cut, settings, resume=True, minutes=0)  # the last step ends the run
+    assert json.loads((resumed / "training_state" / "state.json").read_text())["step"] == 2
+    assert load_quietly(resumed).info.training["vae"]["steps"] == 2
+    with pytest.raises(InputError, match="minutes"):
+        train_vae(str(tiny_checkpoint), tmp_path / "never", settings, minutes=-1)
+    assert not (tmp_path / "never").exists()
+
+
 def test_resuming_a_vae_run_needs_its_saved_state(tiny_checkpoint, tmp_path):
     with pytest.raises(InputError, match="nothing to resume"):
         train_vae("", tmp_path / "none", VaeTraining(steps=2, size=(32, 32), num_frames=1, examples=1), resume=True)
