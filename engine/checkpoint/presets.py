@@ -195,7 +195,19 @@ DEMO_Z48 = Preset(
        "description": "the demo preset on a 48-channel 8x VAE that keeps garment patterns (being trained)"},
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (WAN22_TI2V_5B, TINY, DEMO, DEMO_Z48)}
+# A candidate against demo-z48 (issue 29): 4x spatial, 4x temporal, 32 channels (12x compression of
+# each 4x4x4-frame block; no patchify, so the first stage runs at full size with few channels), and
+# a transformer patch of 4x4 so that the transformer still sees 6x10 tokens per latent frame.
+DEMO_4X_VAE = dict(DEMO_VAE, base_dim=16, decoder_base_dim=16, z_dim=32, patch_size=None, in_channels=3,
+                   out_channels=3, scale_factor_spatial=4, latents_mean=[0.0] * 32, latents_std=[1.0] * 32)
+
+DEMO_4X = Preset(
+    **{**DEMO.__dict__, "name": "demo-4x", "vae": DEMO_4X_VAE,
+       "transformer": dict(DEMO.transformer, in_channels=32, out_channels=32, patch_size=[1, 4, 4]),
+       "description": "the demo preset on a 32-channel 4x VAE, the transformer patching 4x4 (a candidate)"},
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (WAN22_TI2V_5B, TINY, DEMO, DEMO_Z48, DEMO_4X)}
 
 
 def get_preset(name: str) -> Preset:
