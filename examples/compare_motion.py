@@ -7,7 +7,9 @@ With --from-scratch VAE_CHECKPOINT (issue 29: the form decided by training both 
 both forms start from the same freshly initialised transformer on that checkpoint's VAE and
 text encoder, and train by the built-in recipes `demo` (additive) and `demo-attention`
 (attention, 2x2 pooled): the same stages, steps, data and seed. Interrupted, a re-run resumes
-each training where its last checkpoint left it (`tryon train teacher --resume`). The table
+each training where its last checkpoint left it (`tryon train teacher --resume`). With
+--evaluate-only the trainings are scored where their last checkpoints stopped (the same step for
+both: the same budget, shorter than the recipes'). The table
 adds the figure's silhouette IoU (mean and worst frame), its height ratio and the garment
 pattern's SSIM.
 
@@ -31,6 +33,7 @@ import torch
 from engine.api import load_train_config
 from engine.checkpoint import load_model, save_checkpoint
 from engine.model.transformer_condnet import CondNetTransformer
+from engine.train.state import saved_step
 
 from prove_it_learns import HELD_OUT_SEED, garments_of, row, samples, tryon, write_manifest
 
@@ -91,6 +94,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/motion-cmp"))
     parser.add_argument("--from-scratch", metavar="CHECKPOINT",
                         help="train each form from a fresh transformer on this checkpoint's VAE, by its recipe")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="with --from-scratch: score the trainings as their last checkpoints left them (stopped "
+                             "early, at the same step: the same budget, shorter)")
     args = parser.parse_args()
     variants = list(RECIPES) if args.from_scratch else args.variants.split(",")
     work = args.work
@@ -107,10 +113,14 @@ def main() -> None:
               "synthetic_examples": 1000, "seed": 0}
     (work / "config.json").write_text(json.dumps(config, indent=1))
 
+    if args.evaluate_only:
+        steps = {name: saved_step(work / f"model-{name}") for name in variants}
+        if len(set(steps.values())) != 1 or 0 in steps.values():
+            raise SystemExit(f"--evaluate-only: the trainings are not at one step: {steps}")
     results = {}
     for name in variants:
         model = work / f"model-{name}"
-        if args.from_scratch:
+        if args.from_scratch and not args.evaluate_only:
             train_from_scratch(fresh_base(args.from_scratch, work / "base-fresh"), RECIPES[name], model)
         elif not (model / "tryon.json").is_file():
             base = variant_base(args.base, VARIANTS[name], work / f"base-{name}")
@@ -124,12 +134,14 @@ def main() -> None:
         seconds = [job["seconds"] for job in report if job.get("status") == "ok"]
         results[name] = {key: scores[key] for key in SCORES}
         results[name]["seconds_per_video"] = sum(seconds) / len(seconds) if seconds else None
+        results[name]["training_steps"] = saved_step(model)
         print(name, json.dumps(results[name]), flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=1))
     print("\n| variant | PSNR | SSIM | garment ΔE | garment SSIM | figure IoU | worst-frame IoU | height ratio | "
-          "motion_leakage | s/video |\n|---|---|---|---|---|---|---|---|---|---|")
+          "motion_leakage | s/video | steps |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in (*SCORES, "seconds_per_video")]
+        cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
+                 for k in (*SCORES, "seconds_per_video", "training_steps")]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
