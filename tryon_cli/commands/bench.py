@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # The presets' size multiples (Preset.size_multiple; written out here so that --help loads no
 # engine; tests/tryon_cli/test_options.py checks them against the presets).
-MULTIPLES = "tiny 32, demo 16, demo-z48 16, wan2.2-ti2v-5b 32"
+MULTIPLES = "tiny 32, demo 16, demo-z48 16, demo-4x 16, wan2.2-ti2v-5b 32"
 STAGE_NAMES = {
     "text_encoding": "text encoding",
     "vae_encode": "VAE encode",
