@@ -110,6 +110,8 @@ def garment_following(data: Path, own: Path, swapped: Path, pairs: list[tuple[Pa
         swapped_output = region_colour(swapped / f"{sample.name}.mp4", masks)
         to_given += [delta_e76(own_output, own_garment), delta_e76(swapped_output, donor_garment)]
         to_other += [delta_e76(own_output, donor_garment), delta_e76(swapped_output, own_garment)]
+    if not to_given:
+        return {"pairs": 0, "delta_e_to_given_garment": None, "delta_e_to_other_garment": None}
     return {"pairs": len(to_given) // 2, "delta_e_to_given_garment": float(np.mean(to_given)),
             "delta_e_to_other_garment": float(np.mean(to_other))}
 
@@ -185,8 +187,9 @@ def main() -> None:
     if not untrained.exists():
         tryon("models", "init", info["preset"], untrained, "--seed", 1)
     common = ("--size", meta_size, "--seconds", 17 / 8, "--fps", 8, "--seed", 0, "-q")
-    for name, model, manifest in (("trained", args.model, "own.csv"), ("untrained", untrained, "own.csv"),
-                                  ("trained-swapped", args.model, "swapped.csv")):
+    runs = [("trained", args.model, "own.csv"), ("untrained", untrained, "own.csv")]
+    runs += [("trained-swapped", args.model, "swapped.csv")] if swap_rows else []  # a few samples may pair none
+    for name, model, manifest in runs:
         tryon("batch", work / manifest, "-o", work / name, "--model", model, *common)
     repeated_user(data, work / "repeated-user")
 

@@ -1,0 +1,152 @@
+"""Issue 29's demo retraining as one resumable chain: a background job on a CPU, or one lent GPU run.
+
+    python examples/retrain_demo.py --work /work/demo-train/chain --minutes 60      # again and again
+    python examples/retrain_demo.py --work /tmp/chain --minutes 3 --smoke           # the chain at toy size
+
+Each stage is a `tryon` command given the minutes that are left (`--minutes`: it stops
+checkpointed) and resumed by the next run; a finished stage is skipped. The stages:
+
+    init      tryon models init PRESET WORK/init                      (preset demo-4x by default)
+    vae       tryon train vae --base WORK/init -o WORK/vae             then measure_vae.py -> WORK/vae.json
+    teacher   tryon train teacher --config demo, demo-continue, demo-anneal (the shipped demo's three runs)
+    student   tryon train student --config student, from the last teacher
+    measure   prove_it_learns.py on teacher and student, check_demo_student.py -> WORK/results.json
+
+`--vae DIR` adopts a VAE run made elsewhere (moved into WORK/vae, the run going on from its
+own step). Nothing replaces `weights/`: shipping is decided from WORK/results.json against the
+shipped demo's numbers (docs/demo-quality.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.api import load_student_config, load_train_config
+from engine.train.state import saved_step
+
+EXAMPLES = Path(__file__).resolve().parent
+TEACHER_RECIPES = ("demo", "demo-continue", "demo-anneal")
+VAE_SETTINGS = ("--batch-size", 2, "--frames", 9, "--size", "96x160", "--lr", 1e-3, "--examples", 2000,
+                "--checkpoint-every", 100)
+SMOKE_VAE_SETTINGS = ("--batch-size", 1, "--frames", 1, "--size", "32x32", "--examples", 2, "--checkpoint-every", 1)
+
+
+class Clock:
+    def __init__(self, minutes: float) -> None:
+        self.deadline = time.monotonic() + minutes * 60
+
+    def left(self) -> float:
+        """Minutes left, never below zero (a command given 0 still takes one step and saves it)."""
+        return max(0.0, (self.deadline - time.monotonic()) / 60)
+
+    def out(self) -> bool:
+        return self.left() <= 0
+
+
+def run(*args: object) -> str:
+    """Run a command (a `tryon` command when the first word is not a script); its stdout, or exit with its stderr."""
+    words = [str(arg) for arg in args]
+    command = [sys.executable, *words] if words[0].endswith(".py") else ["tryon", *words]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
+    for line in done.stderr.splitlines():  # tryon's notices: where a run stopped, what it wrote
+        if line.startswith(("stopped", "resuming")):
+            print(f"  {line}", flush=True)
+    return done.stdout
+
+
+def train(kind: str, output: Path, total: int, start: list[object], settings: list[object], clock: Clock) -> bool:
+    """Train `output` on (resuming when it has a saved run) for the minutes left; True once finished."""
+    if saved_step(output) >= total:
+        return True
+    if clock.out():
+        return False
+    begin = ["--resume"] if saved_step(output) else start
+    print(f"{kind}: {output.name} from step {saved_step(output)} of {total}, {clock.left():.1f} minutes left", flush=True)
+    run("train", kind, *settings, *begin, "-o", output, "--minutes", f"{clock.left():.2f}", "-q")
+    return saved_step(output) >= total
+
+
+def teacher_stages(work: Path, clock: Clock, smoke: bool) -> Path | None:
+    """The three teacher runs in turn; the last one's folder once all have finished."""
+    base = work / "vae"
+    for recipe in TEACHER_RECIPES:
+        config = smoke_recipe(work, recipe, "teacher") if smoke else recipe
+        output = work / f"teacher-{recipe}"
+        if not train("teacher", output, load_train_config(config).total_steps, ["--base", base],
+                     ["--data", "synthetic", "--config", config], clock):
+            return None
+        base = output
+    return base
+
+
+def smoke_recipe(work: Path, recipe: str, kind: str) -> Path:
+    """`recipe` shrunk to two steps per stage at 32x32 (the chain's rehearsal)."""
+    load = load_student_config if kind == "student" else load_train_config
+    document = load(recipe).to_dict()
+    for stage in document["stages"]:
+        stage.update(steps=2, size=[32, 32], num_frames=min(stage["num_frames"], 5), batch_size=1)
+    document.update(checkpoint_every=1, log_every=1, synthetic_examples=2)
+    path = work / f"smoke-{recipe}.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def measure(work: Path, teacher: Path, student: Path, count: int) -> dict:
+    results = {"vae": json.loads((work / "vae.json").read_text())}
+    for name, model in (("teacher", teacher), ("student", student)):
+        results[name] = json.loads(run(EXAMPLES / "prove_it_learns.py", "--model", model, "--count", count,
+                                       "--work", work / f"prove-{name}"))
+    run(EXAMPLES / "check_demo_student.py", "--students", student, "--count", max(1, count // 3), "--no-disentangle",
+        "--work", work / "check-student")
+    results["student_stream"] = json.loads((work / "check-student" / "results.json").read_text())
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, required=True, help="this run's time; run again to go on")
+    parser.add_argument("--preset", default="demo-4x")
+    parser.add_argument("--vae", type=Path, help="adopt this VAE run (a `tryon train vae` output) as WORK/vae")
+    parser.add_argument("--vae-steps", type=int, default=8000)
+    parser.add_argument("--count", type=int, default=8, help="held-out samples to measure on")
+    parser.add_argument("--smoke", action="store_true", help="every stage at toy size: the chain rehearsed")
+    args = parser.parse_args()
+    clock, work = Clock(args.minutes), args.work
+    work.mkdir(parents=True, exist_ok=True)
+
+    if args.vae and not (work / "vae").exists():
+        shutil.move(str(args.vae), work / "vae")
+    if not (work / "init" / "tryon.json").is_file() and not (work / "vae").exists():
+        run("models", "init", "tiny" if args.smoke else args.preset, work / "init", "--overwrite")
+    vae_steps = 2 if args.smoke else args.vae_steps
+    settings = [*(SMOKE_VAE_SETTINGS if args.smoke else VAE_SETTINGS), "--steps", vae_steps]
+    if not train("vae", work / "vae", vae_steps, ["--base", work / "init"], settings, clock):
+        return print(f"stopped in the VAE's training at step {saved_step(work / 'vae')}: run again to go on")
+    if not (work / "vae.json").is_file():
+        (work / "vae.json").write_text(run(EXAMPLES / "measure_vae.py", "--model", work / "vae",
+                                           "--count", args.count, "--sheet", work / "vae.png"))
+    teacher = teacher_stages(work, clock, args.smoke)
+    if teacher is None:
+        return print("stopped in the teacher's training: run again to go on")
+    student_config = smoke_recipe(work, "student", "student") if args.smoke else "student"
+    if not train("student", work / "student", load_student_config(student_config).total_steps, [],
+                 ["--teacher", teacher, "--data", "synthetic", "--config", student_config], clock):
+        return print("stopped in the student's training: run again to go on")
+    if clock.out():
+        return print("trained; the measures are left: run again")
+    results = measure(work, teacher, work / "student", 2 if args.smoke else args.count)
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps({name: results[name]["trained"]["figure_whole"] for name in ("teacher", "student")}))
+
+
+if __name__ == "__main__":
+    main()
