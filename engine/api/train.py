@@ -116,7 +116,6 @@ def train_decoder(
     """Distil a tiny streaming decoder from checkpoint `vae`'s VAE (engine.train.decoder) into `output`,
     then copy it into each checkpoint of `ship` as its tiny_decoder/."""
     from engine.train.decoder import check_ship_target, ship_decoder, train_decoder as run
-
     from engine.train.state import saved_step
 
     check_decoder_shape(channels, variant)

@@ -90,8 +90,7 @@ def train(make_trainer: Callable[[Processes], "Trainer"], data: Path | str, outp
     process only; `check_target` says whether a resumed `output` may be replaced; `minutes`
     (None: no limit) ends the run early, checkpointed, once that much time has passed.
     """
-    if minutes is not None:
-        check_number(minutes, "minutes", 0.0, MAX_MINUTES)
+    check_minutes(minutes)
     output = Path(output)
     check_output(output, resume, check_target)
     if data != "synthetic" and not Path(data).is_dir():
@@ -103,6 +102,12 @@ def train(make_trainer: Callable[[Processes], "Trainer"], data: Path | str, outp
     finally:
         processes.close()
     return output
+
+
+def check_minutes(minutes: float | None) -> None:
+    """A run's time budget: None (no limit), or a number of minutes from 0 (one step) up."""
+    if minutes is not None:
+        check_number(minutes, "minutes", 0.0, MAX_MINUTES)
 
 
 def mean_of(metrics: list[Metrics]) -> Metrics:

@@ -35,7 +35,7 @@ from engine.pipelines.pipeline_tryon import frames_to_pixels
 from engine.progress import Progress
 from engine.synth import make_sample
 from engine.train.curves import log_to_tensorboard, write_curves
-from engine.train.loop import MAX_MINUTES, Log, check_output, load_quietly
+from engine.train.loop import Log, check_minutes, check_output, load_quietly
 from engine.train.state import (
     METRICS_FILE,
     STATE_DIR,
@@ -110,8 +110,7 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
     """
     started = time.perf_counter()
     settings.check()
-    if minutes is not None:
-        check_number(minutes, "minutes", 0.0, MAX_MINUTES)
+    check_minutes(minutes)
     steps, size, num_frames, lr = settings.steps, settings.size, settings.num_frames, settings.lr
     batch_size, seeds, checkpoint_every = settings.batch_size, settings.seeds, settings.checkpoint_every
     output = Path(output)
