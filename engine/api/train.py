@@ -124,9 +124,10 @@ def train_decoder(
     settings = load_train_config(config or "decoder")
     path = run(vae, _data_source(data), output, settings, channels, variant,
                resume=resume, progress=progress, log=notice, minutes=minutes)
-    if ship and saved_step(path) < settings.total_steps:
+    done = saved_step(path)
+    if ship and done < settings.total_steps:
         if notice:
-            notice(f"not shipped: the run stopped at step {saved_step(path)} of {settings.total_steps}; "
+            notice(f"not shipped: the run stopped at step {done} of {settings.total_steps}; "
                    "finish it with --resume to ship it")
         return path
     for checkpoint in ship:

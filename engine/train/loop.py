@@ -110,6 +110,11 @@ def check_minutes(minutes: float | None) -> None:
         check_number(minutes, "minutes", 0.0, MAX_MINUTES)
 
 
+def stopped_notice(minutes: float, step: int, total: int) -> str:
+    """What a run that its time budget stopped says."""
+    return f"stopped after {minutes:g} minutes at step {step} of {total}: --resume goes on"
+
+
 def mean_of(metrics: list[Metrics]) -> Metrics:
     """Each key's mean over the dicts that hold it, in order of first appearance."""
     keys = dict.fromkeys(key for entry in metrics for key in entry)
@@ -353,7 +358,7 @@ class Trainer:
                     log(f"step {self.step}: checkpoint written to {self.output}")
             if out_of_time:
                 if log:
-                    log(f"stopped after {minutes:g} minutes at step {self.step} of {total}: --resume goes on")
+                    log(stopped_notice(minutes, self.step, total))
                 break
         self.processes.barrier()
 

@@ -35,7 +35,7 @@ from engine.pipelines.pipeline_tryon import frames_to_pixels
 from engine.progress import Progress
 from engine.synth import make_sample
 from engine.train.curves import log_to_tensorboard, write_curves
-from engine.train.loop import Log, check_minutes, check_output, load_quietly
+from engine.train.loop import Log, check_minutes, check_output, load_quietly, stopped_notice
 from engine.train.state import (
     METRICS_FILE,
     STATE_DIR,
@@ -169,7 +169,7 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
             losses.clear()
             if out_of_time:
                 if log:
-                    log(f"stopped after {minutes:g} minutes at step {step + 1} of {steps}: --resume goes on")
+                    log(stopped_notice(minutes, step + 1, steps))
                 return output
     vae.eval()
     vae.requires_grad_(False)
