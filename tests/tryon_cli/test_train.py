@@ -62,3 +62,10 @@ def test_train_vae_minutes_stops_checkpointed_and_resume_goes_on(tiny_checkpoint
     run = tryon(*args, "--resume")
     assert run.code == 0, run.stderr
     assert load_model(str(tmp_path / "vae")).info.training["vae"]["steps"] == 2
+
+
+def test_a_bad_time_budget_is_one_line_before_any_training(tiny_checkpoint, tmp_path, tryon):
+    run = tryon("train", "teacher", "--data", "synthetic", "--base", tiny_checkpoint, "--output", tmp_path / "t",
+                "--config", "demo", "--minutes", "-1")
+    assert run.code == 2 and "--minutes" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
