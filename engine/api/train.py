@@ -40,13 +40,15 @@ def train_teacher(
     progress: Progress | None = None,
     notice: Notice | None = None,
     minutes: float | None = None,
+    mixed_precision: str | None = None,
 ) -> Path:
     """Flow-matching training of the CondNet teacher on sample folders or the synthetic world; `minutes`
-    stops it early, checkpointed, and `resume` goes on."""
+    stops it early, checkpointed, and `resume` goes on; `mixed_precision` replaces the config's."""
     from engine.train import train_teacher as run
 
-    return run(_data_source(data), base, output, load_train_config(config), resume=resume, progress=progress,
-               log=notice, minutes=minutes)
+    settings = _with_overrides(load_train_config(config), mixed_precision=mixed_precision)
+    return run(_data_source(data), base, output, settings, resume=resume, progress=progress, log=notice,
+               minutes=minutes)
 
 
 def load_student_config(config: str | Path | None):
@@ -67,22 +69,31 @@ def train_student(
     scorer: str | None = None,
     aesthetic_weights: str | None = None,
     minutes: float | None = None,
+    mixed_precision: str | None = None,
 ) -> Path:
-    """Distill a teacher checkpoint into the streaming student: teacher forcing, then (GR-)DMD. `scorer` and
-    `aesthetic_weights` replace the config's (GR-DMD's frame reward, engine.train.scorer)."""
-    from dataclasses import replace
-
+    """Distill a teacher checkpoint into the streaming student: teacher forcing, then (GR-)DMD. `scorer`,
+    `aesthetic_weights` (GR-DMD's frame reward, engine.train.scorer) and `mixed_precision` replace the config's."""
     from engine.train.scorer import check_scorer_weights
     from engine.train.student import train_student as run
 
-    settings = load_student_config(config)
-    overrides = {key: value for key, value in (("scorer", scorer), ("aesthetic_weights", aesthetic_weights))
-                 if value is not None}
-    settings = replace(settings, **overrides) if overrides else settings
+    settings = _with_overrides(load_student_config(config), scorer=scorer, aesthetic_weights=aesthetic_weights,
+                               mixed_precision=mixed_precision)
     if settings.has_dmd and settings.reweight:
         check_scorer_weights(settings.scorer, settings.aesthetic_weights)  # before the teacher loads
     return run(teacher, _data_source(data), output, settings, resume=resume, progress=progress, log=notice,
                minutes=minutes)
+
+
+def _with_overrides(settings, **overrides):
+    """`settings` (a frozen config) with the `overrides` that are not None."""
+    from dataclasses import replace
+
+    from engine.train.config import check_mixed_precision
+
+    if overrides.get("mixed_precision") is not None:
+        check_mixed_precision(overrides["mixed_precision"])
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return replace(settings, **given) if given else settings
 
 
 def _data_source(data: str) -> str | Path:
@@ -112,16 +123,17 @@ def train_decoder(
     progress: Progress | None = None,
     notice: Notice | None = None,
     minutes: float | None = None,
+    mixed_precision: str | None = None,
 ) -> Path:
     """Distil a tiny streaming decoder from checkpoint `vae`'s VAE (engine.train.decoder) into `output`,
-    then copy it into each checkpoint of `ship` as its tiny_decoder/."""
+    then copy it into each checkpoint of `ship` as its tiny_decoder/; `mixed_precision` replaces the config's."""
     from engine.train.decoder import check_ship_target, ship_decoder, train_decoder as run
     from engine.train.state import saved_step
 
     check_decoder_shape(channels, variant)
     for checkpoint in ship:
         check_ship_target(Path(checkpoint))
-    settings = load_train_config(config or "decoder")
+    settings = _with_overrides(load_train_config(config or "decoder"), mixed_precision=mixed_precision)
     path = run(vae, _data_source(data), output, settings, channels, variant,
                resume=resume, progress=progress, log=notice, minutes=minutes)
     done = saved_step(path)

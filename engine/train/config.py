@@ -91,7 +91,7 @@ class TrainConfig:
     log_every: int = 10  # optimizer steps between metrics lines
     seed: int = 0  # all randomness (data order, noise, dropouts) follows from it
     timestep_shift: float | None = None  # flow-matching shift of training sigmas; None: the model's
-    mixed_precision: str = "auto"  # "auto" | "bf16" | "no"; bf16 autocast happens on CUDA only
+    mixed_precision: str = "auto"  # "auto" | "bf16" | "no" (engine.train.loop.resolve_bf16)
     weight_decay: float = 0.01  # AdamW weight decay
     adam_beta1: float = 0.9  # AdamW betas (FashionChameleon's DMD: 0.0 and 0.999)
     adam_beta2: float = 0.999
@@ -235,6 +235,12 @@ def _require_positive(value: Any, name: str, allow_zero: bool = False) -> None:
     if not _is_number(value) or value < 0 or (value == 0 and not allow_zero):
         bound = "0 or more" if allow_zero else "a positive number"
         raise InputError(f"{name} must be {bound}, not {value!r}")
+
+
+def check_mixed_precision(value: str) -> None:
+    """An explicit mixed_precision choice (an option that replaces a config's)."""
+    if value not in MIXED_PRECISION:
+        raise InputError(f"must be one of {', '.join(MIXED_PRECISION)}, not {value!r}", option="mixed_precision")
 
 
 def _require_choice(value: Any, name: str, choices: tuple[str, ...]) -> None:

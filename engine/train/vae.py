@@ -8,7 +8,7 @@ VAE reconstructs, so the VAE is trained first. Rules:
 - Loss: L1 between reconstruction and input (pixels in [-1, 1]) + KL_WEIGHT · KL to N(0, 1)
   (per element), with the latent sampled from the posterior.
 - AdamW with cosine decay to a tenth of `lr`, gradients clipped to norm 1.0; the rest of the
-  checkpoint is kept as it is.
+  checkpoint is kept as it is. `mixed_precision` as the other trainings (bf16 autocast, fp32 weights).
 - With `checkpoint_every`, `output/` holds the whole checkpoint and its `training_state/` every
   that many steps; `resume` continues from there. Step i draws the same clips and noise
   whether or not the run was resumed before it.
@@ -35,7 +35,8 @@ from engine.pipelines.pipeline_tryon import frames_to_pixels
 from engine.progress import Progress
 from engine.synth import make_sample
 from engine.train.curves import log_to_tensorboard, write_curves
-from engine.train.loop import Log, check_minutes, check_output, load_quietly, stopped_notice
+from engine.train.config import check_mixed_precision
+from engine.train.loop import Log, check_minutes, check_output, load_quietly, resolve_bf16, stopped_notice
 from engine.train.state import (
     METRICS_FILE,
     STATE_DIR,
@@ -69,6 +70,7 @@ class VaeTraining:
     examples: int = 1000
     batch_size: int = 4
     checkpoint_every: int = 0
+    mixed_precision: str = "auto"  # bf16 autocast: engine.train.loop.resolve_bf16
 
     @property
     def seeds(self) -> range:
@@ -82,6 +84,7 @@ class VaeTraining:
         check_int(self.examples, "examples", 1, MAX_EXAMPLES)
         check_number(self.lr, "lr", 1e-12, 1.0)
         check_int(self.checkpoint_every, "checkpoint_every", 0, MAX_TRAIN_STEPS)
+        check_mixed_precision(self.mixed_precision)
         check_frames_fit_in_memory(2 * self.batch_size * self.num_frames, self.size[0], self.size[1], "train vae")
 
     def check_for(self, vae: AutoencoderKLWan) -> None:
@@ -124,6 +127,9 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
     pipeline = loaded.pipeline
     vae = pipeline.vae
     settings.check_for(vae)
+    bf16, precision_notice = resolve_bf16(settings.mixed_precision, device)
+    if precision_notice and log:
+        log(precision_notice)
 
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr)
@@ -150,7 +156,8 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
         stills = torch.cat([frames_to_pixels(next(iter(sample.garments.values()))[None], device) for sample in samples])
         generator = torch.Generator(device=device).manual_seed(step)
         for pixels in (clips, stills):
-            loss = autoencoder_loss(vae, pixels, generator) / 2
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = autoencoder_loss(vae, pixels, generator) / 2
             loss.backward()
             losses.append(loss.item())
         torch.nn.utils.clip_grad_norm_(vae.parameters(), MAX_GRAD_NORM)

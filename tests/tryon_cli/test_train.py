@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from PIL import Image
 
 from engine.checkpoint import load_model
@@ -69,3 +70,14 @@ def test_a_bad_time_budget_is_one_line_before_any_training(tiny_checkpoint, tmp_
                 "--config", "demo", "--minutes", "-1")
     assert run.code == 2 and "--minutes" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("command", ["teacher", "decoder", "vae"])
+def test_a_bad_mixed_precision_is_one_line_naming_the_flag(tiny_checkpoint, tmp_path, tryon, command):
+    sources = {"teacher": ("--data", "synthetic", "--base", tiny_checkpoint, "--config", "demo"),
+               "decoder": ("--data", "synthetic", "--vae", tiny_checkpoint), "vae": ("--base", tiny_checkpoint)}
+    run = tryon("train", command, *sources[command], "--output", tmp_path / "out", "--mixed-precision", "fp16")
+    assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "--mixed-precision must be one of auto, bf16, no" in run.stderr
+    assert not (tmp_path / "out").exists()
+

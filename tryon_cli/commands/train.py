@@ -29,11 +29,15 @@ DataOption = Annotated[Optional[str], typer.Option(help="A folder of sample fold
 
 MinutesOption = Annotated[Optional[float], typer.Option(
     "--minutes", help="Stop after this many minutes of training, checkpointed: --resume goes on from there.")]
+MixedPrecisionOption = Annotated[Optional[str], typer.Option(
+    "--mixed-precision", help="bf16 autocast: auto (on CUDA), bf16 (also on CPUs with native bf16, ~1.5x faster "
+                              "there) or no; replaces the config's.")]
 
 
 def training_options(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
     minutes: MinutesOption = None,
+    mixed_precision: MixedPrecisionOption = None,
     plan: PlanOption = False,
     gpus: GpusOption = 8,
     gpu_memory: GpuMemoryOption = 80.0,
@@ -58,7 +62,7 @@ def train_or_plan(kind: str, config: str | None, shared: dict[str, Any], require
     values = require_run_options(**required)
     with StageProgress(enabled=not shared["quiet"]) as progress:
         return train(*values, config=config, resume=shared["resume"], minutes=shared["minutes"], progress=progress,
-                     notice=notice, **model, **settings)
+                     notice=notice, mixed_precision=shared["mixed_precision"], **model, **settings)
 
 
 @app.command("teacher")
@@ -137,6 +141,7 @@ def vae(
                                                        "continues from there.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --output.")] = False,
     minutes: MinutesOption = None,
+    mixed_precision: MixedPrecisionOption = None,
     quiet: options.Quiet = False,
 ) -> None:
     """Fine-tune the VAE on synthetic frames (needed before training a small teacher from scratch).
@@ -151,7 +156,8 @@ def vae(
     if (base is None) != resume:
         raise InputError("give --base (a new run) or --resume (the run in --output), one of them")
     settings = VaeTraining(steps=steps, size=parse_size(size), num_frames=frames, lr=lr, examples=examples,
-                           batch_size=batch_size, checkpoint_every=checkpoint_every)
+                           batch_size=batch_size, checkpoint_every=checkpoint_every,
+                           mixed_precision=mixed_precision or "auto")
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_vae(base or "", output, settings, progress=progress, resume=resume, minutes=minutes,
                              notice=notice)

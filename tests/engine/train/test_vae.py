@@ -6,7 +6,7 @@ import torch
 
 from engine.errors import InputError
 from engine.synth import make_sample
-from engine.train.loop import load_quietly
+from engine.train.loop import cpu_has_native_bf16, load_quietly
 from engine.train.vae import VaeTraining, reconstruction_error, train_vae
 
 
@@ -31,7 +31,8 @@ def test_fine_tuning_the_vae_lowers_its_reconstruction_error(tiny_checkpoint, tm
 @pytest.mark.parametrize("change, words", [({"num_frames": 4}, "4k\\+1"), ({"size": (40, 32)}, "multiple of 16"),
                                            ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"),
                                            ({"examples": 0}, "examples"), ({"lr": 0.0}, "lr"),
-                                           ({"checkpoint_every": -1}, "checkpoint_every")])
+                                           ({"checkpoint_every": -1}, "checkpoint_every"),
+                                           ({"mixed_precision": "fp16"}, "mixed_precision must be one of")])
 def test_bad_vae_arguments_are_input_errors_and_nothing_is_written(tiny_checkpoint, tmp_path, change, words):
     settings = VaeTraining(**{"steps": 1, "size": (32, 32), "num_frames": 1, "lr": 1e-3, "examples": 1, **change})
     with pytest.raises(InputError, match=words):
@@ -77,3 +78,22 @@ def test_a_time_budget_stops_a_vae_run_checkpointed_and_resume_finishes_it(tiny_
 def test_resuming_a_vae_run_needs_its_saved_state(tiny_checkpoint, tmp_path):
     with pytest.raises(InputError, match="nothing to resume"):
         train_vae("", tmp_path / "none", VaeTraining(steps=2, size=(32, 32), num_frames=1, examples=1), resume=True)
+
+
+def vae_weights(checkpoint) -> dict[str, torch.Tensor]:
+    return load_quietly(checkpoint).pipeline.vae.state_dict()
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_a_bf16_vae_step_differs_from_fp32_only_by_rounding(tiny_checkpoint, tmp_path):
+    def step(precision: str):
+        settings = VaeTraining(steps=1, size=(32, 32), num_frames=1, lr=1e-3, examples=1, batch_size=1,
+                               mixed_precision=precision)
+        return vae_weights(train_vae(str(tiny_checkpoint), tmp_path / precision, settings))
+
+    fp32, bf16, start = step("no"), step("bf16"), vae_weights(tiny_checkpoint)
+    name = "decoder.conv_out.weight"
+    assert not torch.equal(fp32[name], bf16[name])  # autocast was on
+    assert fp32[name].dtype == bf16[name].dtype == torch.float32  # the weights stay fp32
+    moved = (fp32[name] - start[name]).abs().sum()
+    assert (bf16[name] - fp32[name]).abs().sum() < 0.1 * moved  # the same step, rounded
