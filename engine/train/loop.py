@@ -251,7 +251,7 @@ class Trainer:
             self.restore()
         self.model = self.distributed(self.pipeline.transformer)
 
-        self.encoder = Encoder(self.pipeline, cache=config.cache_latents)
+        self.encoder = Encoder(self.pipeline, cache=config.cache_latents, autocast=self.autocast)
         self.stage_index = -1  # entered by the first step
         self.dataset: Sequence[TrainingExample] = ()
         self.last_metrics: Metrics = {}  # the last logged metrics

@@ -94,3 +94,18 @@ def test_examples_sharing_a_layout_share_a_forward_pass():
     assert [len(g.noisy) for g in groups] == [2, 1]
     assert torch.equal(groups[0].conditions[1].latent[1], plain[1].conditions[1].latent[0])
     assert torch.equal(flow_loss(groups[0].flow, groups[0]), torch.zeros(2))
+
+
+def test_a_bf16_run_encodes_under_its_autocast_and_keeps_fp32_latents(tiny_model):
+    import functools
+
+    from engine.train.data import open_dataset
+    from engine.train.flow import Encoder
+
+    stage = Stage(name="clips", steps=1, size=(32, 32), num_frames=5, fps=8)
+    dataset = open_dataset("synthetic", stage, TrainConfig(stages=(stage,), synthetic_examples=1))
+    bf16 = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16)
+    plain = Encoder(tiny_model.pipeline, cache=False).example(dataset, 0)
+    mixed = Encoder(tiny_model.pipeline, cache=False, autocast=bf16).example(dataset, 0)
+    assert mixed.target.dtype == torch.float32 and not torch.equal(mixed.target, plain.target)
+    assert torch.allclose(mixed.target, plain.target, atol=0.1)  # bf16's rounding, nothing more
