@@ -5,8 +5,9 @@ VAE reconstructs, so the VAE is trained first. Rules:
 - Step i reconstructs `batch_size` samples (seeds cycled in order): their target clips, and
   their first garments' product shots (garments go through the same VAE as the video).
   Batching is nearly free on a CPU, where the VAE's per-frame bookkeeping dominates small sizes.
-- Loss: L1 between reconstruction and input (pixels in [-1, 1]) + KL_WEIGHT · KL to N(0, 1)
-  (per element), with the latent sampled from the posterior.
+- Loss: L1 between reconstruction and input (pixels in [-1, 1]) + `kl_weight` · KL to N(0, 1)
+  (per element), with the latent sampled from the posterior. The KL term sets how noisy the
+  posterior stays, and so how many bits each latent carries: too strong, and it caps the PSNR.
 - AdamW with cosine decay to a tenth of `lr`, gradients clipped to norm 1.0; the rest of the
   checkpoint is kept as it is. `mixed_precision` as the other trainings (bf16 autocast, fp32 weights).
 - With `checkpoint_every`, `output/` holds the whole checkpoint and its `training_state/` every
@@ -46,7 +47,6 @@ from engine.train.state import (
     read_training_state,
 )
 
-KL_WEIGHT = 1e-4
 MAX_GRAD_NORM = 1.0
 STATS_CLIPS = 16  # training clips the latent statistics are measured on
 FPS = 8.0
@@ -71,6 +71,7 @@ class VaeTraining:
     batch_size: int = 4
     checkpoint_every: int = 0
     mixed_precision: str = "auto"  # bf16 autocast: engine.train.loop.resolve_bf16
+    kl_weight: float = 1e-4
 
     @property
     def seeds(self) -> range:
@@ -85,6 +86,7 @@ class VaeTraining:
         check_number(self.lr, "lr", 1e-12, 1.0)
         check_int(self.checkpoint_every, "checkpoint_every", 0, MAX_TRAIN_STEPS)
         check_mixed_precision(self.mixed_precision)
+        check_number(self.kl_weight, "kl_weight", 0.0, 1.0)
         check_frames_fit_in_memory(2 * self.batch_size * self.num_frames, self.size[0], self.size[1], "train vae")
 
     def check_for(self, vae: AutoencoderKLWan) -> None:
@@ -157,7 +159,7 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
         generator = torch.Generator(device=device).manual_seed(step)
         for pixels in (clips, stills):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = autoencoder_loss(vae, pixels, generator) / 2
+                loss = autoencoder_loss(vae, pixels, generator, settings.kl_weight) / 2
             loss.backward()
             losses.append(loss.item())
         torch.nn.utils.clip_grad_norm_(vae.parameters(), MAX_GRAD_NORM)
@@ -199,17 +201,19 @@ def with_vae_record(info, settings: VaeTraining, seconds: float):
     """`info` with this VAE run recorded in its training summary."""
     info.training = {**info.training, "vae": {
         "steps": settings.steps, "batch_size": settings.batch_size, "size": list(settings.size),
-        "num_frames": settings.num_frames, "lr": settings.lr, "seeds": [0, settings.examples],
+        "num_frames": settings.num_frames, "lr": settings.lr, "kl_weight": settings.kl_weight,
+        "seeds": [0, settings.examples],
         "seconds": round(seconds, 3),
     }}
     return info
 
 
-def autoencoder_loss(vae: AutoencoderKLWan, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def autoencoder_loss(vae: AutoencoderKLWan, pixels: torch.Tensor, generator: torch.Generator,
+                     kl_weight: float) -> torch.Tensor:
     posterior = vae.encode(pixels).latent_dist
     decoded = vae.decode(posterior.sample(generator)).sample
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
-    return (decoded - pixels).abs().mean() + KL_WEIGHT * kl
+    return (decoded - pixels).abs().mean() + kl_weight * kl
 
 
 @torch.no_grad()

@@ -135,6 +135,8 @@ def vae(
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the synthetic frames.")] = "96x160",
     frames: Annotated[int, typer.Option(help="Frames per clip (4k+1), up to 257.")] = 9,
     lr: Annotated[float, typer.Option(help="AdamW learning rate, above 0 and up to 1.")] = 1e-3,
+    kl_weight: Annotated[float, typer.Option(help="Weight of the KL term (per element), 0 to 1: lower keeps "
+                                                  "more detail in the latents.")] = 1e-4,
     examples: Annotated[int, typer.Option(help="Synthetic samples to cycle through, 1 to 100003.")] = 1000,
     checkpoint_every: Annotated[int, typer.Option(help="Save the checkpoint and its training state to --output "
                                                        "every this many steps (0: only at the end); --resume "
@@ -157,7 +159,7 @@ def vae(
         raise InputError("give --base (a new run) or --resume (the run in --output), one of them")
     settings = VaeTraining(steps=steps, size=parse_size(size), num_frames=frames, lr=lr, examples=examples,
                            batch_size=batch_size, checkpoint_every=checkpoint_every,
-                           mixed_precision=mixed_precision or "auto")
+                           mixed_precision=mixed_precision or "auto", kl_weight=kl_weight)
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_vae(base or "", output, settings, progress=progress, resume=resume, minutes=minutes,
                              notice=notice)

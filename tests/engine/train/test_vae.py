@@ -7,7 +7,7 @@ import torch
 from engine.errors import InputError
 from engine.synth import make_sample
 from engine.train.loop import cpu_has_native_bf16, load_quietly
-from engine.train.vae import VaeTraining, reconstruction_error, train_vae
+from engine.train.vae import VaeTraining, autoencoder_loss, reconstruction_error, train_vae
 
 
 @pytest.mark.slow
@@ -32,7 +32,8 @@ def test_fine_tuning_the_vae_lowers_its_reconstruction_error(tiny_checkpoint, tm
                                            ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"),
                                            ({"examples": 0}, "examples"), ({"lr": 0.0}, "lr"),
                                            ({"checkpoint_every": -1}, "checkpoint_every"),
-                                           ({"mixed_precision": "fp16"}, "mixed_precision must be one of")])
+                                           ({"mixed_precision": "fp16"}, "mixed_precision must be one of"),
+                                           ({"kl_weight": -1.0}, "kl_weight")])
 def test_bad_vae_arguments_are_input_errors_and_nothing_is_written(tiny_checkpoint, tmp_path, change, words):
     settings = VaeTraining(**{"steps": 1, "size": (32, 32), "num_frames": 1, "lr": 1e-3, "examples": 1, **change})
     with pytest.raises(InputError, match=words):
@@ -97,3 +98,15 @@ def test_a_bf16_vae_step_differs_from_fp32_only_by_rounding(tiny_checkpoint, tmp
     assert fp32[name].dtype == bf16[name].dtype == torch.float32  # the weights stay fp32
     moved = (fp32[name] - start[name]).abs().sum()
     assert (bf16[name] - fp32[name]).abs().sum() < 0.1 * moved  # the same step, rounded
+
+
+def test_the_kl_weight_adds_the_posteriors_kl_and_nothing_else(tiny_checkpoint):
+    vae = load_quietly(tiny_checkpoint).pipeline.vae
+    pixels = torch.rand(1, 3, 1, 32, 32) * 2 - 1
+
+    def loss(weight: float) -> float:
+        return autoencoder_loss(vae, pixels, torch.Generator().manual_seed(0), weight).item()
+
+    plain, half, whole = loss(0.0), loss(0.5), loss(1.0)
+    assert whole > plain  # a random encoder's posterior is far from N(0, 1)
+    assert half - plain == pytest.approx((whole - plain) / 2, rel=1e-4)
