@@ -9,8 +9,10 @@ Each clip is encoded (posterior mode) and decoded; printed as JSON: PSNR over al
 PSNR and SSIM (`tryon eval`'s garment SSIM) inside the garment masks, over all garments
 and over the striped or checked ones alone (issue 29's bar: >= 28 dB over all frames, the
 stripes still visible), and the figure's worst-frame silhouette IoU and height ratio (what
-a model on this VAE can reach at best). --sheet writes a picture: the patterned samples' frames 0, 8, 16,
-originals above their reconstructions.
+a model on this VAE can reach at best). Two diagnostics beside them: the PSNR of each frame
+index (a causal VAE that drifts over the clip shows it falling) and of frames 0, 8 and 16 coded
+one at a time (what the VAE does without its temporal compression). --sheet writes a picture:
+the patterned samples' frames 0, 8, 16, originals above their reconstructions.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from engine.synth import SEED_STRIDE, make_sample
 from engine.synth.render import background
 
 PATTERNS = ("stripes", "checks")
+ALONE = (0, 8, 16)  # frames also coded one at a time
 
 
 @torch.no_grad()
@@ -41,11 +44,15 @@ def reconstruct(vae, frames: np.ndarray) -> np.ndarray:
     return video.cpu().numpy()
 
 
+def frame_psnr(pred: np.ndarray, ref: np.ndarray) -> float:
+    error = np.mean((pred.astype(np.float64) - ref.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(error, 1e-10)))
+
+
 def masked_psnr(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float | None:
     if not mask.any():
         return None
-    error = np.mean((pred[mask].astype(np.float64) - ref[mask].astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(error, 1e-10)))
+    return frame_psnr(pred[mask], ref[mask])
 
 
 def _mean(values: list) -> float | None:
@@ -66,12 +73,15 @@ def main() -> None:
         vae = load_model(args.model).pipeline.vae.eval()
     rows = {"psnr": [], "garment_psnr": [], "garment_ssim": [], "pattern_psnr": [], "pattern_ssim": [],
             "figure_iou_worst": [], "figure_height_ratio": []}
+    by_frame, alone = [], []
     shown = []
     for i in range(args.count):
         sample = make_sample(args.seed * SEED_STRIDE + i, size=(96, 160), num_frames=17, fps=8.0)
         target = sample.target
         rebuilt = reconstruct(vae, target)
         rows["psnr"].append(psnr(rebuilt, target))
+        by_frame.append([frame_psnr(rebuilt[k], target[k]) for k in range(len(target))])
+        alone.append([frame_psnr(reconstruct(vae, target[k:k + 1])[0], target[k]) for k in ALONE])
         figure = figure_scores(rebuilt, target, background(sample.meta["person"]["appearance"]["background"], (96, 160)))
         rows["figure_iou_worst"].append(figure["figure_iou_worst"])
         rows["figure_height_ratio"].append(figure["figure_height_ratio"])
@@ -86,7 +96,9 @@ def main() -> None:
             rows["pattern_ssim"].append(garment_ssim(rebuilt, target, mask))
             shown.append(np.concatenate([np.concatenate(list(v[[0, 8, 16]]), axis=1) for v in (target, rebuilt)]))
     result = {"model": args.model, "clips": args.count, "patterned_clips": len(rows["pattern_psnr"]),
-              **{key: _mean(values) for key, values in rows.items()}}
+              **{key: _mean(values) for key, values in rows.items()},
+              "psnr_by_frame": np.round(np.mean(by_frame, axis=0), 1).tolist(),
+              f"psnr_frames_{'_'.join(map(str, ALONE))}_coded_alone": np.round(np.mean(alone, axis=0), 1).tolist()}
     print(json.dumps(result))
     if args.sheet and shown:
         Image.fromarray(np.concatenate(shown[:4], axis=1)).save(args.sheet)
