@@ -60,7 +60,7 @@ class Encoder:
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> None:
         self.pipeline = pipeline
         self.cache = cache
-        self.autocast = autocast  # the run's mixed precision: bf16 encodes are ~1.5x faster, stored as fp32
+        self.autocast = autocast  # the run's mixed precision (bf16 encodes are faster); latents kept fp32
         self.examples: dict[int, Encoded] = {}
         self.prompts: dict[str, torch.Tensor] = {}
         self.empty_prompt = pipeline.encode_prompt("").cpu()  # the unconditional branch's
