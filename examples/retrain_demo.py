@@ -8,6 +8,8 @@ checkpointed) and resumed by the next run; a finished stage is skipped. The stag
 
     init      tryon models init PRESET WORK/init                      (preset demo-4x by default)
     vae       tryon train vae --base WORK/init -o WORK/vae             then measure_vae.py -> WORK/vae.json
+    decoder   tryon train decoder --vae WORK/vae -o WORK/decoder --ship WORK/vae (the streaming tiny decoder,
+              which the teacher and student runs then carry on)
     teacher   tryon train teacher --config demo, demo-continue, demo-anneal (the shipped demo's three runs)
     student   tryon train student --config student, from the last teacher
     measure   prove_it_learns.py on teacher and student, check_demo_student.py -> WORK/results.json
@@ -38,6 +40,7 @@ TEACHER_RECIPES = ("demo", "demo-continue", "demo-anneal")
 # measures and the demo are 17 frames, and a VAE trained on 9 fell apart after its 9th (docs/demo-quality.md).
 VAE_SETTINGS = ("--batch-size", 1, "--frames", 17, "--size", "96x160", "--lr", 2e-4, "--examples", 2000,
                 "--checkpoint-every", 100, "--mixed-precision", "bf16")
+DECODER_CHANNELS = "64,32,16,16"  # the shipped demo's tiny decoder widths
 SMOKE_VAE_SETTINGS = ("--batch-size", 1, "--frames", 1, "--size", "32x32", "--examples", 2, "--checkpoint-every", 1)
 
 
@@ -138,6 +141,11 @@ def main() -> None:
     if not (work / "vae.json").is_file():
         (work / "vae.json").write_text(run(EXAMPLES / "measure_vae.py", "--model", work / "vae",
                                            "--count", args.count, "--sheet", work / "vae.png"))
+    decoder_config = smoke_recipe(work, "decoder", "decoder") if args.smoke else "decoder"
+    if not train("decoder", work / "decoder", load_train_config(decoder_config).total_steps, [],
+                 ["--vae", work / "vae", "--data", "synthetic", "--config", decoder_config, "--channels",
+                  DECODER_CHANNELS, "--ship", work / "vae", "--mixed-precision", "bf16"], clock):
+        return print("stopped in the tiny decoder's training: run again to go on")
     teacher = teacher_stages(work, clock, args.smoke)
     if teacher is None:
         return print("stopped in the teacher's training: run again to go on")
