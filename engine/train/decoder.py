@@ -101,8 +101,9 @@ class DecoderTrainer(Trainer):
         """Clip `index`'s normalised latents (1, C, F, h, w) and the full decoder's frames from them."""
         if index in self.teacher_cache:
             return self.teacher_cache[index]
-        latents = self.pipeline.encode_frames(self.dataset[index])
-        pair = latents.float().cpu(), self.pipeline.decode(latents)
+        with self.autocast():  # a bf16 run's VAE passes too: its targets are 8-bit frames anyway
+            latents = self.pipeline.encode_frames(self.dataset[index])
+            pair = latents.float().cpu(), self.pipeline.decode(latents)
         if self.config.cache_latents:
             self.teacher_cache[index] = pair
         return pair

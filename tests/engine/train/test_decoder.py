@@ -15,6 +15,7 @@ from engine.errors import InputError
 from engine.media import write_video
 from engine.model.tiny_decoder import TinyVideoDecoder
 from engine.train import TrainConfig
+from engine.train.loop import cpu_has_native_bf16
 
 from .conftest import Stop, stop_at
 
@@ -117,3 +118,13 @@ def test_training_the_teacher_keeps_the_checkpoints_tiny_decoder(tiny_checkpoint
     assert weights(output / "tiny_decoder").keys() == weights(source / "tiny_decoder").keys()
     assert all(torch.equal(tensor, weights(source / "tiny_decoder")[name])
                for name, tensor in weights(output / "tiny_decoder").items())
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_a_bf16_run_differs_from_fp32_only_by_rounding(tiny_checkpoint, tmp_path):
+    recipe = config(tmp_path, steps=1)
+    runs = {precision: metrics(train_decoder(str(tiny_checkpoint), "synthetic", tmp_path / precision, recipe,
+                                             channels=CHANNELS, mixed_precision=precision))[0]
+            for precision in ("no", "bf16")}
+    assert runs["no"]["l1"] != runs["bf16"]["l1"]  # the VAE's targets and the decoder ran in bf16
+    assert runs["bf16"]["l1"] == pytest.approx(runs["no"]["l1"], rel=0.02)
