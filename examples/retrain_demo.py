@@ -35,9 +35,10 @@ from engine.train.state import saved_step
 EXAMPLES = Path(__file__).resolve().parent
 TEACHER_RECIPES = ("demo", "demo-continue", "demo-anneal")
 # The VAE, the tiny decoder and the teacher train in bf16 where the CPU has it (1.6x, 2.3x and, for
-# the teacher's encodes, 2.5x faster here; tryon falls back to fp32 and says so elsewhere). The VAE's lr: 1e-3 plateaus
-# at about 20 dB from step 1500 on; 2e-4 went on learning. 17-frame clips, one a step: the
-# measures and the demo are 17 frames, and a VAE trained on 9 fell apart after its 9th (docs/demo-quality.md).
+# the teacher's encodes, 2.5x faster here; tryon falls back to fp32 and says so elsewhere).
+# The VAE's lr: 1e-3 plateaus at about 20 dB from step 1500 on; 2e-4 went on learning.
+# 17-frame clips, one a step: the measures and the demo are 17 frames, and a VAE trained on 9
+# fell apart after its 9th (docs/demo-quality.md).
 VAE_SETTINGS = ("--batch-size", 1, "--frames", 17, "--size", "96x160", "--lr", 2e-4, "--examples", 2000,
                 "--checkpoint-every", 100, "--mixed-precision", "bf16")
 DECODER_CHANNELS = "64,32,16,16"  # the shipped demo's tiny decoder widths
