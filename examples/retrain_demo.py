@@ -8,10 +8,10 @@ checkpointed) and resumed by the next run; a finished stage is skipped. The stag
 
     init      tryon models init PRESET WORK/init                      (preset demo-4x by default)
     vae       tryon train vae --base WORK/init -o WORK/vae             then measure_vae.py -> WORK/vae.json
-    decoder   tryon train decoder --vae WORK/vae -o WORK/decoder --ship WORK/vae (the streaming tiny decoder,
-              which the teacher and student runs then carry on)
+    decoder   tryon train decoder --vae WORK/vae -o WORK/decoder (the streaming tiny decoder)
     teacher   tryon train teacher --config demo, demo-continue, demo-anneal (the shipped demo's three runs)
-    student   tryon train student --config student, from the last teacher
+    student   tryon train student --config student, from the last teacher; then the tiny decoder is shipped
+              into the last teacher and the student (so a decoder trained beside the teacher serves as well)
     measure   prove_it_learns.py on teacher and student, check_demo_student.py -> WORK/results.json
 
 `--vae DIR` adopts a VAE run made elsewhere (moved into WORK/vae, the run going on from its
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from engine.api import load_student_config, load_train_config
+from engine.train.decoder import ship_decoder
 from engine.train.state import saved_step
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -145,7 +146,7 @@ def main() -> None:
     decoder_config = smoke_recipe(work, "decoder", "decoder") if args.smoke else "decoder"
     if not train("decoder", work / "decoder", load_train_config(decoder_config).total_steps, [],
                  ["--vae", work / "vae", "--data", "synthetic", "--config", decoder_config, "--channels",
-                  DECODER_CHANNELS, "--ship", work / "vae", "--mixed-precision", "bf16"], clock):
+                  DECODER_CHANNELS, "--mixed-precision", "bf16"], clock):
         return print("stopped in the tiny decoder's training: run again to go on")
     teacher = teacher_stages(work, clock, args.smoke)
     if teacher is None:
@@ -154,6 +155,8 @@ def main() -> None:
     if not train("student", work / "student", load_student_config(student_config).total_steps, [],
                  ["--teacher", teacher, "--data", "synthetic", "--config", student_config], clock):
         return print("stopped in the student's training: run again to go on")
+    for model in (teacher, work / "student"):
+        ship_decoder(work / "decoder", model)
     if clock.out():
         return print("trained; the measures are left: run again")
     results = measure(work, teacher, work / "student", 2 if args.smoke else args.count)
