@@ -45,6 +45,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # diffusers' loading and sampling bars are tqdm's
     warnings.filterwarnings("ignore", module="diffusers")
     warnings.filterwarnings("ignore", module="transformers")
+    # torch's notice that bf16 autocast on a CPU takes the unfused RMSNorm (fp32 weights): a fact, not a fault
+    warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")
     for library in ("diffusers", "transformers"):  # transformers' switch covers huggingface_hub's
         if library in sys.modules:
             logging = importlib.import_module(f"{library}.utils.logging")

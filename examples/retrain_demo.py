@@ -7,7 +7,7 @@ Each stage is a `tryon` command given the minutes that are left (`--minutes`: it
 checkpointed) and resumed by the next run; a finished stage is skipped. The stages:
 
     init      tryon models init PRESET WORK/init                      (preset demo-4x by default)
-    vae       tryon train vae --base WORK/init -o WORK/vae             then measure_vae.py -> WORK/vae.json
+    vae       tryon train vae --base WORK/init -o WORK/vae (5,100 steps) then measure_vae.py -> WORK/vae.json
     decoder   tryon train decoder --vae WORK/vae -o WORK/decoder (the streaming tiny decoder)
     teacher   tryon train teacher --config demo, demo-continue, demo-anneal (the shipped demo's three runs)
     student   tryon train student --config student, from the last teacher; then the tiny decoder is shipped
@@ -125,7 +125,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, required=True, help="this run's time; run again to go on")
     parser.add_argument("--preset", default="demo-4x")
     parser.add_argument("--vae", type=Path, help="adopt this VAE run (a `tryon train vae` output) as WORK/vae")
-    parser.add_argument("--vae-steps", type=int, default=8000)
+    # The demo's VAE was ended at step 5,100 (planned 8,000): resumed at step 4,806 with --steps 5100, its last
+    # 300 steps ran at the cosine schedule's floor, a tenth of the lr (docs/demo-quality.md).
+    parser.add_argument("--vae-steps", type=int, default=5100)
     parser.add_argument("--count", type=int, default=8, help="held-out samples to measure on")
     parser.add_argument("--smoke", action="store_true", help="every stage at toy size: the chain rehearsed")
     args = parser.parse_args()
