@@ -15,6 +15,9 @@ VAE reconstructs, so the VAE is trained first. Rules:
   whether or not the run was resumed before it.
 - After training, the latent statistics in the VAE config (latents_mean, latents_std) are
   measured again on the training clips, so the transformer keeps seeing unit-scale latents.
+- `decoder_only` trains the decoder side alone (post_quant_conv and decoder): the encoder, and so
+  the latents and their statistics that a transformer was trained on, stay exactly as they were,
+  and every model trained on this VAE decodes through the better decoder as it is.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class VaeTraining:
     checkpoint_every: int = 0
     mixed_precision: str = "auto"  # bf16 autocast: engine.train.loop.resolve_bf16
     kl_weight: float = 1e-4
+    decoder_only: bool = False
 
     @property
     def seeds(self) -> range:
@@ -133,11 +137,16 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
     if precision_notice and log:
         log(precision_notice)
 
-    vae.train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr)
+    trained = trainable_part(vae, settings.decoder_only)
+    names = [name for name, parameter in vae.named_parameters() if parameter.requires_grad]
+    kind = "vae-decoder" if settings.decoder_only else "vae"
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=lr)
     done, seconds_before = 0, 0.0
     if resume:
         state, optimizer_state, _ = read_training_state(output / STATE_DIR)
+        if state.trainable != kind or state.parameter_names != names:
+            raise InputError(f"the saved run trained '{state.trainable}', this one would train '{kind}' "
+                             "(--decoder-only must be as the run began)", output / STATE_DIR)
         optimizer.load_state_dict(optimizer_state)
         done, seconds_before = state.step, state.seconds
         keep_metrics_until(output, done)
@@ -146,8 +155,7 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
     def publish(step: int) -> None:
         seconds = seconds_before + time.perf_counter() - started
         info = with_vae_record(loaded.info, settings, seconds)
-        names = [name for name, _ in vae.named_parameters()]
-        publish_checkpoint(pipeline, output, info, TrainingState(step, seconds, "vae", names), optimizer, {})
+        publish_checkpoint(pipeline, output, info, TrainingState(step, seconds, kind, names), optimizer, {})
 
     for step in range(done, steps):
         for group in optimizer.param_groups:
@@ -159,10 +167,10 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
         generator = torch.Generator(device=device).manual_seed(step)
         for pixels in (clips, stills):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = autoencoder_loss(vae, pixels, generator, settings.kl_weight) / 2
+                loss = autoencoder_loss(vae, pixels, generator, settings.kl_weight, settings.decoder_only) / 2
             loss.backward()
             losses.append(loss.item())
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), MAX_GRAD_NORM)
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), MAX_GRAD_NORM)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if progress:
@@ -182,13 +190,26 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
                 return output
     vae.eval()
     vae.requires_grad_(False)
-    set_latent_statistics(vae, [make_sample(seed, size=size, num_frames=num_frames, fps=FPS).target
-                                for seed in seeds[:STATS_CLIPS]])
+    if not settings.decoder_only:  # a frozen encoder's latents keep the statistics they had
+        set_latent_statistics(vae, [make_sample(seed, size=size, num_frames=num_frames, fps=FPS).target
+                                    for seed in seeds[:STATS_CLIPS]])
     if checkpointing:  # like the teacher's runs: the finished run keeps its state
         publish(steps)
         return output
     seconds = time.perf_counter() - started
     return save_checkpoint(pipeline, output, with_vae_record(loaded.info, settings, seconds))
+
+
+def trainable_part(vae: AutoencoderKLWan, decoder_only: bool) -> torch.nn.Module:
+    """Put `vae` in training mode with only the part that trains requiring gradients; that part."""
+    vae.train()
+    if not decoder_only:
+        vae.requires_grad_(True)
+        return vae
+    vae.requires_grad_(False)
+    decoder_side = torch.nn.ModuleList([vae.post_quant_conv, vae.decoder])
+    decoder_side.requires_grad_(True)
+    return decoder_side
 
 
 def cosine_lr(lr: float, step: int, steps: int) -> float:
@@ -202,6 +223,7 @@ def with_vae_record(info, settings: VaeTraining, seconds: float):
     info.training = {**info.training, "vae": {
         "steps": settings.steps, "batch_size": settings.batch_size, "size": list(settings.size),
         "num_frames": settings.num_frames, "lr": settings.lr, "kl_weight": settings.kl_weight,
+        "decoder_only": settings.decoder_only,
         "seeds": [0, settings.examples],
         "seconds": round(seconds, 3),
     }}
@@ -209,11 +231,17 @@ def with_vae_record(info, settings: VaeTraining, seconds: float):
 
 
 def autoencoder_loss(vae: AutoencoderKLWan, pixels: torch.Tensor, generator: torch.Generator,
-                     kl_weight: float) -> torch.Tensor:
-    posterior = vae.encode(pixels).latent_dist
-    decoded = vae.decode(posterior.sample(generator)).sample
+                     kl_weight: float, decoder_only: bool = False) -> torch.Tensor:
+    """L1 of the reconstruction of a posterior sample + `kl_weight` · KL; with `decoder_only`, the
+    reconstruction alone (the frozen encoder runs without gradients; its KL could not change)."""
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not decoder_only):
+        posterior = vae.encode(pixels).latent_dist
+        latents = posterior.sample(generator)
+    reconstruction = (vae.decode(latents).sample - pixels).abs().mean()
+    if decoder_only:
+        return reconstruction
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
-    return (decoded - pixels).abs().mean() + kl_weight * kl
+    return reconstruction + kl_weight * kl
 
 
 @torch.no_grad()

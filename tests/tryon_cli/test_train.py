@@ -65,6 +65,18 @@ def test_train_vae_minutes_stops_checkpointed_and_resume_goes_on(tiny_checkpoint
     assert load_model(str(tmp_path / "vae")).info.training["vae"]["steps"] == 2
 
 
+def test_train_vae_decoder_only_is_recorded_and_must_stay_on_when_resumed(tiny_checkpoint, tmp_path, tryon):
+    args = ("train", "vae", "--output", tmp_path / "vae", "--steps", "2", "--batch-size", "1", "--size", "32x32",
+            "--frames", "1", "--examples", "2", "-q")
+    run = tryon(*args, "--base", tiny_checkpoint, "--minutes", "0", "--decoder-only")
+    assert run.code == 0, run.stderr
+    run = tryon(*args, "--resume")  # the flag left out: the saved run trained the decoder alone
+    assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1 and "--decoder-only" in run.stderr
+    run = tryon(*args, "--resume", "--decoder-only")
+    assert run.code == 0, run.stderr
+    assert load_model(str(tmp_path / "vae")).info.training["vae"]["decoder_only"] is True
+
+
 def test_a_bad_time_budget_is_one_line_before_any_training(tiny_checkpoint, tmp_path, tryon):
     run = tryon("train", "teacher", "--data", "synthetic", "--base", tiny_checkpoint, "--output", tmp_path / "t",
                 "--config", "demo", "--minutes", "-1")

@@ -137,6 +137,8 @@ def vae(
     lr: Annotated[float, typer.Option(help="AdamW learning rate, above 0 and up to 1.")] = 1e-3,
     kl_weight: Annotated[float, typer.Option(help="Weight of the KL term (per element), 0 to 1: lower keeps "
                                                   "more detail in the latents.")] = 1e-4,
+    decoder_only: Annotated[bool, typer.Option("--decoder-only", help="Train the decoder alone: the latents, and "
+                                                "every model trained on them, stay valid.")] = False,
     examples: Annotated[int, typer.Option(help="Synthetic samples to cycle through, 1 to 100003.")] = 1000,
     checkpoint_every: Annotated[int, typer.Option(help="Save the checkpoint and its training state to --output "
                                                        "every this many steps (0: only at the end); --resume "
@@ -150,6 +152,7 @@ def vae(
 
     Example: tryon train vae --base ./ck --output ./ck-vae --steps 1500
     Resumable: tryon train vae --base ./ck --output ./ck-vae --steps 20000 --checkpoint-every 250 [--minutes 60] [--resume]
+    A trained model's sharper decoder: tryon train vae --base weights/demo --output ./demo-dec --frames 17 --decoder-only
     """
     from engine import api
     from engine.media import parse_size
@@ -159,7 +162,8 @@ def vae(
         raise InputError("give --base (a new run) or --resume (the run in --output), one of them")
     settings = VaeTraining(steps=steps, size=parse_size(size), num_frames=frames, lr=lr, examples=examples,
                            batch_size=batch_size, checkpoint_every=checkpoint_every,
-                           mixed_precision=mixed_precision or "auto", kl_weight=kl_weight)
+                           mixed_precision=mixed_precision or "auto", kl_weight=kl_weight,
+                           decoder_only=decoder_only)
     with StageProgress(enabled=not quiet) as progress:
         path = api.train_vae(base or "", output, settings, progress=progress, resume=resume, minutes=minutes,
                              notice=notice)

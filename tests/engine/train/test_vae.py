@@ -110,3 +110,36 @@ def test_the_kl_weight_adds_the_posteriors_kl_and_nothing_else(tiny_checkpoint):
     plain, half, whole = loss(0.0), loss(0.5), loss(1.0)
     assert whole > plain  # a random encoder's posterior is far from N(0, 1)
     assert half - plain == pytest.approx((whole - plain) / 2, rel=1e-4)
+
+
+def test_a_decoder_only_run_keeps_the_encoder_and_the_latent_statistics(tiny_checkpoint, tmp_path):
+    settings = VaeTraining(steps=2, size=(32, 32), num_frames=1, lr=1e-2, examples=2, batch_size=1,
+                           decoder_only=True)
+    output = train_vae(str(tiny_checkpoint), tmp_path / "dec", settings)
+    before, after = load_quietly(tiny_checkpoint).pipeline.vae, load_quietly(output).pipeline.vae
+    old, new = before.state_dict(), after.state_dict()
+    frozen = [name for name in old if name.startswith(("encoder.", "quant_conv."))]
+    trained = [name for name in old if name.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and all(torch.equal(old[name], new[name]) for name in frozen)
+    assert any(not torch.equal(old[name], new[name]) for name in trained)
+    assert after.config.latents_mean == before.config.latents_mean
+    assert after.config.latents_std == before.config.latents_std
+    assert load_quietly(output).info.training["vae"]["decoder_only"] is True
+
+
+def test_a_decoder_only_loss_is_the_reconstruction_and_reaches_only_the_decoder(tiny_checkpoint):
+    vae = load_quietly(tiny_checkpoint).pipeline.vae
+    pixels = torch.rand(1, 3, 1, 32, 32) * 2 - 1
+    loss = autoencoder_loss(vae, pixels, torch.Generator().manual_seed(0), 1.0, decoder_only=True)
+    plain = autoencoder_loss(vae, pixels, torch.Generator().manual_seed(0), 0.0)
+    assert loss.item() == pytest.approx(plain.item(), rel=1e-5)  # the KL weight counts for nothing
+    loss.backward()
+    assert vae.encoder.conv_in.weight.grad is None
+    assert vae.decoder.conv_out.weight.grad is not None
+
+
+def test_resuming_a_vae_run_with_the_other_decoder_only_setting_is_an_input_error(tiny_checkpoint, tmp_path):
+    settings = VaeTraining(steps=2, size=(32, 32), num_frames=1, lr=1e-3, examples=1, batch_size=1)
+    cut = train_vae(str(tiny_checkpoint), tmp_path / "cut", settings, minutes=0)
+    with pytest.raises(InputError, match="--decoder-only must be as the run began"):
+        train_vae("", cut, VaeTraining(**{**settings.__dict__, "decoder_only": True}), resume=True)
