@@ -14,6 +14,10 @@ checkpointed) and resumed by the next run; a finished stage is skipped. The stag
               into the last teacher and the student (so a decoder trained beside the teacher serves as well)
     measure   prove_it_learns.py on teacher and student, check_demo_student.py -> WORK/results.json
 
+Measured in session 14: on the demo-4x VAE the teacher's first run is no better than the same
+recipe on the shipped demo VAE (each token carries 512 latent values for a 192-wide transformer;
+docs/demo-quality.md), so the chain stopped after it; it waits for a wider transformer or a GPU.
+
 `--vae DIR` adopts a VAE run made elsewhere (moved into WORK/vae, the run going on from its
 own step). Nothing replaces `weights/`: shipping is decided from WORK/results.json against the
 shipped demo's numbers (docs/demo-quality.md).
