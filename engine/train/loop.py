@@ -63,6 +63,7 @@ from engine.train.state import (
     RUN_LOG,
     STATE_DIR,
     TrainingState,
+    check_same_weights,
     keep_metrics_until,
     publish_checkpoint,
     read_training_state,
@@ -333,12 +334,7 @@ class Trainer:
     def restore(self) -> None:
         """Continue the run saved in `output/`: state tensors, optimizer state, step counter."""
         state, optimizer_state, tensors = read_training_state(self.output / STATE_DIR)
-        if state.trainable != self.config.trainable or state.parameter_names != self.names:
-            raise InputError(
-                f"the saved run trained other weights ('{state.trainable}', {len(state.parameter_names)} tensors) "
-                f"than this config does ('{self.config.trainable}', {len(self.names)} tensors)",
-                self.output / STATE_DIR,
-            )
+        check_same_weights(state, self.config.trainable, self.names, self.output / STATE_DIR, "this config does")
         self.restore_tensors(tensors)
         if self.fsdp:
             fsdp.load_optimizer_state(self.pipeline.transformer, self.optimizer, optimizer_state, self.names)

@@ -69,6 +69,14 @@ def saved_step(output: Path) -> int:
         return 0
 
 
+def check_same_weights(state: TrainingState, trainable: str, names: list[str], folder: Path, than: str,
+                       hint: str = "") -> None:
+    """A resumed run must train the weights its saved optimizer state was made for; InputError otherwise."""
+    if state.trainable != trainable or state.parameter_names != names:
+        raise InputError(f"the saved run trained other weights ('{state.trainable}', {len(state.parameter_names)} "
+                         f"tensors) than {than} ('{trainable}', {len(names)} tensors){hint}", folder)
+
+
 def read_training_state(folder: Path) -> tuple[TrainingState, dict, dict[str, torch.Tensor]]:
     """(state, optimizer state dict, LoRA adapters) from `folder`; InputError if unreadable."""
     try:

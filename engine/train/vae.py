@@ -45,6 +45,7 @@ from engine.train.state import (
     METRICS_FILE,
     STATE_DIR,
     TrainingState,
+    check_same_weights,
     keep_metrics_until,
     publish_checkpoint,
     read_training_state,
@@ -144,9 +145,8 @@ def train_vae(base: str, output: Path, settings: VaeTraining, progress: Progress
     done, seconds_before = 0, 0.0
     if resume:
         state, optimizer_state, _ = read_training_state(output / STATE_DIR)
-        if state.trainable != kind or state.parameter_names != names:
-            raise InputError(f"the saved run trained '{state.trainable}', this one would train '{kind}' "
-                             "(--decoder-only must be as the run began)", output / STATE_DIR)
+        check_same_weights(state, kind, names, output / STATE_DIR, "this run would",
+                           ": --decoder-only must be as the run began")
         optimizer.load_state_dict(optimizer_state)
         done, seconds_before = state.step, state.seconds
         keep_metrics_until(output, done)

@@ -94,7 +94,6 @@ def test_a_bad_mixed_precision_is_one_line_naming_the_flag(tiny_checkpoint, tmp_
     assert not (tmp_path / "out").exists()
 
 
-
 def test_a_bad_kl_weight_is_one_line_naming_the_flag_before_any_training(tiny_checkpoint, tmp_path, tryon):
     run = tryon("train", "vae", "--base", tiny_checkpoint, "--output", tmp_path / "out", "--kl-weight", "-1")
     assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1

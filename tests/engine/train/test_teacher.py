@@ -89,6 +89,16 @@ def test_a_time_budget_stops_the_run_checkpointed_and_resume_finishes_it(tiny_ch
     assert changed(transformer_weights(whole), transformer_weights(parts)) == set()
 
 
+def test_resuming_with_other_trainable_weights_is_an_input_error(tiny_checkpoint, tmp_path, config_factory):
+    config = config_factory(steps=2, num_frames=1)
+    train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "parts", config, minutes=0)
+    with pytest.raises(InputError, match="saved run trained other weights \\('all', .* than this config does "
+                                         "\\('attention'"):
+        train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "parts", config_factory(
+            steps=2, num_frames=1, trainable="attention"), resume=True)
+    assert saved_step(tmp_path / "parts") == 1
+
+
 def test_lora_learns_only_adapters_and_condnet_and_saves_a_plain_transformer(tiny_checkpoint, tmp_path,
                                                                              config_factory):
     config = config_factory(steps=3, trainable="lora", lora_rank=4, lr=1e-2)
