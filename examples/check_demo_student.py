@@ -17,8 +17,10 @@ On held-out synthetic samples (dataset seed 8, 10 s at 8 fps, never trained on),
    the new garment and to the old one (lower: closer), per kind, twice: against each garment's
    product shot (its mean colour), and against each garment as worn (its region in the ground
    truth of the sample it comes from: same shading, and the scale the model's own colours are
-   on; the truth itself is 0 from the old one as worn); beside them, the stream without the switch
-   against the old garment as worn: the floor of how close this student renders any garment.
+   on; the truth itself is 0 from the old one as worn), and `shows_new`, the pairs whose region
+   is closer to the new garment as worn than to the old one as worn; beside them, the stream
+   without the switch against the old garment as worn: the floor of how close this student
+   renders any garment.
    Training shows a garment of another category only in place of the user photo's clothes
    (half the whole-body samples: a dress for a top and a bottom, or the reverse), never a
    switch mid-stream, so `cross` asks for more than training showed.
@@ -132,6 +134,7 @@ def main() -> None:
         worn_new: dict[str, list[float]] = {name: [] for name in SWITCHES}
         worn_old: dict[str, list[float]] = {name: [] for name in SWITCHES}
         unswitched: dict[str, list[float]] = {name: [] for name in SWITCHES}
+        shows_new = dict.fromkeys(SWITCHES, 0)
         for i, sample in enumerate(chosen):
             own = garments_of(sample)
             target = read_video(sample / "target.mp4")
@@ -160,6 +163,7 @@ def main() -> None:
                     worn_new[name].append(float(delta_e76(region, region_colour(new.parent / "target.mp4", new_masks))))
                     truth = target[SWITCH_AT * FPS + FPS:][: len(masks)].astype(np.float64)
                     worn_old[name].append(float(delta_e76(region, rgb_to_lab(truth[masks].mean(axis=0)))))
+                    shows_new[name] += worn_new[name][-1] < worn_old[name][-1]
                     kept = video[SWITCH_AT * FPS + FPS:][: len(masks)].astype(np.float64)  # the same frames, no switch
                     unswitched[name].append(float(delta_e76(rgb_to_lab(kept[masks].mean(axis=0)),
                                                             rgb_to_lab(truth[masks].mean(axis=0)))))
@@ -174,7 +178,7 @@ def main() -> None:
                        "garment_ssim": _mean([f.garment_ssim for f in figures if f.garment_ssim is not None]),
                        "figure_whole": sum(f.figure_iou_worst >= WHOLE_IOU and f.figure_height_ratio >= WHOLE_HEIGHT
                                            for f in figures), "samples": len(figures)},
-            "switch": {name: {"pairs": len(to_new[name]),
+            "switch": {name: {"pairs": len(to_new[name]), "shows_new": shows_new[name],
                               "delta_e_to_new": _mean(to_new[name]), "delta_e_to_old": _mean(to_old[name]),
                               "delta_e_to_new_worn": _mean(worn_new[name]), "delta_e_to_old_worn": _mean(worn_old[name]),
                               "unswitched_delta_e_to_old_worn": _mean(unswitched[name])}
