@@ -37,7 +37,7 @@ def test_builtin_training_recipes_parse():
     from engine.api.train import TRAIN_CONFIGS
 
     names = sorted(path.stem for path in TRAIN_CONFIGS.glob("*.json"))
-    assert {"default", "demo", "demo-continue", "demo-anneal", "demo-refine", "wan5b-teacher", "student", "wan5b-student"} <= set(names)
+    assert {"default", "demo", "demo-continue", "demo-anneal", "demo-refine", "demo-refine2", "wan5b-teacher", "student", "wan5b-student"} <= set(names)
     for name in names:
         load = load_student_config if "student" in name else load_train_config
         assert load(name).total_steps > 0

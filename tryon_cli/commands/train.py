@@ -71,7 +71,7 @@ def teacher(
     data: DataOption = None,
     base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-attention, demo-continue, demo-anneal, demo-refine, wan5b-teacher.")] = None,
+    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-attention, demo-continue, demo-anneal, demo-refine, demo-refine2, wan5b-teacher.")] = None,
     *,
     shared: dict[str, Any],
 ) -> None:
