@@ -113,8 +113,9 @@ def main() -> None:
     parser.add_argument("--students", default="weights/demo-student")
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--work", type=Path, default=Path("/tmp/check-student"))
-    parser.add_argument("--no-disentangle", action="store_true",
-                        help="switch keeping the user photo as the reference (swap's ablation flag)")
+    parser.add_argument("--disentangle", action=argparse.BooleanOptionalAction,
+                        help="at a switch, take the last frame as the reference (--no-disentangle: keep the user "
+                        "photo); left out, what each student's tryon.json says")
     parser.add_argument("--example", action="store_true", help="also the quickstart example's switch to the "
                         "striped dress, and the teacher's own try at that dress (sheets/example*.png)")
     parser.add_argument("--teacher", default="weights/demo", help="with --example: the teacher to compare")
@@ -152,7 +153,8 @@ def main() -> None:
                 kind, new = replacement
                 switched = swap(student, sample, [f"{path}:{c}" for c, path in own] + [f"{new}:{kind}@{SWITCH_AT}"],
                                 work / f"s{number}-{sample.name}-{name}.mp4",
-                                *(["--no-disentangle"] if args.no_disentangle else []))
+                                *([] if args.disentangle is None else
+                                  ["--disentangle" if args.disentangle else "--no-disentangle"]))
                 masks = np.load(sample / "masks.npz")[category][SWITCH_AT * FPS + FPS: len(switched)]  # 1 s to settle
                 after = switched[SWITCH_AT * FPS + FPS:][: len(masks)].astype(np.float64)
                 if masks.any():
