@@ -16,6 +16,16 @@ if TYPE_CHECKING:
 TRAIN_CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
 
+def builtin_recipes(kind: str) -> list[str]:
+    """The names of the built-in recipes for `kind` ("teacher", "student" or "decoder"), `default` first."""
+    names = sorted(path.stem for path in TRAIN_CONFIGS.glob("*.json"))
+    if kind == "decoder":
+        return [name for name in names if name == "decoder"]
+    if kind == "student":
+        return [name for name in names if "student" in name]
+    return sorted((name for name in names if name != "decoder" and "student" not in name), key=lambda n: n != "default")
+
+
 def _config_path(config: str | Path | None, default: str) -> Path:
     """A config file's path: `config` itself, or the built-in recipe of that name (or `default`)."""
     builtin = TRAIN_CONFIGS / f"{config or default}.json"

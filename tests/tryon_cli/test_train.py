@@ -34,13 +34,17 @@ def test_train_rejects_a_bad_config_with_one_line(tiny_checkpoint, tmp_path, try
 
 def test_builtin_training_recipes_parse():
     from engine.api import load_student_config, load_train_config
-    from engine.api.train import TRAIN_CONFIGS
+    from engine.api.train import builtin_recipes
 
-    names = sorted(path.stem for path in TRAIN_CONFIGS.glob("*.json"))
-    assert {"default", "demo", "demo-continue", "demo-anneal", "demo-refine", "demo-refine2", "wan5b-teacher", "student", "wan5b-student"} <= set(names)
-    for name in names:
-        load = load_student_config if "student" in name else load_train_config
-        assert load(name).total_steps > 0
+    teachers, students = builtin_recipes("teacher"), builtin_recipes("student")
+    assert teachers[0] == "default"
+    assert {"demo", "demo-continue", "demo-anneal", "demo-refine", "demo-refine2", "wan5b-teacher"} <= set(teachers)
+    assert {"student", "wan5b-student"} <= set(students) and not set(students) & set(teachers)
+    assert builtin_recipes("decoder") == ["decoder"]
+    for name in teachers:
+        assert load_train_config(name).total_steps > 0
+    for name in students:
+        assert load_student_config(name).total_steps > 0
 
 
 def test_the_5b_student_recipe_asks_for_the_aesthetic_model_or_an_explicit_heuristic(tmp_path, tryon):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from engine.api.train import builtin_recipes
 from engine.errors import InputError
 from tryon_cli import options
 from tryon_cli.console import StageProgress, notice, print_json, stdout
@@ -71,7 +72,7 @@ def teacher(
     data: DataOption = None,
     base: Annotated[Optional[str], typer.Option(help="The checkpoint to start from (folder or Hub id).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint folder to write (and resume).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: default, demo, demo-attention, demo-continue, demo-anneal, demo-refine, demo-refine2, wan5b-teacher.")] = None,
+    config: Annotated[Optional[str], typer.Option(help=f"A JSON config file, or a built-in: {', '.join(builtin_recipes('teacher'))}.")] = None,
     *,
     shared: dict[str, Any],
 ) -> None:
@@ -176,7 +177,7 @@ def student(
     teacher: Annotated[Optional[str], typer.Option(help="The trained teacher checkpoint to distill (folder or Hub id).")] = None,
     data: DataOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Student checkpoint folder to write (and resume).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: student, wan5b-student.")] = None,
+    config: Annotated[Optional[str], typer.Option(help=f"A JSON config file, or a built-in: {', '.join(builtin_recipes('student'))}.")] = None,
     scorer: Annotated[Optional[str], typer.Option(
         help="GR-DMD's frame reward, replacing the config's: aesthetic (the LAION predictor; see --aesthetic-weights), "
              "sharpness_colour (a heuristic, no model) or auto.")] = None,
