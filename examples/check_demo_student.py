@@ -135,7 +135,6 @@ def main() -> None:
         worn_new: dict[str, list[float]] = {name: [] for name in SWITCHES}
         worn_old: dict[str, list[float]] = {name: [] for name in SWITCHES}
         unswitched: dict[str, list[float]] = {name: [] for name in SWITCHES}
-        shows_new = dict.fromkeys(SWITCHES, 0)
         for i, sample in enumerate(chosen):
             own = garments_of(sample)
             target = read_video(sample / "target.mp4")
@@ -165,7 +164,6 @@ def main() -> None:
                     worn_new[name].append(float(delta_e76(region, region_colour(new.parent / "target.mp4", new_masks))))
                     truth = target[SWITCH_AT * FPS + FPS:][: len(masks)].astype(np.float64)
                     worn_old[name].append(float(delta_e76(region, rgb_to_lab(truth[masks].mean(axis=0)))))
-                    shows_new[name] += worn_new[name][-1] < worn_old[name][-1]
                     kept = video[SWITCH_AT * FPS + FPS:][: len(masks)].astype(np.float64)  # the same frames, no switch
                     unswitched[name].append(float(delta_e76(rgb_to_lab(kept[masks].mean(axis=0)),
                                                             rgb_to_lab(truth[masks].mean(axis=0)))))
@@ -180,7 +178,8 @@ def main() -> None:
                        "garment_ssim": _mean([f.garment_ssim for f in figures if f.garment_ssim is not None]),
                        "figure_whole": sum(f.figure_iou_worst >= WHOLE_IOU and f.figure_height_ratio >= WHOLE_HEIGHT
                                            for f in figures), "samples": len(figures)},
-            "switch": {name: {"pairs": len(to_new[name]), "shows_new": shows_new[name],
+            "switch": {name: {"pairs": len(to_new[name]),
+                              "shows_new": sum(n < o for n, o in zip(worn_new[name], worn_old[name])),
                               "delta_e_to_new": _mean(to_new[name]), "delta_e_to_old": _mean(to_old[name]),
                               "delta_e_to_new_worn": _mean(worn_new[name]), "delta_e_to_old_worn": _mean(worn_old[name]),
                               "unswitched_delta_e_to_old_worn": _mean(unswitched[name])}

@@ -205,7 +205,7 @@ def decoder(
     vae: Annotated[Optional[str], typer.Option(help="The checkpoint (folder or Hub id) whose VAE to distil.")] = None,
     data: Annotated[Optional[str], typer.Option(help="A folder of videos (sample folders or raw .mp4), or 'synthetic'.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The tiny decoder's folder to write (and resume).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="A JSON config file, or a built-in: decoder (the default).")] = None,
+    config: Annotated[Optional[str], typer.Option(help=f"A JSON config file, or a built-in: {', '.join(builtin_recipes('decoder'))} (the default).")] = None,
     channels: Annotated[Optional[str], typer.Option(help="The decoder's four widths, e.g. 64,32,16,16 (default: "
                                                     "TAEHV's 256,128,64,64; super 512,256,128,64).")] = None,
     variant: Annotated[str, typer.Option(help="base, or super (about twice the weights).")] = "base",
