@@ -107,6 +107,10 @@ class TrainConfig:
     # keeps the base model's. A new run converts the base's transformer (its other weights kept).
     motion_conditioning: str | None = None
     motion_pool: int | None = None  # attention: k x k motion patches pooled into one token; None: the base's
+    # Grow the base's transformer to this many blocks (None: keep its depth). A new run inserts the
+    # new blocks among the old ones, each a copy of the block before it with its output projections
+    # zeroed, so the grown model starts out computing exactly what its base did.
+    num_layers: int | None = None
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -121,6 +125,8 @@ class TrainConfig:
             _require_choice(self.motion_conditioning, "motion_conditioning", MOTION_CONDITIONING)
         if self.motion_pool is not None:
             _require_int(self.motion_pool, "motion_pool", minimum=1)
+        if self.num_layers is not None:
+            _require_int(self.num_layers, "num_layers", minimum=1)
         if self.parallel == "fsdp" and self.trainable == "lora":
             raise InputError("parallel fsdp is for full or attention fine-tuning, not trainable lora")
         for key in ("lora_rank", "grad_accum", "checkpoint_every", "log_every", "synthetic_examples"):

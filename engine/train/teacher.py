@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from engine.checkpoint import CheckpointInfo
+from engine.errors import InputError
 from engine.model.distributed import Processes
 from engine.model.transformer_condnet import CondNetTransformer
 from engine.train.config import Stage, TrainConfig
@@ -55,18 +56,50 @@ def train_teacher(
     return train(make, data, output, resume, progress, log, minutes=minutes)
 
 
-def in_motion_form(transformer: CondNetTransformer, form: dict[str, object]) -> CondNetTransformer:
-    """`transformer` itself, or a copy taking motion in `form` (config keys; None: keep). The copy keeps
-    every weight the two forms share; the new form's own (the attention form's `motion_role`) start at zero."""
+def in_recipe_form(transformer: CondNetTransformer, form: dict[str, object]) -> CondNetTransformer:
+    """`transformer` itself, or a copy in `form` (config keys `motion_conditioning`, `motion_pool`,
+    `num_layers`; None: keep). The copy keeps every weight the two share; another motion form's own
+    weights (the attention form's `motion_role`) start at zero, and new blocks as `grown_blocks` says."""
     wanted = {key: value for key, value in form.items() if value is not None}
     if all(transformer.config[key] == value for key, value in wanted.items()):
         return transformer
+    layers = transformer.config.num_layers
+    if wanted.get("num_layers", layers) < layers:
+        raise InputError(f"num_layers {wanted['num_layers']} is fewer than the base's {layers} blocks; "
+                         "a recipe can grow the transformer, not shrink it")
     config = {key: value for key, value in transformer.config.items() if not key.startswith("_")}
     converted = CondNetTransformer(**{**config, **wanted})
     shared = converted.state_dict().keys()
-    converted.load_state_dict({k: v for k, v in transformer.state_dict().items() if k in shared}, strict=False)
+    weights = grown_blocks(transformer.state_dict(), layers, converted.config.num_layers)
+    converted.load_state_dict({k: v for k, v in weights.items() if k in shared}, strict=False)
     converted = converted.to(transformer.device)
     return converted if transformer.dtype == torch.float32 else converted.to(transformer.dtype)
+
+
+# A block's outputs join the residual stream only through these: zeroed, the block passes it on unchanged.
+BLOCK_OUTPUTS = ("attn1.to_out.0.", "attn2.to_out.0.", "ffn.net.2.")
+
+
+def grown_blocks(weights: dict[str, torch.Tensor], layers: int, grown: int) -> dict[str, torch.Tensor]:
+    """`weights` with `grown` − `layers` new blocks spread evenly among the old ones: each new block
+    is a copy of the block before it, its output projections zeroed (so it starts as the identity,
+    with the features of a trained block ready to use)."""
+    if grown == layers:
+        return weights
+    sources: list[tuple[int, bool]] = []  # (old block, is a new copy) for each block of the grown model
+    extra = grown - layers
+    for old in range(layers):
+        sources.append((old, False))
+        sources += [(old, True)] * ((old + 1) * extra // layers - old * extra // layers)
+    result = {name: value for name, value in weights.items() if not name.startswith("blocks.")}
+    for index, (old, copy) in enumerate(sources):
+        prefix = f"blocks.{old}."
+        for name, value in weights.items():
+            if name.startswith(prefix):
+                local = name.removeprefix(prefix)
+                zeroed = copy and local.startswith(BLOCK_OUTPUTS)
+                result[f"blocks.{index}.{local}"] = torch.zeros_like(value) if zeroed else value.clone()
+    return result
 
 
 class TeacherTrainer(Trainer):
@@ -74,8 +107,9 @@ class TeacherTrainer(Trainer):
 
     def trainable_groups(self) -> list[list[tuple[str, torch.nn.Parameter]]]:
         if not self.resume:  # a resumed run's checkpoint is in the recipe's form already
-            form = {"motion_conditioning": self.config.motion_conditioning, "motion_pool": self.config.motion_pool}
-            self.pipeline.register_modules(transformer=in_motion_form(self.pipeline.transformer, form))
+            form = {"motion_conditioning": self.config.motion_conditioning, "motion_pool": self.config.motion_pool,
+                    "num_layers": self.config.num_layers}
+            self.pipeline.register_modules(transformer=in_recipe_form(self.pipeline.transformer, form))
         return [self.prepare_transformer(self.pipeline.transformer, seed=self.config.seed)]
 
     # -- one step -------------------------------------------------------------------------------

@@ -183,30 +183,69 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again(tiny_checkpoin
     assert (tmp_path / "out" / "curves.png").is_file() and any((tmp_path / "out" / "tensorboard").iterdir())
 
 
-def test_in_motion_form_keeps_the_shared_weights_and_starts_the_new_form_at_zero(tiny_checkpoint):
-    from engine.train.teacher import in_motion_form
+def test_another_motion_form_keeps_the_shared_weights_and_starts_the_new_form_at_zero(tiny_checkpoint):
+    from engine.train.teacher import in_recipe_form
 
     transformer = load_quietly(tiny_checkpoint).pipeline.transformer
-    assert in_motion_form(transformer, {"motion_conditioning": "additive", "motion_pool": None}) is transformer
-    converted = in_motion_form(transformer, {"motion_conditioning": "attention", "motion_pool": 2})
+    assert in_recipe_form(transformer, {"motion_conditioning": "additive", "motion_pool": None}) is transformer
+    converted = in_recipe_form(transformer, {"motion_conditioning": "attention", "motion_pool": 2})
     assert (converted.config.motion_conditioning, converted.config.motion_pool) == ("attention", 2)
     before, after = transformer.state_dict(), converted.state_dict()
     assert set(after) - set(before) == {"motion_role"} and not after["motion_role"].any()
     assert set(before) - set(after) == {"motion_embedding.weight", "motion_embedding.bias"}  # additive's own
     assert all(torch.equal(before[name], after[name]) for name in after if name in before)
-    back = in_motion_form(converted, {"motion_conditioning": "additive", "motion_pool": 1})
+    back = in_recipe_form(converted, {"motion_conditioning": "additive", "motion_pool": 1})
     assert set(back.state_dict()) == set(before)
 
 
+def test_a_grown_transformer_starts_out_computing_what_its_base_did(tiny_checkpoint):
+    from engine.model.transformer_condnet import Condition
+    from engine.train.teacher import BLOCK_OUTPUTS, in_recipe_form
+
+    transformer = load_quietly(tiny_checkpoint).pipeline.transformer.eval()
+    layers = transformer.config.num_layers
+    grown = in_recipe_form(transformer, {"num_layers": 2 * layers}).eval()
+    assert grown.config.num_layers == 2 * layers
+    before, after = transformer.state_dict(), grown.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before if not name.startswith("blocks."))
+    for old in range(layers):  # each block is followed by its copy, the copy's outputs zeroed
+        for name, value in before.items():
+            if name.startswith(f"blocks.{old}."):
+                local = name.removeprefix(f"blocks.{old}.")
+                assert torch.equal(after[f"blocks.{2 * old}.{local}"], value)
+                copy = after[f"blocks.{2 * old + 1}.{local}"]
+                assert not copy.any() if local.startswith(BLOCK_OUTPUTS) else torch.equal(copy, value)
+    generator = torch.Generator().manual_seed(0)
+    channels, text_dim = transformer.config.in_channels, transformer.config.text_dim
+    inputs = dict(hidden_states=torch.randn(1, channels, 2, 4, 4, generator=generator), timestep=torch.tensor([500.0]),
+                  encoder_hidden_states=torch.randn(1, 3, text_dim, generator=generator),
+                  conditions=[Condition("user", torch.randn(1, channels, 1, 4, 4, generator=generator))],
+                  return_dict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(**inputs)[0], transformer(**inputs)[0])
+        learned = grown.blocks[1].attn1.to_out[0].weight
+        learned.add_(0.1 * torch.randn(learned.shape, generator=generator))
+        assert not torch.allclose(grown(**inputs)[0], transformer(**inputs)[0])
+    with pytest.raises(InputError, match="fewer than the base's"):
+        in_recipe_form(transformer, {"num_layers": layers - 1})
+
+
 @pytest.mark.slow
-def test_a_recipe_sets_the_motion_form_and_a_resumed_run_keeps_it(tiny_checkpoint, tmp_path, config_factory):
+def test_a_recipe_sets_the_motion_form_and_depth_and_a_resumed_run_keeps_them(tiny_checkpoint, tmp_path,
+                                                                             config_factory):
+    layers = json.loads((tiny_checkpoint / "transformer" / "config.json").read_text())["num_layers"] + 1
     config = config_factory(steps=2, num_frames=5, checkpoint_every=1, motion_conditioning="attention", motion_pool=1,
-                            motion_dropout=0.0, p_dance=0.0)
+                            motion_dropout=0.0, p_dance=0.0, num_layers=layers)
     with pytest.raises(Stop):
         train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config, progress=stop_at(2))
     output = train_teacher("synthetic", str(tiny_checkpoint), tmp_path / "out", config, resume=True)
     transformer = load_quietly(output).pipeline.transformer
     assert (transformer.config.motion_conditioning, transformer.config.motion_pool) == ("attention", 1)
+    assert transformer.config.num_layers == layers
     assert transformer.motion_role.abs().sum() > 0  # it learned
+    assert transformer.blocks[layers - 1].attn1.to_out[0].weight.abs().sum() > 0  # the new (last) block learned
     additive_only = {"motion_embedding.weight", "motion_embedding.bias"}
-    assert set(transformer_weights(output)) == set(transformer_weights(tiny_checkpoint)) - additive_only | {"motion_role"}
+    new_block = {name.replace("blocks.0.", f"blocks.{layers - 1}.") for name in transformer_weights(tiny_checkpoint)
+                 if name.startswith("blocks.0.")}
+    assert set(transformer_weights(output)) == (set(transformer_weights(tiny_checkpoint)) - additive_only
+                                                | {"motion_role"} | new_block)
