@@ -108,8 +108,8 @@ class TrainConfig:
     motion_conditioning: str | None = None
     motion_pool: int | None = None  # attention: k x k motion patches pooled into one token; None: the base's
     # Grow the base's transformer to this many blocks (None: keep its depth). A new run inserts the
-    # new blocks among the old ones, each a copy of the block before it with its output projections
-    # zeroed, so the grown model starts out computing exactly what its base did.
+    # new blocks among the old ones, each a copy of the block before it sharing that block's output
+    # (engine.train.teacher.grown_blocks), so the grown model starts out close to its base.
     num_layers: int | None = None
 
     def __post_init__(self) -> None:

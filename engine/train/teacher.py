@@ -76,29 +76,29 @@ def in_recipe_form(transformer: CondNetTransformer, form: dict[str, object]) -> 
     return converted if transformer.dtype == torch.float32 else converted.to(transformer.dtype)
 
 
-# A block's outputs join the residual stream only through these: zeroed, the block passes it on unchanged.
+# A block's outputs join the residual stream only through these.
 BLOCK_OUTPUTS = ("attn1.to_out.0.", "attn2.to_out.0.", "ffn.net.2.")
 
 
 def grown_blocks(weights: dict[str, torch.Tensor], layers: int, grown: int) -> dict[str, torch.Tensor]:
-    """`weights` with `grown` − `layers` new blocks spread evenly among the old ones: each new block
-    is a copy of the block before it, its output projections zeroed (so it starts as the identity,
-    with the features of a trained block ready to use)."""
+    """`weights` with `grown` − `layers` new blocks spread evenly among the old ones. Each new block
+    is a copy of the block before it, and the block and its copies share its output: their output
+    projections are divided among them. So the grown model starts out close to its base (each
+    copy sees the input its predecessor changed a little), and every new block learns at once."""
     if grown == layers:
         return weights
-    sources: list[tuple[int, bool]] = []  # (old block, is a new copy) for each block of the grown model
-    extra = grown - layers
-    for old in range(layers):
-        sources.append((old, False))
-        sources += [(old, True)] * ((old + 1) * extra // layers - old * extra // layers)
+    copies = [(old + 1) * (grown - layers) // layers - old * (grown - layers) // layers for old in range(layers)]
     result = {name: value for name, value in weights.items() if not name.startswith("blocks.")}
-    for index, (old, copy) in enumerate(sources):
+    index = 0
+    for old, count in enumerate(copies):
         prefix = f"blocks.{old}."
-        for name, value in weights.items():
-            if name.startswith(prefix):
-                local = name.removeprefix(prefix)
-                zeroed = copy and local.startswith(BLOCK_OUTPUTS)
-                result[f"blocks.{index}.{local}"] = torch.zeros_like(value) if zeroed else value.clone()
+        for _ in range(count + 1):
+            for name, value in weights.items():
+                if name.startswith(prefix):
+                    local = name.removeprefix(prefix)
+                    shared = local.startswith(BLOCK_OUTPUTS)
+                    result[f"blocks.{index}.{local}"] = value / (count + 1) if shared else value.clone()
+            index += 1
     return result
 
 
