@@ -68,6 +68,10 @@ class Stage:
             raise InputError(f"{where}: size must be at least 32x32, not {width}x{height}")
 
 
+# The fields by which a teacher recipe reshapes its base's transformer (engine.train.teacher.in_recipe_form).
+RESHAPING = ("motion_conditioning", "motion_pool", "num_layers")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a teacher training run is told; see each field's comment.

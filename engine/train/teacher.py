@@ -19,7 +19,7 @@ from engine.checkpoint import CheckpointInfo
 from engine.errors import InputError
 from engine.model.distributed import Processes
 from engine.model.transformer_condnet import CondNetTransformer
-from engine.train.config import Stage, TrainConfig
+from engine.train.config import RESHAPING, Stage, TrainConfig
 from engine.train.flow import FlowBatch, flow_example, flow_loss, group_by_layout
 from engine.train.loop import (
     Log,
@@ -92,12 +92,10 @@ def grown_blocks(weights: dict[str, torch.Tensor], layers: int, grown: int) -> d
     index = 0
     for old, count in enumerate(copies):
         prefix = f"blocks.{old}."
+        block = {name.removeprefix(prefix): value for name, value in weights.items() if name.startswith(prefix)}
         for _ in range(count + 1):
-            for name, value in weights.items():
-                if name.startswith(prefix):
-                    local = name.removeprefix(prefix)
-                    shared = local.startswith(BLOCK_OUTPUTS)
-                    result[f"blocks.{index}.{local}"] = value / (count + 1) if shared else value.clone()
+            result.update({f"blocks.{index}.{local}": value / (count + 1) if local.startswith(BLOCK_OUTPUTS)
+                           else value.clone() for local, value in block.items()})
             index += 1
     return result
 
@@ -107,8 +105,7 @@ class TeacherTrainer(Trainer):
 
     def trainable_groups(self) -> list[list[tuple[str, torch.nn.Parameter]]]:
         if not self.resume:  # a resumed run's checkpoint is in the recipe's form already
-            form = {"motion_conditioning": self.config.motion_conditioning, "motion_pool": self.config.motion_pool,
-                    "num_layers": self.config.num_layers}
+            form = {key: getattr(self.config, key) for key in RESHAPING}
             self.pipeline.register_modules(transformer=in_recipe_form(self.pipeline.transformer, form))
         return [self.prepare_transformer(self.pipeline.transformer, seed=self.config.seed)]
 
