@@ -89,6 +89,7 @@ from typing import Any
 from engine.errors import InputError
 from engine.pipelines.pipeline_tryon_streaming import SAMPLERS
 from engine.train.config import (
+    RESHAPING,
     TrainConfig,
     _is_number,
     _require_bool,
@@ -146,6 +147,9 @@ class StudentConfig(TrainConfig):
             raise InputError("all teacher_forcing stages must come before the dmd stages")
         if self.p_dance != 0:
             raise InputError("p_dance must be 0 for the student: streaming has no anchored first frame")
+        for key in RESHAPING:
+            if getattr(self, key) is not None:
+                raise InputError(f"{key} is for teacher recipes: a student starts as a copy of its teacher's transformer")
         for key in ("chunk_frames", "steps_per_chunk", "critic_ratio"):
             _require_int(getattr(self, key), key, minimum=1)
         _require_int(self.window, "window", minimum=0)

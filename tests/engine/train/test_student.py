@@ -497,6 +497,8 @@ def test_the_5b_recipe_is_the_official_one():
     ({"block_noise": "yes"}, "block_noise"),
     ({"guidance_keeps_garments": "no"}, "guidance_keeps_garments must be true or false"),
     ({"phases": ["dmd"]}, "phase"),
+    ({"num_layers": 12}, "num_layers is for teacher recipes"),
+    ({"motion_conditioning": "attention"}, "motion_conditioning is for teacher recipes"),
 ])
 def test_bad_student_configs_are_refused(change, problem):
     with pytest.raises(InputError, match=problem):
