@@ -38,7 +38,8 @@ def test_builtin_training_recipes_parse():
 
     teachers, students = builtin_recipes("teacher"), builtin_recipes("student")
     assert teachers[0] == "default"
-    assert {"demo", "demo-continue", "demo-anneal", "demo-refine", "demo-refine2", "wan5b-teacher"} <= set(teachers)
+    assert {"demo", "demo-continue", "demo-anneal", "demo-refine", "demo-refine2", "demo-refine3", "demo-refine4",
+            "wan5b-teacher"} <= set(teachers)
     assert {"student", "wan5b-student"} <= set(students) and not set(students) & set(teachers)
     assert builtin_recipes("decoder") == ["decoder"]
     for name in teachers:
