@@ -9,10 +9,10 @@ Each clip is encoded (posterior mode) and decoded; printed as JSON: PSNR over al
 PSNR and SSIM (`tryon eval`'s garment SSIM) inside the garment masks, over all garments
 and over the striped or checked ones alone (issue 29's bar: >= 28 dB over all frames, the
 stripes still visible), and the figure's worst-frame silhouette IoU and height ratio (what
-a model on this VAE can reach at best), with `figure_whole`: how many clips the VAE alone keeps
-whole by issue 29's bar (`prove_it_learns.py`'s count, the ceiling of any model on this VAE). Two diagnostics beside them: the PSNR of each frame
-index (a causal VAE that drifts over the clip shows it falling) and of frames 0, 8 and 16 coded
-one at a time (what the VAE does without its temporal compression). --sheet writes a picture:
+a model on this VAE can reach at best), with `figure_whole`: how many clips the VAE alone
+keeps whole by issue 29's bar (`prove_it_learns.py`'s count: the ceiling of any model on this
+VAE). Two diagnostics beside them: the PSNR of each frame index (a causal VAE that drifts over
+the clip shows it falling) and of frames 0, 8 and 16 coded one at a time (what the VAE does without its temporal compression). --sheet writes a picture:
 the patterned samples' frames 0, 8, 16, originals above their reconstructions.
 """
 
