@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from prove_it_learns import WHOLE_HEIGHT, WHOLE_IOU, garment_colour, garments_of, region_colour, samples, tryon
+from prove_it_learns import garment_colour, is_whole, garments_of, region_colour, samples, tryon
 
 from engine.media import read_video
 from engine.metrics import delta_e76, motion_magnitude, psnr_per_frame, rgb_to_lab, score_videos
@@ -176,8 +176,8 @@ def main() -> None:
             "figure": {"worst_frame_iou": _mean([f.figure_iou_worst for f in figures]),
                        "height_ratio": _mean([f.figure_height_ratio for f in figures]),
                        "garment_ssim": _mean([f.garment_ssim for f in figures if f.garment_ssim is not None]),
-                       "figure_whole": sum(f.figure_iou_worst >= WHOLE_IOU and f.figure_height_ratio >= WHOLE_HEIGHT
-                                           for f in figures), "samples": len(figures)},
+                       "figure_whole": sum(is_whole(f.figure_iou_worst, f.figure_height_ratio) for f in figures),
+                       "samples": len(figures)},
             "switch": {name: {"pairs": len(to_new[name]),
                               "shows_new": sum(n < o for n, o in zip(worn_new[name], worn_old[name])),
                               "delta_e_to_new": _mean(to_new[name]), "delta_e_to_old": _mean(to_old[name]),

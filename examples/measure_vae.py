@@ -12,8 +12,9 @@ stripes still visible), and the figure's worst-frame silhouette IoU and height r
 a model on this VAE can reach at best), with `figure_whole`: how many clips the VAE alone
 keeps whole by issue 29's bar (`prove_it_learns.py`'s count: the ceiling of any model on this
 VAE). Two diagnostics beside them: the PSNR of each frame index (a causal VAE that drifts over
-the clip shows it falling) and of frames 0, 8 and 16 coded one at a time (what the VAE does without its temporal compression). --sheet writes a picture:
-the patterned samples' frames 0, 8, 16, originals above their reconstructions.
+the clip shows it falling) and of frames 0, 8 and 16 coded one at a time (what the VAE does
+without its temporal compression). --sheet writes a picture: the patterned samples' frames 0,
+8, 16, originals above their reconstructions.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from engine.metrics import figure_scores, garment_ssim, psnr
 from engine.pipelines.pipeline_tryon import frames_to_pixels
 from engine.synth import SEED_STRIDE, make_sample
 from engine.synth.render import background
-from prove_it_learns import WHOLE_HEIGHT, WHOLE_IOU
+from prove_it_learns import is_whole
 
 PATTERNS = ("stripes", "checks")
 ALONE = (0, 8, 16)  # frames also coded one at a time
@@ -97,8 +98,7 @@ def main() -> None:
             rows["pattern_psnr"].append(masked_psnr(rebuilt, target, mask))
             rows["pattern_ssim"].append(garment_ssim(rebuilt, target, mask))
             shown.append(np.concatenate([np.concatenate(list(v[[0, 8, 16]]), axis=1) for v in (target, rebuilt)]))
-    whole = sum(iou >= WHOLE_IOU and height >= WHOLE_HEIGHT
-                for iou, height in zip(rows["figure_iou_worst"], rows["figure_height_ratio"]))
+    whole = sum(map(is_whole, rows["figure_iou_worst"], rows["figure_height_ratio"]))
     result = {"model": args.model, "clips": args.count, "patterned_clips": len(rows["pattern_psnr"]),
               **{key: _mean(values) for key, values in rows.items()}, "figure_whole": whole,
               "figure_iou_worst_each": np.round(rows["figure_iou_worst"], 3).tolist(),

@@ -133,10 +133,15 @@ def by_layout(report: dict, data: Path) -> dict:
             for name, rows in split.items()}
 
 
+def is_whole(worst_frame_iou: float, height_ratio: float) -> bool:
+    """Issue 29's bar for a figure kept whole, judged on a video's worst frame."""
+    return worst_frame_iou >= WHOLE_IOU and height_ratio >= WHOLE_HEIGHT
+
+
 def figure_whole(report: dict) -> dict:
     """How many samples keep the figure whole in every frame, and the worst sample's measures."""
     rows = [r for r in report["samples"] if r["figure_iou_worst"] is not None]
-    whole = [r for r in rows if r["figure_iou_worst"] >= WHOLE_IOU and r["figure_height_ratio"] >= WHOLE_HEIGHT]
+    whole = [r for r in rows if is_whole(r["figure_iou_worst"], r["figure_height_ratio"])]
     return {"samples": len(rows), "whole": len(whole),
             "lowest_worst_frame_iou": min((r["figure_iou_worst"] for r in rows), default=None),
             "lowest_height_ratio": min((r["figure_height_ratio"] for r in rows), default=None)}
